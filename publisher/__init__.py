@@ -1,0 +1,1 @@
+"""Runletter: newsletter-as-code for running coaches."""

@@ -1,0 +1,382 @@
+"""The `runletter` command: thin verbs over the pipeline; user mistakes print, never trace."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import Finding, RunletterError, display_path
+from .project import Project, open_project
+
+
+class Runletter(click.Group):
+    """Prints RunletterError findings one per line and exits 1, with no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RunletterError as exc:
+            report(exc.findings)
+            ctx.exit(1)
+
+
+def report(findings: tuple[Finding, ...] | list[Finding]) -> None:
+    """Errors before warnings, each as `path:line: level: message`."""
+    ordered = sorted(findings, key=lambda f: f.level != "error")
+    for finding in ordered:
+        where = f"{finding.path}:{finding.line}" if finding.line else finding.path
+        click.echo(f"{where}: {finding.level}: {finding.message}", err=True)
+
+
+def project_here() -> Project:
+    """The project at or above the current folder."""
+    return open_project(Path.cwd())
+
+
+@click.group(cls=Runletter, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runletter")
+def main() -> None:
+    """Runletter: newsletter-as-code for running coaches.
+
+    Markdown posts and an exercise catalogue in; one email edition per runner goal,
+    a web archive and feeds out.
+    """
+
+
+@main.command()
+@click.option("--drafts", is_flag=True, help="Include draft posts in the archive.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write somewhere other than the configured site/ folder.")
+def build(drafts: bool, out: Path | None) -> None:
+    """Build the web archive (posts, exercises, goals, feeds) into site/."""
+    from .render import EmailRenderer
+    from .site import SiteBuilder
+
+    project = project_here()
+    resolved = project.resolve_all(include_drafts=drafts)
+    renderer = EmailRenderer(project.config)
+    editions = sum(len(renderer.editions(r)) for r in resolved)  # proves every edition renders
+    builder = SiteBuilder(project.config, project.goals, project.catalogue)
+    site = builder.build(resolved, out)
+    click.echo(f"built {display_path(site, project.root)}/: {len(resolved)} posts, "
+               f"{len(project.catalogue)} exercises, {len(project.goals.items)} goals, "
+               f"{editions} email editions rendered ({builder.written} files written)")
+
+
+@main.command()
+@click.argument("post")
+@click.option("--goal", "goal_slug", help="Which goal's edition (default: general, "
+              "or the post's first goal).")
+@click.option("--text", is_flag=True, help="Print the plain-text part instead of the HTML.")
+def render(post: str, goal_slug: str | None, text: bool) -> None:
+    """Print one edition of POST (a slug or a path) to stdout."""
+    from .errors import suggest
+    from .render import EmailRenderer
+
+    project = project_here()
+    resolved = project.resolve(project.post(post))
+    slugs = [g.slug for g in resolved.audience]
+    if goal_slug is None:
+        goal_slug = "general" if "general" in slugs else slugs[0]
+    if project.goals.get(goal_slug) is None:
+        slugs_all = project.goals.slugs
+        raise RunletterError(f"unknown goal '{goal_slug}'" + suggest(goal_slug, slugs_all)
+                             + f"; goals are: {', '.join(slugs_all)}")
+    if goal_slug not in slugs:
+        raise RunletterError(f"{resolved.post.source.display}: the post's audience is "
+                             f"{', '.join(slugs)}; there is no '{goal_slug}' edition")
+    renderer = EmailRenderer(project.config)
+    prepared = renderer.prepare(resolved)
+    edition = renderer.edition(prepared, project.goals.get(goal_slug))
+    sys.stdout.write(edition.text() if text else edition.html())
+
+
+@main.group()
+def new() -> None:
+    """Scaffold a post or an exercise with its front matter filled in."""
+
+
+@new.command("post")
+@click.argument("title")
+def new_post_command(title: str) -> None:
+    """Create content/posts/<date>-<slug>.md as a draft."""
+    from .scaffold import new_post
+
+    project = project_here()
+    path = new_post(project.config, title)
+    click.echo(f"created {display_path(path, project.root)}")
+
+
+@new.command("exercise")
+@click.argument("name")
+def new_exercise_command(name: str) -> None:
+    """Create content/exercises/<slug>.md."""
+    from .scaffold import new_exercise
+
+    project = project_here()
+    path = new_exercise(project.config, name)
+    click.echo(f"created {display_path(path, project.root)}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Start a new newsletter in DIRECTORY with a minimal example."""
+    from .scaffold import init_project
+
+    init_project(directory)
+    click.echo(f"created a newsletter in {directory}/ — next: cd {directory} && runletter build")
+
+
+def open_store(project: Project):
+    """The subscriber store named in runletter.toml (created on first use)."""
+    from .store import Store
+
+    return Store.open(project.config.store_path)
+
+
+@main.group()
+def subscribers() -> None:
+    """Manage readers: import, add, remove, list, export."""
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
+def subscribers_import(csv_file: Path) -> None:
+    """Import readers from CSV (email, first_name, goal, tags[, status]) in one transaction."""
+    project = project_here()
+    if not csv_file.is_file():
+        raise RunletterError(f"{csv_file}: no such file")
+    with open_store(project) as store:
+        result = store.import_csv(csv_file, project.goals, display=str(csv_file))
+    report(result.findings)
+    click.echo(f"imported {csv_file}: {result.added} added, {result.updated} updated, "
+               f"{result.unchanged} unchanged, {result.skipped} skipped")
+    if result.skipped:
+        sys.exit(1)
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--goal", default="general", show_default=True, help="The reader's goal.")
+@click.option("--name", "first_name", default="", help="First name, for the greeting.")
+@click.option("--tags", default="", help="Tags, separated by ';'.")
+def subscribers_add(email: str, goal: str, first_name: str, tags: str) -> None:
+    """Add one active reader (consent source: cli)."""
+    from .errors import suggest
+
+    project = project_here()
+    if project.goals.get(goal) is None:
+        raise RunletterError(f"unknown goal '{goal}'" + suggest(goal, project.goals.slugs)
+                             + f"; goals are: {', '.join(project.goals.slugs)}")
+    with open_store(project) as store:
+        reader = store.add(email, goal=goal, first_name=first_name,
+                           tags=[t for t in tags.split(";") if t.strip()], consent_source="cli")
+    click.echo(f"added {reader.email} ({reader.goal})")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+def subscribers_remove(email: str) -> None:
+    """Delete a reader and their delivery history (the audit trail keeps the removal)."""
+    project = project_here()
+    with open_store(project) as store:
+        if not store.remove(email):
+            raise RunletterError(f"no reader {email}; 'runletter subscribers list' shows them")
+    click.echo(f"removed {email}")
+
+
+@subscribers.command("list")
+@click.option("--goal", help="Only this goal.")
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced",
+                                             "complained"]), help="Only this status.")
+def subscribers_list(goal: str | None, status: str | None) -> None:
+    """List readers, one per line: email, goal, status, name."""
+    project = project_here()
+    with open_store(project) as store:
+        for reader in store.list(goal=goal, status=status):
+            click.echo(f"{reader.email}\t{reader.goal}\t{reader.status}\t{reader.first_name}")
+
+
+@subscribers.command("export")
+@click.option("--goal", help="Only this goal.")
+@click.option("--status", help="Only this status.")
+def subscribers_export(goal: str | None, status: str | None) -> None:
+    """Write readers as CSV to stdout."""
+    project = project_here()
+    with open_store(project) as store:
+        store.export_csv(sys.stdout, goal=goal, status=status)
+
+
+@main.command()
+def audience() -> None:
+    """Count active readers per goal."""
+    project = project_here()
+    with open_store(project) as store:
+        counts = store.count_by_goal("active")
+    total = sum(counts.values())
+    width = max([len(g.label) for g in project.goals] + [8]) + 16
+    for goal in project.goals:
+        click.echo(f"{goal.label:<{width}}{counts.pop(goal.slug, 0):>7}")
+    for slug, count in sorted(counts.items()):
+        click.echo(f"{slug + ' (not in goals.toml)':<{width}}{count:>7}")
+    click.echo(f"{'Total active':<{width}}{total:>7}")
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+
+
+def _signer_for(project: Project, provider_cls) -> object:
+    """The token signer; only the outbox may run on a generated, git-ignored secret."""
+    import os
+
+    from .tokens import SECRET_ENV, Signer, load_secret
+
+    if provider_cls.needs_secret_env and not os.environ.get(SECRET_ENV):
+        raise RunletterError(
+            f"{SECRET_ENV} is not set: the '{provider_cls.name}' provider sends real mail, "
+            "so reader links must be signed with your own secret; set it with "
+            f"export {SECRET_ENV}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    secret, told = load_secret(project.root, create=True)
+    if told:
+        click.echo(f"note: {told}", err=True)
+    return Signer(secret)
+
+
+@main.command()
+@click.argument("post")
+@click.option("--provider", "provider_name", help="Override [delivery] provider.")
+@click.option("--dry-run", is_flag=True, help="Show the plan per segment; send nothing.")
+@click.option("--to", "test_to", metavar="EMAIL", help="Send one test copy to EMAIL, "
+              "outside the ledger.")
+@click.option("--goal", "test_goal", help="With --to: which goal's edition (default: the "
+              "post's first goal).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--resend-in-flight", is_flag=True, help="Send again to readers whose batch "
+              "was in flight when an earlier publish stopped (they may get two copies).")
+def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | None,
+            test_goal: str | None, yes: bool, resend_in_flight: bool) -> None:
+    """Send POST to every active reader in its audience, each their goal's edition."""
+    from .address import Addresser
+    from .deliver import Ledger, send_post
+    from .errors import suggest
+    from .providers import provider_class
+    from .providers.base import Batch, provider_settings
+    from .render import EmailRenderer
+    from .site import SiteBuilder
+    from .store import validate_email
+
+    project = project_here()
+    config = project.config
+    resolved = project.resolve(project.post(post))
+    draft = resolved.post
+    if test_goal and not test_to:
+        raise RunletterError("--goal goes with --to (a test copy); a publish sends every "
+                             "reader their own goal's edition")
+    if draft.is_draft and not test_to:
+        raise RunletterError(f"{draft.source.display}: is a draft; set 'status: ready' to "
+                             "send it (or send yourself a test copy with --to)")
+    name = provider_name or config.delivery["provider"]
+    cls = provider_class(name)
+    settings = provider_settings(cls, config)
+    renderer = EmailRenderer(config)
+    goals = [g.slug for g in resolved.audience]
+
+    if test_to:
+        if reason := validate_email(test_to):
+            raise RunletterError(f"--to {test_to}: not an email address ({reason})")
+        goal_slug = test_goal or goals[0]
+        if goal_slug not in goals:
+            raise RunletterError(f"--goal {goal_slug}: not in the post's audience"
+                                 + suggest(goal_slug, goals) + f"; it is: {', '.join(goals)}")
+        addresser = Addresser(config, _signer_for(project, cls))
+        edition = renderer.edition(renderer.prepare(resolved), project.goals.get(goal_slug))
+        compiled = addresser.compile(edition)
+        recipient = addresser.recipient(f"test-{draft.slug}", 0, test_to, "")
+        with cls(config, addresser, settings) as provider:
+            [receipt] = provider.send(Batch(edition, compiled, (recipient,)))
+        if receipt.status != "accepted":
+            raise RunletterError(f"test copy to {test_to} not sent: {receipt.reason}")
+        click.echo(f"sent a test copy of the {goal_slug} edition to {test_to} via {name}")
+        return
+
+    with open_store(project) as store:
+        ledger = Ledger(store)
+        plan = ledger.preview(draft.slug, goals, project.goals.slugs)
+        rows = [["segment", "to send", "already sent"]]
+        rows += [[g, str(plan.to_send[g]), str(plan.done[g])] for g in goals]
+        _table(rows)
+        for slug, count in plan.unmatched.items():
+            click.echo(f"warning: {count} active readers have the goal '{slug}', which is not "
+                       f"in {config.goals_path.name}; they get nothing", err=True)
+        if plan.in_flight:
+            verb = "will be sent again" if resend_in_flight else "will NOT be sent again"
+            click.echo(f"warning: {plan.in_flight} deliveries were in flight when an earlier "
+                       f"publish stopped; they may or may not have gone out and {verb}"
+                       + ("" if resend_in_flight else " (use --resend-in-flight to resend)"),
+                       err=True)
+        to_send = plan.total + (plan.in_flight if resend_in_flight else 0)
+        if dry_run:
+            click.echo(f"dry run: would send {to_send} messages via {name}; nothing sent")
+            return
+        if to_send == 0:
+            click.echo("nothing to send: every reader in the audience already has this post")
+            return
+        if not yes:
+            click.confirm(f"Send '{draft.subject}' to {to_send} readers via {name}?",
+                          abort=True)
+        addresser = Addresser(config, _signer_for(project, cls))
+        if resend_in_flight:
+            ledger.release_in_flight(draft.slug)
+        ledger.plan(draft.slug, goals)
+        delivery = config.delivery
+        with cls(config, addresser, settings) as provider, click.progressbar(
+                length=to_send, label=f"sending via {name}", file=sys.stderr) as bar:
+            outcome = send_post(resolved, ledger, provider, renderer, addresser,
+                                max_attempts=delivery["max_attempts"],
+                                backoff_base=float(delivery["backoff_base"]),
+                                backoff_max=float(delivery["backoff_max"]), progress=bar.update)
+        table = ledger.report(draft.slug)
+        rows = [["segment", "sent", "rejected", "failed", "in-flight"]]
+        for goal in goals:
+            states = table.get(goal, {})
+            rows.append([goal, *(str(states.get(s, 0)) for s in
+                                 ("sent", "rejected", "failed", "in-flight"))])
+        _table(rows)
+        click.echo(f"sent {sum(outcome.sent.values())} messages in {outcome.batches} batches")
+    builder = SiteBuilder(config, project.goals, project.catalogue)
+    builder.build(project.resolve_all())
+    if sum(outcome.failed.values()):
+        raise RunletterError(f"{sum(outcome.failed.values())} deliveries failed after "
+                             f"{delivery['max_attempts']} tries; run publish again to retry them")
+
+
+@main.command("report")
+@click.argument("post")
+def report_command(post: str) -> None:
+    """Show the ledger of POST per segment and state."""
+    from .deliver import STATES, Ledger
+
+    project = project_here()
+    slug = project.post(post).slug
+    with open_store(project) as store:
+        table = Ledger(store).report(slug)
+    if not table:
+        click.echo(f"{slug}: not published yet")
+        return
+    rows = [["segment", *STATES, "total"]]
+    for goal, states in table.items():
+        rows.append([goal, *(str(states.get(s, 0)) for s in STATES), str(sum(states.values()))])
+    totals = [sum(t.get(s, 0) for t in table.values()) for s in STATES]
+    rows.append(["total", *(str(n) for n in totals), str(sum(totals))])
+    _table(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

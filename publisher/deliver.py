@@ -1,0 +1,274 @@
+"""Deliver a post: plan one Delivery per reader in the ledger, then send in batches.
+
+The ledger (table `deliveries`, one row per post and reader) is written before and after
+every batch: rows go planned → in-flight → sent | rejected | failed. A re-run sends only
+planned or transiently failed rows; rows left in-flight by a crash are reported and sent
+again only when the author asks (at most once, by default).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .address import Addresser
+from .model import Goal, Resolved
+from .providers.base import (
+    ACCEPTED,
+    FAILED,
+    REJECTED,
+    Batch,
+    Provider,
+    ProviderConfigError,
+    Receipt,
+)
+from .render import EmailRenderer
+from .store import Store, now
+
+STATES = ("planned", "in-flight", "sent", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the ledger: one reader's copy of one post."""
+
+    post: str
+    subscriber_id: int
+    email: str
+    goal: str
+    state: str
+    attempts: int
+    first_name: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a publish would do, per goal: readers to send to now, and what is settled."""
+
+    post: str
+    to_send: dict[str, int]  # goal -> planned or retryable
+    done: dict[str, int]  # goal -> already sent
+    in_flight: int
+    unmatched: dict[str, int]  # active readers whose goal is not in goals.toml
+
+    @property
+    def total(self) -> int:
+        """Readers a publish would send to now."""
+        return sum(self.to_send.values())
+
+
+@dataclass
+class Outcome:
+    """What one publish run did, per goal and state."""
+
+    sent: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    batches: int = 0
+
+
+def backoff(attempt: int, base: float, cap: float, retry_after: float | None,
+            rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before the next try: exponential with full jitter, Retry-After wins."""
+    delay = min(cap, base * (2 ** max(0, attempt - 1)))
+    delay = delay * (0.5 + rng() / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+class Ledger:
+    """The deliveries table: what was planned, what is in flight, what is settled."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.conn = store.conn
+
+    def plan(self, post: str, goals: Sequence[str]) -> int:
+        """Add a planned row for every active reader in these goals not yet in the ledger."""
+        marks = ",".join("?" * len(goals))
+        with self.store.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO deliveries(post, subscriber_id, email, goal, state, "
+                "attempts, updated_at) SELECT ?, id, email, goal, 'planned', 0, ? "
+                f"FROM subscribers WHERE status = 'active' AND goal IN ({marks})",
+                (post, now(), *goals))
+            # A new run gives transiently failed rows a fresh set of tries.
+            conn.execute("UPDATE deliveries SET attempts = 0, next_attempt_at = NULL "
+                         "WHERE post = ? AND state = 'failed'", (post,))
+        return cursor.rowcount
+
+    def preview(self, post: str, goals: Sequence[str], known: Iterable[str]) -> Plan:
+        """The plan without writing anything (for --dry-run and the confirmation prompt)."""
+        marks = ",".join("?" * len(goals))
+        rows = self.conn.execute(
+            "SELECT s.goal, d.state, COUNT(*) FROM subscribers s LEFT JOIN deliveries d "
+            "ON d.subscriber_id = s.id AND d.post = ? "
+            f"WHERE s.status = 'active' AND s.goal IN ({marks}) GROUP BY s.goal, d.state",
+            (post, *goals)).fetchall()
+        to_send: Counter = Counter()
+        done: Counter = Counter()
+        for goal, state, count in rows:
+            if state in (None, "planned", "failed"):
+                to_send[goal] += count
+            elif state == "sent":
+                done[goal] += count
+        known = set(known)
+        unmatched = {goal: count for goal, count in self.conn.execute(
+            "SELECT goal, COUNT(*) FROM subscribers WHERE status = 'active' GROUP BY goal")
+            if goal not in known}
+        return Plan(post=post, to_send={g: to_send[g] for g in goals},
+                    done={g: done[g] for g in goals}, in_flight=self.count(post, "in-flight"),
+                    unmatched=unmatched)
+
+    def count(self, post: str, state: str) -> int:
+        """Rows of a post in one state."""
+        return self.conn.execute("SELECT COUNT(*) FROM deliveries WHERE post = ? AND state = ?",
+                                 (post, state)).fetchone()[0]
+
+    def release_in_flight(self, post: str) -> int:
+        """Make in-flight rows planned again (only when the author asks to resend them)."""
+        with self.store.transaction() as conn:
+            return conn.execute("UPDATE deliveries SET state = 'planned', updated_at = ? "
+                                "WHERE post = ? AND state = 'in-flight'",
+                                (now(), post)).rowcount
+
+    def claim(self, post: str, goal: str, limit: int, max_attempts: int,
+              at: float) -> list[Delivery]:
+        """Mark up to `limit` sendable rows in-flight and return them (committed first)."""
+        with self.store.transaction() as conn:
+            rows = conn.execute(
+                "SELECT d.subscriber_id, d.email, d.state, d.attempts, s.first_name, s.status "
+                "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+                "WHERE d.post = ? AND d.goal = ? AND d.state IN ('planned', 'failed') "
+                "AND d.attempts < ? AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) "
+                "ORDER BY d.subscriber_id LIMIT ?",
+                (post, goal, max_attempts, at, limit)).fetchall()
+            stamp = now()
+            claimed: list[Delivery] = []
+            for sid, addr, _state, attempts, first_name, status in rows:
+                if status != "active":  # left (or bounced) after the plan was made
+                    conn.execute("UPDATE deliveries SET state = 'rejected', error = ?, "
+                                 "updated_at = ? WHERE post = ? AND subscriber_id = ?",
+                                 (f"reader is {status}", stamp, post, sid))
+                    continue
+                claimed.append(Delivery(post, sid, addr, goal, "in-flight", attempts + 1,
+                                        first_name))
+            conn.executemany(
+                "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, "
+                "updated_at = ? WHERE post = ? AND subscriber_id = ?",
+                [(stamp, post, d.subscriber_id) for d in claimed])
+        return claimed
+
+    def record(self, post: str, receipts: Iterable[Receipt], attempts: dict[int, int],
+               base: float, cap: float, at: float) -> None:
+        """Settle a batch's rows from its receipts; a rejection marks the reader bounced."""
+        stamp = now()
+        sent, rejected, failed = [], [], []
+        for r in receipts:
+            if r.status == ACCEPTED:
+                sent.append((r.provider_id, stamp, post, r.subscriber_id))
+            elif r.status == REJECTED:
+                rejected.append((r.reason[:500], stamp, post, r.subscriber_id))
+            else:
+                wait = backoff(attempts.get(r.subscriber_id, 1), base, cap, r.retry_after)
+                failed.append((r.reason[:500], at + wait, stamp, post, r.subscriber_id))
+        with self.store.transaction() as conn:
+            conn.executemany("UPDATE deliveries SET state = 'sent', provider_id = ?, error = NULL, "
+                             "updated_at = ? WHERE post = ? AND subscriber_id = ?", sent)
+            conn.executemany("UPDATE deliveries SET state = 'rejected', error = ?, updated_at = ? "
+                             "WHERE post = ? AND subscriber_id = ?", rejected)
+            conn.executemany("UPDATE deliveries SET state = 'failed', error = ?, "
+                             "next_attempt_at = ?, updated_at = ? "
+                             "WHERE post = ? AND subscriber_id = ?", failed)
+            for reason, _, _, sid in rejected:
+                self.store.set_status(sid, "bounced", f"rejected by provider: {reason}")
+
+    def unclaim(self, post: str, rows: Iterable[Delivery]) -> None:
+        """Put claimed rows back as they were, when a batch provably never left."""
+        with self.store.transaction() as conn:
+            conn.executemany(
+                "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'failed' "
+                "ELSE 'planned' END, attempts = attempts - 1 WHERE post = ? AND "
+                "subscriber_id = ? AND state = 'in-flight'",
+                [(post, d.subscriber_id) for d in rows])
+
+    def next_retry(self, post: str, goal: str, max_attempts: int) -> float | None:
+        """When the earliest transiently failed row of a goal may be tried again."""
+        row = self.conn.execute(
+            "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM deliveries WHERE post = ? AND "
+            "goal = ? AND state IN ('planned', 'failed') AND attempts < ?",
+            (post, goal, max_attempts)).fetchone()
+        return row[0]
+
+    def report(self, post: str) -> dict[str, Counter]:
+        """Rows per goal and state."""
+        table: dict[str, Counter] = {}
+        for goal, state, count in self.conn.execute(
+                "SELECT goal, state, COUNT(*) FROM deliveries WHERE post = ? "
+                "GROUP BY goal, state ORDER BY goal", (post,)):
+            table.setdefault(goal, Counter())[state] = count
+        return table
+
+
+def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: EmailRenderer,
+              addresser: Addresser, *, max_attempts: int = 5, backoff_base: float = 1.0,
+              backoff_max: float = 60.0, progress: Callable[[int], None] | None = None,
+              sleep: Callable[[float], None] = time.sleep,
+              clock: Callable[[], float] = time.time) -> Outcome:
+    """Send every planned row of a post, goal by goal, batch by batch; settle each batch."""
+    outcome = Outcome()
+    prepared = renderer.prepare(resolved)
+    post = resolved.slug
+    for goal in resolved.audience:
+        compiled = None
+        while True:
+            rows = ledger.claim(post, goal.slug, provider.max_batch, max_attempts, clock())
+            if not rows:
+                retry_at = ledger.next_retry(post, goal.slug, max_attempts)
+                if retry_at is None:
+                    break
+                sleep(max(0.0, min(retry_at - clock(), backoff_max)))
+                continue
+            if compiled is None:  # render a goal's edition only when someone will get it
+                compiled = addresser.compile(renderer.edition(prepared, goal))
+            try:
+                receipts = _send_batch(provider, compiled, rows, addresser, post)
+            except ProviderConfigError:
+                ledger.unclaim(post, rows)  # nothing went out: leave no trace of the try
+                raise
+            ledger.record(post, receipts, {d.subscriber_id: d.attempts for d in rows},
+                          backoff_base, backoff_max, clock())
+            outcome.batches += 1
+            for r in receipts:
+                if r.status == ACCEPTED:
+                    outcome.sent[goal.slug] += 1
+                elif r.status == REJECTED:
+                    outcome.rejected[goal.slug] += 1
+                if progress and r.status != FAILED:
+                    progress(1)
+    for goal_slug, states in ledger.report(post).items():
+        if states["failed"]:
+            outcome.failed[goal_slug] = states["failed"]
+    return outcome
+
+
+def _send_batch(provider: Provider, compiled, rows: list[Delivery], addresser: Addresser,
+                post: str) -> list[Receipt]:
+    recipients = tuple(addresser.recipient(post, d.subscriber_id, d.email, d.first_name)
+                       for d in rows)
+    batch = Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
+    # A recipient the provider gave no receipt for may or may not have been sent: its row
+    # is not settled, so it stays in-flight and is reported, never silently re-sent.
+    return provider.send(batch)
+
+
+def goal_slugs(goals: Iterable[Goal]) -> list[str]:
+    """Slugs of goals."""
+    return [g.slug for g in goals]
+
+
+__all__ = ["STATES", "Ledger", "Plan", "backoff", "send_post"]

@@ -1,0 +1,51 @@
+"""Errors as values with a place: every user mistake names its file, line and a fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in the author's files, with where it is."""
+
+    path: str
+    line: int | None
+    message: str
+    level: str = "error"  # error | warning
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+class RunletterError(Exception):
+    """A user-facing error: the CLI prints it on one line and exits 1, with no traceback."""
+
+    def __init__(self, findings: Finding | Iterable[Finding] | str):
+        if isinstance(findings, str):
+            findings = [Finding("runletter", None, findings)]
+        elif isinstance(findings, Finding):
+            findings = [findings]
+        self.findings: tuple[Finding, ...] = tuple(findings)
+        super().__init__("\n".join(str(f) for f in self.findings))
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def display_path(path: Path | str, root: Path | None = None) -> str:
+    """Show a path relative to the project root when it lies inside it."""
+    p = Path(path)
+    if root is not None:
+        try:
+            return p.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return p.as_posix()

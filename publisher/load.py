@@ -1,0 +1,345 @@
+"""Read the author's files (posts, exercises, goals) into plain data, checking their shape.
+
+Shape is checked here (keys, types, values); references between files are checked in
+`resolve`. Every problem is a Finding with the file and line, collected before raising so
+the author sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import frontmatter
+import yaml
+
+from .errors import Finding, RunletterError, display_path, suggest
+from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post, Source
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+LEVELS = ("beginner", "intermediate", "advanced")
+STATUSES = ("draft", "ready")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A Markdown file split into its front matter (with key lines) and its body."""
+
+    meta: dict[str, Any]
+    body: str
+    source: Source
+
+
+def _key_lines(front: str, first_line: int) -> dict[str, int]:
+    """Map each top-level key (and each list item as key[i]) to its line in the file."""
+    lines: dict[str, int] = {}
+    try:
+        node = yaml.compose(front, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if not isinstance(node, yaml.MappingNode):
+        return lines
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        lines[key] = key_node.start_mark.line + first_line
+        if isinstance(value_node, yaml.SequenceNode):
+            for i, item in enumerate(value_node.value):
+                lines[f"{key}[{i}]"] = item.start_mark.line + first_line
+        elif isinstance(value_node, yaml.MappingNode):
+            for sub_key, _ in value_node.value:
+                lines[f"{key}.{sub_key.value}"] = sub_key.start_mark.line + first_line
+    return lines
+
+
+def read_document(path: Path, root: Path) -> Document:
+    """Split a Markdown file with YAML front matter; raise a Finding-bearing error if broken."""
+    shown = display_path(path, root)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RunletterError(Finding(shown, None, f"not UTF-8 text ({exc.reason}); "
+                                     "save the file as UTF-8")) from None
+    text = text.replace("\r\n", "\n")
+    handler = frontmatter.YAMLHandler()
+    if not handler.detect(text):
+        raise RunletterError(Finding(shown, 1, "no front matter: start the file with a '---' "
+                                     "line, the YAML keys, and another '---' line"))
+    try:
+        front, body = handler.split(text)
+    except ValueError:
+        raise RunletterError(Finding(shown, 1, "front matter is not closed: "
+                                     "add a '---' line after the last key")) from None
+    try:
+        meta = handler.load(front)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RunletterError(Finding(shown, line, f"front matter is not valid YAML: {problem}")
+                             ) from None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise RunletterError(Finding(shown, 2, "front matter must be 'key: value' lines"))
+    # The body is the file's tail; count the lines before it so errors point home.
+    body_start = len(text) - len(body)
+    lead = len(body) - len(body.lstrip("\n"))
+    source = Source(path=path, display=shown, key_lines=MappingProxyType(_key_lines(front, 1)),
+                    body_line=text[: body_start + lead].count("\n") + 1)
+    return Document(meta=meta, body=body.lstrip("\n"), source=source)
+
+
+class _Checker:
+    """Collects findings while reading one document's front matter."""
+
+    def __init__(self, doc: Document, allowed: tuple[str, ...]):
+        self.doc = doc
+        self.findings: list[Finding] = []
+        for key in doc.meta:
+            if key not in allowed:
+                self.error(str(key), f"unknown front matter key '{key}'" + suggest(key, allowed)
+                           + f"; allowed keys: {', '.join(allowed)}")
+
+    def error(self, key: str, message: str) -> None:
+        self.findings.append(Finding(self.doc.source.display, self.doc.source.line(key), message))
+
+    def text(self, key: str, required: bool = False, default: str = "") -> str:
+        value = self.doc.meta.get(key)
+        if value is None:
+            if required:
+                self.error(key, f"missing required key '{key}'")
+            return default
+        if isinstance(value, bool | dict | list):
+            self.error(key, f"'{key}' must be text")
+            return default
+        return str(value).strip()
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.doc.meta.get(key)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+            self.error(key, f"'{key}' must be a list, e.g. {key}: [a, b]")
+            return ()
+        return tuple(str(v).strip() for v in value)
+
+    def slugs(self, key: str) -> tuple[str, ...]:
+        items = self.strings(key)
+        for i, item in enumerate(items):
+            if not SLUG_RE.match(item):
+                self.error(f"{key}[{i}]", f"'{item}' in '{key}' is not a slug "
+                           "(lowercase letters, digits and hyphens)")
+        return items
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self.text(key, required=default is None, default=default or "")
+        if value and value not in choices:
+            self.error(key, f"'{key}' is '{value}'; use one of: {', '.join(choices)}"
+                       + suggest(value, choices))
+        return value
+
+
+def _slug_of(path: Path) -> str:
+    return path.stem
+
+
+def _check_slug(path: Path, shown: str, kind: str) -> list[Finding]:
+    if SLUG_RE.match(path.stem):
+        return []
+    return [Finding(shown, None, f"file name '{path.name}' is not a valid {kind} slug; "
+                    "rename it with lowercase letters, digits and hyphens")]
+
+
+def load_goals(path: Path, root: Path) -> Goals:
+    """Read subscribers/goals.toml; the fallback goal 'general' is always present."""
+    shown = display_path(path, root)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunletterError(Finding(shown, None, "goals file not found; create it with one "
+                                     "[goals.<slug>] table per runner goal")) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RunletterError(Finding(shown, None, f"not valid TOML: {exc}")) from None
+    findings: list[Finding] = []
+    unknown = [k for k in data if k != "goals"]
+    for key in unknown:
+        findings.append(Finding(shown, None, f"unknown table '{key}'; goals go in [goals.<slug>]"))
+    items: list[Goal] = []
+    table = data.get("goals", {})
+    if not isinstance(table, dict):
+        findings.append(Finding(shown, None, "'goals' must be tables: [goals.<slug>]"))
+        table = {}
+    for slug, spec in table.items():
+        if not SLUG_RE.match(slug):
+            findings.append(Finding(shown, None, f"goal '{slug}' is not a slug "
+                                    "(lowercase letters, digits and hyphens)"))
+            continue
+        if not isinstance(spec, dict):
+            findings.append(Finding(shown, None, f"[goals.{slug}] must be a table"))
+            continue
+        for key in spec:
+            if key not in ("label", "description"):
+                findings.append(Finding(shown, None, f"[goals.{slug}] unknown key '{key}'"
+                                        + suggest(key, ("label", "description"))))
+        label = spec.get("label")
+        if not isinstance(label, str) or not label.strip():
+            findings.append(Finding(shown, None, f"[goals.{slug}] needs a label, e.g. "
+                                    f'label = "{slug.title()}"'))
+            label = slug
+        description = spec.get("description", "")
+        if not isinstance(description, str):
+            findings.append(Finding(shown, None, f"[goals.{slug}] description must be text"))
+            description = ""
+        items.append(Goal(slug=slug, label=label.strip(), description=description.strip()))
+    if findings:
+        raise RunletterError(findings)
+    if not any(g.slug == EVERYONE for g in items):
+        items.append(Goal(EVERYONE, "Everyone", "Readers who have not picked a goal."))
+    return Goals(items=tuple(items), path=path)
+
+
+def _gather(folder: Path, root: Path, read: Callable[[Path, Path], Any]) -> list[Any]:
+    """Read every .md file in a folder, gathering all errors before raising."""
+    found: list[Any] = []
+    findings: list[Finding] = []
+    for path in sorted(folder.glob("*.md")):
+        if path.name.lower() == "readme.md" or path.name.startswith("_"):
+            continue
+        try:
+            found.append(read(path, root))
+        except RunletterError as exc:
+            findings.extend(exc.findings)
+    if findings:
+        raise RunletterError(findings)
+    return found
+
+
+EXERCISE_KEYS = ("name", "focus", "muscles", "equipment", "level", "dose", "cues",
+                 "progressions", "regressions", "image", "video")
+
+
+def read_exercise(path: Path, root: Path) -> Exercise:
+    """Read one content/exercises/<slug>.md, checking its front matter's shape."""
+    doc = read_document(path, root)
+    check = _Checker(doc, EXERCISE_KEYS)
+    check.findings.extend(_check_slug(path, doc.source.display, "exercise"))
+    dose_raw = doc.meta.get("dose", {})
+    dose: dict[str, str] = {}
+    if not isinstance(dose_raw, dict):
+        check.error("dose", "'dose' must be a table of goal: text, e.g. "
+                    'dose: {default: "3 x 8", marathon: "3 x 6 heavy"}')
+    else:
+        for goal, text in dose_raw.items():
+            if not isinstance(text, str | int) or isinstance(text, bool):
+                check.error(f"dose.{goal}", f"dose for '{goal}' must be text")
+                continue
+            dose[str(goal)] = str(text).strip()
+    exercise = Exercise(
+        slug=_slug_of(path),
+        name=check.text("name", required=True),
+        focus=check.strings("focus"),
+        muscles=check.strings("muscles"),
+        equipment=check.strings("equipment"),
+        level=check.choice("level", LEVELS, default="beginner"),
+        dose=MappingProxyType(dose),
+        cues=check.strings("cues"),
+        progressions=check.slugs("progressions"),
+        regressions=check.slugs("regressions"),
+        image=check.text("image") or None,
+        video=check.text("video") or None,
+        body=doc.body,
+        source=doc.source,
+    )
+    if check.findings:
+        raise RunletterError(check.findings)
+    return exercise
+
+
+POST_KEYS = ("title", "date", "topic", "audience", "exercises", "subject", "preheader",
+             "summary", "status")
+
+
+def read_post(path: Path, root: Path) -> Post:
+    """Read one content/posts/<slug>.md, checking its front matter's shape."""
+    doc = read_document(path, root)
+    check = _Checker(doc, POST_KEYS)
+    check.findings.extend(_check_slug(path, doc.source.display, "post"))
+    raw_date = doc.meta.get("date")
+    date = dt.date(1970, 1, 1)
+    if raw_date is None:
+        check.error("date", "missing required key 'date' (YYYY-MM-DD)")
+    elif isinstance(raw_date, dt.datetime):
+        date = raw_date.date()
+    elif isinstance(raw_date, dt.date):
+        date = raw_date
+    else:
+        try:
+            date = dt.date.fromisoformat(str(raw_date).strip())
+        except ValueError:
+            check.error("date", f"date '{raw_date}' is not a date; write it as YYYY-MM-DD")
+    title = check.text("title", required=True)
+    audience = check.slugs("audience") if "audience" in doc.meta else None
+    if audience is not None and not audience:
+        check.error("audience", "'audience' is empty; list goals, or remove the key "
+                    "to send to everyone")
+    post = Post(
+        slug=_slug_of(path),
+        title=title,
+        date=date,
+        topic=check.text("topic", required=True),
+        audience=audience,
+        exercises=check.slugs("exercises"),
+        subject=check.text("subject") or title,
+        preheader=check.text("preheader"),
+        summary=check.text("summary"),
+        status=check.choice("status", STATUSES, default="ready"),
+        body=doc.body,
+        source=doc.source,
+    )
+    for key, value in (("title", post.title), ("subject", post.subject)):
+        if "\n" in value or "\r" in value:
+            check.error(key, f"'{key}' must be on one line (it goes in the email's header)")
+    if check.findings:
+        raise RunletterError(check.findings)
+    return post
+
+
+def load_catalogue(content_dir: Path, root: Path) -> Catalogue:
+    """Read every exercise under content/exercises/."""
+    exercises = _gather(content_dir / "exercises", root, read_exercise)
+    return Catalogue(exercises=MappingProxyType({e.slug: e for e in exercises}))
+
+
+def load_posts(content_dir: Path, root: Path) -> tuple[Post, ...]:
+    """Read every post under content/posts/, newest first."""
+    posts = _gather(content_dir / "posts", root, read_post)
+    return tuple(sorted(posts, key=lambda p: (p.date, p.slug), reverse=True))
+
+
+def find_post(content_dir: Path, root: Path, name: str) -> Path:
+    """Find a post by slug or by path; the error lists close slugs."""
+    candidate = Path(name)
+    if candidate.suffix == ".md" and candidate.exists():
+        return candidate.resolve()
+    if (root / candidate).suffix == ".md" and (root / candidate).exists():
+        return (root / candidate).resolve()
+    folder = content_dir / "posts"
+    path = folder / f"{candidate.stem}.md"
+    if path.exists():
+        return path
+    slugs = sorted(p.stem for p in folder.glob("*.md"))
+    # A slug without its date prefix is enough when it names one post.
+    undated = [s for s in slugs if re.sub(r"^\d{4}-\d{2}-\d{2}-", "", s) == candidate.stem]
+    if len(undated) == 1:
+        return folder / f"{undated[0]}.md"
+    raise RunletterError(f"no post '{name}' in {display_path(folder, root)}"
+                         + suggest(candidate.stem, slugs)
+                         + "; give a slug (file name without .md) or a path")

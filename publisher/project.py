@@ -1,0 +1,75 @@
+"""Open a newsletter project: settings, goals, the catalogue and the posts, checked together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, find_root, load_config
+from .errors import Finding, RunletterError
+from .load import find_post, load_catalogue, load_goals, load_posts, read_post
+from .model import Catalogue, Goals, Post, Resolved
+from .resolve import check_catalogue, resolve
+
+
+@dataclass(frozen=True)
+class Project:
+    """Everything an author's repo holds, loaded and shape-checked."""
+
+    config: Config
+    goals: Goals
+    catalogue: Catalogue
+
+    @property
+    def root(self) -> Path:
+        """The folder holding runletter.toml."""
+        return self.config.root
+
+    def posts(self) -> tuple[Post, ...]:
+        """Every post, newest first."""
+        return load_posts(self.config.content_dir, self.root)
+
+    def post(self, name: str) -> Post:
+        """One post by slug or path."""
+        return read_post(find_post(self.config.content_dir, self.root, name), self.root)
+
+    def resolve(self, post: Post) -> Resolved:
+        """Check a post's references against this project."""
+        return resolve(post, self.catalogue, self.goals, self.config.topics)
+
+    def resolve_all(self, include_drafts: bool = False) -> tuple[Resolved, ...]:
+        """Resolve every post, gathering all errors before raising."""
+        resolved: list[Resolved] = []
+        findings: list[Finding] = []
+        for post in self.posts():
+            if post.is_draft and not include_drafts:
+                continue
+            try:
+                resolved.append(self.resolve(post))
+            except RunletterError as exc:
+                findings.extend(exc.findings)
+        if findings:
+            raise RunletterError(findings)
+        return tuple(resolved)
+
+
+def open_project(start: Path | None = None) -> Project:
+    """Find the project at or above `start` and load it; raise with every problem found."""
+    root = find_root(start)
+    config = load_config(root)
+    findings: list[Finding] = []
+    goals = catalogue = None
+    for load in ("goals", "catalogue"):
+        try:
+            if load == "goals":
+                goals = load_goals(config.goals_path, root)
+            else:
+                catalogue = load_catalogue(config.content_dir, root)
+        except RunletterError as exc:
+            findings.extend(exc.findings)
+    if goals is not None and catalogue is not None:
+        findings.extend(check_catalogue(catalogue, goals))
+    if findings:
+        raise RunletterError(findings)
+    assert goals is not None and catalogue is not None
+    return Project(config=config, goals=goals, catalogue=catalogue)

@@ -1,0 +1,206 @@
+"""Render a resolved post into one Edition per goal: Markdown → Jinja2 → MJML → HTML.
+
+Markdown runs once per post (markup.convert_blocks), Jinja2 and MJML once per segment,
+and never per recipient: the Edition keeps per-recipient values as slots.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import jinja2
+import mjml
+from markupsafe import Markup
+
+from .config import Config
+from .errors import RunletterError
+from .markup import Chunk, SlotTable, convert_blocks, for_goal
+from .model import Edition, Exercise, Goal, Resolved, split_slots
+
+DEFAULT_LAYOUTS = Path(__file__).parent / "skeleton" / "layouts"
+
+
+def exercise_path(slug: str) -> str:
+    """Archive path of an exercise page."""
+    return f"exercises/{slug}/"
+
+
+def post_path(slug: str) -> str:
+    """Archive path of a post page."""
+    return f"posts/{slug}/"
+
+
+def goal_path(slug: str) -> str:
+    """Archive path of a goal's page."""
+    return f"goals/{slug}/"
+
+
+def layout_environment(config: Config, kind: str) -> jinja2.Environment:
+    """Jinja2 for `layouts/<kind>/`: the author's files first, the built-in ones behind."""
+    loader = jinja2.ChoiceLoader([
+        jinja2.FileSystemLoader(str(config.layouts_dir / kind)),
+        jinja2.FileSystemLoader(str(DEFAULT_LAYOUTS / kind)),
+    ])
+    return jinja2.Environment(
+        loader=loader,
+        autoescape=jinja2.select_autoescape(["html.j2", "mjml.j2", "xml.j2"],
+                                            default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def utm_params(config: Config, slug: str, goal: str) -> dict[str, str]:
+    """UTM parameters for a link into the archive from one goal's edition of a post."""
+    params = {
+        "utm_source": config.utm["source"],
+        "utm_medium": config.utm["medium"],
+        "utm_campaign": config.utm["campaign"].replace("{slug}", slug),
+        "utm_content": goal,
+    }
+    return {k: v for k, v in params.items() if v}
+
+
+def add_query(url: str, params: dict[str, str]) -> str:
+    """Add query parameters to a URL, keeping its own and its fragment."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query += list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def tag_archive_links(text: str, base_url: str, params: dict[str, str], html: bool) -> str:
+    """Add UTM parameters to every link into the archive (href values, or bare URLs in text)."""
+    base = re.escape(base_url)
+    if html:
+        pattern = re.compile(rf'(href=")({base}(?:/[^"]*)?)(")')
+
+        def replace(m: re.Match[str]) -> str:
+            url = m.group(2).replace("&amp;", "&")
+            return m.group(1) + add_query(url, params).replace("&", "&amp;") + m.group(3)
+    else:
+        pattern = re.compile(rf"()({base}(?:/[^\s)>\]\"']*)?)()")
+
+        def replace(m: re.Match[str]) -> str:
+            return add_query(m.group(2), params)
+
+    return pattern.sub(replace, text)
+
+
+@dataclass(frozen=True)
+class Card:
+    """What an exercise card shows in one goal's edition."""
+
+    slug: str
+    name: str
+    url: str
+    dose: str | None
+    focus: tuple[str, ...]
+    cues: tuple[str, ...]
+    level: str
+    equipment: tuple[str, ...]
+    image: str | None
+    video: str | None
+
+
+def media_url(config: Config, ref: str | None) -> str | None:
+    """An image or video reference as an absolute URL (paths under content/ go to the archive)."""
+    if not ref:
+        return None
+    if re.match(r"^https?://", ref):
+        return ref
+    return config.archive_url("media/" + ref.lstrip("/").removeprefix("content/"))
+
+
+def card_for(config: Config, exercise: Exercise, goal: str) -> Card:
+    """An exercise card with the dose for this goal."""
+    return Card(slug=exercise.slug, name=exercise.name,
+                url=config.archive_url(exercise_path(exercise.slug)),
+                dose=exercise.dose_for(goal), focus=exercise.focus, cues=exercise.cues,
+                level=exercise.level, equipment=exercise.equipment,
+                image=media_url(config, exercise.image), video=media_url(config, exercise.video))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A post with its Markdown converted once, ready to render any goal's edition."""
+
+    resolved: Resolved
+    chunks: tuple[Chunk, ...]
+    slot_table: SlotTable
+    markers: dict[str, str]
+
+
+class EmailRenderer:
+    """Renders editions with the newsletter's email layouts."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.env = layout_environment(config, "email")
+        try:
+            self.html_template = self.env.get_template("base.mjml.j2")
+            self.text_template = self.env.get_template("base.txt.j2")
+        except jinja2.TemplateSyntaxError as exc:
+            raise RunletterError(f"{exc.filename or exc.name}:{exc.lineno}: layout error: "
+                                 f"{exc.message}") from None
+        except jinja2.TemplateNotFound as exc:
+            raise RunletterError(f"layouts/email/{exc.name}: layout not found") from None
+
+    def prepare(self, resolved: Resolved) -> Prepared:
+        """Convert the post's Markdown once; every edition reuses it."""
+        table = SlotTable()
+        markers = {
+            "unsubscribe_url": table.marker("unsubscribe_url"),
+            "preferences_url": table.marker("preferences_url"),
+        }
+        chunks = convert_blocks(
+            resolved, table, lambda slug: self.config.archive_url(exercise_path(slug)))
+        return Prepared(resolved=resolved, chunks=chunks, slot_table=table, markers=markers)
+
+    def edition(self, prepared: Prepared, goal: Goal) -> Edition:
+        """Render one goal's edition of a prepared post."""
+        resolved = prepared.resolved
+        post = resolved.post
+        config = self.config
+        chunks = for_goal(prepared.chunks, goal.slug)
+        context = {
+            "newsletter": config,
+            "post": post,
+            "goal": goal,
+            "subject": post.subject,
+            "preheader": post.preheader,
+            "body_html": Markup("\n".join(c.html for c in chunks)),
+            "body_text": "\n\n".join(c.text for c in chunks),
+            "cards": [card_for(config, e, goal.slug) for e in resolved.exercises],
+            "web_url": config.archive_url(post_path(post.slug)),
+            "archive_url": config.archive_url(),
+            **prepared.markers,
+        }
+        try:
+            source = self.html_template.render(context)
+            text = self.text_template.render(context)
+        except jinja2.TemplateError as exc:
+            raise RunletterError(f"layouts/email: layout error while rendering "
+                                 f"'{post.slug}' for {goal.slug}: {exc}") from None
+        try:
+            html = mjml.mjml2html(source, disable_comments=False)
+        except Exception as exc:  # MRML reports bad MJML as a plain exception
+            raise RunletterError(f"layouts/email/base.mjml.j2: MJML could not be rendered for "
+                                 f"'{post.slug}' ({goal.slug}): {exc}") from None
+        params = utm_params(config, post.slug, goal.slug)
+        html = tag_archive_links(html, config.base_url, params, html=True)
+        text = tag_archive_links(text, config.base_url, params, html=False)
+        slots = prepared.slot_table.slots
+        return Edition(post_slug=post.slug, goal=goal.slug, subject=post.subject,
+                       preheader=post.preheader, html_parts=split_slots(html, slots),
+                       text_parts=split_slots(text, slots))
+
+    def editions(self, resolved: Resolved) -> dict[str, Edition]:
+        """Every edition of a post, one per goal in its audience."""
+        prepared = self.prepare(resolved)
+        return {g.slug: self.edition(prepared, g) for g in resolved.audience}

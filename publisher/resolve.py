@@ -1,0 +1,184 @@
+"""Check every reference a post makes before anything renders: pure, no I/O.
+
+A post names goals (audience, `::: only` blocks), a topic, exercises (cards and `[[slug]]`
+links) and merge fields. Each must exist; each miss is a Finding with the line and the
+closest valid name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from .errors import Finding, RunletterError, suggest
+from .model import EVERYONE, Block, Catalogue, Goals, Post, Resolved
+
+ONLY_OPEN = re.compile(r"^:::\s*only\b(.*)$")
+FENCE = re.compile(r"^:::")
+EXERCISE_LINK = re.compile(r"\[\[\s*([^\]\n]*?)\s*\]\]")
+MERGE_FIELD = re.compile(r"\{\{(.*?)\}\}")
+MERGE_SYNTAX = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*"
+                          r"(?:\|\s*default\(\s*(?:\"([^\"]*)\"|'([^']*)')\s*\)\s*)?$")
+MERGE_FIELDS = ("first_name",)
+
+
+def split_blocks(post: Post) -> tuple[tuple[Block, ...], list[Finding]]:
+    """Cut the body at `::: only GOAL…` / `:::` fences into Blocks; report bad fences."""
+    findings: list[Finding] = []
+    blocks: list[Block] = []
+    where = post.source.display
+    current: list[str] = []
+    start = post.source.body_line
+    goals: tuple[str, ...] | None = None
+    open_line = 0
+    in_code = False
+
+    def flush(next_start: int) -> None:
+        nonlocal current, start
+        lead = 0
+        while lead < len(current) and not current[lead].strip():
+            lead += 1
+        text = "\n".join(current[lead:]).rstrip()
+        if text or goals:
+            blocks.append(Block(markdown=text + "\n", line=start + lead, goals=goals,
+                                opened=open_line if goals else 0))
+        current = []
+        start = next_start
+
+    for offset, line in enumerate(post.body.split("\n")):
+        number = post.source.body_line + offset
+        if line.lstrip().startswith(("```", "~~~")):
+            in_code = not in_code
+        if in_code or not FENCE.match(line):
+            current.append(line)
+            continue
+        opening = ONLY_OPEN.match(line)
+        if opening:
+            if goals is not None:
+                findings.append(Finding(where, number, "'::: only' block opened inside another "
+                                        f"(opened on line {open_line}); close it with ':::' first"))
+                continue
+            named = tuple(opening.group(1).replace(",", " ").split())
+            if not named:
+                findings.append(Finding(where, number, "'::: only' names no goal; write "
+                                        "'::: only marathon ultra'"))
+            flush(number + 1)
+            goals, open_line = named, number
+        elif line.strip() == ":::":
+            if goals is None:
+                findings.append(Finding(where, number, "':::' closes no block; open one with "
+                                        "'::: only GOAL'"))
+                continue
+            flush(number + 1)
+            goals = None
+        else:
+            findings.append(Finding(where, number, f"unknown block '{line.strip()}'; "
+                                    "the only block is '::: only GOAL…'"))
+    if goals is not None:
+        findings.append(Finding(where, open_line, "'::: only' block is never closed; "
+                                "add a ':::' line after it"))
+        goals = None
+    flush(0)
+    return tuple(blocks), findings
+
+
+def _goal_findings(where: str, line: int | None, named: Iterable[str], goals: Goals,
+                   what: str) -> list[Finding]:
+    return [Finding(where, line, f"unknown goal '{g}' in {what}" + suggest(g, goals.slugs)
+                    + f"; goals are: {', '.join(goals.slugs)}")
+            for g in named if goals.get(g) is None]
+
+
+def check_body(block: Block, where: str, catalogue: Catalogue) -> list[Finding]:
+    """Inline `[[slug]]` links and `{{ merge }}` fields in one block, each with its line."""
+    findings: list[Finding] = []
+    for offset, line in enumerate(block.markdown.split("\n")):
+        number = block.line + offset
+        for match in EXERCISE_LINK.finditer(line):
+            slug = match.group(1)
+            if catalogue.get(slug) is None:
+                findings.append(Finding(where, number, f"unknown exercise '{slug}'"
+                                        + suggest(slug, catalogue.exercises)))
+        for match in MERGE_FIELD.finditer(line):
+            syntax = MERGE_SYNTAX.match(match.group(1))
+            if not syntax:
+                findings.append(Finding(where, number, f"merge field '{match.group(0)}' is not "
+                                        "understood; write {{ first_name | default(\"runner\") }}"))
+            elif syntax.group(1) not in MERGE_FIELDS:
+                findings.append(Finding(where, number, f"unknown merge field "
+                                        f"'{syntax.group(1)}'" + suggest(syntax.group(1),
+                                                                        MERGE_FIELDS)
+                                        + f"; fields are: {', '.join(MERGE_FIELDS)}"))
+    return findings
+
+
+def check_catalogue(catalogue: Catalogue, goals: Goals) -> list[Finding]:
+    """Progression/regression slugs and dose goals across the whole catalogue."""
+    findings: list[Finding] = []
+    for exercise in catalogue.exercises.values():
+        src = exercise.source
+        for key in ("progressions", "regressions"):
+            for i, slug in enumerate(getattr(exercise, key)):
+                if slug == exercise.slug:
+                    findings.append(Finding(src.display, src.line(f"{key}[{i}]"),
+                                            f"'{slug}' lists itself in {key}"))
+                elif catalogue.get(slug) is None:
+                    findings.append(Finding(src.display, src.line(f"{key}[{i}]"),
+                                            f"unknown {key[:-1]} slug '{slug}'"
+                                            + suggest(slug, catalogue.exercises)))
+        for goal in exercise.dose:
+            if goal != "default" and goals.get(goal) is None:
+                findings.append(Finding(src.display, src.line(f"dose.{goal}"),
+                                        f"dose for unknown goal '{goal}'"
+                                        + suggest(goal, (*goals.slugs, "default"))))
+    return findings
+
+
+def resolve(post: Post, catalogue: Catalogue, goals: Goals,
+            topics: Iterable[str]) -> Resolved:
+    """Check every reference of a post; return it Resolved or raise with all findings."""
+    where = post.source.display
+    src = post.source
+    topics = tuple(topics)
+    findings: list[Finding] = []
+    if post.topic and post.topic not in topics:
+        findings.append(Finding(where, src.line("topic"), f"unknown topic '{post.topic}'"
+                                + suggest(post.topic, topics)
+                                + f"; topics in runletter.toml are: {', '.join(topics)}"))
+    for i, goal in enumerate(post.audience or ()):
+        findings += _goal_findings(where, src.line(f"audience[{i}]"), [goal], goals, "audience")
+    for i, slug in enumerate(post.exercises):
+        if catalogue.get(slug) is None:
+            findings.append(Finding(where, src.line(f"exercises[{i}]"),
+                                    f"unknown exercise '{slug}'"
+                                    + suggest(slug, catalogue.exercises)))
+    blocks, block_findings = split_blocks(post)
+    findings += block_findings
+    for block in blocks:
+        if block.goals:
+            findings += _goal_findings(where, block.opened, block.goals, goals,
+                                       "'::: only' block")
+        findings += check_body(block, where, catalogue)
+    if findings:
+        raise RunletterError(findings)
+    if post.audience is None:
+        audience = goals.items
+    else:
+        audience = tuple(g for g in goals.items if g.slug in post.audience)
+    return Resolved(
+        post=post,
+        audience=audience,
+        topic=post.topic,
+        exercises=tuple(catalogue.exercises[s] for s in post.exercises),
+        blocks=blocks,
+        catalogue=catalogue,
+        goals=goals,
+    )
+
+
+def audience_slugs(resolved: Resolved) -> tuple[str, ...]:
+    """Goal slugs that receive this post (the `general` fallback only when audience is all)."""
+    return tuple(g.slug for g in resolved.audience)
+
+
+__all__ = ["EVERYONE", "audience_slugs", "check_catalogue", "resolve", "split_blocks"]

@@ -1,0 +1,229 @@
+"""Build the web archive: a page per post, exercise and goal, and Atom feeds.
+
+Pages come from the same Resolved posts as the emails, so the two cannot drift. Links
+between pages are relative, so `site/` works from a web server or opened as files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from .config import Config
+from .errors import RunletterError
+from .markup import Chunk, SlotTable, convert, convert_blocks, for_goal, new_markdown
+from .model import Catalogue, Exercise, Goal, Goals, Resolved, fill, split_slots
+from .render import exercise_path, goal_path, layout_environment, post_path
+from .resolve import EXERCISE_LINK
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+@dataclass(frozen=True)
+class WebPost:
+    """A post as the archive shows it: every block, goal blocks marked."""
+
+    resolved: Resolved
+    chunks: tuple[Chunk, ...]
+    html: str  # the whole body, relative links, goal blocks marked
+    uses: frozenset[str]  # exercise slugs shown as cards or linked inline
+
+    @property
+    def post(self):
+        """The Post."""
+        return self.resolved.post
+
+
+def _fill_defaults(html: str, table: SlotTable) -> str:
+    """On the web every reader is anonymous: merge fields show their fallback."""
+    return fill(split_slots(html, table.slots), {}, escape=True)
+
+
+def goal_labels(goals: Goals, slugs: Iterable[str]) -> str:
+    """'Marathon and Ultra' for a goal block's label."""
+    labels = [g.label for s in slugs if (g := goals.get(s))]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def web_body(resolved: Resolved, link_prefix: str, md=None) -> tuple[tuple[Chunk, ...], str]:
+    """Convert a post's blocks for the web; goal-only blocks wrapped and labelled."""
+    table = SlotTable()
+    chunks = convert_blocks(resolved, table, lambda s: f"{link_prefix}{exercise_path(s)}", md)
+    parts = []
+    for chunk in chunks:
+        body = _fill_defaults(chunk.html, table)
+        if chunk.goals:
+            label = goal_labels(resolved.goals, chunk.goals)
+            parts.append(f'<aside class="goal-only" data-goals="{" ".join(chunk.goals)}">'
+                         f'<p class="goal-only-label">Only in the {Markup.escape(label)} '
+                         f'edition{"s" if len(chunk.goals) > 1 else ""}</p>\n{body}</aside>')
+        else:
+            parts.append(body)
+    filled = tuple(Chunk(_fill_defaults(c.html, table), c.text, c.goals) for c in chunks)
+    return filled, "\n".join(parts)
+
+
+def exercises_used(resolved: Resolved) -> frozenset[str]:
+    """Slugs a post shows as cards or links inline."""
+    inline = {m.group(1) for b in resolved.blocks for m in EXERCISE_LINK.finditer(b.markdown)}
+    return frozenset(inline | set(resolved.post.exercises))
+
+
+def linked_both_ways(exercise: Exercise, catalogue: Catalogue) -> tuple[list[Exercise],
+                                                                         list[Exercise]]:
+    """Progressions and regressions, including those declared from the other side."""
+    ups = list(exercise.progressions)
+    downs = list(exercise.regressions)
+    for other in catalogue.exercises.values():
+        if exercise.slug in other.regressions and other.slug not in ups:
+            ups.append(other.slug)
+        if exercise.slug in other.progressions and other.slug not in downs:
+            downs.append(other.slug)
+    return ([catalogue.exercises[s] for s in ups if s in catalogue.exercises],
+            [catalogue.exercises[s] for s in downs if s in catalogue.exercises])
+
+
+def _when(date: dt.date) -> str:
+    return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC).isoformat()
+
+
+def atom_feed(config: Config, title: str, feed_path: str, page_path: str,
+              entries: list[tuple[WebPost, str]]) -> bytes:
+    """An Atom 1.0 feed; each entry is a post and the HTML to show for it."""
+    ET.register_namespace("", ATOM)
+
+    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        element = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
+        if text is not None:
+            element.text = text
+        return element
+
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    sub(feed, "title", title)
+    sub(feed, "id", config.archive_url(feed_path))
+    sub(feed, "link", rel="self", href=config.archive_url(feed_path))
+    sub(feed, "link", rel="alternate", href=config.archive_url(page_path))
+    newest = max((w.post.date for w, _ in entries), default=dt.date(1970, 1, 1))
+    sub(feed, "updated", _when(newest))
+    author = sub(feed, "author")
+    sub(author, "name", config.sender_name)
+    for web, html in entries:
+        post = web.post
+        entry = sub(feed, "entry")
+        url = config.archive_url(post_path(post.slug))
+        sub(entry, "title", post.title)
+        sub(entry, "id", url)
+        sub(entry, "link", rel="alternate", href=url)
+        sub(entry, "updated", _when(post.date))
+        sub(entry, "published", _when(post.date))
+        sub(entry, "category", term=post.topic)
+        if post.summary:
+            sub(entry, "summary", post.summary)
+        sub(entry, "content", html, type="html")
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+
+
+class SiteBuilder:
+    """Writes site/ from resolved posts and the catalogue."""
+
+    def __init__(self, config: Config, goals: Goals, catalogue: Catalogue):
+        self.config = config
+        self.goals = goals
+        self.catalogue = catalogue
+        self.env = layout_environment(config, "web")
+        self.md = new_markdown()
+        self.written = 0
+
+    def _page(self, template: str, out: Path, path: str, **context) -> None:
+        depth = path.count("/")
+        root = "../" * depth
+        try:
+            html = self.env.get_template(template).render(
+                newsletter=self.config, goals=self.goals, root=root,
+                url=lambda p: root + p, **context)
+        except jinja2.TemplateError as exc:
+            raise RunletterError(f"layouts/web/{template}: layout error: {exc}") from None
+        self._write(out / path / "index.html" if path else out / "index.html", html.encode())
+
+    def _write(self, target: Path, data: bytes) -> None:
+        # Only touch files whose bytes changed, so rebuilds are cheap and sync tools idle.
+        if target.exists() and target.read_bytes() == data:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        self.written += 1
+
+    def web_post(self, resolved: Resolved) -> WebPost:
+        """A post's web body (links relative to its page)."""
+        chunks, html = web_body(resolved, "../../", self.md)
+        return WebPost(resolved=resolved, chunks=chunks, html=html,
+                       uses=exercises_used(resolved))
+
+    def build(self, posts: Iterable[Resolved], out: Path | None = None) -> Path:
+        """Write every page and feed; return the site folder."""
+        out = out or self.config.site_dir
+        webs = [self.web_post(r) for r in posts]
+        webs.sort(key=lambda w: (w.post.date, w.post.slug), reverse=True)
+        self._page("index.html.j2", out, "", posts=webs, title=self.config.name)
+        for web in webs:
+            self._page("post.html.j2", out, post_path(web.post.slug).rstrip("/"), web=web,
+                       post=web.post, body=Markup(web.html), exercises=web.resolved.exercises,
+                       audience=web.resolved.audience, title=web.post.title)
+        self._page("exercises.html.j2", out, "exercises", exercises=list(self.catalogue),
+                   title="Exercises")
+        for exercise in self.catalogue:
+            ups, downs = linked_both_ways(exercise, self.catalogue)
+            self.md.reset()
+            self._page("exercise.html.j2", out, exercise_path(exercise.slug).rstrip("/"),
+                       exercise=exercise, progressions=ups, regressions=downs,
+                       body=Markup(convert(self.md, exercise.body)),
+                       used_in=[w for w in webs if exercise.slug in w.uses],
+                       title=exercise.name, image=self._media(exercise.image, out, 2),
+                       doses=self._doses(exercise))
+        for goal in self.goals:
+            mine = [w for w in webs if goal in w.resolved.audience]
+            self._page("goal.html.j2", out, goal_path(goal.slug).rstrip("/"), goal=goal,
+                       posts=mine, title=f"{goal.label} · {self.config.name}")
+            self._write(out / goal_path(goal.slug) / "feed.xml", atom_feed(
+                self.config, f"{self.config.name} · {goal.label}",
+                goal_path(goal.slug) + "feed.xml", goal_path(goal.slug),
+                [(w, self._feed_html(w, goal)) for w in mine]))
+        self._write(out / "feed.xml", atom_feed(
+            self.config, self.config.name, "feed.xml", "",
+            [(w, self._feed_html(w, None)) for w in webs]))
+        css = self.env.loader.get_source(self.env, "style.css")[0]  # type: ignore[union-attr]
+        self._write(out / "style.css", css.encode())
+        return out
+
+    def _doses(self, exercise: Exercise) -> list[tuple[str, str]]:
+        rows = [(g.label, exercise.dose[g.slug]) for g in self.goals if g.slug in exercise.dose]
+        if "default" in exercise.dose:
+            rows.append(("Everyone else", exercise.dose["default"]))
+        return rows
+
+    def _media(self, ref: str | None, out: Path, depth: int) -> str | None:
+        if not ref or ref.startswith(("http://", "https://")):
+            return ref
+        rel = ref.lstrip("/").removeprefix("content/")
+        source = self.config.content_dir / rel
+        if source.is_file():
+            target = out / "media" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        return "../" * depth + "media/" + rel
+
+    def _feed_html(self, web: WebPost, goal: Goal | None) -> str:
+        """Feed content with absolute links; a goal's feed shows that goal's edition."""
+        table_chunks, html = web_body(web.resolved, self.config.base_url + "/", self.md)
+        if goal is None:
+            return html
+        return "\n".join(c.html for c in for_goal(table_chunks, goal.slug))
