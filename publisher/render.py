@@ -162,8 +162,8 @@ class EmailRenderer:
             resolved, table, lambda slug: self.config.archive_url(exercise_path(slug)))
         return Prepared(resolved=resolved, chunks=chunks, slot_table=table, markers=markers)
 
-    def edition(self, prepared: Prepared, goal: Goal) -> Edition:
-        """Render one goal's edition of a prepared post."""
+    def sources(self, prepared: Prepared, goal: Goal) -> tuple[str, str]:
+        """The MJML source and the plain text of one goal's edition, before MJML runs."""
         resolved = prepared.resolved
         post = resolved.post
         config = self.config
@@ -182,19 +182,23 @@ class EmailRenderer:
             **prepared.markers,
         }
         try:
-            source = self.html_template.render(context)
-            text = self.text_template.render(context)
+            return self.html_template.render(context), self.text_template.render(context)
         except jinja2.TemplateError as exc:
             raise RunletterError(f"layouts/email: layout error while rendering "
                                  f"'{post.slug}' for {goal.slug}: {exc}") from None
+
+    def edition(self, prepared: Prepared, goal: Goal) -> Edition:
+        """Render one goal's edition of a prepared post."""
+        post = prepared.resolved.post
+        source, text = self.sources(prepared, goal)
         try:
-            html = mjml.mjml2html(source, disable_comments=False)
+            html = mjml.mjml2html(source)
         except Exception as exc:  # MRML reports bad MJML as a plain exception
             raise RunletterError(f"layouts/email/base.mjml.j2: MJML could not be rendered for "
                                  f"'{post.slug}' ({goal.slug}): {exc}") from None
-        params = utm_params(config, post.slug, goal.slug)
-        html = tag_archive_links(html, config.base_url, params, html=True)
-        text = tag_archive_links(text, config.base_url, params, html=False)
+        params = utm_params(self.config, post.slug, goal.slug)
+        html = tag_archive_links(html, self.config.base_url, params, html=True)
+        text = tag_archive_links(text, self.config.base_url, params, html=False)
         slots = prepared.slot_table.slots
         return Edition(post_slug=post.slug, goal=goal.slug, subject=post.subject,
                        preheader=post.preheader, html_parts=split_slots(html, slots),

@@ -272,7 +272,8 @@ class Store:
             # Autocommit mode: transactions are opened explicitly in `transaction()`.
             conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
         except (OSError, sqlite3.Error) as exc:
-            raise RunletterError(f"{path}: cannot open the subscriber store: {exc}") from None
+            raise RunletterError(Finding(str(path), None,
+                                         f"cannot open the subscriber store: {exc}")) from None
         store = cls(conn, path)
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
@@ -286,7 +287,8 @@ class Store:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 raise store._busy() from None
-            raise RunletterError(f"{path}: not a usable subscriber store: {exc}") from None
+            raise RunletterError(Finding(str(path), None,
+                                         f"not a usable subscriber store: {exc}")) from None
         except BaseException:
             conn.close()
             raise
@@ -300,9 +302,9 @@ class Store:
                 conn.execute("INSERT INTO schema_version(version) VALUES (0)")
         version = self.schema_version
         if version > LATEST:
-            raise RunletterError(f"{self.path}: the subscriber store is at schema version "
-                                 f"{version}, newer than this runletter knows ({LATEST}); "
-                                 "upgrade runletter")
+            raise RunletterError(Finding(str(self.path), None, "the subscriber store is at "
+                                         f"schema version {version}, newer than this "
+                                         f"runletter knows ({LATEST}); upgrade runletter"))
         for target in range(version + 1, LATEST + 1):
             with self.transaction() as conn:
                 # Another process may have migrated while we waited for the write lock.
@@ -345,8 +347,9 @@ class Store:
         self._conn.execute("COMMIT")
 
     def _busy(self) -> RunletterError:
-        return RunletterError(f"{self.path}: the subscriber store is locked by another "
-                              "runletter process; try again when it has finished")
+        return RunletterError(Finding(str(self.path), None, "the subscriber store is locked by "
+                                      "another runletter process; try again when it has "
+                                      "finished"))
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

@@ -1,0 +1,116 @@
+"""Addressing: per-recipient MIME bytes, checked by parsing what was produced."""
+
+import email
+import email.policy
+import re
+
+import pytest
+
+from publisher.address import Addresser, HeaderInjection, encode_header
+from publisher.project import open_project
+from publisher.render import EmailRenderer
+from publisher.tokens import Signer
+
+from .conftest import REPO, SECRET
+
+
+@pytest.fixture(scope="module")
+def setup():
+    project = open_project(REPO)
+    renderer = EmailRenderer(project.config)
+    resolved = project.resolve(project.post("2026-11-24-hip-drive"))
+    editions = renderer.editions(resolved)
+    addresser = Addresser(project.config, Signer(SECRET))
+    return project, editions, addresser
+
+
+def build(setup, goal="marathon", name="Zoë", addr="zoe@example.com", sid=7):
+    project, editions, addresser = setup
+    compiled = addresser.compile(editions[goal])
+    recipient = addresser.recipient("2026-11-24-hip-drive", sid, addr, name)
+    message = addresser.message(compiled, recipient)
+    return recipient, message, email.message_from_bytes(message.data, policy=email.policy.SMTP)
+
+
+def test_a_message_is_multipart_alternative_with_text_then_html(setup):
+    _, _, parsed = build(setup)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_headers_name_sender_reader_and_a_stable_message_id(setup):
+    project, _, _ = setup
+    _, message, parsed = build(setup)
+    assert parsed["From"].addresses[0].addr_spec == project.config.sender_email
+    assert parsed["Reply-To"] == project.config.reply_to
+    assert parsed["To"].addresses[0].addr_spec == "zoe@example.com"
+    assert parsed["To"].addresses[0].display_name == "Zoë"
+    assert parsed["Subject"] == setup[1]["marathon"].subject
+    assert parsed["Date"] is not None
+    assert parsed["Message-ID"] == "<2026-11-24-hip-drive.7@runfreely.example.org>"
+    assert parsed["MIME-Version"] == "1.0"
+
+
+def test_list_unsubscribe_has_the_readers_signed_https_url_and_a_mailto(setup):
+    recipient, _, parsed = build(setup)
+    value = str(parsed["List-Unsubscribe"])
+    urls = re.findall(r"<([^>]+)>", value)
+    assert urls[0] == recipient.values["unsubscribe_url"]
+    assert urls[0].startswith("https://runfreely.example.org/unsubscribe/")
+    token = urls[0].rsplit("/", 1)[1]
+    assert Signer(SECRET).verify("unsubscribe", token).subscriber_id == 7
+    assert urls[1].startswith("mailto:unsubscribe@runfreely.example.org?subject=")
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_the_html_part_carries_the_readers_own_unsubscribe_link_and_postal_address(setup):
+    project, _, _ = setup
+    recipient, _, parsed = build(setup)
+    html = parsed.get_body(("html",)).get_content()
+    assert f'href="{recipient.values["unsubscribe_url"]}"' in html
+    assert project.config.postal_address in html
+    text = parsed.get_body(("plain",)).get_content()
+    assert recipient.values["unsubscribe_url"] in text
+    assert project.config.postal_address in text
+
+
+def test_the_first_name_is_html_escaped_in_html_and_plain_in_text(setup):
+    _, _, parsed = build(setup, name="<script>alert(1)</script>")
+    html = parsed.get_body(("html",)).get_content()
+    text = parsed.get_body(("plain",)).get_content()
+    assert "Hi &lt;script&gt;alert(1)&lt;/script&gt;," in html
+    assert "<script>alert(1)</script>" not in html
+    assert "Hi <script>alert(1)</script>," in text
+
+
+def test_an_empty_first_name_falls_back_to_the_default(setup):
+    _, _, parsed = build(setup, name="")
+    assert "Hi runner," in parsed.get_body(("plain",)).get_content()
+
+
+def test_two_readers_get_different_tokens_and_message_ids(setup):
+    a, ma, _ = build(setup, sid=1, addr="a@example.com")
+    b, mb, _ = build(setup, sid=2, addr="b@example.com")
+    assert a.values["unsubscribe_url"] != b.values["unsubscribe_url"]
+    assert ma.message_id != mb.message_id
+
+
+@pytest.mark.parametrize("name", ["Eve\r\nBcc: victim@example.com", "Eve\nX: y"])
+def test_a_line_break_in_a_name_is_refused(setup, name):
+    with pytest.raises(HeaderInjection):
+        build(setup, name=name)
+
+
+def test_a_line_break_in_an_address_is_refused(setup):
+    with pytest.raises(HeaderInjection):
+        build(setup, addr="a@example.com\r\nBcc: b@example.com")
+
+
+def test_a_line_break_in_a_subject_is_refused():
+    with pytest.raises(HeaderInjection):
+        encode_header("Subject", "Hello\r\nBcc: x@example.com")
+
+
+def test_a_non_ascii_subject_is_encoded():
+    line = encode_header("Subject", "Zoë's tempo run")
+    assert line.isascii() and b"=?utf-8?" in line

@@ -1,0 +1,522 @@
+"""The SQLite subscriber store: schema and migrations, readers, audit, streaming, CSV import."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from publisher.errors import RunletterError
+from publisher.load import load_goals
+from publisher.model import Goal, Goals
+from publisher.store import (
+    LATEST,
+    MIGRATIONS,
+    Store,
+    normalize_email,
+    validate_email,
+)
+
+REPO = Path(__file__).parents[1]
+GOALS = Goals(items=tuple(Goal(slug, slug.title(), "") for slug in
+                          ("5k", "10k", "half", "marathon", "ultra", "comeback", "general")))
+HEADER = "email,first_name,goal,tags,status\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store.open(tmp_path / "db" / "runletter.db") as opened:
+        yield opened
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "readers.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def emails(store: Store) -> list[str]:
+    return [s.email for s in store.list()]
+
+
+# -- schema --------------------------------------------------------------------------------
+
+
+def test_open_creates_the_database_at_the_latest_schema_version(tmp_path):
+    path = tmp_path / "nested" / "dir" / "runletter.db"
+    with Store.open(path) as store:
+        assert path.exists()
+        assert store.schema_version == LATEST == 3
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+
+
+def test_schema_migrates_from_the_first_version(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("CREATE TABLE schema_version(version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("INSERT INTO subscribers(email, first_name, goal, status, created_at, "
+                 "updated_at) VALUES ('old@example.com', 'Olde', 'marathon', 'active', "
+                 "'2020-01-01T00:00:00+00:00', '2020-01-01T00:00:00+00:00')")
+    conn.commit()
+    conn.close()
+
+    with Store.open(path) as store:
+        assert store.schema_version == LATEST
+        survivor = store.get("old@example.com")
+        assert survivor is not None
+        assert (survivor.first_name, survivor.goal, survivor.consent_ip) == (
+            "Olde", "marathon", None)
+        tables = {r[0] for r in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"subscribers", "deliveries", "audit", "schema_version"} <= tables
+        assert store.conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+
+
+def test_reopening_an_up_to_date_database_keeps_its_readers(tmp_path):
+    path = tmp_path / "runletter.db"
+    with Store.open(path) as store:
+        store.add("kept@example.com")
+    with Store.open(path) as store:
+        assert emails(store) == ["kept@example.com"]
+        assert store.schema_version == LATEST
+
+
+def test_open_refuses_a_database_from_a_newer_runletter(tmp_path):
+    path = tmp_path / "future.db"
+    with Store.open(path) as store:
+        store.conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(RunletterError, match="schema version 99"):
+        Store.open(path)
+
+
+def test_open_refuses_a_file_that_is_not_a_database(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my running notes, not a database\n" * 200)
+    with pytest.raises(RunletterError) as caught:
+        Store.open(path)
+    assert str(caught.value).startswith(f"{path}: not a usable subscriber store")
+
+
+# -- emails --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("", "empty"),
+    ("runner.example.com", "no '@'"),
+    ("a@b@example.com", "more than one '@'"),
+    ("@example.com", "nothing before the '@'"),
+    ("runner@localhost", "no dot"),
+    ("run ner@example.com", "space"),
+    ("runner@example.com\r\nBcc: x@evil.test", "line break"),
+    ("r" * 250 + "@example.com", "limit is 254"),
+])
+def test_validate_email_says_why_an_address_is_invalid(text, reason):
+    assert reason in (validate_email(text) or "")
+
+
+def test_validate_email_accepts_a_plain_address():
+    assert validate_email("  Amara.Okafor+runs@Example.COM ") is None
+
+
+def test_email_is_stored_trimmed_with_a_lowercase_domain(store):
+    added = store.add("  Amara.Okafor@Example.COM ")
+    assert added.email == "Amara.Okafor@example.com"
+    assert normalize_email(" X@Y.Org") == "X@y.org"
+
+
+def test_email_is_unique_case_insensitively(store):
+    store.add("amara@example.com")
+    with pytest.raises(RunletterError, match="already a subscriber"):
+        store.add("AMARA@EXAMPLE.COM")
+    assert store.get("Amara@Example.com").email == "amara@example.com"
+    assert len(emails(store)) == 1
+
+
+def test_add_refuses_an_invalid_email_with_a_one_line_reason(store):
+    with pytest.raises(RunletterError) as caught:
+        store.add("not-an-address")
+    assert str(caught.value) == "runletter: invalid email 'not-an-address': it has no '@'"
+    assert emails(store) == []
+
+
+def test_add_refuses_a_name_with_a_newline(store):
+    with pytest.raises(RunletterError, match="line break"):
+        store.add("x@example.com", first_name="Eve\nBcc: all@example.com")
+
+
+# -- status changes and the audit trail ----------------------------------------------------
+
+
+def test_every_status_change_is_audited(store):
+    store.add("runner@example.com", status="pending", consent_source="form")
+    store.set_status("runner@example.com", "active", "confirmed by link")
+    store.set_status("runner@example.com", "active", "clicked twice")  # no change, no row
+    store.set_status("runner@example.com", "unsubscribed", "one-click unsubscribe")
+    store.remove("runner@example.com")
+    trail = [(e.old_status, e.new_status, e.reason) for e in store.history("RUNNER@example.com")]
+    assert trail == [
+        (None, "pending", "added (form)"),
+        ("pending", "active", "confirmed by link"),
+        ("active", "unsubscribed", "one-click unsubscribe"),
+        ("unsubscribed", "removed", "removed"),
+    ]
+
+
+def test_set_status_accepts_a_subscriber_id(store):
+    added = store.add("id@example.com")
+    changed = store.set_status(added.id, "bounced", "hard bounce 550")
+    assert changed.status == "bounced"
+    assert store.get("id@example.com").status == "bounced"
+
+
+def test_set_status_refuses_an_unknown_status_with_a_suggestion(store):
+    store.add("s@example.com")
+    with pytest.raises(RunletterError, match="did you mean 'unsubscribed'"):
+        store.set_status("s@example.com", "unsubscribd", "typo")
+    assert store.get("s@example.com").status == "active"
+
+
+def test_set_status_of_an_unknown_reader_is_an_error(store):
+    with pytest.raises(RunletterError, match="no subscriber 'ghost@example.com'"):
+        store.set_status("ghost@example.com", "active", "why")
+
+
+def test_remove_deletes_the_reader_and_their_ledger_rows(store):
+    reader = store.add("gone@example.com", goal="5k")
+    store.conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
+                       "updated_at) VALUES ('p1', ?, ?, '5k', 'sent', 'now')",
+                       (reader.id, reader.email))
+    assert store.remove("GONE@example.com") is True
+    assert store.get("gone@example.com") is None
+    assert store.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
+    assert store.remove("gone@example.com") is False
+
+
+def test_update_changes_goal_and_name_and_leaves_the_rest(store):
+    store.add("u@example.com", goal="5k", first_name="Al", tags=["track"])
+    updated = store.update("u@example.com", goal="marathon")
+    assert (updated.goal, updated.first_name, updated.tags) == ("marathon", "Al", ("track",))
+    updated = store.update("u@example.com", first_name="Alice")
+    assert (updated.goal, updated.first_name) == ("marathon", "Alice")
+
+
+# -- many readers --------------------------------------------------------------------------
+
+
+def test_list_is_ordered_by_email_and_filters_by_goal_and_status(store):
+    store.add("c@example.com", goal="5k")
+    store.add("A@example.com", goal="5k", status="unsubscribed")
+    store.add("b@example.com", goal="half")
+    assert emails(store) == ["A@example.com", "b@example.com", "c@example.com"]
+    assert [s.email for s in store.list(goal="5k")] == ["A@example.com", "c@example.com"]
+    assert [s.email for s in store.list(goal="5k", status="active")] == ["c@example.com"]
+
+
+def test_list_pages_through_more_readers_than_one_batch(store):
+    for i in range(7):
+        store.add(f"r{i}@example.com")
+    assert [s.email for s in store.list(batch_size=3)] == [f"r{i}@example.com"
+                                                            for i in range(7)]
+
+
+def test_count_by_goal_counts_only_active_readers_by_default(store):
+    store.add("a@example.com", goal="5k")
+    store.add("b@example.com", goal="5k")
+    store.add("c@example.com", goal="half")
+    store.add("d@example.com", goal="half", status="unsubscribed")
+    assert store.count_by_goal() == {"5k": 2, "half": 1}
+    assert store.count_by_goal(status=None) == {"5k": 2, "half": 2}
+
+
+def test_iter_active_streams_in_batches_of_the_given_size(store):
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO subscribers(email, goal, status, created_at, updated_at) "
+            "VALUES (?, ?, 'active', 'now', 'now')",
+            [(f"r{i:04d}@example.com", "5k" if i % 2 else "half") for i in range(2500)])
+    batches = list(store.iter_active(["5k", "half"], batch_size=1000))
+    assert [len(b) for b in batches] == [1000, 1000, 500]
+    ids = [s.id for b in batches for s in b]
+    assert ids == sorted(ids) and len(set(ids)) == 2500
+
+
+def test_iter_active_yields_only_active_readers_of_the_given_goals(store):
+    store.add("five@example.com", goal="5k")
+    store.add("half@example.com", goal="half")
+    store.add("left@example.com", goal="5k", status="unsubscribed")
+    store.add("wait@example.com", goal="5k", status="pending")
+    got = [s.email for b in store.iter_active({"5k", "marathon"}, batch_size=1) for s in b]
+    assert got == ["five@example.com"]
+    assert list(store.iter_active([])) == []
+
+
+def test_export_csv_writes_the_header_then_one_row_per_reader(store):
+    store.add("b@example.com", goal="half", first_name="Bo", tags=["road", "masters"])
+    store.add("a@example.com", status="unsubscribed")
+    out = io.StringIO()
+    assert store.export_csv(out) == 2
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "email,first_name,goal,tags,status,consent_source,consent_at,created_at"
+    assert lines[1].startswith("a@example.com,,general,,unsubscribed,cli,")
+    assert lines[2].startswith("b@example.com,Bo,half,road;masters,active,cli,")
+    only_half = io.StringIO()
+    assert store.export_csv(only_half, goal="half") == 1
+
+
+def test_an_export_imports_back_into_a_new_store_unchanged(store, tmp_path):
+    store.add("b@example.com", goal="half", first_name="Bo", tags=["road"])
+    store.add("a@example.com", status="bounced")
+    path = tmp_path / "export.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        store.export_csv(out)
+    with Store.open(tmp_path / "other.db") as other:
+        report = other.import_csv(path, GOALS)
+        assert (report.added, report.skipped, report.findings) == (2, 0, ())
+        assert [(s.email, s.goal, s.tags, s.status) for s in other.list()] == [
+            ("a@example.com", "general", (), "bounced"),
+            ("b@example.com", "half", ("road",), "active")]
+
+
+# -- CSV import ----------------------------------------------------------------------------
+
+
+def test_import_reports_bad_email_with_file_and_line(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "good@example.com,Good,5k,,\n"
+                     "bad.example.com,Bad,5k,,\n"
+                     "also-good@example.com,Also,half,,\n")
+    report = store.import_csv(path, GOALS, display="subscribers/new.csv")
+    assert (report.added, report.skipped) == (2, 1)
+    assert [str(f) for f in report.findings] == [
+        "subscribers/new.csv:3: invalid email 'bad.example.com': it has no '@' (row skipped)"]
+    assert report.findings[0].level == "error"
+    assert emails(store) == ["also-good@example.com", "good@example.com"]
+
+
+@pytest.mark.parametrize("left", ["unsubscribed", "bounced", "complained"])
+def test_import_never_reactivates_an_unsubscribed_reader(store, tmp_path, left):
+    store.add("gone@example.com", goal="5k", first_name="Old")
+    store.set_status("gone@example.com", left, "their choice")
+    path = write_csv(tmp_path, HEADER + "gone@example.com,New,half,,active\n")
+    report = store.import_csv(path, GOALS, display="r.csv")
+    reader = store.get("gone@example.com")
+    assert reader.status == left
+    assert (reader.first_name, reader.goal) == ("New", "half")
+    assert [(str(f), f.level) for f in report.findings] == [
+        (f"r.csv:2: gone@example.com: kept {left}; a reader who left must re-subscribe "
+         "themselves", "warning")]
+    assert (report.updated, report.skipped) == (1, 0)
+
+
+def test_import_leaves_an_existing_status_alone_when_the_file_gives_none(store, tmp_path):
+    store.add("p@example.com", status="pending")
+    path = write_csv(tmp_path, "email,goal\np@example.com,half\n")
+    report = store.import_csv(path, GOALS)
+    assert store.get("p@example.com").status == "pending"
+    assert (report.updated, report.findings) == (1, ())
+
+
+def test_import_can_unsubscribe_an_active_reader_and_audits_it(store, tmp_path):
+    store.add("leaving@example.com")
+    path = write_csv(tmp_path, HEADER + "leaving@example.com,,general,,unsubscribed\n")
+    store.import_csv(path, GOALS, display="old-platform.csv")
+    assert store.get("leaving@example.com").status == "unsubscribed"
+    last = store.history("leaving@example.com")[-1]
+    assert (last.old_status, last.new_status, last.reason) == (
+        "active", "unsubscribed", "imported from old-platform.csv:2")
+
+
+def test_import_accepts_bom_and_crlf(store, tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffemail,first_name,goal,tags,status\r\n"
+                     "zoe@example.com,Zoë,half,\"road; masters\",active\r\n"
+                     "bjorn@example.com,Björn,ultra,trail,\r\n".encode())
+    report = store.import_csv(path, GOALS)
+    assert (report.added, report.findings) == (2, ())
+    zoe = store.get("zoe@example.com")
+    assert (zoe.first_name, zoe.goal, zoe.tags) == ("Zoë", "half", ("road", "masters"))
+    assert store.get("bjorn@example.com").first_name == "Björn"
+
+
+def test_import_reports_duplicate_rows_within_the_file(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "dup@example.com,First,5k,,\n"
+                     "other@example.com,,5k,,\n"
+                     "DUP@Example.com,Second,half,,\n")
+    report = store.import_csv(path, GOALS, display="r.csv")
+    assert [str(f) for f in report.findings] == [
+        "r.csv:4: duplicate: DUP@example.com is already on line 2; each reader may appear "
+        "once (row skipped)"]
+    assert store.get("dup@example.com").first_name == "First"
+    assert (report.added, report.skipped) == (2, 1)
+
+
+def test_import_refuses_a_name_with_a_newline(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + '"eve@example.com","Eve\nBcc: all@example.com",5k,,\n'
+                     "next@example.com,Next,5k,,\n")
+    report = store.import_csv(path, GOALS, display="r.csv")
+    assert store.get("eve@example.com") is None
+    assert len(report.findings) == 1
+    assert report.findings[0].line == 2
+    assert "first_name contains a line break" in report.findings[0].message
+    assert store.get("next@example.com") is not None
+
+
+def test_import_line_numbers_count_physical_lines_after_a_multiline_field(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + 'a@example.com,"two\nlines",5k,,\n'
+                     "\n"
+                     "broken,,5k,,\n")
+    report = store.import_csv(path, GOALS)
+    assert [f.line for f in report.findings] == [2, 5]
+
+
+def test_import_refuses_a_name_with_a_control_character(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "c@example.com,Bad\x07Bell,5k,,\n")
+    report = store.import_csv(path, GOALS)
+    assert report.skipped == 1
+    assert "control character" in report.findings[0].message
+
+
+def test_import_refuses_a_name_longer_than_100_characters(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + f"long@example.com,{'N' * 101},5k,,\n"
+                     f"ok@example.com,{'N' * 100},5k,,\n")
+    report = store.import_csv(path, GOALS)
+    assert [f.line for f in report.findings] == [2]
+    assert "101 characters long; the limit is 100" in report.findings[0].message
+    assert store.get("ok@example.com").first_name == "N" * 100
+
+
+def test_import_keeps_script_tag_names_as_text(store, tmp_path):
+    name = "<script>alert('hi')</script>"
+    path = write_csv(tmp_path, HEADER + f'x@example.com,"{name}",5k,,\n')
+    report = store.import_csv(path, GOALS)
+    assert report.findings == ()
+    assert store.get("x@example.com").first_name == name
+
+
+def test_import_unknown_goal_suggests_the_closest(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "m@example.com,,maraton,,\n")
+    report = store.import_csv(path, GOALS, display="r.csv")
+    assert [str(f) for f in report.findings] == [
+        "r.csv:2: unknown goal 'maraton' (did you mean 'marathon'?); goals: 5k, 10k, half, "
+        "marathon, ultra, comeback, general (row skipped)"]
+    assert store.get("m@example.com") is None
+
+
+def test_import_treats_an_empty_goal_as_general(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "g@example.com,Gen,,,\n")
+    store.import_csv(path, GOALS)
+    assert store.get("g@example.com").goal == "general"
+
+
+def test_import_reports_an_unknown_status(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "s@example.com,,5k,,actve\n")
+    report = store.import_csv(path, GOALS)
+    assert report.skipped == 1
+    assert "unknown status 'actve' (did you mean 'active'?)" in report.findings[0].message
+
+
+def test_import_gives_a_new_row_without_status_the_active_status(store, tmp_path):
+    path = write_csv(tmp_path, "email,first_name\nnew@example.com,New\n")
+    report = store.import_csv(path, GOALS, display="r.csv")
+    reader = store.get("new@example.com")
+    assert (reader.status, reader.goal, reader.consent_source) == (
+        "active", "general", "import:r.csv")
+    assert reader.consent_at is not None
+    assert report.added == 1
+
+
+def test_import_splits_tags_on_semicolons_trimming_and_dropping_empties(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "t@example.com,,5k, track ;;early-bird ; ,\n")
+    store.import_csv(path, GOALS)
+    assert store.get("t@example.com").tags == ("track", "early-bird")
+
+
+def test_import_updates_existing_readers_and_counts_the_unchanged(store, tmp_path):
+    store.add("same@example.com", goal="5k", first_name="Sam")
+    store.add("moved@example.com", goal="5k", first_name="Mo")
+    path = write_csv(tmp_path, HEADER + "same@example.com,Sam,5k,,\n"
+                     "MOVED@example.com,Mo,marathon,road,\n")
+    report = store.import_csv(path, GOALS)
+    assert (report.added, report.updated, report.unchanged, report.skipped) == (0, 1, 1, 0)
+    moved = store.get("moved@example.com")
+    assert (moved.goal, moved.tags, moved.email) == ("marathon", ("road",), "moved@example.com")
+
+
+def test_import_refuses_an_unknown_column_and_imports_nothing(store, tmp_path):
+    path = write_csv(tmp_path, "email,first_name,goal,lvl\na@example.com,A,5k,x\n")
+    with pytest.raises(RunletterError) as caught:
+        store.import_csv(path, GOALS, display="r.csv")
+    assert "r.csv:1: unknown column 'lvl'" in str(caught.value)
+    assert emails(store) == []
+
+
+def test_import_requires_an_email_column(store, tmp_path):
+    path = write_csv(tmp_path, "mail,goal\na@example.com,5k\n")
+    with pytest.raises(RunletterError, match="r.csv:1: the header has no 'email' column"):
+        store.import_csv(path, GOALS, display="r.csv")
+    assert emails(store) == []
+
+
+def test_import_reports_a_row_with_the_wrong_number_of_fields(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "a@example.com,A,5k\n")
+    report = store.import_csv(path, GOALS)
+    assert report.skipped == 1
+    assert "the row has 3 fields; the header has 5" in report.findings[0].message
+
+
+def test_import_refuses_a_file_that_is_not_utf8(store, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(HEADER.encode() + "z@example.com,Zoë,half,,\n".encode("latin-1"))
+    with pytest.raises(RunletterError, match=r"r.csv:2: not UTF-8 text"):
+        store.import_csv(path, GOALS, display="r.csv")
+    assert emails(store) == []
+
+
+def test_import_of_a_missing_file_names_the_file(store, tmp_path):
+    with pytest.raises(RunletterError, match="nowhere.csv: cannot read the file"):
+        store.import_csv(tmp_path / "nowhere.csv", GOALS, display="nowhere.csv")
+
+
+def test_import_is_one_transaction(store, tmp_path):
+    # A trigger makes SQLite itself fail on the third row, after two good rows were written.
+    store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON subscribers "
+                       "WHEN NEW.email = 'boom@example.com' "
+                       "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    store.add("before@example.com", goal="5k", first_name="Before")
+    path = write_csv(tmp_path, HEADER + "one@example.com,,5k,,\n"
+                     "before@example.com,Changed,half,,\n"
+                     "boom@example.com,,5k,,\n"
+                     "two@example.com,,5k,,\n")
+    with pytest.raises(sqlite3.IntegrityError, match="disk on fire"):
+        store.import_csv(path, GOALS)
+    assert emails(store) == ["before@example.com"]
+    assert store.get("before@example.com").goal == "5k"
+    assert len(store.history("one@example.com")) == 0
+    assert not store.conn.in_transaction
+
+
+def test_import_commits_once_for_the_whole_file(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "".join(f"r{i}@example.com,,5k,,\n" for i in range(50)))
+    commits: list[str] = []
+    store.conn.set_trace_callback(
+        lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    report = store.import_csv(path, GOALS)
+    store.conn.set_trace_callback(None)
+    assert report.added == 50
+    assert commits == ["COMMIT"]
+
+
+def test_sample_csv_imports_cleanly(store):
+    goals = load_goals(REPO / "subscribers/goals.toml", REPO)
+    report = store.import_csv(REPO / "subscribers/sample.csv", goals,
+                              display="subscribers/sample.csv")
+    assert report.errors == ()
+    assert report.skipped == 0
+    counts = store.count_by_goal()
+    assert sum(counts.values()) >= 60
+    assert set(counts) == set(goals.slugs)

@@ -1,0 +1,62 @@
+"""Signed reader tokens: genuine ones verify, altered, cross-purpose and expired ones do not."""
+
+import pytest
+
+from publisher.errors import RunletterError
+from publisher.tokens import SECRET_FILE, Signer, load_secret
+
+SECRET = "a-long-enough-secret-for-tests"
+
+
+def test_a_token_verifies_for_its_reader_and_purpose():
+    signer = Signer(SECRET)
+    data = signer.verify("unsubscribe", signer.sign("unsubscribe", 42))
+    assert data is not None and data.subscriber_id == 42 and data.purpose == "unsubscribe"
+
+
+def test_an_altered_token_is_refused():
+    signer = Signer(SECRET)
+    token = signer.sign("unsubscribe", 42)
+    id_hex, rest = token.split(".", 1)
+    assert signer.verify("unsubscribe", f"{int(id_hex, 16) + 1:x}.{rest}") is None
+
+
+def test_a_token_for_one_purpose_does_not_work_for_another():
+    signer = Signer(SECRET)
+    assert signer.verify("preferences", signer.sign("unsubscribe", 7)) is None
+
+
+def test_a_token_from_another_secret_is_refused():
+    token = Signer("another-secret-of-enough-length").sign("unsubscribe", 7)
+    assert Signer(SECRET).verify("unsubscribe", token) is None
+
+
+def test_an_expired_token_is_refused_and_known_as_expired():
+    signer = Signer(SECRET)
+    token = signer.sign("confirm", 5, ttl=60)
+    assert signer.verify("confirm", token) is not None
+    data = signer.verify("confirm", token)
+    assert signer.verify("confirm", token, now=data.expires + 1) is None
+
+
+def test_garbage_is_refused_without_raising():
+    assert Signer(SECRET).verify("unsubscribe", "not-a-token") is None
+
+
+def test_a_short_secret_is_an_error():
+    with pytest.raises(RunletterError, match="too short"):
+        Signer("short")
+
+
+def test_a_missing_secret_is_generated_once_with_mode_0600(tmp_path, monkeypatch):
+    monkeypatch.delenv("RUNLETTER_SECRET", raising=False)
+    first, told = load_secret(tmp_path, create=True)
+    again, told_again = load_secret(tmp_path, create=True)
+    assert first == again and told and told_again is None
+    assert (tmp_path / SECRET_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_environment_secret_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNLETTER_SECRET", "from-the-environment-xyz")
+    assert load_secret(tmp_path, create=True) == ("from-the-environment-xyz", None)
+    assert not (tmp_path / SECRET_FILE).exists()
