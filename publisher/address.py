@@ -53,6 +53,9 @@ def format_address(name: str, addr: str) -> str:
     """`Name <addr>` with the name RFC 2047-encoded when needed."""
     header_safe(name, "a name")
     header_safe(addr, "an address")
+    local, _, domain = addr.rpartition("@")
+    if not domain.isascii():  # international domains travel as IDNA (xn--) in headers
+        addr = f"{local}@{domain.encode('idna').decode('ascii')}"
     return email.utils.formataddr((name, addr), charset="utf-8")
 
 

@@ -77,17 +77,27 @@ def add_query(url: str, params: dict[str, str]) -> str:
 def tag_archive_links(text: str, base_url: str, params: dict[str, str], html: bool) -> str:
     """Add UTM parameters to every link into the archive (href values, or bare URLs in text)."""
     base = re.escape(base_url)
+    query = urlencode(params)
+    tagged: dict[str, str] = {}  # an edition links the same pages many times
+
+    def tag(url: str) -> str:
+        if url not in tagged:
+            path, hash_, fragment = url.partition("#")
+            tagged[url] = (add_query(url, params) if "?" in path
+                           else f"{path}?{query}{hash_}{fragment}")
+        return tagged[url]
+
     if html:
         pattern = re.compile(rf'(href=")({base}(?:/[^"]*)?)(")')
 
         def replace(m: re.Match[str]) -> str:
             url = m.group(2).replace("&amp;", "&")
-            return m.group(1) + add_query(url, params).replace("&", "&amp;") + m.group(3)
+            return m.group(1) + tag(url).replace("&", "&amp;") + m.group(3)
     else:
         pattern = re.compile(rf"()({base}(?:/[^\s)>\]\"']*)?)()")
 
         def replace(m: re.Match[str]) -> str:
-            return add_query(m.group(2), params)
+            return tag(m.group(2))
 
     return pattern.sub(replace, text)
 

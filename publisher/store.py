@@ -175,12 +175,20 @@ def validate_email(text: str) -> str | None:
     local, domain = email.split("@")
     if not local:
         return "nothing before the '@'"
+    if not local.isascii():
+        # Non-ASCII mailbox names need SMTPUTF8 end to end, which few providers offer.
+        return "the part before the '@' has non-ASCII letters, which most providers refuse"
     if not domain:
         return "nothing after the '@'"
     if "." not in domain:
         return f"the domain '{domain}' has no dot"
     if any(not label for label in domain.split(".")):
         return f"the domain '{domain}' has an empty part"
+    if not domain.isascii():
+        try:
+            domain.encode("idna")
+        except UnicodeError:
+            return f"the domain '{domain}' is not a valid international domain name"
     return None
 
 

@@ -114,3 +114,8 @@ def test_a_line_break_in_a_subject_is_refused():
 def test_a_non_ascii_subject_is_encoded():
     line = encode_header("Subject", "Zoë's tempo run")
     assert line.isascii() and b"=?utf-8?" in line
+
+
+def test_an_international_domain_is_sent_as_idna(setup):
+    _, _, parsed = build(setup, addr="jurgen@bücher.example")
+    assert parsed["To"].addresses[0].domain == "xn--bcher-kva.example"

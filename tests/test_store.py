@@ -520,3 +520,10 @@ def test_sample_csv_imports_cleanly(store):
     counts = store.count_by_goal()
     assert sum(counts.values()) >= 60
     assert set(counts) == set(goals.slugs)
+
+
+def test_a_non_ascii_mailbox_name_is_refused_with_a_reason():
+    from publisher.store import validate_email
+
+    assert "non-ASCII" in validate_email("jürgen@example.com")
+    assert validate_email("jurgen@bücher.example") is None

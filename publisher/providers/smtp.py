@@ -38,6 +38,13 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
+def _plain(exc: Exception) -> str:
+    """An error as a receipt reason: without the 'runletter:' place a RunletterError adds."""
+    if isinstance(exc, RunletterError):
+        return "; ".join(finding.message for finding in exc.findings)
+    return str(exc)
+
+
 class SmtpProvider(Provider):
     """Delivers each recipient's MIME message with SMTP over one reused connection.
 
@@ -229,7 +236,7 @@ class SmtpProvider(Provider):
                 # A line break in this reader's name, an address the headers cannot carry:
                 # their message cannot be built, and no retry would change that.
                 receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                        reason=f"cannot build the message: {exc}"))
+                                        reason=f"cannot build the message: {_plain(exc)}"))
                 continue
             try:
                 receipt = self._send_retrying(recipient, message)
@@ -238,7 +245,7 @@ class SmtpProvider(Provider):
                     self.close()
                     raise
                 self._fatal = exc
-                receipts += self._fail_rest(recipients[index:], str(exc))
+                receipts += self._fail_rest(recipients[index:], _plain(exc))
                 break
             except _ConnectionLost as exc:
                 receipts += self._fail_rest(recipients[index:], str(exc))

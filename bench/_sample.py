@@ -1,0 +1,84 @@
+"""Shared helpers for the benchmarks: a generated post in a copy of the sample newsletter."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import shutil
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = ("stride hip glute tendon cadence load tempo easy threshold recovery strength power "
+         "spring ankle knee calf hamstring core balance drill interval hill form breath "
+         "fatigue sleep fuel effort rhythm posture").split()
+
+
+def copy_sample(target: Path | None = None) -> Path:
+    """A throwaway copy of the sample newsletter to write into."""
+    root = Path(target or tempfile.mkdtemp(prefix="runletter-bench-"))
+    shutil.copy(REPO / "runletter.toml", root / "runletter.toml")
+    for folder in ("content", "layouts"):
+        shutil.copytree(REPO / folder, root / folder, dirs_exist_ok=True)
+    (root / "subscribers").mkdir(exist_ok=True)
+    shutil.copy(REPO / "subscribers/goals.toml", root / "subscribers/goals.toml")
+    return root
+
+
+def paragraph(rng: random.Random, words: int) -> str:
+    """A paragraph of plausible filler with some emphasis and a link."""
+    out = [rng.choice(WORDS) for _ in range(words)]
+    out[3] = f"**{out[3]}**"
+    out[9] = f"[{out[9]}](https://example.org/{out[9]})"
+    return " ".join(out).capitalize() + "."
+
+
+def write_post(root: Path, slug: str, words: int = 1500, cards: int = 6, seed: int = 1) -> Path:
+    """A post of about `words` words with headings, lists, goal blocks and exercise cards."""
+    rng = random.Random(seed)
+    exercises = sorted(p.stem for p in (root / "content/exercises").glob("*.md"))[:cards]
+    body = ['Hi {{ first_name | default("runner") }},', ""]
+    written = 0
+    section = 0
+    while written < words:
+        section += 1
+        body += [f"## Part {section}", ""]
+        for _ in range(3):
+            n = rng.randint(50, 90)
+            body += [paragraph(rng, n), ""]
+            written += n
+        body += [f"- [[{rng.choice(exercises)}]] {rng.choice(WORDS)}" for _ in range(3)] + [""]
+        if section % 3 == 0:
+            body += ["::: only marathon ultra", paragraph(rng, 40), ":::", ""]
+            written += 40
+    path = root / "content/posts" / f"{slug}.md"
+    path.write_text(f"""---
+title: "Benchmark post {seed}"
+date: 2026-11-20
+topic: strength
+exercises: [{", ".join(exercises)}]
+preheader: "A generated post for benchmarks."
+summary: "Generated."
+status: ready
+---
+""" + "\n".join(body), encoding="utf-8")
+    return path
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> str:
+    """A one-line description of this machine for the report."""
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}"

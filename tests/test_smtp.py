@@ -1,0 +1,234 @@
+"""The SMTP provider against a real SMTP server (aiosmtpd) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+from collections import Counter
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from publisher.address import Addresser
+from publisher.project import open_project
+from publisher.providers.base import (
+    ACCEPTED,
+    FAILED,
+    REJECTED,
+    Batch,
+    ProviderConfigError,
+    provider_settings,
+)
+from publisher.providers.smtp import SmtpProvider
+from publisher.render import EmailRenderer
+from publisher.tokens import Signer
+
+from .conftest import SECRET
+from .smtp_server import free_port, running_smtp
+
+ROOT = Path(__file__).parents[1]
+SLUG = "2026-10-27-synchronicity"
+
+
+@pytest.fixture(scope="module")
+def project():
+    return open_project(ROOT)
+
+
+@pytest.fixture(scope="module")
+def config(project):
+    return project.config
+
+
+@pytest.fixture(scope="module")
+def addresser(config):
+    return Addresser(config, Signer(SECRET))
+
+
+@pytest.fixture(scope="module")
+def edition(project, config):
+    editions = EmailRenderer(config).editions(project.resolve(project.post(SLUG)))
+    return next(iter(editions.values()))
+
+
+@pytest.fixture(scope="module")
+def compiled(addresser, edition):
+    return addresser.compile(edition)
+
+
+@pytest.fixture
+def make_batch(addresser, edition, compiled):
+    """Batch of readers r<first>@example.com … with ids first … first+count-1."""
+    def make(count: int, first: int = 1) -> Batch:
+        recipients = tuple(addresser.recipient(SLUG, i, f"r{i}@example.com", f"Reader{i}")
+                           for i in range(first, first + count))
+        return Batch(edition, compiled, recipients)
+    return make
+
+
+def smtp_provider(config, addresser, port: int, **env: str) -> SmtpProvider:
+    environ = {"RUNLETTER_SMTP_HOST": "127.0.0.1", "RUNLETTER_SMTP_PORT": str(port),
+               "RUNLETTER_SMTP_SECURITY": "none", "RUNLETTER_SMTP_TIMEOUT": "5"}
+    environ.update({f"RUNLETTER_SMTP_{key.upper()}": value for key, value in env.items()})
+    return SmtpProvider(config, addresser, provider_settings(SmtpProvider, config, environ))
+
+
+def by_id(receipts):
+    return {r.subscriber_id: r for r in receipts}
+
+
+def received_counts(server) -> Counter:
+    return Counter(rcpt for rcpts, _data in server.messages for rcpt in rcpts)
+
+
+def test_every_recipient_receives_one_message_over_one_reused_connection(
+        config, addresser, make_batch):
+    with running_smtp() as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            first = provider.send(make_batch(20))
+            second = provider.send(make_batch(5, first=21))
+        assert server.connections == 1
+        counts = received_counts(server)
+        assert counts == Counter({f"r{i}@example.com": 1 for i in range(1, 26)})
+    receipts = first + second
+    assert sorted(r.subscriber_id for r in receipts) == list(range(1, 26))
+    assert all(r.status == ACCEPTED for r in receipts)
+    assert by_id(receipts)[7].provider_id == f"<{SLUG}.7@runfreely.example.org>"
+
+
+def test_each_received_message_parses_with_that_readers_own_headers(
+        config, addresser, make_batch):
+    batch = make_batch(3)
+    with running_smtp() as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            provider.send(batch)
+        messages = server.messages
+    assert len(messages) == 3
+    by_rcpt = {rcpts[0]: data for rcpts, data in messages}
+    for recipient in batch.recipients:
+        parsed = email.message_from_bytes(by_rcpt[recipient.email], policy=policy.default)
+        assert parsed["To"].addresses[0].addr_spec == recipient.email
+        assert parsed["Message-ID"] == recipient.message_id
+        assert f"<{recipient.values['unsubscribe_url']}>" in parsed["List-Unsubscribe"]
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert parsed.get_content_type() == "multipart/alternative"
+        parts = [part.get_content_type() for part in parsed.iter_parts()]
+        assert parts == ["text/plain", "text/html"]
+        html = parsed.get_body(("html",)).get_content()
+        assert recipient.values["unsubscribe_url"] in html
+
+
+def test_a_refused_recipient_is_rejected_with_the_servers_reason_and_the_rest_accepted(
+        config, addresser, make_batch):
+    with running_smtp(refuse={"r3@example.com": "550 5.1.1 No such user"}) as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            receipts = by_id(provider.send(make_batch(5)))
+        assert server.connections == 1  # RSET kept the connection usable
+        assert set(received_counts(server)) == {f"r{i}@example.com" for i in (1, 2, 4, 5)}
+    assert receipts[3].status == REJECTED
+    assert receipts[3].reason == "550 5.1.1 No such user"
+    assert [receipts[i].status for i in (1, 2, 4, 5)] == [ACCEPTED] * 4
+
+
+def test_a_recipient_deferred_with_4xx_gets_a_failed_receipt(config, addresser, make_batch):
+    with running_smtp(tempfail={"r2@example.com": "451 4.3.0 Try later"}) as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            receipts = by_id(provider.send(make_batch(3)))
+        assert set(received_counts(server)) == {"r1@example.com", "r3@example.com"}
+    assert receipts[2].status == FAILED
+    assert receipts[2].reason == "451 4.3.0 Try later"
+    assert receipts[1].status == receipts[3].status == ACCEPTED
+
+
+def test_a_dropped_connection_is_reopened_and_receipts_agree_with_what_was_delivered(
+        config, addresser, make_batch):
+    with running_smtp(drop_after=4) as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            receipts = provider.send(make_batch(10))
+        assert server.handler.dropped == 1
+        assert server.connections == 2
+        counts = received_counts(server)
+    assert len(receipts) == 10
+    assert max(counts.values()) == 1  # nobody twice
+    for receipt in receipts:
+        delivered = counts[f"r{receipt.subscriber_id}@example.com"] == 1
+        assert (receipt.status == ACCEPTED) == delivered, receipt
+    assert all(r.status == ACCEPTED for r in receipts)  # the retry got it through
+
+
+def test_a_server_that_goes_away_leaves_failed_receipts_and_raises_nothing(
+        config, addresser, make_batch):
+    with running_smtp() as server:
+        provider = smtp_provider(config, addresser, server.port)
+        provider.open()
+        assert [r.status for r in provider.send(make_batch(2))] == [ACCEPTED] * 2
+    try:
+        receipts = provider.send(make_batch(3, first=3))  # the server is gone now
+    finally:
+        provider.close()
+    assert sorted(r.subscriber_id for r in receipts) == [3, 4, 5]
+    assert all(r.status == FAILED and "reconnect failed" in r.reason for r in receipts)
+
+
+def test_starttls_and_login_deliver_over_an_encrypted_authenticated_session(
+        config, addresser, make_batch):
+    with running_smtp(starttls=True, auth=("maya", "s3cret")) as server:
+        provider = smtp_provider(config, addresser, server.port, security="starttls",
+                                 username="maya", password="s3cret", cafile=server.cafile)
+        with provider:
+            receipts = provider.send(make_batch(2))
+        assert server.sessions == [{"tls": True, "authenticated": True}] * 2
+        assert server.connections == 1
+    assert all(r.status == ACCEPTED for r in receipts)
+
+
+def test_implicit_tls_delivers_when_security_is_ssl(config, addresser, make_batch):
+    with running_smtp(smtps=True, auth=("maya", "s3cret")) as server:
+        provider = smtp_provider(config, addresser, server.port, security="ssl",
+                                 username="maya", password="s3cret", cafile=server.cafile)
+        with provider:
+            receipts = provider.send(make_batch(2))
+        assert server.sessions == [{"tls": True, "authenticated": True}] * 2
+    assert all(r.status == ACCEPTED for r in receipts)
+
+
+def test_a_wrong_password_is_a_config_error(config, addresser):
+    with running_smtp(starttls=True, auth=("maya", "s3cret")) as server:
+        provider = smtp_provider(config, addresser, server.port, security="starttls",
+                                 username="maya", password="wrong", cafile=server.cafile)
+        with pytest.raises(ProviderConfigError, match="refused the login"):
+            provider.open()
+        assert server.messages == []
+
+
+def test_an_untrusted_certificate_is_a_config_error(config, addresser):
+    with running_smtp(starttls=True) as server:
+        provider = smtp_provider(config, addresser, server.port, security="starttls")
+        with pytest.raises(ProviderConfigError, match="not trusted"):
+            provider.open()
+
+
+def test_a_password_in_runletter_toml_is_refused(config):
+    with_password = dataclasses.replace(config, providers={"smtp": {"password": "x"}})
+    with pytest.raises(ProviderConfigError, match="RUNLETTER_SMTP_PASSWORD"):
+        provider_settings(SmtpProvider, with_password, environ={})
+
+
+def test_connection_refused_on_first_connect_is_a_config_error(config, addresser):
+    provider = smtp_provider(config, addresser, free_port())  # nobody listens there
+    with pytest.raises(ProviderConfigError, match="cannot connect"):
+        provider.open()
+
+
+def test_a_refused_envelope_sender_is_a_config_error(config, addresser, make_batch):
+    with running_smtp(refuse_sender="553 5.7.1 Sender not allowed") as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            with pytest.raises(ProviderConfigError, match="envelope sender"):
+                provider.send(make_batch(2))
+        assert server.messages == []
+
+
+def test_an_unknown_security_mode_is_a_config_error(config, addresser):
+    with pytest.raises(ProviderConfigError, match="starttls, ssl, none"):
+        smtp_provider(config, addresser, 25, security="tls")
