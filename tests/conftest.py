@@ -1,4 +1,4 @@
-"""Shared fixtures: copies of the sample newsletter in tmp folders, so tests never write the repo."""
+"""Shared fixtures: copies of the sample newsletter in tmp folders; tests never write the repo."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ throwaway CA made by trustme; give the client server.cafile).
 from __future__ import annotations
 
 import asyncio
-
 import contextlib
 import socket
 import tempfile
