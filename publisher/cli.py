@@ -85,8 +85,9 @@ def render(post: str, goal_slug: str | None, text: bool) -> None:
         raise RunletterError(f"unknown goal '{goal_slug}'" + suggest(goal_slug, slugs_all)
                              + f"; goals are: {', '.join(slugs_all)}")
     if goal_slug not in slugs:
-        raise RunletterError(f"{resolved.post.source.display}: the post's audience is "
-                             f"{', '.join(slugs)}; there is no '{goal_slug}' edition")
+        raise RunletterError(Finding(resolved.post.source.display, None,
+                                     f"the post's audience is {', '.join(slugs)}; "
+                                     f"there is no '{goal_slug}' edition"))
     renderer = EmailRenderer(project.config)
     prepared = renderer.prepare(resolved)
     edition = renderer.edition(prepared, project.goals.get(goal_slug))
@@ -280,8 +281,9 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
         raise RunletterError("--goal goes with --to (a test copy); a publish sends every "
                              "reader their own goal's edition")
     if draft.is_draft and not test_to:
-        raise RunletterError(f"{draft.source.display}: is a draft; set 'status: ready' to "
-                             "send it (or send yourself a test copy with --to)")
+        raise RunletterError(Finding(draft.source.display, draft.source.line("status"),
+                                     "is a draft; set 'status: ready' to send it "
+                                     "(or send yourself a test copy with --to)"))
     name = provider_name or config.delivery["provider"]
     cls = provider_class(name)
     settings = provider_settings(cls, config)

@@ -27,6 +27,17 @@ LEVELS = ("beginner", "intermediate", "advanced")
 STATUSES = ("draft", "ready")
 
 
+class _FrontMatterLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so `read_post` checks them with a line number
+    (PyYAML's own date parsing crashes on 2026-02-30 instead of reporting it)."""
+
+
+_FrontMatterLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 @dataclass(frozen=True)
 class Document:
     """A Markdown file split into its front matter (with key lines) and its body."""
@@ -76,7 +87,7 @@ def read_document(path: Path, root: Path) -> Document:
         raise RunletterError(Finding(shown, 1, "front matter is not closed: "
                                      "add a '---' line after the last key")) from None
     try:
-        meta = handler.load(front)
+        meta = yaml.load(front, Loader=_FrontMatterLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
@@ -282,7 +293,9 @@ def read_post(path: Path, root: Path) -> Post:
         date = raw_date
     else:
         try:
-            date = dt.date.fromisoformat(str(raw_date).strip())
+            text = str(raw_date).strip()
+            date = (dt.date.fromisoformat(text) if len(text) <= 10
+                    else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date())
         except ValueError:
             check.error("date", f"date '{raw_date}' is not a date; write it as YYYY-MM-DD")
     title = check.text("title", required=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import markdown
 
 from .model import Block, Catalogue, Resolved, Slot
-from .resolve import EXERCISE_LINK, MERGE_FIELD, MERGE_SYNTAX
+from .resolve import EXERCISE_LINK, MERGE_FIELD, MERGE_SYNTAX, map_prose
 
 MARKDOWN_EXTENSIONS = ("extra", "sane_lists")
 
@@ -55,7 +55,7 @@ def _merge_to_markers(text: str, table: SlotTable) -> str:
         default = syntax.group(2) if syntax.group(2) is not None else (syntax.group(3) or "")
         return table.marker(syntax.group(1), default)
 
-    return MERGE_FIELD.sub(replace, text)
+    return map_prose(text, lambda prose, _: MERGE_FIELD.sub(replace, prose))
 
 
 def _escape_link_text(text: str) -> str:
@@ -69,7 +69,7 @@ def _links_to_markdown(text: str, catalogue: Catalogue, url_for: Callable[[str],
             return match.group(0)
         return f"[{_escape_link_text(exercise.name)}]({url_for(exercise.slug)})"
 
-    return EXERCISE_LINK.sub(replace, text)
+    return map_prose(text, lambda prose, _: EXERCISE_LINK.sub(replace, prose))
 
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")

@@ -8,7 +8,7 @@ closest valid name.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .errors import Finding, RunletterError, suggest
 from .model import EVERYONE, Block, Catalogue, Goals, Post, Resolved
@@ -20,6 +20,32 @@ MERGE_FIELD = re.compile(r"\{\{(.*?)\}\}")
 MERGE_SYNTAX = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*"
                           r"(?:\|\s*default\(\s*(?:\"([^\"]*)\"|'([^']*)')\s*\)\s*)?$")
 MERGE_FIELDS = ("first_name",)
+
+
+_CODE_SPAN = re.compile(r"(`+)(?:.+?)\1")
+
+
+def map_prose(markdown: str, fn: Callable[[str, int], str]) -> str:
+    """Apply fn(text, line_offset) to prose only: fenced code and `code spans` stay as written,
+    so a post can show `[[slug]]` or `{{ first_name }}` as an example."""
+    out: list[str] = []
+    in_code = False
+    for offset, line in enumerate(markdown.split("\n")):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_code = not in_code
+            out.append(line)
+            continue
+        if in_code:
+            out.append(line)
+            continue
+        pieces, last = [], 0
+        for span in _CODE_SPAN.finditer(line):
+            pieces.append(fn(line[last:span.start()], offset))
+            pieces.append(span.group(0))
+            last = span.end()
+        pieces.append(fn(line[last:], offset))
+        out.append("".join(pieces))
+    return "\n".join(out)
 
 
 def split_blocks(post: Post) -> tuple[tuple[Block, ...], list[Finding]]:
@@ -92,7 +118,8 @@ def _goal_findings(where: str, line: int | None, named: Iterable[str], goals: Go
 def check_body(block: Block, where: str, catalogue: Catalogue) -> list[Finding]:
     """Inline `[[slug]]` links and `{{ merge }}` fields in one block, each with its line."""
     findings: list[Finding] = []
-    for offset, line in enumerate(block.markdown.split("\n")):
+
+    def check(line: str, offset: int) -> str:
         number = block.line + offset
         for match in EXERCISE_LINK.finditer(line):
             slug = match.group(1)
@@ -109,6 +136,9 @@ def check_body(block: Block, where: str, catalogue: Catalogue) -> list[Finding]:
                                         f"'{syntax.group(1)}'" + suggest(syntax.group(1),
                                                                         MERGE_FIELDS)
                                         + f"; fields are: {', '.join(MERGE_FIELDS)}"))
+        return line
+
+    map_prose(block.markdown, check)
     return findings
 
 

@@ -57,7 +57,8 @@ status: draft                  # draft | ready; drafts never send
 ---
 Hi {{{{ first_name | default("runner") }}}},
 
-Write here. Link an exercise with [[exercise-slug]].
+Write here. Link an exercise inline with its slug in double square brackets,
+like `[[clam-shell]]`, and list the ones to show as cards under `exercises`.
 
 ::: only marathon
 A paragraph only the marathon edition shows.

@@ -7,7 +7,6 @@ between pages are relative, so `site/` works from a web server or opened as file
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -142,7 +141,7 @@ class SiteBuilder:
         self.written = 0
 
     def _page(self, template: str, out: Path, path: str, **context) -> None:
-        depth = path.count("/")
+        depth = path.count("/") + 1 if path else 0  # every page is <path>/index.html
         root = "../" * depth
         try:
             html = self.env.get_template(template).render(
@@ -216,9 +215,7 @@ class SiteBuilder:
         rel = ref.lstrip("/").removeprefix("content/")
         source = self.config.content_dir / rel
         if source.is_file():
-            target = out / "media" / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            self._write(out / "media" / rel, source.read_bytes())
         return "../" * depth + "media/" + rel
 
     def _feed_html(self, web: WebPost, goal: Goal | None) -> str:

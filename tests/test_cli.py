@@ -1,0 +1,248 @@
+"""The `runletter` command: verbs over the pipeline; user mistakes print one line, never trace."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from publisher.cli import main
+from publisher.load import read_exercise, read_post
+from publisher.project import open_project
+
+FIXTURE = Path(__file__).parent / "fixtures" / "project"
+SLUG = "2026-01-01-everything"
+
+
+@pytest.fixture
+def project_dir(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_user_error(result, expected: str) -> None:
+    """Exit 1, exactly the expected lines, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert result.stderr == expected
+
+
+def test_build_exits_0_and_prints_the_counts(project_dir):
+    result = run("build")
+    assert result.exit_code == 0, result.output
+    assert result.output == ("built site/: 1 posts, 4 exercises, 5 goals, "
+                             "4 email editions rendered (19 files written)\n")
+    assert (project_dir / "site" / "posts" / SLUG / "index.html").is_file()
+
+
+def test_build_with_drafts_includes_the_draft(project_dir):
+    result = run("build", "--drafts")
+    assert result.exit_code == 0, result.output
+    assert "2 posts" in result.output
+    assert "9 email editions rendered" in result.output  # 4 + the draft's 5 goals
+    assert (project_dir / "site" / "posts" / "2026-01-02-draft" / "index.html").is_file()
+
+
+def test_a_second_build_reports_no_files_written(project_dir):
+    run("build")
+    assert run("build").output.endswith("(0 files written)\n")
+
+
+def test_build_works_from_a_subfolder_of_the_project(project_dir, monkeypatch):
+    monkeypatch.chdir(project_dir / "content" / "posts")
+    result = run("build")
+    assert result.exit_code == 0, result.output
+    assert (project_dir / "site" / "index.html").is_file()
+
+
+def test_render_prints_the_html_of_a_goals_edition(project_dir):
+    result = run("render", SLUG, "--goal", "marathon")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("<!doctype html>")
+    assert "Marathon edition" in result.stdout
+    assert "3 x 6 each side, heavy" in result.stdout
+    assert "Long-distance runners" in result.stdout
+    assert "Comeback runners" not in result.stdout
+
+
+def test_render_with_text_prints_the_plain_text_part(project_dir):
+    result = run("render", "everything", "--goal", "comeback", "--text")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Fixture Weekly · Comeback edition\nEverything at once\n")
+    assert "* Single-leg deadlift: 2 x 10 each side, bodyweight" in result.stdout
+    assert "<" not in result.stdout
+
+
+def test_render_without_a_goal_picks_the_posts_first_goal(project_dir):
+    result = run("render", SLUG, "--text")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Fixture Weekly · 5K edition\n")
+
+
+def test_render_with_an_unknown_goal_is_a_one_line_error(project_dir):
+    assert_user_error(run("render", SLUG, "--goal", "marathn"),
+                      "runletter: error: unknown goal 'marathn' (did you mean 'marathon'?); "
+                      "goals are: 5k, marathon, ultra, comeback, general\n")
+
+
+def test_render_for_a_goal_outside_the_audience_is_a_one_line_error(project_dir):
+    result = run("render", SLUG, "--goal", "general")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.endswith("the post's audience is 5k, marathon, ultra, comeback; "
+                                  "there is no 'general' edition\n")
+
+
+def test_an_error_about_a_post_file_is_printed_under_that_files_name(project_dir):
+    assert_user_error(run("render", SLUG, "--goal", "general"),
+                      f"content/posts/{SLUG}.md: error: the post's audience is 5k, marathon, "
+                      "ultra, comeback; there is no 'general' edition\n")
+
+
+def test_render_of_an_unknown_post_suggests_the_closest(project_dir):
+    result = run("render", "2026-01-01-everythin")
+    assert_user_error(result, "runletter: error: no post '2026-01-01-everythin' in "
+                      "content/posts (did you mean '2026-01-01-everything'?); give a slug "
+                      "(file name without .md) or a path\n")
+
+
+def test_a_post_with_an_unknown_exercise_fails_the_build_with_file_and_line(project_dir):
+    post = project_dir / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace(
+        "exercises: [single-leg-deadlift,", "exercises: [single-leg-dedlift,"))
+    assert_user_error(run("build"),
+                      f"content/posts/{SLUG}.md:6: error: unknown exercise "
+                      "'single-leg-dedlift' (did you mean 'single-leg-deadlift'?)\n")
+    assert not (project_dir / "site").exists()
+
+
+def test_every_problem_in_a_build_is_printed_one_per_line(project_dir):
+    post = project_dir / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace("topic: strength", "topic: strenght")
+                    .replace("[[glute-bridge]]", "[[glute-brige]]"))
+    result = run("build")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"content/posts/{SLUG}.md:4: error: unknown topic 'strenght' (did you mean "
+        "'strength'?); topics in runletter.toml are: strength, physio",
+        f"content/posts/{SLUG}.md:30: error: unknown exercise 'glute-brige' "
+        "(did you mean 'glute-bridge'?)",
+    ]
+
+
+def test_an_impossible_date_is_a_one_line_error_not_a_crash(project_dir):
+    post = project_dir / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace("date: 2026-01-01", "date: 2026-13-01"))
+    result = run("build")
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.stderr.startswith(f"content/posts/{SLUG}.md:3: error: ")
+
+
+def test_outside_a_project_the_error_says_how_to_start_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("build")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("runletter: error: runletter.toml: not found in ")
+    assert "run 'runletter init DIR'" in result.stderr
+
+
+def test_new_post_creates_a_draft_that_loads(project_dir):
+    result = run("new", "post", "Tempo Tuesday")
+    assert result.exit_code == 0, result.output
+    rel = f"content/posts/{dt.date.today().isoformat()}-tempo-tuesday.md"
+    assert result.output == f"created {rel}\n"
+    post = read_post(project_dir / rel, project_dir)
+    assert post.title == "Tempo Tuesday"
+    assert post.status == "draft"
+    assert post.topic == "strength"
+    assert post.date == dt.date.today()
+
+
+def test_a_new_draft_does_not_break_the_build(project_dir):
+    run("new", "post", "Tempo Tuesday")
+    result = run("build")
+    assert result.exit_code == 0, result.output
+    assert "1 posts" in result.output
+
+
+def test_new_exercise_creates_an_exercise_that_loads(project_dir):
+    result = run("new", "exercise", "Nordic curl")
+    assert result.exit_code == 0, result.output
+    assert result.output == "created content/exercises/nordic-curl.md\n"
+    path = project_dir / "content" / "exercises" / "nordic-curl.md"
+    exercise = read_exercise(path, project_dir)
+    assert exercise.name == "Nordic curl"
+    assert dict(exercise.dose) == {"default": "3 x 10"}
+    assert len(open_project(project_dir).catalogue) == 5
+
+
+@pytest.mark.parametrize("args, rel", [
+    (("new", "post", "Tempo Tuesday"),
+     f"content/posts/{dt.date.today().isoformat()}-tempo-tuesday.md"),
+    (("new", "exercise", "Nordic curl"), "content/exercises/nordic-curl.md"),
+])
+def test_creating_the_same_file_twice_is_an_error(project_dir, args, rel):
+    assert run(*args).exit_code == 0
+    before = (project_dir / rel).read_text()
+    assert_user_error(run(*args), f"runletter: error: {rel}: already exists; "
+                      "pick another title or edit that file\n")
+    assert (project_dir / rel).read_text() == before
+
+
+def test_a_title_with_no_letters_or_digits_is_an_error(project_dir):
+    assert_user_error(run("new", "post", "!!!"),
+                      "runletter: error: cannot make a file name from '!!!'; "
+                      "use letters or digits\n")
+
+
+def test_init_makes_a_project_that_builds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("init", "letter")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "letter" / "runletter.toml").is_file()
+    assert (tmp_path / "letter" / ".gitignore").is_file()
+    monkeypatch.chdir(tmp_path / "letter")
+    result = run("build")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("built site/: 1 posts, ")
+    assert (tmp_path / "letter" / "site" / "index.html").is_file()
+
+
+def test_init_refuses_a_folder_that_is_not_empty(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    assert_user_error(run("init", "full"), "runletter: error: full: folder is not empty; "
+                      "pick a new folder name\n")
+
+
+@pytest.mark.parametrize("verb", [
+    ("build",), ("render",), ("new", "post"), ("new", "exercise"), ("init",), ("publish",),
+    ("subscribers", "import"), ("audience",), ("report",),
+])
+def test_help_works_on_every_verb(verb):
+    result = run(*verb, "--help")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: main {' '.join(verb)}")
+    assert "--help" in result.output
+
+
+def test_the_top_level_help_lists_the_verbs():
+    result = run("--help")
+    assert result.exit_code == 0
+    for verb in ("build", "render", "new", "init", "publish", "subscribers", "audience",
+                 "report"):
+        assert f"  {verb} " in result.output

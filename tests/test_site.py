@@ -1,0 +1,290 @@
+"""The web archive: a page per post, exercise and goal, Atom feeds, and quiet rebuilds."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+from publisher.project import open_project
+from publisher.site import SiteBuilder
+
+FIXTURE = Path(__file__).parent / "fixtures" / "project"
+SLUG = "2026-01-01-everything"
+DRAFT = "2026-01-02-draft"
+A = "{http://www.w3.org/2005/Atom}"
+
+
+def build(root: Path, drafts: bool = False) -> SiteBuilder:
+    project = open_project(root)
+    builder = SiteBuilder(project.config, project.goals, project.catalogue)
+    builder.build(project.resolve_all(include_drafts=drafts))
+    return builder
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("site") / "project"
+    shutil.copytree(FIXTURE, root)
+    build(root)
+    return root / "site"
+
+
+def page(site: Path, path: str) -> str:
+    return (site / path / "index.html").read_text(encoding="utf-8")
+
+
+def section(html: str, css_class: str) -> list[str]:
+    """Link texts of the <ul class=css_class> list."""
+    match = re.search(rf'<ul class="{css_class}">(.*?)</ul>', html, re.S)
+    return re.findall(r">([^<>]+)</a>", match.group(1)) if match else []
+
+
+def dose_rows(html: str) -> list[tuple[str, str]]:
+    table = re.search(r'<table class="doses">(.*?)</table>', html, re.S).group(1)
+    return re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", table)
+
+
+def post_titles(html: str) -> list[str]:
+    match = re.search(r'<ul class="post-list">(.*?)</ul>', html, re.S)
+    return re.findall(r'<a href="[^"]*">([^<]+)</a>', match.group(1))
+
+
+def feed(site: Path, path: str) -> ET.Element:
+    root = ET.parse(site / path).getroot()
+    assert root.tag == f"{A}feed"
+    return root
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+def test_the_index_lists_published_posts_only(site):
+    html = page(site, "")
+    assert post_titles(html) == ["Everything at once"]
+    assert "A fixture post that uses every feature." in html
+
+
+def test_each_published_post_gets_a_page_and_drafts_do_not(site):
+    assert (site / "posts" / SLUG / "index.html").is_file()
+    assert not (site / "posts" / DRAFT).exists()
+
+
+def test_drafts_are_built_when_asked(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    build(root, drafts=True)
+    assert "A draft about physio" in page(root / "site", f"posts/{DRAFT}")
+    assert post_titles(page(root / "site", "")) == ["A draft about physio", "Everything at once"]
+
+
+def test_the_post_page_shows_every_goal_block_marked_and_labelled(site):
+    html = page(site, f"posts/{SLUG}")
+    asides = re.findall(r'<aside class="goal-only" data-goals="([^"]*)">'
+                        r'<p class="goal-only-label">([^<]*)</p>', html)
+    assert asides == [("marathon ultra", "Only in the Marathon and Ultra editions"),
+                      ("comeback", "Only in the Comeback edition")]
+    assert "Long-distance runners" in html and "Comeback runners" in html
+    assert ":::" not in html
+
+
+def test_the_post_page_fills_merge_fields_with_their_fallback_and_has_no_utm(site):
+    html = page(site, f"posts/{SLUG}")
+    assert "<p>Hi runner,</p>" in html
+    assert "ZZSLOT" not in html
+    assert "utm_" not in html
+
+
+def test_the_post_page_links_exercises_inline_and_shows_cards_for_its_audience(site):
+    html = page(site, f"posts/{SLUG}")
+    assert '<a href="../../exercises/single-leg-balance/">Single-leg balance</a>' in html
+    card = html.split('<section class="card">')[1]
+    assert dose_rows(card) == [("5K", "3 x 8 each side"),
+                               ("Marathon", "3 x 6 each side, heavy"),
+                               ("Ultra", "3 x 8 each side"),
+                               ("Comeback", "2 x 10 each side, bodyweight")]
+
+
+def test_each_exercise_gets_a_page(site):
+    for slug in ("airplane-split-squat", "glute-bridge", "single-leg-balance",
+                 "single-leg-deadlift"):
+        assert (site / "exercises" / slug / "index.html").is_file()
+    listed = re.findall(r'<li><a href="[^"]*">([^<]+)</a>', page(site, "exercises"))
+    assert listed == ["Airplane split squat", "Glute bridge", "Single-leg balance",
+                      "Single-leg deadlift"]
+
+
+def test_an_exercise_page_has_the_dose_for_every_goal_that_has_one(site):
+    assert dose_rows(page(site, "exercises/single-leg-deadlift")) == [
+        ("Marathon", "3 x 6 each side, heavy"),
+        ("Comeback", "2 x 10 each side, bodyweight"),
+        ("Everyone else", "3 x 8 each side"),
+    ]
+    assert dose_rows(page(site, "exercises/single-leg-balance")) == [
+        ("Everyone else", "3 x 30 s each side")]
+
+
+def test_an_exercise_page_has_cues_body_and_video(site):
+    html = page(site, "exercises/single-leg-deadlift")
+    assert ('<ul class="cues"><li>Hinge from the hip, long spine.</li>'
+            '<li>Hips square to the floor.</li></ul>') in html
+    assert "<p>Stand on one leg and hinge forward" in html
+    assert '<a href="https://videos.example.org/fixture/single-leg-deadlift">' in html
+    assert "Watch the video" not in page(site, "exercises/glute-bridge")
+
+
+def test_progressions_and_regressions_are_declared_ones_plus_the_reverse_links(site):
+    sld = page(site, "exercises/single-leg-deadlift")
+    assert section(sld, "progressions") == ["Airplane split squat"]
+    # its own regression first, then glute bridge, which lists the deadlift as a progression
+    assert section(sld, "regressions") == ["Single-leg balance", "Glute bridge"]
+
+
+def test_an_exercise_listed_as_a_regression_shows_the_other_as_its_progression(site):
+    balance = page(site, "exercises/single-leg-balance")
+    assert section(balance, "progressions") == ["Single-leg deadlift"]
+    assert section(balance, "regressions") == []
+
+
+def test_an_exercise_listed_as_a_progression_shows_the_other_as_its_regression(site):
+    airplane = page(site, "exercises/airplane-split-squat")
+    assert section(airplane, "regressions") == ["Single-leg deadlift"]
+    assert section(airplane, "progressions") == []
+
+
+def test_an_exercise_page_lists_the_posts_that_use_it(site):
+    assert section(page(site, "exercises/airplane-split-squat"), "used-in") == \
+        ["Everything at once"]  # as a card
+    assert section(page(site, "exercises/glute-bridge"), "used-in") == \
+        ["Everything at once"]  # linked inline inside a goal block
+
+
+def test_each_goal_page_lists_only_that_goals_posts(site):
+    for goal in ("5k", "marathon", "ultra", "comeback"):
+        assert post_titles(page(site, f"goals/{goal}")) == ["Everything at once"], goal
+    general = page(site, "goals/general")
+    assert post_titles(general) == []
+    assert "No posts yet." in general
+
+
+# --- feeds ---------------------------------------------------------------------------------
+
+def test_the_main_feed_is_atom_with_one_entry_per_published_post(site):
+    root = feed(site, "feed.xml")
+    assert root.findtext(f"{A}title") == "Fixture Weekly"
+    assert root.findtext(f"{A}id") == "https://fixture.example.org/feed.xml"
+    assert root.findtext(f"{A}updated") == "2026-01-01T00:00:00+00:00"
+    [entry] = root.findall(f"{A}entry")
+    url = f"https://fixture.example.org/posts/{SLUG}/"
+    assert entry.findtext(f"{A}id") == url
+    assert entry.findtext(f"{A}title") == "Everything at once"
+    assert entry.findtext(f"{A}updated") == "2026-01-01T00:00:00+00:00"
+    assert entry.find(f"{A}link").get("href") == url
+    content = entry.find(f"{A}content")
+    assert content.get("type") == "html"
+    assert 'href="https://fixture.example.org/exercises/single-leg-balance/"' in content.text
+    assert 'class="goal-only"' in content.text
+
+
+def test_a_goal_feed_shows_that_goals_edition_only(site):
+    [entry] = feed(site, "goals/comeback/feed.xml").findall(f"{A}entry")
+    content = entry.find(f"{A}content").text
+    assert "Comeback runners: use" in content
+    assert 'href="https://fixture.example.org/exercises/glute-bridge/"' in content
+    assert "Long-distance runners" not in content
+    [entry] = feed(site, "goals/ultra/feed.xml").findall(f"{A}entry")
+    assert "Long-distance runners" in entry.find(f"{A}content").text
+
+
+def test_a_goal_with_no_posts_has_an_empty_but_valid_feed(site):
+    root = feed(site, "goals/general/feed.xml")
+    assert root.findall(f"{A}entry") == []
+    assert root.findtext(f"{A}title") == "Fixture Weekly · Everyone"
+
+
+def test_feeds_parse_with_feedparser_when_it_is_installed(site):
+    feedparser = pytest.importorskip("feedparser")
+    parsed = feedparser.parse(str(site / "feed.xml"))
+    assert not parsed.bozo
+    assert [e.title for e in parsed.entries] == ["Everything at once"]
+
+
+# --- rebuilds and links --------------------------------------------------------------------
+
+def test_a_second_build_writes_no_files(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    first = build(root)
+    assert first.written == 19
+    old = {p: p.stat().st_mtime_ns for p in (root / "site").rglob("*") if p.is_file()}
+    for path in old:
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert build(root).written == 0
+    assert all(p.stat().st_mtime_ns == 1_000_000_000 for p in old)
+
+
+def test_a_changed_post_rewrites_only_the_files_that_show_it(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    build(root)
+    post = root / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace("See you out there.", "Bye."))
+    # the post page, the main feed and its four goals' feeds
+    assert build(root).written == 6
+
+
+def test_a_second_build_does_not_rewrite_unchanged_media(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    (root / "content" / "img").mkdir()
+    (root / "content" / "img" / "sld.png").write_bytes(b"\x89PNG fake")
+    exercise = root / "content" / "exercises" / "single-leg-deadlift.md"
+    exercise.write_text(exercise.read_text().replace("video:", "image: img/sld.png\nvideo:"))
+    build(root)
+    media = root / "site" / "media" / "img" / "sld.png"
+    assert media.read_bytes() == b"\x89PNG fake"
+    os.utime(media, ns=(1_000_000_000, 1_000_000_000))
+    build(root)
+    assert media.stat().st_mtime_ns == 1_000_000_000
+
+
+class Hrefs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.hrefs.append(value)
+
+
+def broken_links(site: Path) -> list[str]:
+    broken = []
+    for html_file in sorted(site.rglob("index.html")):
+        parser = Hrefs()
+        parser.feed(html_file.read_text(encoding="utf-8"))
+        base = html_file.relative_to(site).as_posix()
+        for href in parser.hrefs:
+            if urlsplit(href).scheme:
+                continue
+            target = urlsplit(urljoin("http://site/" + base, href)).path.lstrip("/")
+            path = site / target
+            if target.endswith("/") or target == "":
+                path = path / "index.html"
+            if not path.is_file():
+                broken.append(f"{base}: {href}")
+    return broken
+
+
+def test_pages_at_the_site_root_link_to_files_that_exist(site):
+    assert [b for b in broken_links(site) if b.startswith("index.html:")] == []
+
+
+def test_every_relative_link_in_the_site_points_at_a_file_that_exists(site):
+    assert broken_links(site) == []
