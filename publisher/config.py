@@ -42,6 +42,17 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "backoff_base": ((int, float), 1.0),
         "backoff_max": ((int, float), 60.0),
     },
+    "serve": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8000),
+        "workers": (int, 2),
+        "signups_per_hour": (int, 10),        # per IP address
+        "confirm_hours": (int, 48),           # how long a confirmation link works
+        "postmark_webhook_user": (str, "runletter"),  # password from the environment
+        "sendgrid_public_key": (str, ""),     # Event Webhook verification key (base64 DER)
+        "ses_certificate": (str, ""),         # path to the SNS signing certificate (PEM)
+        "ses_topic_arn": (str, ""),           # the SNS topic allowed to post notifications
+    },
     "paths": {
         "content": (str, "content"),
         "layouts": (str, "layouts"),
@@ -71,6 +82,7 @@ class Config:
     unsubscribe_mailto: str
     utm: Mapping[str, str]
     delivery: Mapping[str, Any]
+    serve: Mapping[str, Any]
     providers: Mapping[str, Mapping[str, Any]]
     content_dir: Path
     layouts_dir: Path
@@ -208,6 +220,7 @@ def load_config(root: Path) -> Config:
         unsubscribe_mailto=values["sender"]["unsubscribe_mailto"] or values["sender"]["email"],
         utm=MappingProxyType(dict(values["utm"])),
         delivery=MappingProxyType(dict(values["delivery"])),
+        serve=MappingProxyType(dict(values["serve"])),
         providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items()}),
         content_dir=root / paths["content"],
         layouts_dir=root / paths["layouts"],
