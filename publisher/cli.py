@@ -94,6 +94,25 @@ def render(post: str, goal_slug: str | None, text: bool) -> None:
     sys.stdout.write(edition.text() if text else edition.html())
 
 
+@main.command()
+@click.argument("posts", nargs=-1)
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@click.option("--links", is_flag=True, help="Also ask every external link (needs network).")
+def check(posts: tuple[str, ...], strict: bool, links: bool) -> None:
+    """Check every edition of POSTS (default: all posts) before sending."""
+    from .check import check_posts
+
+    project = project_here()
+    chosen = [project.post(p) for p in posts] if posts else list(project.posts())
+    findings = check_posts(project, chosen, online=links)
+    report(findings)
+    errors = sum(f.level == "error" for f in findings)
+    warnings = len(findings) - errors
+    click.echo(f"checked {len(chosen)} posts: {errors} errors, {warnings} warnings", err=True)
+    if errors or (strict and warnings):
+        sys.exit(1)
+
+
 @main.group()
 def new() -> None:
     """Scaffold a post or an exercise with its front matter filled in."""
@@ -284,6 +303,15 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
         raise RunletterError(Finding(draft.source.display, draft.source.line("status"),
                                      "is a draft; set 'status: ready' to send it "
                                      "(or send yourself a test copy with --to)"))
+    from .check import check_posts
+
+    findings = check_posts(project, [draft])
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        report(findings)
+        raise RunletterError(Finding(draft.source.display, None, f"not sent: {len(errors)} "
+                                     "errors found by 'runletter check'; fix them first"))
+    report(findings)
     name = provider_name or config.delivery["provider"]
     cls = provider_class(name)
     settings = provider_settings(cls, config)
