@@ -51,18 +51,16 @@ def main() -> None:
               help="Write somewhere other than the configured site/ folder.")
 def build(drafts: bool, out: Path | None) -> None:
     """Build the web archive (posts, exercises, goals, feeds) into site/."""
-    from .render import EmailRenderer
     from .site import SiteBuilder
 
-    project = project_here()
+    project = open_project(Path.cwd(), cache=True)
     resolved = project.resolve_all(include_drafts=drafts)
-    renderer = EmailRenderer(project.config)
-    editions = sum(len(renderer.editions(r)) for r in resolved)  # proves every edition renders
     builder = SiteBuilder(project.config, project.goals, project.catalogue)
     site = builder.build(resolved, out)
+    project.save_cache()
     click.echo(f"built {display_path(site, project.root)}/: {len(resolved)} posts, "
-               f"{len(project.catalogue)} exercises, {len(project.goals.items)} goals, "
-               f"{editions} email editions rendered ({builder.written} files written)")
+               f"{len(project.catalogue)} exercises, {len(project.goals.items)} goals "
+               f"({builder.written} files written)")
 
 
 @main.command()

@@ -44,6 +44,9 @@ def display_path(path: Path | str, root: Path | None = None) -> str:
     """Show a path relative to the project root when it lies inside it."""
     p = Path(path)
     if root is not None:
+        # The common case (a file found under the root) needs no filesystem lookups.
+        if p.is_absolute() and root.is_absolute() and p.is_relative_to(root):
+            return p.relative_to(root).as_posix()
         try:
             return p.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:

@@ -27,7 +27,10 @@ LEVELS = ("beginner", "intermediate", "advanced")
 STATUSES = ("draft", "ready")
 
 
-class _FrontMatterLoader(yaml.SafeLoader):
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
+
+
+class _FrontMatterLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """SafeLoader that leaves dates as text, so `read_post` checks them with a line number
     (PyYAML's own date parsing crashes on 2026-02-30 instead of reporting it)."""
 
@@ -51,7 +54,7 @@ def _key_lines(front: str, first_line: int) -> dict[str, int]:
     """Map each top-level key (and each list item as key[i]) to its line in the file."""
     lines: dict[str, int] = {}
     try:
-        node = yaml.compose(front, Loader=yaml.SafeLoader)
+        node = yaml.compose(front, Loader=_BaseLoader)
     except yaml.YAMLError:
         return lines
     if not isinstance(node, yaml.MappingNode):
@@ -68,9 +71,21 @@ def _key_lines(front: str, first_line: int) -> dict[str, int]:
     return lines
 
 
-def read_document(path: Path, root: Path) -> Document:
-    """Split a Markdown file with YAML front matter; raise a Finding-bearing error if broken."""
+def read_document(path: Path, root: Path, cache: dict | None = None) -> Document:
+    """Split a Markdown file with YAML front matter; raise a Finding-bearing error if broken.
+
+    With a cache (path -> (mtime, size, parts)), an unchanged file is not parsed again.
+    """
     shown = display_path(path, root)
+    if cache is not None:
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        hit = cache.get(str(path))
+        if hit is not None and hit[0] == stamp:
+            meta, body, key_lines, body_line = hit[1]
+            return Document(meta=meta, body=body, source=Source(
+                path=path, display=shown, key_lines=MappingProxyType(key_lines),
+                body_line=body_line))
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -101,8 +116,12 @@ def read_document(path: Path, root: Path) -> Document:
     # The body is the file's tail; count the lines before it so errors point home.
     body_start = len(text) - len(body)
     lead = len(body) - len(body.lstrip("\n"))
-    source = Source(path=path, display=shown, key_lines=MappingProxyType(_key_lines(front, 1)),
-                    body_line=text[: body_start + lead].count("\n") + 1)
+    key_lines = _key_lines(front, 1)
+    body_line = text[: body_start + lead].count("\n") + 1
+    if cache is not None:
+        cache[str(path)] = (stamp, (meta, body.lstrip("\n"), key_lines, body_line))
+    source = Source(path=path, display=shown, key_lines=MappingProxyType(key_lines),
+                    body_line=body_line)
     return Document(meta=meta, body=body.lstrip("\n"), source=source)
 
 
@@ -217,7 +236,8 @@ def load_goals(path: Path, root: Path) -> Goals:
     return Goals(items=tuple(items), path=path)
 
 
-def _gather(folder: Path, root: Path, read: Callable[[Path, Path], Any]) -> list[Any]:
+def _gather(folder: Path, root: Path, read: Callable[..., Any],
+            cache: dict | None = None) -> list[Any]:
     """Read every .md file in a folder, gathering all errors before raising."""
     found: list[Any] = []
     findings: list[Finding] = []
@@ -225,7 +245,7 @@ def _gather(folder: Path, root: Path, read: Callable[[Path, Path], Any]) -> list
         if path.name.lower() == "readme.md" or path.name.startswith("_"):
             continue
         try:
-            found.append(read(path, root))
+            found.append(read(path, root, cache))
         except RunletterError as exc:
             findings.extend(exc.findings)
     if findings:
@@ -237,9 +257,9 @@ EXERCISE_KEYS = ("name", "focus", "muscles", "equipment", "level", "dose", "cues
                  "progressions", "regressions", "image", "video")
 
 
-def read_exercise(path: Path, root: Path) -> Exercise:
+def read_exercise(path: Path, root: Path, cache: dict | None = None) -> Exercise:
     """Read one content/exercises/<slug>.md, checking its front matter's shape."""
-    doc = read_document(path, root)
+    doc = read_document(path, root, cache)
     check = _Checker(doc, EXERCISE_KEYS)
     check.findings.extend(_check_slug(path, doc.source.display, "exercise"))
     dose_raw = doc.meta.get("dose", {})
@@ -278,9 +298,9 @@ POST_KEYS = ("title", "date", "topic", "audience", "exercises", "subject", "preh
              "summary", "status")
 
 
-def read_post(path: Path, root: Path) -> Post:
+def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     """Read one content/posts/<slug>.md, checking its front matter's shape."""
-    doc = read_document(path, root)
+    doc = read_document(path, root, cache)
     check = _Checker(doc, POST_KEYS)
     check.findings.extend(_check_slug(path, doc.source.display, "post"))
     raw_date = doc.meta.get("date")
@@ -325,15 +345,15 @@ def read_post(path: Path, root: Path) -> Post:
     return post
 
 
-def load_catalogue(content_dir: Path, root: Path) -> Catalogue:
+def load_catalogue(content_dir: Path, root: Path, cache: dict | None = None) -> Catalogue:
     """Read every exercise under content/exercises/."""
-    exercises = _gather(content_dir / "exercises", root, read_exercise)
+    exercises = _gather(content_dir / "exercises", root, read_exercise, cache)
     return Catalogue(exercises=MappingProxyType({e.slug: e for e in exercises}))
 
 
-def load_posts(content_dir: Path, root: Path) -> tuple[Post, ...]:
+def load_posts(content_dir: Path, root: Path, cache: dict | None = None) -> tuple[Post, ...]:
     """Read every post under content/posts/, newest first."""
-    posts = _gather(content_dir / "posts", root, read_post)
+    posts = _gather(content_dir / "posts", root, read_post, cache)
     return tuple(sorted(posts, key=lambda p: (p.date, p.slug), reverse=True))
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cache import cache_path, load_cache, save_cache
 from .config import Config, find_root, load_config
 from .errors import Finding, RunletterError
 from .load import find_post, load_catalogue, load_goals, load_posts, read_post
@@ -19,6 +20,7 @@ class Project:
     config: Config
     goals: Goals
     catalogue: Catalogue
+    documents: dict | None = field(default=None, compare=False, repr=False)
 
     @property
     def root(self) -> Path:
@@ -27,11 +29,16 @@ class Project:
 
     def posts(self) -> tuple[Post, ...]:
         """Every post, newest first."""
-        return load_posts(self.config.content_dir, self.root)
+        return load_posts(self.config.content_dir, self.root, self.documents)
 
     def post(self, name: str) -> Post:
         """One post by slug or path."""
         return read_post(find_post(self.config.content_dir, self.root, name), self.root)
+
+    def save_cache(self) -> None:
+        """Remember parsed documents for the next run (when opened with cache=True)."""
+        if self.documents is not None:
+            save_cache(cache_path(self.root, "documents"), self.documents)
 
     def resolve(self, post: Post) -> Resolved:
         """Check a post's references against this project."""
@@ -53,10 +60,14 @@ class Project:
         return tuple(resolved)
 
 
-def open_project(start: Path | None = None) -> Project:
-    """Find the project at or above `start` and load it; raise with every problem found."""
+def open_project(start: Path | None = None, cache: bool = False) -> Project:
+    """Find the project at or above `start` and load it; raise with every problem found.
+
+    With cache=True, files unchanged since the last cached run are not parsed again.
+    """
     root = find_root(start)
     config = load_config(root)
+    documents = (load_cache(cache_path(root, "documents")) or {}) if cache else None
     findings: list[Finding] = []
     goals = catalogue = None
     for load in ("goals", "catalogue"):
@@ -64,7 +75,7 @@ def open_project(start: Path | None = None) -> Project:
             if load == "goals":
                 goals = load_goals(config.goals_path, root)
             else:
-                catalogue = load_catalogue(config.content_dir, root)
+                catalogue = load_catalogue(config.content_dir, root, documents)
         except RunletterError as exc:
             findings.extend(exc.findings)
     if goals is not None and catalogue is not None:
@@ -72,4 +83,4 @@ def open_project(start: Path | None = None) -> Project:
     if findings:
         raise RunletterError(findings)
     assert goals is not None and catalogue is not None
-    return Project(config=config, goals=goals, catalogue=catalogue)
+    return Project(config=config, goals=goals, catalogue=catalogue, documents=documents)

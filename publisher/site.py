@@ -7,14 +7,17 @@ between pages are relative, so `site/` works from a web server or opened as file
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
+from . import __version__
+from .cache import cache_path, load_cache, save_cache
 from .config import Config
 from .errors import RunletterError
 from .markup import Chunk, SlotTable, convert, convert_blocks, for_goal, new_markdown
@@ -23,6 +26,7 @@ from .render import exercise_path, goal_path, layout_environment, post_path
 from .resolve import EXERCISE_LINK
 
 ATOM = "http://www.w3.org/2005/Atom"
+FEED_ENTRIES = 50  # newest posts per feed, as Hugo and Jekyll cap theirs
 
 
 @dataclass(frozen=True)
@@ -129,27 +133,65 @@ def atom_feed(config: Config, title: str, feed_path: str, page_path: str,
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=16).hexdigest()
+
+
+class BuildCache:
+    """What the last build made: converted post bodies by content, and a fingerprint of
+    each page's inputs, so a rebuild redoes only what changed."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        cached = load_cache(path) or ({}, {})
+        self.bodies: dict[str, tuple[tuple[Chunk, ...], str]] = cached[0]
+        self.pages: dict[str, str] = cached[1]
+
+    def save(self, used_bodies: set[str]) -> None:
+        """Keep only the bodies this build used."""
+        save_cache(self.path, ({k: v for k, v in self.bodies.items() if k in used_bodies},
+                               self.pages))
+
+
 class SiteBuilder:
     """Writes site/ from resolved posts and the catalogue."""
 
-    def __init__(self, config: Config, goals: Goals, catalogue: Catalogue):
+    def __init__(self, config: Config, goals: Goals, catalogue: Catalogue,
+                 cache: bool = True):
         self.config = config
         self.goals = goals
         self.catalogue = catalogue
         self.env = layout_environment(config, "web")
         self.md = new_markdown()
         self.written = 0
+        self.rendered = 0
+        self.cache = BuildCache(cache_path(config.root, "site") if cache else None)
+        self._used_bodies: set[str] = set()
+        self._global = _digest(__version__, self._layout_sources(), config, goals)
 
-    def _page(self, template: str, out: Path, path: str, **context) -> None:
+    def _layout_sources(self) -> list[tuple[str, str]]:
+        loader = self.env.loader
+        return [(name, loader.get_source(self.env, name)[0])  # type: ignore[union-attr]
+                for name in sorted(self.env.list_templates())]
+
+    def _page(self, template: str, out: Path, path: str, key: str,
+              context: Callable[[], dict]) -> None:
+        """Render a page unless its inputs (key) are the same as last build's."""
+        target = out / path / "index.html" if path else out / "index.html"
+        fingerprint = _digest(self._global, template, key)
+        if self.cache.pages.get(str(target)) == fingerprint and target.is_file():
+            return
         depth = path.count("/") + 1 if path else 0  # every page is <path>/index.html
         root = "../" * depth
         try:
             html = self.env.get_template(template).render(
                 newsletter=self.config, goals=self.goals, root=root,
-                url=lambda p: root + p, **context)
+                url=lambda p: root + p, **context())
         except jinja2.TemplateError as exc:
             raise RunletterError(f"layouts/web/{template}: layout error: {exc}") from None
-        self._write(out / path / "index.html" if path else out / "index.html", html.encode())
+        self.rendered += 1
+        self._write(target, html.encode())
+        self.cache.pages[str(target)] = fingerprint
 
     def _write(self, target: Path, data: bytes) -> None:
         # Only touch files whose bytes changed, so rebuilds are cheap and sync tools idle.
@@ -162,46 +204,77 @@ class SiteBuilder:
         self.written += 1
 
     def web_post(self, resolved: Resolved) -> WebPost:
-        """A post's web body (links relative to its page)."""
-        chunks, html = web_body(resolved, "../../", self.md)
-        return WebPost(resolved=resolved, chunks=chunks, html=html,
-                       uses=exercises_used(resolved))
+        """A post's web body (links relative to its page), converted once per content."""
+        uses = exercises_used(resolved)
+        names = sorted((s, resolved.catalogue.exercises[s].name) for s in uses
+                       if s in resolved.catalogue.exercises)
+        key = _digest(resolved.blocks, names, [g.label for g in resolved.goals])
+        if key not in self.cache.bodies:
+            self.cache.bodies[key] = web_body(resolved, "../../", self.md)
+        self._used_bodies.add(key)
+        chunks, html = self.cache.bodies[key]
+        return WebPost(resolved=resolved, chunks=chunks, html=html, uses=uses)
 
     def build(self, posts: Iterable[Resolved], out: Path | None = None) -> Path:
         """Write every page and feed; return the site folder."""
         out = out or self.config.site_dir
         webs = [self.web_post(r) for r in posts]
         webs.sort(key=lambda w: (w.post.date, w.post.slug), reverse=True)
-        self._page("index.html.j2", out, "", posts=webs, title=self.config.name)
+        listing = [(w.post.slug, w.post.title, w.post.date, w.post.topic, w.post.summary)
+                   for w in webs]
+        self._page("index.html.j2", out, "", _digest(listing),
+                   lambda: {"posts": webs, "title": self.config.name})
+        # Each exercise's digest once: post pages show cards, exercise pages link others.
+        exercise_keys = {slug: _digest(e) for slug, e in self.catalogue.exercises.items()}
         for web in webs:
-            self._page("post.html.j2", out, post_path(web.post.slug).rstrip("/"), web=web,
-                       post=web.post, body=Markup(web.html), exercises=web.resolved.exercises,
-                       audience=web.resolved.audience, title=web.post.title)
-        self._page("exercises.html.j2", out, "exercises", exercises=list(self.catalogue),
-                   title="Exercises")
+            self._page("post.html.j2", out, post_path(web.post.slug).rstrip("/"),
+                       _digest(web.post, web.html,
+                               [exercise_keys[e.slug] for e in web.resolved.exercises],
+                               [g.slug for g in web.resolved.audience]),
+                       lambda web=web: {"web": web, "post": web.post, "body": Markup(web.html),
+                                        "exercises": web.resolved.exercises,
+                                        "audience": web.resolved.audience,
+                                        "title": web.post.title})
+        self._page("exercises.html.j2", out, "exercises", _digest(list(self.catalogue)),
+                   lambda: {"exercises": list(self.catalogue), "title": "Exercises"})
         for exercise in self.catalogue:
             ups, downs = linked_both_ways(exercise, self.catalogue)
-            self.md.reset()
+            used_in = [w for w in webs if exercise.slug in w.uses]
+            image = self._media(exercise.image, out, 2)
             self._page("exercise.html.j2", out, exercise_path(exercise.slug).rstrip("/"),
-                       exercise=exercise, progressions=ups, regressions=downs,
-                       body=Markup(convert(self.md, exercise.body)),
-                       used_in=[w for w in webs if exercise.slug in w.uses],
-                       title=exercise.name, image=self._media(exercise.image, out, 2),
-                       doses=self._doses(exercise))
+                       _digest(exercise_keys[exercise.slug],
+                               [(e.slug, e.name) for e in ups + downs],
+                               [(w.post.slug, w.post.title) for w in used_in], image),
+                       lambda exercise=exercise, ups=ups, downs=downs, used_in=used_in,
+                       image=image: {
+                           "exercise": exercise, "progressions": ups, "regressions": downs,
+                           "body": Markup(convert(self.md, exercise.body)),
+                           "used_in": used_in, "title": exercise.name, "image": image,
+                           "doses": self._doses(exercise)})
         for goal in self.goals:
             mine = [w for w in webs if goal in w.resolved.audience]
-            self._page("goal.html.j2", out, goal_path(goal.slug).rstrip("/"), goal=goal,
-                       posts=mine, title=f"{goal.label} · {self.config.name}")
-            self._write(out / goal_path(goal.slug) / "feed.xml", atom_feed(
-                self.config, f"{self.config.name} · {goal.label}",
-                goal_path(goal.slug) + "feed.xml", goal_path(goal.slug),
-                [(w, self._feed_html(w, goal)) for w in mine]))
-        self._write(out / "feed.xml", atom_feed(
-            self.config, self.config.name, "feed.xml", "",
-            [(w, self._feed_html(w, None)) for w in webs]))
+            self._page("goal.html.j2", out, goal_path(goal.slug).rstrip("/"),
+                       _digest(goal, [x for x, w in zip(listing, webs, strict=True)
+                                      if goal in w.resolved.audience]),
+                       lambda goal=goal, mine=mine: {
+                           "goal": goal, "posts": mine,
+                           "title": f"{goal.label} · {self.config.name}"})
+            self._feed(out / goal_path(goal.slug) / "feed.xml", goal, mine[:FEED_ENTRIES],
+                       f"{self.config.name} · {goal.label}", goal_path(goal.slug))
+        self._feed(out / "feed.xml", None, webs[:FEED_ENTRIES], self.config.name, "")
         css = self.env.loader.get_source(self.env, "style.css")[0]  # type: ignore[union-attr]
         self._write(out / "style.css", css.encode())
+        self.cache.save(self._used_bodies)
         return out
+
+    def _feed(self, target: Path, goal: Goal | None, entries: list[WebPost], title: str,
+              page: str) -> None:
+        fingerprint = _digest(self._global, "feed", goal, [(w.post, w.html) for w in entries])
+        if self.cache.pages.get(str(target)) == fingerprint and target.is_file():
+            return
+        self._write(target, atom_feed(self.config, title, page + "feed.xml", page,
+                                      [(w, self._feed_html(w, goal)) for w in entries]))
+        self.cache.pages[str(target)] = fingerprint
 
     def _doses(self, exercise: Exercise) -> list[tuple[str, str]]:
         rows = [(g.label, exercise.dose[g.slug]) for g in self.goals if g.slug in exercise.dose]
@@ -220,7 +293,7 @@ class SiteBuilder:
 
     def _feed_html(self, web: WebPost, goal: Goal | None) -> str:
         """Feed content with absolute links; a goal's feed shows that goal's edition."""
-        table_chunks, html = web_body(web.resolved, self.config.base_url + "/", self.md)
-        if goal is None:
-            return html
-        return "\n".join(c.html for c in for_goal(table_chunks, goal.slug))
+        html = web.html if goal is None else "\n".join(
+            c.html for c in for_goal(web.chunks, goal.slug))
+        # Page-relative links ('../../exercises/x/') become absolute for feed readers.
+        return html.replace('href="../../', f'href="{self.config.base_url}/')

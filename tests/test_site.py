@@ -288,3 +288,59 @@ def test_pages_at_the_site_root_link_to_files_that_exist(site):
 
 def test_every_relative_link_in_the_site_points_at_a_file_that_exists(site):
     assert broken_links(site) == []
+
+
+def cached_build(root: Path) -> SiteBuilder:
+    project = open_project(root, cache=True)
+    builder = SiteBuilder(project.config, project.goals, project.catalogue)
+    builder.build(project.resolve_all())
+    project.save_cache()
+    return builder
+
+
+def test_a_rebuild_renders_only_the_pages_whose_inputs_changed(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    first = cached_build(root)
+    assert first.rendered > 5
+    assert cached_build(root).rendered == 0
+    post = root / "content/posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace("Hi {{", "Hello again {{"), encoding="utf-8")
+    again = cached_build(root)
+    assert 1 <= again.rendered < first.rendered
+    assert "Hello again runner" in (root / "site/posts" / SLUG / "index.html").read_text()
+
+
+def test_a_changed_exercise_name_reaches_every_page_that_shows_it(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    cached_build(root)
+    path = root / "content/exercises/glute-bridge.md"
+    path.write_text(path.read_text().replace('name: "Glute bridge"', 'name: "Bridge, glute"')
+                    if 'name: "Glute bridge"' in path.read_text()
+                    else path.read_text().replace("name: ", 'name: "Bridge, glute"  # ', 1),
+                    encoding="utf-8")
+    cached_build(root)
+    assert "Bridge, glute" in (root / "site/posts" / SLUG / "index.html").read_text()
+    assert "Bridge, glute" in (root / "site/exercises/glute-bridge/index.html").read_text()
+
+
+def test_a_changed_layout_rebuilds_every_page(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    first = cached_build(root)
+    (root / "layouts/web").mkdir(parents=True)
+    base = Path(__file__).parents[1] / "publisher/skeleton/layouts/web/base.html.j2"
+    (root / "layouts/web/base.html.j2").write_text(
+        base.read_text().replace("<main>", "<main class='changed'>"), encoding="utf-8")
+    assert cached_build(root).rendered == first.rendered
+    assert "class='changed'" in (root / "site/exercises/glute-bridge/index.html").read_text()
+
+
+def test_a_broken_cache_file_means_a_full_build_not_an_error(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    first = cached_build(root)
+    for cache in (root / ".runletter-cache").glob("*.pickle"):
+        cache.write_bytes(b"not a pickle")
+    assert cached_build(root).rendered == first.rendered
