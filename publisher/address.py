@@ -114,6 +114,8 @@ class Addresser:
         self.from_header = encode_header(
             "From", format_address(config.sender_name, config.sender_email))
         self.reply_to = encode_header("Reply-To", config.reply_to)
+        self.mailto_prefix = (f"mailto:{quote(config.unsubscribe_mailto, safe='@')}"
+                              "?subject=unsubscribe%20")
 
     def values_for(self, post_slug: str, subscriber_id: int, email_addr: str,
                    first_name: str) -> dict[str, str]:
@@ -124,8 +126,8 @@ class Addresser:
             "first_name": first_name,
             "email": email_addr,
             "unsubscribe_url": self.config.archive_url(f"unsubscribe/{unsubscribe}"),
-            "unsubscribe_mailto": (f"mailto:{self.config.unsubscribe_mailto}"
-                                   f"?subject={quote('unsubscribe ' + unsubscribe)}"),
+            # Tokens are URL-safe already, so only the space needs quoting.
+            "unsubscribe_mailto": f"{self.mailto_prefix}{unsubscribe}",
             "preferences_url": self.config.archive_url(f"preferences/{preferences}"),
             "message_id": f"<{post_slug}.{subscriber_id}@{self.domain}>",
         }

@@ -33,7 +33,8 @@ class TokenData:
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # 18 bytes encode to exactly 24 characters: no padding to strip.
+    return base64.urlsafe_b64encode(data).decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -54,7 +55,7 @@ class Signer:
         """A token for one reader and purpose, valid for ttl seconds (or forever)."""
         expires = int(time.time()) + ttl if ttl else 0
         body = f"{subscriber_id:x}.{expires:x}"
-        mac = hmac.new(self._keys[purpose], body.encode(), hashlib.sha256).digest()[:18]
+        mac = hmac.digest(self._keys[purpose], body.encode(), "sha256")[:18]
         return f"{body}.{_b64(mac)}"
 
     def verify(self, purpose: str, token: str, now: float | None = None) -> TokenData | None:
@@ -62,7 +63,7 @@ class Signer:
         try:
             id_hex, exp_hex, mac_text = token.split(".")
             body = f"{id_hex}.{exp_hex}"
-            expected = hmac.new(self._keys[purpose], body.encode(), hashlib.sha256).digest()[:18]
+            expected = hmac.digest(self._keys[purpose], body.encode(), "sha256")[:18]
             if not hmac.compare_digest(expected, _unb64(mac_text)):
                 return None
             subscriber_id, expires = int(id_hex, 16), int(exp_hex, 16)
