@@ -406,5 +406,14 @@ def report_command(post: str) -> None:
     _table(rows)
 
 
+def _register_plugins() -> None:
+    """Verbs that live in their own modules."""
+    from .preview import preview_command
+
+    main.add_command(preview_command)
+
+
+_register_plugins()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
