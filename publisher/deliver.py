@@ -145,7 +145,9 @@ class Ledger:
                 "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
                 "WHERE d.post = ? AND d.goal = ? AND d.state IN ('planned', 'failed') "
                 "AND d.attempts < ? AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) "
-                "ORDER BY d.subscriber_id LIMIT ?",
+                # By state first so the planner walks the deliveries_claim index, not every
+                # row of the post; retries ('failed') then come before fresh rows.
+                "ORDER BY d.state, d.subscriber_id LIMIT ?",
                 (post, goal, max_attempts, at, limit)).fetchall()
             stamp = now()
             claimed: list[Delivery] = []

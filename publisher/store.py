@@ -76,6 +76,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE subscribers ADD COLUMN consent_ip TEXT;
     """,
+    # 4: claiming a batch finds sendable rows of one goal in id order without walking the
+    # rows already sent (publish slowed down batch by batch without it)
+    """
+    CREATE INDEX deliveries_claim ON deliveries(post, goal, state, subscriber_id);
+    """,
 ]
 LATEST = len(MIGRATIONS)
 

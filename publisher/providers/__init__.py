@@ -11,6 +11,10 @@ from .base import Provider
 REGISTRY: dict[str, str] = {
     "outbox": "publisher.providers.outbox:OutboxProvider",
     "smtp": "publisher.providers.smtp:SmtpProvider",
+    "ses": "publisher.providers.ses:SesProvider",
+    "postmark": "publisher.providers.postmark:PostmarkProvider",
+    "mailgun": "publisher.providers.mailgun:MailgunProvider",
+    "sendgrid": "publisher.providers.sendgrid:SendgridProvider",
 }
 
 

@@ -1,0 +1,375 @@
+"""Send through Postmark's batch API: `POST /email/batch`, up to 500 messages per call.
+
+Postmark takes one JSON message object per recipient (From, To, Subject, HtmlBody, TextBody,
+ReplyTo, Headers [{Name, Value}], MessageStream, Tag, TrackOpens, Metadata), authenticated
+with the `X-Postmark-Server-Token` header. A call carries at most 500 messages and 50 MB;
+the answer is a JSON array with one result per message, in the order sent:
+{ErrorCode, Message, MessageID, SubmittedAt, To}. ErrorCode 0 means accepted.
+(postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails,
+postmarkapp.com/developer/api/overview#error-codes)
+
+Per recipient the work is only filling slots: everything else of a message (From, Subject,
+the JSON-escaped literal runs of HTML and text) is encoded once per edition, and a message
+is a join of bytes. A batch body is sent as a list of per-message chunks (ChunkedBody), so
+it is never held twice; calls are split further if a batch would pass 50 MB.
+
+Outcomes:
+  per message  ErrorCode 0 → accepted (provider id = MessageID)
+               406 inactive recipient, 300 invalid recipient → rejected (reader bounced)
+               429 rate limit, 100 maintenance, anything unknown → failed (retried later)
+               10, 400, 401, 405, 412, 413 (token, sender signature, account) → config
+  per call     401 → config (the server token); 422 → config (the request as a whole);
+               429 and 5xx → failed with Retry-After; 413 → split the call in two;
+               connection refused, reset or timed out → failed
+Unknown per-message codes are retried rather than rejected: a rejection marks the reader
+bounced for good, which only Postmark's own verdict about that reader should do.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from json.encoder import encode_basestring  # C-accelerated, ensure_ascii=False
+from typing import ClassVar
+
+import requests
+
+from ..address import format_address, header_safe
+from ..errors import RunletterError
+from ..model import Edition, Slot
+from .base import ACCEPTED, FAILED, REJECTED, Batch, ProviderConfigError, Receipt
+from .http import (
+    ChunkedBody,
+    HttpProvider,
+    Transient,
+    json_or_none,
+    parse_retry_after,
+    plain,
+    response_text,
+)
+
+BATCH_PATH = "/email/batch"
+MAX_MESSAGES = 500  # documented limit per call
+MAX_BODY = 50 * 1000 * 1000  # documented: "up to 50 MB payload size"
+
+INACTIVE_RECIPIENT = 406
+INVALID_EMAIL_REQUEST = 300
+TRANSIENT_CODES = {100: "maintenance", 429: "rate limit exceeded"}
+# Codes that are about the token, the sender signature or the account, never one reader.
+CONFIG_CODES = {
+    10: "the server token is wrong; check RUNLETTER_POSTMARK_SERVER_TOKEN",
+    400: "the sender is not a Postmark Sender Signature; check [sender] email",
+    401: "the Sender Signature is not confirmed yet; confirm [sender] email in Postmark",
+    405: "the Postmark account is not allowed to send; check the account in Postmark",
+    412: "the Postmark account is pending approval",
+    413: "the Postmark account may not send; check the account in Postmark",
+}
+# An ErrorCode 300 whose message names these is about our sender fields, not the reader.
+SENDER_WORDS = ("'from'", "from address", "sender signature", "replyto", "reply to",
+                "reply-to", "messagestream", "message stream")
+
+
+def _json_str(value: str) -> bytes:
+    """A JSON string literal (quotes included), UTF-8."""
+    return encode_basestring(value).encode("utf-8")
+
+
+def _json_inner(value: str) -> bytes:
+    """A string JSON-escaped without its quotes, to sit inside a literal."""
+    return encode_basestring(value)[1:-1].encode("utf-8")
+
+
+# The holes of a message other than slots.
+TO, UNSUBSCRIBE, MESSAGE_ID, SUBSCRIBER_ID = range(4)
+BIG = 4096  # fixed runs this long are sent as they are: shared, never copied per message
+
+
+@dataclass(frozen=True)
+class _Template:
+    """One edition as Postmark message bytes with holes for each reader's values.
+
+    `segments` is the message object in order: fixed bytes (From, Subject, the JSON-escaped
+    literal runs of the HTML and text, the fixed headers), slots as (Slot, html-escaped?),
+    and the other holes (TO, UNSUBSCRIBE, MESSAGE_ID, SUBSCRIBER_ID).
+    """
+
+    edition: Edition
+    segments: tuple[bytes | int | tuple[Slot, bool], ...]
+
+    def message(self, values: Mapping[str, str], to: str, subscriber_id: int,
+                unsubscribe: str) -> tuple[list[bytes], int]:
+        """One reader's message object as chunks, and its size; nothing rendered.
+
+        Long fixed runs (the bulk of the HTML) are the template's own bytes objects, shared
+        by every message of the batch; only the short runs around the reader's values are
+        joined into new bytes.
+        """
+        chunks: list[bytes] = []
+        small: list[bytes] = []
+        size = 0
+        for segment in self.segments:
+            kind = segment.__class__
+            if kind is bytes:
+                if len(segment) >= BIG:  # type: ignore[arg-type]
+                    if small:
+                        joined = b"".join(small)
+                        chunks.append(joined)
+                        size += len(joined)
+                        small = []
+                    chunks.append(segment)  # type: ignore[arg-type]
+                    size += len(segment)  # type: ignore[arg-type]
+                else:
+                    small.append(segment)  # type: ignore[arg-type]
+            elif kind is tuple:
+                slot, escaped = segment  # type: ignore[misc]
+                value = values.get(slot.name) or slot.default
+                small.append(_json_inner(html.escape(value, quote=True) if escaped else value))
+            elif segment == TO:
+                small.append(_json_str(to))
+            elif segment == UNSUBSCRIBE:
+                small.append(_json_str(unsubscribe))
+            elif segment == MESSAGE_ID:
+                small.append(_json_str(header_safe(values["message_id"], "Message-ID")))
+            else:
+                small.append(_json_str(str(subscriber_id)))
+        if small:
+            joined = b"".join(small)
+            chunks.append(joined)
+            size += len(joined)
+        return chunks, size
+
+
+class PostmarkProvider(HttpProvider):
+    """Delivers batches through Postmark's `/email/batch` on one pooled session.
+
+    Settings ([providers.postmark] or RUNLETTER_POSTMARK_*): base_url, message_stream
+    (default "broadcast": newsletters belong on a Broadcast stream), track_opens, tag,
+    timeout. The server token comes only from RUNLETTER_POSTMARK_SERVER_TOKEN.
+    """
+
+    name: ClassVar[str] = "postmark"
+    label: ClassVar[str] = "Postmark"
+    max_batch: ClassVar[int] = MAX_MESSAGES
+    max_body: ClassVar[int] = MAX_BODY
+    SETTINGS: ClassVar = {
+        "base_url": (str, "https://api.postmarkapp.com"),
+        "message_stream": (str, "broadcast"),
+        "track_opens": (bool, False),
+        "tag": (str, ""),
+        "timeout": (float, 30.0),
+        "server_token": (str, ""),
+    }
+    SECRETS: ClassVar = ("server_token",)
+    SECRET_HELP: ClassVar = {"server_token": "Postmark server API token"}
+
+    def __init__(self, *args, **kwargs):
+        """Settings are checked now; the token travels in every request's header."""
+        super().__init__(*args, **kwargs)
+        if not str(self.options["message_stream"]).strip():
+            raise ProviderConfigError("Postmark: message_stream must not be empty "
+                                      "(newsletters go on a Broadcast stream, e.g. "
+                                      "\"broadcast\")")
+        self.request_headers = {
+            "X-Postmark-Server-Token": str(self.options["server_token"]).strip(),
+            "Content-Type": "application/json",
+        }
+        self._template_cache: _Template | None = None
+
+    # -- building ---------------------------------------------------------------------
+
+    def _template(self, edition: Edition) -> _Template:
+        """The edition encoded once; reused for every batch of the same edition."""
+        cached = self._template_cache
+        if cached is not None and cached.edition is edition:
+            return cached
+        config = self.config
+        fixed: dict[str, object] = {
+            "From": format_address(config.sender_name, config.sender_email),
+            "ReplyTo": header_safe(config.reply_to, "the Reply-To address"),
+            "Subject": header_safe(edition.subject, "the subject"),
+            "MessageStream": str(self.options["message_stream"]).strip(),
+            "TrackOpens": bool(self.options["track_opens"]),
+        }
+        if str(self.options["tag"]).strip():
+            fixed["Tag"] = str(self.options["tag"]).strip()
+        head = json.dumps(fixed, ensure_ascii=False, separators=(",", ":"))[:-1]
+        edition_header = header_safe(f"{edition.post_slug}/{edition.goal}", "the edition")
+        headers_head = (
+            ',"Headers":[{"Name":"X-Runletter-Edition","Value":' + encode_basestring(
+                edition_header) + '},{"Name":"List-Unsubscribe-Post",'
+            '"Value":"List-Unsubscribe=One-Click"},{"Name":"List-Unsubscribe","Value":')
+        metadata = json.dumps({"post": edition.post_slug, "goal": edition.goal},
+                              ensure_ascii=False, separators=(",", ":"))[:-1]
+        segments: list[bytes | int | tuple[Slot, bool]] = []
+
+        def add(*items: bytes | str | int | tuple[Slot, bool]) -> None:
+            for item in items:
+                if isinstance(item, str):
+                    item = item.encode("utf-8")
+                if isinstance(item, bytes) and segments and isinstance(segments[-1], bytes):
+                    segments[-1] += item  # adjacent fixed runs become one
+                elif item != b"":
+                    segments.append(item)
+
+        add(head + ',"To":', TO, ',"HtmlBody":"')
+        add(*(_json_inner(p) if isinstance(p, str) else (p, True) for p in edition.html_parts))
+        add('","TextBody":"')
+        add(*(_json_inner(p) if isinstance(p, str) else (p, False) for p in edition.text_parts))
+        add('"', headers_head, UNSUBSCRIBE, '},{"Name":"X-Runletter-Message-ID","Value":',
+            MESSAGE_ID, '}],"Metadata":', metadata, ',"subscriber_id":', SUBSCRIBER_ID, "}}")
+        template = _Template(edition=edition, segments=tuple(segments))
+        self._template_cache = template
+        return template
+
+    def _calls(self, template: _Template, batch: Batch, receipts: list[Receipt]
+               ) -> Iterator[list[tuple[int, list[bytes]]]]:
+        """The batch as calls of (subscriber id, message chunks), each within max_body.
+
+        A reader whose message cannot be built (a line break in their name, say) gets a
+        REJECTED receipt here, as the smtp provider does; the others go on.
+        """
+        call: list[tuple[int, list[bytes]]] = []
+        size = 2  # the brackets
+        for recipient in batch.recipients:
+            values = recipient.values
+            try:
+                to = format_address(recipient.first_name, recipient.email)
+                unsubscribe = header_safe(
+                    f"<{values['unsubscribe_url']}>, <{values['unsubscribe_mailto']}>",
+                    "the unsubscribe links")
+                message, length = template.message(values, to, recipient.subscriber_id,
+                                                   unsubscribe)
+            except (RunletterError, ValueError, UnicodeError, KeyError) as exc:
+                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
+                                        reason=f"cannot build the message: {plain(exc)}"))
+                continue
+            if call and size + 1 + length > self.max_body:
+                yield call
+                call, size = [], 2
+            call.append((recipient.subscriber_id, message))
+            size += length + (1 if len(call) > 1 else 0)
+        if call:
+            yield call
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, batch: Batch) -> list[Receipt]:
+        """Send a batch in as few calls as the limits allow; one receipt per recipient.
+
+        A reader gets no receipt only when Postmark's answer is unreadable after it took
+        the call (their row stays in flight and is reported, never silently re-sent).
+        """
+        self.check_fatal()
+        try:
+            template = self._template(batch.edition)
+        except RunletterError as exc:  # a line break in the sender or subject
+            raise ProviderConfigError(f"Postmark: {plain(exc)}") from None
+        receipts: list[Receipt] = []
+        settled: set[int] = set()
+        try:
+            for call in self._calls(template, batch, receipts):
+                self._post_call(call, receipts, settled)
+        except (Transient, ProviderConfigError) as exc:
+            return self.settle(batch, receipts, exc, settled)
+        return receipts
+
+    def _post_call(self, call: list[tuple[int, list[bytes]]], receipts: list[Receipt],
+                   settled: set[int]) -> None:
+        """POST one call; append its receipts. Raises Transient or ProviderConfigError.
+
+        `settled` collects readers whose fate is decided without a receipt (an answer we
+        cannot read after Postmark took the call), so the caller does not fail them.
+        """
+        chunks = [b"["]
+        for index, (_sid, message) in enumerate(call):
+            if index:
+                chunks.append(b"," + message[0])
+                chunks += message[1:]
+            else:
+                chunks += message
+        chunks.append(b"]")
+        body = ChunkedBody(chunks)
+        response = self.post(BATCH_PATH, data=body, headers=self.request_headers)
+        del chunks, body
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status == 200:
+            results = json_or_none(response)
+            if not isinstance(results, list):
+                # Postmark took the call but we cannot tell what became of each message:
+                # leave those rows in flight (reported), as a crash would.
+                settled.update(sid for sid, _ in call)
+                return
+            self._map_results(call, results, retry_after, receipts, settled)
+            return
+        if status == 413 and len(call) > 1:
+            half = len(call) // 2
+            self._post_call(call[:half], receipts, settled)
+            self._post_call(call[half:], receipts, settled)
+            return
+        raise self._call_error(response, status, retry_after)
+
+    def _map_results(self, call: list[tuple[int, list[bytes]]], results: list,
+                     retry_after: float | None, receipts: list[Receipt],
+                     settled: set[int]) -> None:
+        """Per-message results (in the order sent) to receipts."""
+        config_error: ProviderConfigError | None = None
+        for (sid, _message), item in zip(call, results, strict=False):
+            if not isinstance(item, dict):
+                settled.add(sid)
+                continue
+            code = item.get("ErrorCode")
+            text = " ".join(str(item.get("Message") or "").split())
+            reason = f"Postmark {code}: {text}".strip()
+            if code == 0:
+                receipts.append(Receipt(sid, ACCEPTED, provider_id=str(item.get("MessageID")
+                                                                       or "") or None))
+            elif code in CONFIG_CODES or (code == INVALID_EMAIL_REQUEST
+                                          and any(w in text.lower() for w in SENDER_WORDS)):
+                hint = CONFIG_CODES.get(code, "check [sender] and message_stream")
+                config_error = config_error or ProviderConfigError(
+                    f"Postmark refused the batch: {reason}; {hint}")
+            elif code in (INACTIVE_RECIPIENT, INVALID_EMAIL_REQUEST):
+                receipts.append(Receipt(sid, REJECTED, reason=reason))
+            elif code in TRANSIENT_CODES:
+                receipts.append(Receipt(sid, FAILED, reason=reason, retry_after=retry_after))
+            else:  # unknown: retry rather than bounce a reader on a code we do not know
+                receipts.append(Receipt(sid, FAILED, reason=reason))
+        # Results missing from a short answer: Postmark took the call, so their rows stay
+        # in flight (reported) rather than be sent twice.
+        settled.update(sid for sid, _ in call[len(results):])
+        if config_error is not None:
+            raise config_error
+
+    def _call_error(self, response: requests.Response, status: int,
+                    retry_after: float | None) -> Exception:
+        """What a non-200 answer to the whole call means: Transient or a config error."""
+        data = json_or_none(response)
+        code = data.get("ErrorCode") if isinstance(data, dict) else None
+        message = (" ".join(str(data.get("Message") or "").split())
+                   if isinstance(data, dict) else response_text(response))
+        said = f"HTTP {status}" + (f", ErrorCode {code}" if code is not None else "") + (
+            f": {message}" if message else "")
+        if status == 429 or status >= 500 or code in TRANSIENT_CODES:
+            return Transient(said, retry_after)
+        if status == 401 or code == 10:
+            return ProviderConfigError(
+                f"Postmark refused the server token ({said}); check "
+                f"RUNLETTER_POSTMARK_SERVER_TOKEN (the Server API token of the server that "
+                f"owns message stream '{self.options['message_stream']}')")
+        if status == 422:
+            hint = CONFIG_CODES.get(code) or (f"check [sender] in runletter.toml and message_"
+                                              f"stream '{self.options['message_stream']}'")
+            return ProviderConfigError(f"Postmark refused the batch ({said}); {hint}")
+        if status == 413:
+            return ProviderConfigError(
+                f"Postmark refused a single message as too large ({said}); the edition "
+                f"is over Postmark's size limit")
+        return ProviderConfigError(
+            f"Postmark answered {said} at {self.base_url}{BATCH_PATH}; check base_url "
+            f"({self.env_name('base_url')})")
+
+
+__all__ = ["PostmarkProvider"]

@@ -1,0 +1,242 @@
+"""Send through SendGrid's v3 Mail Send: one `POST /v3/mail/send` per batch.
+
+The edition goes up ONCE per batch as `content` (text/plain first, then text/html, the order
+SendGrid requires) with a personalization per reader (up to 1,000 per call): their `to`,
+their `substitutions` (the edition's slots as `-h_first_name_0-` / `-t_first_name_0-`
+tags, see BulkBody), their List-Unsubscribe `headers`, and `custom_args`
+(subscriber_id, post) that come back in SendGrid's event webhooks. Authentication is
+`Authorization: Bearer <API key>`. EU subusers use https://api.eu.sendgrid.com (base_url).
+(twilio.com/docs/sendgrid/api-reference/mail-send, .../mail-send/errors,
+.../how-to-use-the-sendgrid-v3-api/rate-limits, .../substitution-tags)
+
+Outcomes of a call:
+  202                → every reader accepted; provider id = the X-Message-Id header
+  400 {errors}       → nothing was queued. Errors whose `field` is
+                       `personalizations.N…` (or whose message names a reader's address)
+                       reject those readers and the rest is sent again at once; any other
+                       error is about the request itself and stops the publish
+                       (ProviderConfigError) — bouncing a whole batch of readers for a
+                       request-level fault would be irreversible.
+  401, 403           → config: "SendGrid refused the API key…"
+  413                → the call is split in two (a single reader's call: config). The
+                       edition is sent once per call, so only the personalizations shrink;
+                       splitting keeps going until a call fits or one reader is left.
+  429                → failed, retry after X-RateLimit-Reset (a unix time) or Retry-After
+  5xx, dropped       → failed (retried later)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+import requests
+
+from ..address import Recipient, format_address, header_safe
+from ..errors import RunletterError
+from ..model import Edition
+from .base import ACCEPTED, REJECTED, Batch, ProviderConfigError, Receipt
+from .http import (
+    BulkBody,
+    HttpProvider,
+    Transient,
+    addresses_named,
+    json_or_none,
+    parse_rate_limit_reset,
+    parse_retry_after,
+    plain,
+    response_text,
+)
+
+MAX_PERSONALIZATIONS = 1000  # documented per request
+SEND_PATH = "/v3/mail/send"
+PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\b")
+
+
+def _tag(variable: str) -> str:
+    return f"-{variable}-"
+
+
+class SendgridProvider(HttpProvider):
+    """Delivers each batch as one SendGrid Mail Send with a personalization per reader.
+
+    Settings ([providers.sendgrid] or RUNLETTER_SENDGRID_*): base_url, timeout. The API key
+    comes only from RUNLETTER_SENDGRID_API_KEY (it needs the Mail Send permission).
+    """
+
+    name: ClassVar[str] = "sendgrid"
+    label: ClassVar[str] = "SendGrid"
+    max_batch: ClassVar[int] = MAX_PERSONALIZATIONS
+    SETTINGS: ClassVar = {
+        "base_url": (str, "https://api.sendgrid.com"),
+        "timeout": (float, 30.0),
+        "api_key": (str, ""),
+    }
+    SECRETS: ClassVar = ("api_key",)
+    SECRET_HELP: ClassVar = {"api_key": "SendGrid API key"}
+
+    def __init__(self, *args, **kwargs):
+        """The key travels as a Bearer token in every request."""
+        super().__init__(*args, **kwargs)
+        self.request_headers = {
+            "Authorization": f"Bearer {str(self.options['api_key']).strip()}",
+            "Content-Type": "application/json",
+        }
+        self._cache: tuple[Edition, BulkBody, dict[str, Any]] | None = None
+
+    def _edition_body(self, edition: Edition) -> tuple[BulkBody, dict[str, Any]]:
+        """The request fields that are the same for every batch of an edition, built once."""
+        if self._cache is not None and self._cache[0] is edition:
+            return self._cache[1], self._cache[2]
+        config = self.config
+        bulk = BulkBody.of(edition, _tag)
+        sender: dict[str, str] = {"email": config.sender_email}
+        if config.sender_name:
+            sender["name"] = header_safe(config.sender_name, "the sender name")
+        fixed = {
+            "from": sender,
+            "reply_to": {"email": header_safe(config.reply_to, "the Reply-To address")},
+            "subject": header_safe(edition.subject, "the subject"),
+            # SendGrid requires text/plain before text/html.
+            "content": [{"type": "text/plain", "value": bulk.text},
+                        {"type": "text/html", "value": bulk.html}],
+            "headers": {"X-Runletter-Edition": header_safe(
+                f"{edition.post_slug}/{edition.goal}", "the edition")},
+            "custom_args": {"goal": edition.goal},
+        }
+        self._cache = (edition, bulk, fixed)
+        return bulk, fixed
+
+    def _personalization(self, bulk: BulkBody, post: str, recipient: Recipient
+                         ) -> dict[str, Any]:
+        """One reader's personalization: small dicts of their own values."""
+        values = recipient.values
+        format_address(recipient.first_name, recipient.email)  # refuses line breaks
+        to: dict[str, str] = {"email": recipient.email}
+        if recipient.first_name:
+            to["name"] = recipient.first_name
+        unsubscribe = header_safe(
+            f"<{values['unsubscribe_url']}>, <{values['unsubscribe_mailto']}>",
+            "the unsubscribe links")
+        return {
+            "to": [to],
+            "substitutions": {_tag(k): v for k, v in bulk.values(values).items()},
+            "headers": {
+                "List-Unsubscribe": unsubscribe,
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                "X-Runletter-Message-ID": header_safe(values["message_id"], "Message-ID"),
+            },
+            "custom_args": {"subscriber_id": str(recipient.subscriber_id), "post": post},
+        }
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, batch: Batch) -> list[Receipt]:
+        """One call for the whole batch (a 400 naming readers: those out, the rest again)."""
+        self.check_fatal()
+        try:
+            bulk, fixed = self._edition_body(batch.edition)
+        except RunletterError as exc:  # a line break in the sender or subject
+            raise ProviderConfigError(f"SendGrid: {plain(exc)}") from None
+        receipts: list[Receipt] = []
+        entries: list[tuple[Recipient, dict[str, Any]]] = []
+        for recipient in batch.recipients:
+            try:
+                entries.append((recipient, self._personalization(
+                    bulk, batch.edition.post_slug, recipient)))
+            except (RunletterError, ValueError, KeyError) as exc:
+                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
+                                        reason=f"cannot build the message: {plain(exc)}"))
+        pending = [entries]
+        try:
+            while pending:
+                group = pending.pop()
+                if group:
+                    pending += self._send_group(group, fixed, receipts)
+        except (Transient, ProviderConfigError) as exc:
+            return self.settle(batch, receipts, exc)
+        return receipts
+
+    def _send_group(self, group: list[tuple[Recipient, dict[str, Any]]],
+                    fixed: dict[str, Any], receipts: list[Receipt]
+                    ) -> list[list[tuple[Recipient, dict[str, Any]]]]:
+        """POST one group; append receipts; return groups still to send (after a split or
+        after taking out the readers a 400 named)."""
+        body = {"personalizations": [p for _r, p in group], **fixed}
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        del body
+        response = self.post(SEND_PATH, data=data, headers=self.request_headers)
+        del data
+        status = response.status_code
+        if 200 <= status < 300:
+            provider_id = response.headers.get("X-Message-Id") or None
+            receipts += [Receipt(r.subscriber_id, ACCEPTED, provider_id=provider_id)
+                         for r, _p in group]
+            return []
+        errors = _errors(response)
+        said = f"HTTP {status}" + (f": {errors[0][1]}" if errors else
+                                   (f": {response_text(response)}"
+                                    if response_text(response) else ""))
+        if status == 429:
+            retry_after = parse_rate_limit_reset(response.headers.get("X-RateLimit-Reset"))
+            if retry_after is None:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise Transient(said, retry_after)
+        if status >= 500:
+            raise Transient(said, parse_retry_after(response.headers.get("Retry-After")))
+        if status == 400:
+            return self._bad_request(group, errors, said, receipts)
+        if status in (401, 403):
+            raise ProviderConfigError(
+                f"SendGrid refused the API key ({said}); check RUNLETTER_SENDGRID_API_KEY "
+                f"(the key needs the Mail Send permission; EU subusers need base_url "
+                f"https://api.eu.sendgrid.com)")
+        if status == 413 and len(group) > 1:
+            half = len(group) // 2
+            return [group[half:], group[:half]]
+        if status == 413:
+            raise ProviderConfigError(f"SendGrid refused the message as too large ({said}); "
+                                      f"the edition is over SendGrid's size limit")
+        raise ProviderConfigError(f"SendGrid answered {said} at {self.base_url}{SEND_PATH}; "
+                                  f"check base_url")
+
+    def _bad_request(self, group: list[tuple[Recipient, dict[str, Any]]],
+                     errors: list[tuple[str, str]], said: str, receipts: list[Receipt]
+                     ) -> list[list[tuple[Recipient, dict[str, Any]]]]:
+        """A 400: reject the readers the errors point at and send the rest again, or stop."""
+        named: dict[int, str] = {}
+        for field, message in errors or [("", said)]:
+            match = PERSONALIZATION_FIELD.match(field or "")
+            ids: set[int] = set()
+            if match and int(match.group(1)) < len(group):
+                ids = {group[int(match.group(1))][0].subscriber_id}
+            else:
+                ids = addresses_named(message, ((r.subscriber_id, (r.email,))
+                                                for r, _p in group))
+            if not ids:
+                raise ProviderConfigError(
+                    f"SendGrid refused the batch (HTTP 400: {message}"
+                    + (f", field {field}" if field else "") + "); nothing was sent. "
+                    "Check [sender] and the post, or report this message")
+            for sid in ids:
+                named.setdefault(sid, f"SendGrid HTTP 400: {message}"
+                                 + (f" ({field})" if field else ""))
+        receipts += [Receipt(sid, REJECTED, reason=reason) for sid, reason in named.items()]
+        return [[entry for entry in group if entry[0].subscriber_id not in named]]
+
+
+def _errors(response: requests.Response) -> list[tuple[str, str]]:
+    """SendGrid's `{"errors": [{"message", "field", "help"}]}` as (field, message) pairs."""
+    data = json_or_none(response)
+    if not isinstance(data, dict) or not isinstance(data.get("errors"), list):
+        return []
+    out = []
+    for error in data["errors"]:
+        if isinstance(error, dict):
+            out.append((str(error.get("field") or ""),
+                        " ".join(str(error.get("message") or "").split())))
+    return out
+
+
+__all__ = ["SendgridProvider"]

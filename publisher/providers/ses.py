@@ -1,0 +1,409 @@
+"""Send through Amazon SES (API v2): one raw MIME message per reader, several calls at once.
+
+SES takes one SendEmail call per message here, because every reader's message differs (their
+To, their unsubscribe links, their Message-ID); the bytes come from the Addresser, as for
+SMTP. Calls run on a small thread pool, paced so that no more than `max_rate` start in any
+second: that is the account's maximum send rate, and going over it only earns throttling.
+
+boto3 is told not to retry (one attempt per call): the ledger owns retries, with backoff
+and jitter, so a throttled or failed message becomes a FAILED receipt and is tried again
+later rather than hammered inside one batch.
+
+Outcomes map onto receipts like this:
+
+* a MessageId                        → ACCEPTED (the id is SES's, as in its event records)
+* MessageRejected about the message   → REJECTED (the reader is marked bounced)
+* throttling, 429, 5xx, connection    → FAILED (the ledger retries later)
+* what no retry fixes                 → ProviderConfigError: an unverified sender (or the
+  sandbox refusing a reader), a suspended or paused account, a MAIL FROM domain not verified,
+  a missing configuration set, credentials refused or missing, an endpoint never reached.
+
+A config error is raised only while nothing of the batch was accepted; otherwise the rest of
+the batch gets FAILED receipts and the error is raised at the next send (as in smtp.py), so
+a receipt is never lost for a message that went out.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import boto3  # the optional extra: pip install 'runletter[ses]'
+from botocore import exceptions as botoerrors
+from botocore.config import Config as BotoConfig
+
+from ..address import Addresser, Message, Recipient
+from ..config import Config
+from ..errors import RunletterError
+from .base import ACCEPTED, FAILED, REJECTED, Batch, Provider, ProviderConfigError, Receipt
+
+CONNECT_TIMEOUT = 10.0  # seconds
+READ_TIMEOUT = 30.0
+
+# Error codes that no retry fixes: stop the publish, mark nothing.
+ACCOUNT_CODES = {
+    "AccountSuspendedException": "the SES account's sending is suspended",
+    "SendingPausedException": "sending is paused for this account or configuration set",
+    "AccountSendingPausedException": "sending is paused for this account",
+    "ConfigurationSetSendingPausedException": "sending is paused for the configuration set",
+    "MailFromDomainNotVerifiedException": "the sender's custom MAIL FROM domain is not "
+                                          "verified (check its MX and SPF records)",
+    "NotFoundException": "SES did not find a resource the call names (is configuration_set "
+                         "right, and does it exist in this region?)",
+    "ConfigurationSetDoesNotExistException": "the configuration set does not exist in this "
+                                             "region",
+}
+CREDENTIAL_CODES = {
+    "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException",
+    "SignatureDoesNotMatch", "IncompleteSignature", "MissingAuthenticationToken",
+    "InvalidAccessKeyId", "ExpiredToken", "ExpiredTokenException", "RequestExpired",
+    "AuthFailure", "NotAuthorized", "OptInRequired", "AccessDenied", "AccessDeniedException",
+}
+# Error codes worth a later try.
+TRANSIENT_CODES = {
+    "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
+    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "SlowDown",
+    "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure",
+    "InternalServerError", "InternalError", "InternalServiceError", "RequestTimeout",
+    "RequestTimeoutException", "PriorRequestNotComplete", "BandwidthLimitExceeded",
+}
+# MessageRejected says these when the account, not the reader, is the problem: the sender
+# identity is not verified in this region (or, in the sandbox, the reader is not), or the
+# edition itself is refused. Marking every reader bounced for them would be a disaster.
+ACCOUNT_REJECTIONS = ("not verified", "did not have authority", "not authorized",
+                      "message length")
+SANDBOX_HINT = ("verify the sender address or its domain in this region; if the identity "
+                "named is a reader's, the account is in the SES sandbox, which sends only to "
+                "verified addresses: request production access")
+
+
+def _plain(exc: Exception) -> str:
+    """An error as a receipt reason: without the 'runletter:' place a RunletterError adds."""
+    if isinstance(exc, RunletterError):
+        return "; ".join(finding.message for finding in exc.findings)
+    return str(exc)
+
+
+def _error_text(message: str) -> str:
+    """The service's words on one line (some front ends answer in XML; keep its Message)."""
+    found = re.search(r"<Message>(.*?)</Message>", message, re.S)
+    if found:
+        message = found.group(1)
+    return " ".join(message.split())[:300]
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in seconds, from a number or an HTTP date; None when absent or odd."""
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def ses_address(address: str) -> str:
+    """The address as SES takes it: 7-bit ASCII, an international domain in Punycode.
+
+    SES does not support SMTPUTF8, so a non-ASCII local part cannot be sent at all;
+    raises ValueError for it.
+    """
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError(f"SES cannot send to {address!r}: it does not support non-ASCII "
+                         "characters before the @ (no SMTPUTF8)")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"the domain of {address!r} cannot be encoded: {exc}") from None
+    return f"{local}@{domain}"
+
+
+class Pacer:
+    """Spaces call starts 1/rate seconds apart, shared by all workers (and all batches).
+
+    Strict spacing, no burst: in any one-second window at most rate + 1 calls start, which
+    is what SES's "maximum send rate" allows.
+    """
+
+    def __init__(self, rate: float, clock=time.monotonic):
+        self.interval = 1.0 / rate
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.next_start = 0.0
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until this caller's slot; False when `stop` was set meanwhile."""
+        with self.lock:
+            now = self.clock()
+            start = max(now, self.next_start)
+            self.next_start = start + self.interval
+        delay = start - now
+        if delay > 0 and stop.wait(delay):
+            return False
+        return not stop.is_set()
+
+
+class SesProvider(Provider):
+    """Delivers each recipient's MIME message with SES v2 SendEmail (raw content).
+
+    Settings ([providers.ses] or RUNLETTER_SES_*): region, endpoint_url (empty: AWS's),
+    configuration_set (empty: none), max_rate (messages per second the account allows),
+    max_workers (calls in flight at once). Credentials come from the standard AWS chain
+    (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE, an
+    instance role), never from runletter.toml.
+    """
+
+    name: ClassVar[str] = "ses"
+    max_batch: ClassVar[int] = 50
+    SETTINGS: ClassVar = {
+        "region": (str, "us-east-1"),
+        "endpoint_url": (str, ""),
+        "configuration_set": (str, ""),
+        "max_rate": (float, 14.0),
+        "max_workers": (int, 8),
+    }
+    SECRETS: ClassVar = ()
+
+    def __init__(self, config: Config, addresser: Addresser, settings: Mapping[str, Any]):
+        """Check the settings now, so a typo stops the publish before anything is sent."""
+        super().__init__(config, addresser, settings)
+        self.options = {key: settings.get(key, default)
+                        for key, (_kind, default) in self.SETTINGS.items()}
+        self.region = str(self.options["region"]).strip()
+        if not self.region:
+            raise ProviderConfigError("ses setting 'region' is empty; set it to the region "
+                                      "where the sender identity is verified, e.g. us-east-1")
+        self.max_rate = float(self.options["max_rate"])
+        if not self.max_rate > 0:
+            raise ProviderConfigError(f"ses setting 'max_rate' must be more than 0 messages "
+                                      f"per second, not {self.options['max_rate']!r}")
+        self.max_workers = int(self.options["max_workers"])
+        if not 1 <= self.max_workers <= 64:
+            raise ProviderConfigError(f"ses setting 'max_workers' must be 1 to 64, not "
+                                      f"{self.options['max_workers']!r}")
+        self.endpoint_url = str(self.options["endpoint_url"]).strip() or None
+        self.configuration_set = str(self.options["configuration_set"]).strip()
+        try:
+            self.from_address = ses_address(config.sender_email)
+        except ValueError as exc:
+            raise ProviderConfigError(f"ses: [sender] email: {exc}") from None
+        self.where = self.endpoint_url or f"SES in {self.region}"
+        self.client: Any = None
+        self.pacer = Pacer(self.max_rate)
+        self._executor: ThreadPoolExecutor | None = None
+        self._reached = False  # any HTTP answer from SES yet (even an error)
+        self._stop = threading.Event()  # the batch being sent: set to start no more calls
+        # A config problem found mid-batch, after some messages went out: reported as
+        # FAILED receipts for the rest of that batch, raised at the start of the next one.
+        self._fatal: ProviderConfigError | None = None
+
+    # -- connection -------------------------------------------------------------------
+
+    def open(self) -> None:
+        """One session, one client (pooled, thread-safe) and the worker pool for the publish."""
+        if self.client is not None:
+            return
+        try:
+            session = boto3.session.Session(region_name=self.region)
+            if session.get_credentials() is None:
+                raise ProviderConfigError(
+                    "ses: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment, never in "
+                    "runletter.toml")
+            self.client = session.client(
+                "sesv2", endpoint_url=self.endpoint_url,
+                config=BotoConfig(
+                    max_pool_connections=max(10, self.max_workers),
+                    retries={"max_attempts": 1, "mode": "standard"},  # the ledger retries
+                    connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT))
+        except (botoerrors.BotoCoreError, ValueError) as exc:
+            # Unreadable AWS config or profile, a region or endpoint botocore refuses.
+            raise ProviderConfigError(f"ses: cannot set up the SES client: "
+                                      f"{exc.__class__.__name__}: {exc}") from None
+        self._executor = ThreadPoolExecutor(max_workers=self.max_workers,
+                                            thread_name_prefix="runletter-ses")
+
+    def close(self) -> None:
+        """Stop the workers and close the client's connections.
+
+        Calls not yet started (queued, or waiting for their pacing slot) are dropped, e.g.
+        after Ctrl-C: without receipts their rows stay in-flight and are reported.
+        """
+        self._stop.set()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        client, self.client = self.client, None
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, batch: Batch) -> list[Receipt]:
+        """Send each recipient's message, paced and concurrent; one receipt per recipient.
+
+        Raises ProviderConfigError only when nothing of this batch was accepted (or for a
+        config problem met in the previous batch), so a receipt is never lost for a message
+        that went out.
+        """
+        if self._fatal is not None:
+            raise self._fatal
+        if self.client is None or self._executor is None:
+            self.open()
+        assert self._executor is not None
+        date = email.utils.formatdate()
+        # Set by the first config error (or close()): start no further calls.
+        stop = self._stop = threading.Event()
+        receipts: list[Receipt] = []
+        pending: list[tuple[Recipient, Future]] = []
+        for recipient in batch.recipients:
+            try:
+                to = ses_address(recipient.email)
+                message = self.addresser.message(batch.compiled, recipient, date)
+            except (RunletterError, ValueError) as exc:
+                # A line break in this reader's name, an address SES cannot carry: their
+                # message cannot be sent, and no retry would change that.
+                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
+                                        reason=f"cannot send the message: {_plain(exc)}"))
+                continue
+            pending.append((recipient, self._executor.submit(
+                self._send_paced, recipient, to, message, stop)))
+
+        fatal: ProviderConfigError | None = None
+        unsent: list[Recipient] = []  # never called: a config error or close() came first
+        broken: list[Recipient] = []  # their own call met the config error
+        crash: BaseException | None = None
+        for recipient, future in pending:
+            try:
+                receipt = future.result()
+            except ProviderConfigError as exc:
+                fatal = fatal or exc
+                broken.append(recipient)
+                continue
+            except CancelledError:  # close() dropped it before it started
+                unsent.append(recipient)
+                continue
+            except Exception as exc:  # a bug: settle what we know, then let it surface
+                crash = crash or exc
+                continue
+            if receipt is None:
+                unsent.append(recipient)
+            else:
+                receipts.append(receipt)
+        if crash is not None:
+            # Accepted messages are not reported: their rows stay in-flight and are shown,
+            # never silently sent twice.
+            raise crash
+        if fatal is not None:
+            if not any(r.status == ACCEPTED for r in receipts):
+                raise fatal
+            self._fatal = fatal
+            reason = _plain(fatal)
+            receipts += [Receipt(r.subscriber_id, FAILED, reason=reason) for r in broken]
+            receipts += [Receipt(r.subscriber_id, FAILED, reason=f"not sent: {reason}")
+                         for r in unsent]
+        else:
+            receipts += [Receipt(r.subscriber_id, FAILED, reason="not sent: the provider "
+                                 "was closed") for r in unsent]
+        return receipts
+
+    def _send_paced(self, recipient: Recipient, to: str, message: Message,
+                    stop: threading.Event) -> Receipt | None:
+        """Wait for a start slot, then send; None when the batch was stopped first."""
+        if stop.is_set() or not self.pacer.wait(stop):
+            return None
+        try:
+            return self._send_one(recipient, to, message)
+        except ProviderConfigError:
+            stop.set()
+            raise
+
+    def _send_one(self, recipient: Recipient, to: str, message: Message) -> Receipt:
+        """One SendEmail call, mapped to a receipt; a config problem raises."""
+        params: dict[str, Any] = {
+            "FromEmailAddress": self.from_address,
+            "Destination": {"ToAddresses": [to]},
+            "Content": {"Raw": {"Data": message.data}},
+        }
+        if self.configuration_set:
+            params["ConfigurationSetName"] = self.configuration_set
+        rid = recipient.subscriber_id
+        try:
+            response = self.client.send_email(**params)
+        except botoerrors.ClientError as exc:
+            self._reached = True
+            return self._by_error(recipient, exc)
+        except (botoerrors.NoCredentialsError, botoerrors.PartialCredentialsError,
+                botoerrors.CredentialRetrievalError) as exc:
+            raise ProviderConfigError(f"ses: AWS credentials missing or unreadable: {exc}; "
+                                      "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                                      "in the environment") from None
+        except botoerrors.SSLError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ProviderConfigError(f"ses: the certificate of {self.where} is not "
+                                          f"trusted: {exc}") from None
+            return Receipt(rid, FAILED, reason=f"SSLError: {exc}")
+        except (botoerrors.EndpointConnectionError, botoerrors.ConnectTimeoutError) as exc:
+            if not self._reached:
+                # Never reached SES in this publish: a wrong region or endpoint_url, or no
+                # network; retrying every batch would not change that (as smtp's open()).
+                raise ProviderConfigError(
+                    f"ses: cannot reach {self.where}: {exc}; check region and "
+                    "endpoint_url") from None
+            return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
+        except (botoerrors.ParamValidationError, botoerrors.UnknownEndpointError) as exc:
+            raise ProviderConfigError(f"ses: the SES client refused the call: {exc}") from None
+        except botoerrors.BotoCoreError as exc:
+            # Connection closed or reset, read timeout, a proxy error: worth a later try.
+            # (After a read timeout SES may have sent it; the ledger retries, as for SMTP.)
+            return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
+        self._reached = True
+        return Receipt(rid, ACCEPTED, provider_id=response.get("MessageId"))
+
+    def _by_error(self, recipient: Recipient, exc: botoerrors.ClientError) -> Receipt:
+        """An error answer from SES: a receipt, or ProviderConfigError for the account."""
+        error = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(error.get("Code", ""))
+        status = int(meta.get("HTTPStatusCode") or 0)
+        text = _error_text(str(error.get("Message", "")))
+        said = f"{code}: {text}" if text else code
+        rid = recipient.subscriber_id
+        if code in TRANSIENT_CODES or status == 429 or status >= 500:
+            return Receipt(rid, FAILED, reason=said,
+                           retry_after=_retry_after(meta.get("HTTPHeaders", {})))
+        if code in ACCOUNT_CODES:
+            raise ProviderConfigError(f"ses: {ACCOUNT_CODES[code]} ({said})")
+        if code in CREDENTIAL_CODES or code.startswith("AccessDenied") or status in (401, 403):
+            raise ProviderConfigError(
+                f"ses: AWS refused the credentials or their permissions ({said}); check "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and that the key may call "
+                "ses:SendEmail (and ses:SendRawEmail) in this region")
+        if code == "MessageRejected":
+            if any(marker in text.lower() for marker in ACCOUNT_REJECTIONS):
+                raise ProviderConfigError(
+                    f"ses: SES refused the sender {self.from_address} in {self.region} "
+                    f"({said}); {SANDBOX_HINT}")
+            return Receipt(rid, REJECTED, reason=said)
+        # BadRequestException and any other refusal of the request: when SES names this
+        # reader's address, the address is the problem; otherwise the request itself is,
+        # and it would fail the same way for every reader: never bounce them all for it.
+        if recipient.email.lower() in text.lower():
+            return Receipt(rid, REJECTED, reason=said)
+        raise ProviderConfigError(f"ses: SES refused the request for {recipient.email} "
+                                  f"({said}); check the ses settings and the sender")
+
+
+__all__ = ["Pacer", "SesProvider", "ses_address"]
