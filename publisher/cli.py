@@ -409,8 +409,10 @@ def report_command(post: str) -> None:
 def _register_plugins() -> None:
     """Verbs that live in their own modules."""
     from .preview import preview_command
+    from .serve import serve_command
 
     main.add_command(preview_command)
+    main.add_command(serve_command)
 
 
 _register_plugins()

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .address import Addresser
+from .address import Addresser, Compiled
 from .model import Goal, Resolved
 from .providers.base import (
     ACCEPTED,
@@ -198,12 +198,13 @@ class Ledger:
                 "subscriber_id = ? AND state = 'in-flight'",
                 [(post, d.subscriber_id) for d in rows])
 
-    def next_retry(self, post: str, goal: str, max_attempts: int) -> float | None:
-        """When the earliest transiently failed row of a goal may be tried again."""
+    def next_retry(self, post: str, goals: Sequence[str], max_attempts: int) -> float | None:
+        """When the earliest unsent row of these goals may be tried, or None when none is."""
+        marks = ",".join("?" * len(goals))
         row = self.conn.execute(
             "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM deliveries WHERE post = ? AND "
-            "goal = ? AND state IN ('planned', 'failed') AND attempts < ?",
-            (post, goal, max_attempts)).fetchone()
+            f"goal IN ({marks}) AND state IN ('planned', 'failed') AND attempts < ?",
+            (post, *goals, max_attempts)).fetchone()
         return row[0]
 
     def report(self, post: str) -> dict[str, Counter]:
@@ -221,51 +222,67 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
               backoff_max: float = 60.0, progress: Callable[[int], None] | None = None,
               sleep: Callable[[float], None] = time.sleep,
               clock: Callable[[], float] = time.time) -> Outcome:
-    """Send every planned row of a post, goal by goal, batch by batch; settle each batch."""
+    """Send every planned row of a post, call by call; settle each call in the ledger.
+
+    A call takes up to the provider's limit of rows, goal by goal; a provider that can
+    mix editions in one call gets the next goal's rows to fill a goal's last, partial one.
+    """
     outcome = Outcome()
     prepared = renderer.prepare(resolved)
     post = resolved.slug
-    for goal in resolved.audience:
-        compiled = None
-        while True:
-            rows = ledger.claim(post, goal.slug, provider.max_batch, max_attempts, clock())
-            if not rows:
-                retry_at = ledger.next_retry(post, goal.slug, max_attempts)
-                if retry_at is None:
-                    break
-                sleep(max(0.0, min(retry_at - clock(), backoff_max)))
-                continue
-            if compiled is None:  # render a goal's edition only when someone will get it
-                compiled = addresser.compile(renderer.edition(prepared, goal))
-            try:
-                receipts = _send_batch(provider, compiled, rows, addresser, post)
-            except ProviderConfigError:
-                ledger.unclaim(post, rows)  # nothing went out: leave no trace of the try
-                raise
-            ledger.record(post, receipts, {d.subscriber_id: d.attempts for d in rows},
-                          backoff_base, backoff_max, clock())
-            outcome.batches += 1
-            for r in receipts:
-                if r.status == ACCEPTED:
-                    outcome.sent[goal.slug] += 1
-                elif r.status == REJECTED:
-                    outcome.rejected[goal.slug] += 1
-                if progress and r.status != FAILED:
-                    progress(1)
+    goals = list(resolved.audience)
+    compiled: dict[str, Compiled] = {}  # a goal's edition is rendered once, when first needed
+    while True:
+        parts: list[tuple[Goal, list[Delivery]]] = []
+        room = provider.max_batch
+        for goal in goals:
+            rows = ledger.claim(post, goal.slug, room, max_attempts, clock())
+            if rows:
+                parts.append((goal, rows))
+                room -= len(rows)
+            if room == 0 or (parts and not provider.mixes_editions):
+                break
+        if not parts:
+            retry_at = ledger.next_retry(post, [g.slug for g in goals], max_attempts)
+            if retry_at is None:
+                break
+            sleep(max(0.0, min(retry_at - clock(), backoff_max)))
+            continue
+        batches = []
+        for goal, rows in parts:
+            if goal.slug not in compiled:
+                compiled[goal.slug] = addresser.compile(renderer.edition(prepared, goal))
+            batches.append(_batch(compiled[goal.slug], rows, addresser, post))
+        try:
+            receipts = provider.send_many(batches)
+        except ProviderConfigError:
+            for _, rows in parts:  # nothing went out: leave no trace of the try
+                ledger.unclaim(post, rows)
+            raise
+        attempts = {d.subscriber_id: d.attempts for _, rows in parts for d in rows}
+        ledger.record(post, receipts, attempts, backoff_base, backoff_max, clock())
+        outcome.batches += 1
+        goal_of = {d.subscriber_id: goal.slug for goal, rows in parts for d in rows}
+        for r in receipts:
+            if r.status == ACCEPTED:
+                outcome.sent[goal_of[r.subscriber_id]] += 1
+            elif r.status == REJECTED:
+                outcome.rejected[goal_of[r.subscriber_id]] += 1
+            if progress and r.status != FAILED:
+                progress(1)
     for goal_slug, states in ledger.report(post).items():
         if states["failed"]:
             outcome.failed[goal_slug] = states["failed"]
     return outcome
 
 
-def _send_batch(provider: Provider, compiled, rows: list[Delivery], addresser: Addresser,
-                post: str) -> list[Receipt]:
+def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
+           post: str) -> Batch:
+    """A Batch of one edition; a recipient the provider gives no receipt for may or may not
+    have been sent: its row is not settled, so it stays in-flight and is reported."""
     recipients = tuple(addresser.recipient(post, d.subscriber_id, d.email, d.first_name)
                        for d in rows)
-    batch = Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
-    # A recipient the provider gave no receipt for may or may not have been sent: its row
-    # is not settled, so it stays in-flight and is reported, never silently re-sent.
-    return provider.send(batch)
+    return Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
 
 
 def goal_slugs(goals: Iterable[Goal]) -> list[str]:

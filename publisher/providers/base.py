@@ -8,7 +8,7 @@ sent, what to retry, when); a provider only talks to its service.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -49,6 +49,9 @@ class Provider:
 
     name: ClassVar[str] = ""
     max_batch: ClassVar[int] = 100
+    # Can one call carry several editions (Postmark's batch can; Mailgun's and SendGrid's
+    # bulk calls send one content)? Then a goal's last, partial batch shares a call.
+    mixes_editions: ClassVar[bool] = False
     needs_secret_env: ClassVar[bool] = True  # only the outbox may run on a generated secret
     # setting -> (type, default); a setting named in SECRETS comes only from the environment
     SETTINGS: ClassVar[Mapping[str, tuple[type, Any]]] = {}
@@ -68,6 +71,14 @@ class Provider:
     def send(self, batch: Batch) -> list[Receipt]:
         """Send one batch; return one receipt per recipient, in any order."""
         raise NotImplementedError
+
+    def send_many(self, batches: Sequence[Batch]) -> list[Receipt]:
+        """Send batches of different editions, together in one call where the API allows;
+        at most max_batch recipients in all."""
+        receipts: list[Receipt] = []
+        for batch in batches:
+            receipts += self.send(batch)
+        return receipts
 
     def __enter__(self) -> Provider:
         self.open()

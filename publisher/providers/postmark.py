@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring  # C-accelerated, ensure_ascii=False
 from typing import ClassVar
@@ -153,6 +153,7 @@ class PostmarkProvider(HttpProvider):
     label: ClassVar[str] = "Postmark"
     max_batch: ClassVar[int] = MAX_MESSAGES
     max_body: ClassVar[int] = MAX_BODY
+    mixes_editions: ClassVar[bool] = True  # every message in a batch call is complete
     SETTINGS: ClassVar = {
         "base_url": (str, "https://api.postmarkapp.com"),
         "message_stream": (str, "broadcast"),
@@ -175,13 +176,13 @@ class PostmarkProvider(HttpProvider):
             "X-Postmark-Server-Token": str(self.options["server_token"]).strip(),
             "Content-Type": "application/json",
         }
-        self._template_cache: _Template | None = None
+        self._templates: dict[int, _Template] = {}
 
     # -- building ---------------------------------------------------------------------
 
     def _template(self, edition: Edition) -> _Template:
         """The edition encoded once; reused for every batch of the same edition."""
-        cached = self._template_cache
+        cached = self._templates.get(id(edition))
         if cached is not None and cached.edition is edition:
             return cached
         config = self.config
@@ -220,10 +221,10 @@ class PostmarkProvider(HttpProvider):
         add('"', headers_head, UNSUBSCRIBE, '},{"Name":"X-Runletter-Message-ID","Value":',
             MESSAGE_ID, '}],"Metadata":', metadata, ',"subscriber_id":', SUBSCRIBER_ID, "}}")
         template = _Template(edition=edition, segments=tuple(segments))
-        self._template_cache = template
+        self._templates[id(edition)] = template
         return template
 
-    def _calls(self, template: _Template, batch: Batch, receipts: list[Receipt]
+    def _calls(self, items: list[tuple[_Template, Batch]], receipts: list[Receipt]
                ) -> Iterator[list[tuple[int, list[bytes]]]]:
         """The batch as calls of (subscriber id, message chunks), each within max_body.
 
@@ -232,7 +233,7 @@ class PostmarkProvider(HttpProvider):
         """
         call: list[tuple[int, list[bytes]]] = []
         size = 2  # the brackets
-        for recipient in batch.recipients:
+        for template, recipient in ((t, r) for t, b in items for r in b.recipients):
             values = recipient.values
             try:
                 to = format_address(recipient.first_name, recipient.email)
@@ -256,23 +257,29 @@ class PostmarkProvider(HttpProvider):
     # -- sending ----------------------------------------------------------------------
 
     def send(self, batch: Batch) -> list[Receipt]:
-        """Send a batch in as few calls as the limits allow; one receipt per recipient.
+        """Send a batch in as few calls as the limits allow; one receipt per recipient."""
+        return self.send_many([batch])
+
+    def send_many(self, batches: Sequence[Batch]) -> list[Receipt]:
+        """Send batches of any editions in as few calls as the limits allow.
 
         A reader gets no receipt only when Postmark's answer is unreadable after it took
         the call (their row stays in flight and is reported, never silently re-sent).
         """
         self.check_fatal()
         try:
-            template = self._template(batch.edition)
+            items = [(self._template(b.edition), b) for b in batches]
         except RunletterError as exc:  # a line break in the sender or subject
             raise ProviderConfigError(f"Postmark: {plain(exc)}") from None
+        everyone = Batch(batches[0].edition, batches[0].compiled,
+                         tuple(r for b in batches for r in b.recipients))
         receipts: list[Receipt] = []
         settled: set[int] = set()
         try:
-            for call in self._calls(template, batch, receipts):
+            for call in self._calls(items, receipts):
                 self._post_call(call, receipts, settled)
         except (Transient, ProviderConfigError) as exc:
-            return self.settle(batch, receipts, exc, settled)
+            return self.settle(everyone, receipts, exc, settled)
         return receipts
 
     def _post_call(self, call: list[tuple[int, list[bytes]]], receipts: list[Receipt],

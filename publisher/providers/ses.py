@@ -29,7 +29,7 @@ import email.utils
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -167,6 +167,7 @@ class SesProvider(Provider):
 
     name: ClassVar[str] = "ses"
     max_batch: ClassVar[int] = 50
+    mixes_editions: ClassVar[bool] = True  # every call carries one complete message
     SETTINGS: ClassVar = {
         "region": (str, "us-east-1"),
         "endpoint_url": (str, ""),
@@ -258,6 +259,11 @@ class SesProvider(Provider):
         config problem met in the previous batch), so a receipt is never lost for a message
         that went out.
         """
+        return self.send_many([batch])
+
+    def send_many(self, batches: Sequence[Batch]) -> list[Receipt]:
+        """Like send(), for the batches of several editions at once (one call per message
+        either way, so a goal's last few readers need not wait for the next goal's)."""
         if self._fatal is not None:
             raise self._fatal
         if self.client is None or self._executor is None:
@@ -268,18 +274,19 @@ class SesProvider(Provider):
         stop = self._stop = threading.Event()
         receipts: list[Receipt] = []
         pending: list[tuple[Recipient, Future]] = []
-        for recipient in batch.recipients:
-            try:
-                to = ses_address(recipient.email)
-                message = self.addresser.message(batch.compiled, recipient, date)
-            except (RunletterError, ValueError) as exc:
-                # A line break in this reader's name, an address SES cannot carry: their
-                # message cannot be sent, and no retry would change that.
-                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                        reason=f"cannot send the message: {_plain(exc)}"))
-                continue
-            pending.append((recipient, self._executor.submit(
-                self._send_paced, recipient, to, message, stop)))
+        for batch in batches:
+            for recipient in batch.recipients:
+                try:
+                    to = ses_address(recipient.email)
+                    message = self.addresser.message(batch.compiled, recipient, date)
+                except (RunletterError, ValueError) as exc:
+                    # A line break in this reader's name, an address SES cannot carry:
+                    # their message cannot be sent, and no retry would change that.
+                    receipts.append(Receipt(recipient.subscriber_id, REJECTED,
+                                            reason=f"cannot send the message: {_plain(exc)}"))
+                    continue
+                pending.append((recipient, self._executor.submit(
+                    self._send_paced, recipient, to, message, stop)))
 
         fatal: ProviderConfigError | None = None
         unsent: list[Recipient] = []  # never called: a config error or close() came first

@@ -1,0 +1,680 @@
+"""`runletter serve` over real HTTP: the gunicorn server in a subprocess on a free port.
+
+Signup and double opt-in through the outbox, one-click unsubscribe, preferences and the next
+publish, every provider's signed webhook, tokens, CSRF, the rate limit and the audit trail.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from publisher.cli import main
+from publisher.errors import RunletterError
+from publisher.project import open_project
+from publisher.serve import MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV, prepare, serve_command
+from publisher.store import Store, now
+from publisher.tokens import Signer
+
+from . import webhooks as wh
+from .conftest import REPO, SECRET, copy_sample
+
+HOST = "127.0.0.1"
+POST = "2026-09-15-motor-unit-activation"  # no audience: every goal gets an edition
+SENT = "2026-11-24-hip-drive"  # the post whose (made-up) ledger rows webhooks update
+CONFIRM_HOURS = 48
+
+
+# -- the live server ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def configure(root: Path, port: int, **serve: object) -> None:
+    """Point base_url at the test server and add a [serve] table."""
+    path = root / "runletter.toml"
+    text = re.sub(r"(?m)^base_url = .*$", f'base_url = "http://{HOST}:{port}"',
+                  path.read_text(encoding="utf-8"))
+    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in serve.items())
+    path.write_text(f"{text}\n[serve]\n{table}\n", encoding="utf-8")
+
+
+class LiveServer:
+    """`python -m publisher.serve` (gunicorn) in a subprocess, started and stopped in bounds."""
+
+    def __init__(self, root: Path, port: int, env: dict[str, str] | None = None,
+                 workers: int = 2):
+        self.root, self.port, self.workers = root, port, workers
+        self.env = {**os.environ, "RUNLETTER_SECRET": SECRET,
+                    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                    **(env or {})}
+        self.log_path = root.parent / f"serve-{port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+    def start(self, timeout: float = 20.0) -> LiveServer:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes it until stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "publisher.serve", "--host", HOST, "--port", str(self.port),
+             "--workers", str(self.workers)],
+            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited:\n{self.log()}")
+            try:
+                if requests.get(self.url("/healthz"), timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server did not answer in {timeout}s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # gunicorn: graceful stop of master + workers
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: master and workers
+            self.proc.wait(timeout=5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- reading the store the server writes --------------------------------------------
+
+    def store(self) -> Store:
+        return Store.open(self.root / "subscribers" / "runletter.db")
+
+    def reader(self, address: str):
+        with self.store() as store:
+            return store.get(address)
+
+    def history(self, address: str) -> list[tuple[str | None, str, str]]:
+        with self.store() as store:
+            return [(h.old_status, h.new_status, h.reason) for h in store.history(address)]
+
+
+def webhook_env() -> dict[str, str]:
+    return {POSTMARK_PASSWORD_ENV: wh.POSTMARK_PASSWORD, MAILGUN_KEY_ENV: wh.MAILGUN_KEY}
+
+
+def start_site(root: Path, port: int, **serve: object) -> LiveServer:
+    """Configure a copied sample newsletter, import its readers and start the server."""
+    (root / "sns-cert.pem").write_bytes(wh.sns_certificate_pem())
+    settings = {"confirm_hours": CONFIRM_HOURS, "signups_per_hour": 1000,
+                "postmark_webhook_user": wh.POSTMARK_USER,
+                "sendgrid_public_key": wh.sendgrid_public_key(),
+                "ses_certificate": "sns-cert.pem", "ses_topic_arn": wh.TOPIC_ARN, **serve}
+    configure(root, port, **settings)
+    project = open_project(root)
+    with Store.open(project.config.store_path) as store:
+        report = store.import_csv(root / "subscribers" / "sample.csv", project.goals)
+    assert report.skipped == 0
+    return LiveServer(root, port, webhook_env()).start()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    server = start_site(copy_sample(tmp_path_factory.mktemp("serve") / "news"), free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+signer = Signer(SECRET)
+
+
+def form_token(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def signup(site: LiveServer, address: str, first_name: str = "", goal: str = "general",
+           session: requests.Session | None = None) -> requests.Response:
+    session = session or requests.Session()
+    page = session.get(site.url("/subscribe"), timeout=10)
+    assert page.status_code == 200
+    return session.post(site.url("/subscribe"), timeout=10, data={
+        "email": address, "first_name": first_name, "goal": goal,
+        "csrf": form_token(page.text)})
+
+
+def messages_to(root: Path, address: str) -> list[EmailMessage]:
+    """Messages in the outbox Maildir for one address, oldest first."""
+    found = []
+    for path in sorted((root / "outbox" / "new").glob("*"), key=lambda p: p.name):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if address.lower() in str(message["To"]).lower():
+            found.append(message)
+    return found
+
+
+def link_in(message: EmailMessage, purpose: str) -> str:
+    text = message.get_body(("plain",)).get_content()
+    match = re.search(rf"https?://\S+/{purpose}/\S+", text)
+    assert match, f"no /{purpose}/ link in:\n{text}"
+    return match.group(0)
+
+
+def same_page(response: requests.Response) -> tuple[int, str]:
+    """Status and body with the per-response CSP nonce taken out."""
+    return response.status_code, re.sub(r'nonce="[^"]*"', 'nonce=""', response.text)
+
+
+def token_for(site: LiveServer, purpose: str, address: str, ttl: int | None = None) -> str:
+    reader = site.reader(address)
+    assert reader is not None
+    return signer.sign(purpose, reader.id, ttl)
+
+
+def add_sent_row(site: LiveServer, address: str, provider_id: str, post: str = SENT) -> None:
+    """A ledger row as a publish through some provider would have left it."""
+    with site.store() as store:
+        reader = store.get(address)
+        with store.transaction() as conn:
+            conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
+                         "attempts, provider_id, updated_at) VALUES (?, ?, ?, ?, 'sent', 1, ?, ?)",
+                         (post, reader.id, reader.email, reader.goal, provider_id, now()))
+
+
+def ledger_row(site: LiveServer, address: str, post: str = SENT) -> tuple[str, str | None]:
+    with site.store() as store:
+        reader = store.get(address)
+        return store.conn.execute("SELECT state, error FROM deliveries WHERE post = ? AND "
+                                  "subscriber_id = ?", (post, reader.id)).fetchone()
+
+
+# -- signup and double opt-in ---------------------------------------------------------------
+
+
+def test_signup_confirm_makes_the_reader_active_and_records_consent(site):
+    address = "new.runner@example.net"
+    response = signup(site, address, "Robin", "half")
+    assert response.status_code == 200
+    assert "Check your inbox" in response.text
+    reader = site.reader(address)
+    assert (reader.status, reader.goal, reader.first_name) == ("pending", "half", "Robin")
+
+    [message] = messages_to(site.root, address)
+    assert message["Subject"] == "Confirm your subscription to Run Freely"
+    link = link_in(message, "confirm")
+    assert link.startswith(site.url("/confirm/"))
+    assert link in message.get_body(("html",)).get_content()
+
+    head = requests.head(link, timeout=10)  # a link checker's HEAD confirms nothing
+    assert head.status_code == 200 and site.reader(address).status == "pending"
+
+    confirmed = requests.get(link, timeout=10)
+    assert confirmed.status_code == 200
+    assert "You're in!" in html.unescape(confirmed.text)
+    reader = site.reader(address)
+    assert reader.status == "active"
+    assert reader.consent_source == "signup form"
+    assert reader.consent_ip == HOST
+    assert abs(time.time() - _timestamp(reader.consent_at)) < 60
+    assert [h[:2] for h in site.history(address)] == [(None, "pending"), ("pending", "active")]
+
+    again = requests.get(link, timeout=10)  # a second click changes nothing
+    assert again.status_code == 200 and "already confirmed" in again.text
+    assert len(site.history(address)) == 2
+
+
+def _timestamp(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_resignup_looks_the_same_and_never_reactivates(site):
+    active, left = "lukas.berger@example.org", "ana.souza@example.com"
+    before_active, before_left = site.reader(active), site.reader(left)
+    assert (before_active.status, before_left.status) == ("active", "unsubscribed")
+    old_confirm = signer.sign("confirm", before_left.id, CONFIRM_HOURS * 3600 - 120)
+
+    fresh = signup(site, "first.timer@example.net", "Sam", "5k")
+    for address in (active, left):
+        response = signup(site, address, "Mallory", "ultra")
+        assert same_page(response) == same_page(fresh)
+
+    after = site.reader(active)  # untouched: its data only changes through its own link
+    assert (after.status, after.goal, after.first_name) == ("active", "5k", "Lukas")
+    assert "already subscribed" in messages_to(site.root, active)[-1]["Subject"]
+    assert site.reader(left).status == "unsubscribed"
+    assert len(site.history(left)) == 1
+
+    # A confirmation link minted before the reader left does not bring them back…
+    stale = requests.get(site.url(f"/confirm/{old_confirm}"), timeout=10)
+    assert stale.status_code == 410
+    assert site.reader(left).status == "unsubscribed"
+    # …the one just sent for the new signup does.
+    link = link_in(messages_to(site.root, left)[-1], "confirm")
+    assert requests.get(link, timeout=10).status_code == 200
+    assert site.reader(left).status == "active"
+    assert site.history(left)[-1][:2] == ("unsubscribed", "active")
+
+
+def test_signup_form_validates_and_escapes(site):
+    response = requests.post(site.url("/embed"), timeout=10, data={
+        "email": "not-an-address", "first_name": "<script>alert(1)</script>", "goal": "5k"})
+    assert response.status_code == 400
+    assert "<script>alert(1)</script>" not in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    assert site.reader("not-an-address") is None
+
+
+def test_embed_form_needs_no_csrf_and_the_honeypot_catches_bots(site):
+    response = requests.post(site.url("/embed"), timeout=10,
+                             data={"email": "embedded@example.net", "goal": "ultra"})
+    assert response.status_code == 200 and "Check your inbox" in response.text
+    assert site.reader("embedded@example.net").status == "pending"
+    assert "X-Frame-Options" not in response.headers
+    assert "frame-ancestors *" in response.headers["Content-Security-Policy"]
+
+    bot = requests.post(site.url("/embed"), timeout=10, data={
+        "email": "bot@example.net", "goal": "ultra", "website": "http://spam.example"})
+    assert same_page(bot)[0] == 200 and "Check your inbox" in bot.text
+    assert site.reader("bot@example.net") is None
+
+
+def test_csrf_missing_or_forged_is_refused(site):
+    session = requests.Session()
+    page = session.get(site.url("/subscribe"), timeout=10)
+    token = form_token(page.text)
+    data = {"email": "csrf.victim@example.net", "goal": "5k"}
+
+    assert requests.post(site.url("/subscribe"), data=data, timeout=10).status_code == 400
+    assert session.post(site.url("/subscribe"), data={**data, "csrf": "forged"},
+                        timeout=10).status_code == 400
+    other = requests.Session()  # a valid token but another browser's cookie
+    other.get(site.url("/subscribe"), timeout=10)
+    assert other.post(site.url("/subscribe"), data={**data, "csrf": token},
+                      timeout=10).status_code == 400
+    assert site.reader("csrf.victim@example.net") is None
+
+    prefs = site.url("/preferences/" + token_for(site, "preferences", "kwame.mensah@example.com"))
+    response = requests.post(prefs, data={"action": "unsubscribe"}, timeout=10)
+    assert response.status_code == 400
+    assert site.reader("kwame.mensah@example.com").status == "active"
+
+
+def test_rate_limit_answers_429(sample_root):
+    server = start_site(sample_root, free_port(), signups_per_hour=2)
+    try:
+        for n in range(2):
+            assert signup(server, f"limit{n}@example.net").status_code == 200
+        refused = signup(server, "limit2@example.net")
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "3600"
+        assert "Too many signups" in refused.text
+        assert server.reader("limit2@example.net") is None
+    finally:
+        server.stop()
+
+
+# -- unsubscribe and tokens -----------------------------------------------------------------
+
+
+def test_one_click_post_unsubscribes_and_get_does_not(site):
+    address = "zoe.marchetti@example.com"
+    url = site.url("/unsubscribe/" + token_for(site, "unsubscribe", address))
+
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200
+    assert 'name="List-Unsubscribe" value="One-Click"' in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert site.reader(address).status == "active"  # a scanner's GET changes nothing
+
+    response = requests.post(url, data="List-Unsubscribe=One-Click", allow_redirects=False,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"},
+                             timeout=10)
+    assert response.status_code == 200
+    assert "Location" not in response.headers
+    assert site.reader(address).status == "unsubscribed"
+    assert site.history(address)[-1] == ("active", "unsubscribed",
+                                         "one-click unsubscribe (RFC 8058)")
+    assert requests.post(url, data={"List-Unsubscribe": "One-Click"},
+                         timeout=10).status_code == 200
+    assert len(site.history(address)) == 2  # once only
+
+
+def test_forged_and_expired_tokens_change_nothing(site):
+    address = "amara.okafor@example.com"
+    good = token_for(site, "unsubscribe", address)
+    forged = good[:-2] + ("AA" if good[-2:] != "AA" else "BB")
+    reader_id = good.split(".")[0]
+    relabelled = good.replace(reader_id, format(int(reader_id, 16) + 1, "x"), 1)
+    wrong_purpose = token_for(site, "preferences", address)
+    for token in (forged, relabelled, wrong_purpose, "1.0.x", "nonsense"):
+        for method in (requests.get, requests.post):
+            response = method(site.url(f"/unsubscribe/{token}"), timeout=10,
+                              data={"List-Unsubscribe": "One-Click"})
+            assert response.status_code == 400, token
+            assert "isn't valid" in html.unescape(response.text)
+    assert requests.get(site.url(f"/preferences/{forged}"), timeout=10).status_code == 400
+    assert requests.get(site.url(f"/confirm/{forged}"), timeout=10).status_code == 400
+
+    expired = requests.get(site.url("/confirm/" + token_for(site, "confirm", address, ttl=-5)),
+                           timeout=10)
+    assert expired.status_code == 410 and "expired" in expired.text
+    assert site.reader(address).status == "active"
+    assert len(site.history(address)) == 1
+
+
+# -- preferences -------------------------------------------------------------------------------
+
+
+def test_preferences_goal_change_reaches_the_next_publish(site, monkeypatch):
+    address = "darcy.obrien@example.org"
+    assert site.reader(address).goal == "marathon"
+    url = site.url("/preferences/" + token_for(site, "preferences", address))
+    session = requests.Session()
+    page = session.get(url, timeout=10)
+    assert page.status_code == 200 and 'value="marathon" selected' in page.text
+    saved = session.post(url, timeout=10, data={
+        "csrf": form_token(page.text), "action": "save", "first_name": "Darcy",
+        "goal": "comeback"})
+    assert saved.status_code == 200 and "Saved." in saved.text
+    assert saved.history[0].status_code == 303
+    reader = site.reader(address)
+    assert (reader.goal, reader.first_name, reader.status) == ("comeback", "Darcy", "active")
+
+    monkeypatch.chdir(site.root)
+    monkeypatch.setenv("RUNLETTER_SECRET", SECRET)
+    result = CliRunner().invoke(main, ["publish", POST, "--yes"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [message] = [m for m in messages_to(site.root, address)
+                 if m["X-Runletter-Edition"].startswith(POST)]
+    assert message["X-Runletter-Edition"] == f"{POST}/comeback"
+
+
+def test_pause_resume_and_unsubscribe_from_preferences(site):
+    address = "ingrid.solberg@example.com"
+    url = site.url("/preferences/" + token_for(site, "preferences", address))
+    session = requests.Session()
+
+    def act(action: str) -> requests.Response:
+        page = session.get(url, timeout=10)
+        return session.post(url, data={"csrf": form_token(page.text), "action": action},
+                            timeout=10)
+
+    assert "Paused." in act("pause").text
+    assert site.reader(address).status == "unsubscribed"
+    assert "Resume emails" in session.get(url, timeout=10).text
+    assert "Welcome back" in act("resume").text
+    assert site.reader(address).status == "active"
+    act("pause")
+    assert "unsubscribed" in act("unsubscribe").text
+    assert "Resume emails" not in session.get(url, timeout=10).text
+    act("resume")  # no longer offered, and refused if sent anyway
+    assert site.reader(address).status == "unsubscribed"
+    assert [h[2] for h in site.history(address)][1:] == [
+        "paused (preferences page)", "resumed (preferences page)",
+        "paused (preferences page)", "unsubscribed (preferences page)"]
+
+    resubscribe = act("resubscribe")  # coming back takes a new confirmation
+    assert "Check your inbox" in resubscribe.text
+    assert site.reader(address).status == "unsubscribed"
+    assert requests.get(link_in(messages_to(site.root, address)[-1], "confirm"),
+                        timeout=10).status_code == 200
+    assert site.reader(address).status == "active"
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+
+def post_json(site: LiveServer, provider: str, payload, headers=None) -> requests.Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return requests.post(site.url(f"/webhooks/{provider}"), data=body, timeout=10,
+                         headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def test_postmark_webhooks(site):
+    bounced, complained = "jamal.hassan@example.org", "elena.popescu@example.com"
+    add_sent_row(site, bounced, "pm-7d1c2f9a-0000-4f3b-9e43-1c2b3a4d5e6f")
+    add_sent_row(site, complained, "pm-11111111-2222-3333-4444-555555555555")
+    bounce = wh.postmark_bounce(bounced, "pm-7d1c2f9a-0000-4f3b-9e43-1c2b3a4d5e6f")
+
+    assert post_json(site, "postmark", bounce).status_code == 401
+    wrong = {"Authorization": wh.postmark_auth(password="guess")}
+    assert post_json(site, "postmark", bounce, wrong).status_code == 401
+    auth = {"Authorization": wh.postmark_auth()}
+    assert post_json(site, "postmark", b"{not json", auth).status_code == 400
+    assert site.reader(bounced).status == "active"
+    assert ledger_row(site, bounced) == ("sent", None)
+
+    response = post_json(site, "postmark", bounce, auth)
+    assert response.status_code == 200 and response.json()["changed"] == 1
+    assert site.reader(bounced).status == "bounced"
+    state, error = ledger_row(site, bounced)
+    assert state == "rejected" and error.startswith("bounce (postmark): HardBounce")
+    assert site.history(bounced)[-1][2].startswith("postmark webhook: bounce")
+
+    complaint = wh.postmark_complaint(complained, "pm-11111111-2222-3333-4444-555555555555")
+    assert post_json(site, "postmark", complaint, auth).status_code == 200
+    assert site.reader(complained).status == "complained"
+    assert ledger_row(site, complained) == ("sent", "complaint (postmark): spam complaint")
+    # a later bounce never weakens a complaint
+    post_json(site, "postmark", wh.postmark_bounce(complained, "x"), auth)
+    assert site.reader(complained).status == "complained"
+
+
+def test_mailgun_webhooks(site):
+    bounced, left, complained = ("hannah.schmidt@example.com", "mei.chen@example.org",
+                                 "noor.rahman@example.org")
+    batch_id = "20261124093012.a1b2c3d4e5f6@runfreely.example.org"
+    for address in (bounced, left, complained):
+        add_sent_row(site, address, f"<{batch_id}>")  # one id for the whole API call
+
+    forged = wh.mailgun_payload("failed", bounced, batch_id, severity="permanent",
+                                key="not-the-key")
+    assert post_json(site, "mailgun", forged).status_code == 403
+    stale = wh.mailgun_payload("failed", bounced, batch_id, severity="permanent",
+                               timestamp=int(time.time()) - 600)
+    assert post_json(site, "mailgun", stale).status_code == 403
+    unsigned = wh.mailgun_payload("failed", bounced, batch_id, severity="permanent")
+    del unsigned["signature"]
+    assert post_json(site, "mailgun", unsigned).status_code == 400
+    assert site.reader(bounced).status == "active"
+    assert ledger_row(site, bounced) == ("sent", None)
+
+    temporary = wh.mailgun_payload("failed", bounced, batch_id, severity="temporary")
+    assert post_json(site, "mailgun", temporary).status_code == 200
+    assert site.reader(bounced).status == "active"
+
+    good = wh.mailgun_payload("failed", bounced, batch_id, severity="permanent")
+    assert post_json(site, "mailgun", good).status_code == 200
+    assert site.reader(bounced).status == "bounced"
+    state, error = ledger_row(site, bounced)
+    assert state == "rejected" and "No such user" in error
+    assert ledger_row(site, left) == ("sent", None)  # same batch id, other reader untouched
+
+    history = len(site.history(bounced))
+    assert post_json(site, "mailgun", good).status_code == 409  # replayed token
+    assert len(site.history(bounced)) == history
+
+    assert post_json(site, "mailgun", wh.mailgun_payload("unsubscribed", left, batch_id)
+                     ).status_code == 200
+    assert site.reader(left).status == "unsubscribed"
+    assert ledger_row(site, left)[0] == "sent"
+    assert post_json(site, "mailgun", wh.mailgun_payload("complained", complained, batch_id)
+                     ).status_code == 200
+    assert site.reader(complained).status == "complained"
+
+
+def test_sendgrid_webhooks(site):
+    bounced, reported, left = ("pedro.almeida@example.com", "priya.nair@example.com",
+                               "daniel.cohen@example.com")
+    for n, address in enumerate((bounced, reported, left)):
+        add_sent_row(site, address, f"sgXMessageId{n}")
+    events = [wh.sendgrid_event("delivered", bounced, "sgXMessageId0"),
+              wh.sendgrid_event("bounce", bounced, "sgXMessageId0", type="bounce",
+                                reason="550 5.1.1 unknown user", status="5.1.1"),
+              wh.sendgrid_event("spamreport", reported, "sgXMessageId1"),
+              wh.sendgrid_event("group_unsubscribe", left, "sgXMessageId2", asm_group_id=1)]
+    body = json.dumps(events).encode()
+
+    assert post_json(site, "sendgrid", body).status_code == 401
+    tampered = body.replace(b"bounce", b"bounce ", 1)
+    assert post_json(site, "sendgrid", tampered, wh.sendgrid_headers(body)).status_code == 403
+    assert post_json(site, "sendgrid", body, wh.sendgrid_headers(body, timestamp="1")
+                     | {"X-Twilio-Email-Event-Webhook-Timestamp": "2"}).status_code == 403
+    assert [site.reader(a).status for a in (bounced, reported, left)] == ["active"] * 3
+
+    response = post_json(site, "sendgrid", body, wh.sendgrid_headers(body))
+    assert response.status_code == 200 and response.json()["changed"] == 3
+    assert [site.reader(a).status for a in (bounced, reported, left)] == [
+        "bounced", "complained", "unsubscribed"]
+    assert ledger_row(site, bounced) == ("rejected",
+                                         "bounce (sendgrid): 550 5.1.1 unknown user")
+    assert ledger_row(site, reported) == ("sent", "complaint (sendgrid): spam report")
+    # SendGrid retries whole batches: a retry is acknowledged and changes nothing
+    history = [len(site.history(a)) for a in (bounced, reported, left)]
+    assert post_json(site, "sendgrid", body, wh.sendgrid_headers(body)).json()["changed"] == 0
+    assert [len(site.history(a)) for a in (bounced, reported, left)] == history
+
+
+def test_ses_webhooks(site):
+    bounced, complained = "hiroshi.tanaka@example.com", "bjorn.lindqvist@example.com"
+    add_sent_row(site, bounced, "0100018c1d2e3f40-aaaa-bbbb-cccc-000000000001-000000")
+    add_sent_row(site, complained, "0100018c1d2e3f40-aaaa-bbbb-cccc-000000000002-000000")
+    bounce = wh.sns_notification(wh.ses_bounce(
+        bounced, "0100018c1d2e3f40-aaaa-bbbb-cccc-000000000001-000000"))
+
+    headers = {"x-amz-sns-message-type": "Notification"}
+    assert post_json(site, "ses", bounce, headers).status_code == 401  # unsigned
+    signed = wh.sign_sns(bounce, "1")
+    altered = {**signed, "Message": signed["Message"].replace("Permanent", "Transient")}
+    assert post_json(site, "ses", altered, headers).status_code == 403
+    impostor = wh.sign_sns(bounce, "1", key=_other_rsa_key())
+    assert post_json(site, "ses", impostor, headers).status_code == 403
+    other_topic = wh.sign_sns(wh.sns_notification(wh.ses_bounce(bounced, "x"),
+                                                  topic=wh.TOPIC_ARN + "-other"))
+    assert post_json(site, "ses", other_topic, headers).status_code == 403
+    assert site.reader(bounced).status == "active"
+
+    response = post_json(site, "ses", signed, headers)  # SignatureVersion 1 (SHA1)
+    assert response.status_code == 200 and response.json()["changed"] == 1
+    assert site.reader(bounced).status == "bounced"
+    assert ledger_row(site, bounced)[0] == "rejected"
+    assert post_json(site, "ses", signed, headers).json()["changed"] == 0  # SNS retry
+
+    complaint = wh.sign_sns(wh.sns_notification(wh.ses_complaint(
+        complained, "0100018c1d2e3f40-aaaa-bbbb-cccc-000000000002-000000"),
+        subject="Amazon SES Email Event Notification"), "2")  # SignatureVersion 2 (SHA256)
+    assert post_json(site, "ses", complaint, headers).status_code == 200
+    assert site.reader(complained).status == "complained"
+    assert ledger_row(site, complained) == ("sent", "complaint (ses): complaint")
+
+    confirmation = wh.sign_sns(wh.sns_subscription_confirmation(), "2")
+    response = post_json(site, "ses", confirmation,
+                         {"x-amz-sns-message-type": "SubscriptionConfirmation"})
+    assert response.status_code == 200
+    assert confirmation["SubscribeURL"] in site.log()  # logged for the operator, not fetched
+
+
+def _other_rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def test_webhook_limits_and_unknown_providers(site):
+    assert post_json(site, "sparkpost", {}).status_code == 404
+    huge = b"[" + b'{"event":"open"},' * 150_000 + b"{}]"
+    assert len(huge) > 2 * 1024 * 1024
+    response = post_json(site, "sendgrid", huge, wh.sendgrid_headers(huge))
+    assert response.status_code == 413
+    assert "Traceback" not in response.text
+
+
+# -- pages, headers and the audit trail ---------------------------------------------------------
+
+
+def test_security_headers_and_error_pages(site):
+    page = requests.get(site.url("/subscribe"), timeout=10)
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "HttpOnly" in page.headers["Set-Cookie"] and "SameSite=Lax" in page.headers["Set-Cookie"]
+    assert '<link rel="stylesheet" href="/style.css">' in page.text
+    assert requests.get(site.url("/style.css"), timeout=10).headers["Content-Type"].startswith(
+        "text/css")
+    missing = requests.get(site.url("/nowhere"), timeout=10)
+    assert missing.status_code == 404 and "There is no page here" in missing.text
+    too_big = requests.post(site.url("/embed"), data={"email": "x" * 20_000}, timeout=10)
+    assert too_big.status_code == 413
+
+
+def test_builtin_layouts_match_the_sample_and_stand_in_for_missing_ones(sample_root):
+    sample, builtin = REPO / "layouts/web/serve", REPO / "publisher/skeleton/layouts/web/serve"
+    names = sorted(p.name for p in sample.glob("*.html.j2"))
+    assert names == sorted(p.name for p in builtin.glob("*.html.j2"))
+    for name in names:
+        assert (sample / name).read_bytes() == (builtin / name).read_bytes(), name
+
+    shutil.rmtree(sample_root / "layouts/web/serve")  # a newsletter made before `serve`
+    app, options, _ = prepare(None, None, None, start=sample_root)
+    assert options["bind"] == "127.0.0.1:8000" and options["worker_class"] == "gthread"
+    client = app.test_client()
+    assert client.get("/subscribe").status_code == 200
+    assert client.get("/embed").status_code == 200
+
+
+def test_bad_serve_settings_stop_the_start_with_a_message(sample_root):
+    configure(sample_root, 8000, sendgrid_public_key="bm90IGEga2V5")
+    with pytest.raises(RunletterError, match="sendgrid_public_key"):
+        prepare(None, None, None, start=sample_root)
+    configure(copy_sample(sample_root.parent / "other"), 8000, ses_certificate="missing.pem")
+    with pytest.raises(RunletterError, match="ses_certificate"):
+        prepare(None, None, None, start=sample_root.parent / "other")
+    result = CliRunner().invoke(serve_command, ["--help"])
+    assert result.exit_code == 0 and "--port" in result.output
+
+
+def test_the_audit_table_has_every_change(site):
+    """Runs last in this module: every reader's history chains up to their current status."""
+    with site.store() as store:
+        readers = list(store.list())
+        assert len(readers) > 70
+        for reader in readers:
+            history = store.history(reader.email)
+            assert history, reader.email
+            assert history[0].old_status is None
+            for before, after in zip(history, history[1:], strict=False):
+                assert after.old_status == before.new_status, (reader.email, history)
+            assert history[-1].new_status == reader.status, (reader.email, history)

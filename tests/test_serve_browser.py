@@ -1,0 +1,116 @@
+"""A reader's path through `runletter serve` in headless Chromium, driven by Playwright.
+
+Sign up on the form, follow the confirmation link from the outbox, change the goal and pause
+on the preferences page, unsubscribe with the page's one button; a screenshot of each page is
+saved under the test's tmp folder. Uses Debian's /usr/bin/chromium (never `playwright
+install`); skipped only when that browser is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .test_serve import free_port, link_in, messages_to, start_site, token_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+TEAL = "rgb(15, 118, 110)"  # --accent in the archive's style.css: proves both stylesheets load
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="/usr/bin/chromium is not installed "
+                                       "(CI installs it with: apt-get install chromium)")
+
+
+def test_signup_confirm_and_preferences_in_a_browser(sample_root: Path, tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    address = "browser.runner@example.net"
+    server = start_site(sample_root, free_port())
+    problems: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
+                                                 headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 860})
+                page.set_default_timeout(10_000)
+                page.on("console", lambda m: problems.append(m.text)
+                        if m.type == "error" else None)
+                page.on("pageerror", lambda e: problems.append(str(e)))
+
+                def shot(name: str) -> None:
+                    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+                page.goto(server.url("/subscribe"))
+                expect(page.get_by_role("heading", level=1)).to_have_text(
+                    "Subscribe to Run Freely")
+                assert page.locator(".rl-button").evaluate(
+                    "b => getComputedStyle(b).backgroundColor") == TEAL
+                shot("1-subscribe")
+                page.fill("#rl-email", address)
+                page.fill("#rl-first-name", "Bea")
+                page.select_option("#rl-goal", "marathon")
+                page.get_by_role("button", name="Subscribe").click()
+                expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+                shot("2-check-your-inbox")
+                assert server.reader(address).status == "pending"
+
+                [message] = messages_to(server.root, address)
+                link = link_in(message, "confirm")
+                mail = browser.new_page(viewport={"width": 700, "height": 700})
+                mail.set_content(message.get_body(("html",)).get_content())
+                expect(mail.get_by_role("link", name="Yes, subscribe me")).to_have_attribute(
+                    "href", link)
+                mail.screenshot(path=str(shots / "2b-confirmation-email.png"), full_page=True)
+                mail.close()
+                page.goto(link)
+                expect(page.get_by_role("heading", level=1)).to_have_text("You're in!")
+                shot("3-confirmed")
+                reader = server.reader(address)
+                assert (reader.status, reader.consent_source) == ("active", "signup form")
+
+                page.get_by_role("link", name="Your preferences").click()
+                expect(page.get_by_role("heading", level=1)).to_have_text("Your preferences")
+                shot("4-preferences")
+                page.fill("#rl-first-name", "Beatrice")
+                page.select_option("#rl-goal", "comeback")
+                page.get_by_role("button", name="Save changes").click()
+                expect(page.locator(".rl-notice")).to_contain_text("Saved.")
+                shot("5-preferences-saved")
+                reader = server.reader(address)
+                assert (reader.first_name, reader.goal) == ("Beatrice", "comeback")
+
+                page.get_by_role("button", name="Pause emails").click()
+                expect(page.locator(".rl-notice")).to_contain_text("Paused.")
+                shot("6-paused")
+                assert server.reader(address).status == "unsubscribed"
+                page.get_by_role("button", name="Resume emails").click()
+                expect(page.locator(".rl-notice")).to_contain_text("Welcome back")
+                assert server.reader(address).status == "active"
+
+                page.goto(server.url("/unsubscribe/"
+                                     + token_for(server, "unsubscribe", address)))
+                expect(page.get_by_role("heading", level=1)).to_have_text("Unsubscribe?")
+                shot("7-unsubscribe")
+                assert server.reader(address).status == "active"
+                page.get_by_role("button", name="Unsubscribe").click()
+                expect(page.get_by_role("heading", level=1)).to_have_text(
+                    "You're unsubscribed")
+                shot("8-unsubscribed")
+                assert server.reader(address).status == "unsubscribed"
+
+                page.goto(server.url("/embed"))
+                expect(page.get_by_role("heading", level=2)).to_have_text(
+                    "Subscribe to Run Freely")
+                shot("9-embed")
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+    assert not problems, problems  # e.g. a CSP violation would show up here
+    assert len(list(shots.glob("*.png"))) == 10
