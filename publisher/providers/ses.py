@@ -239,8 +239,9 @@ class SesProvider(Provider):
     def close(self) -> None:
         """Stop the workers and close the client's connections.
 
-        Calls not yet started (queued, or waiting for their pacing slot) are dropped, e.g.
-        after Ctrl-C: without receipts their rows stay in-flight and are reported.
+        Calls not yet started (queued, or waiting for their pacing slot) are dropped and
+        never made: a send() still waiting reports them FAILED; after Ctrl-C, with no
+        receipts at all, the ledger keeps the batch in-flight and reports it.
         """
         self._stop.set()
         executor, self._executor = self._executor, None
