@@ -12,6 +12,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .address import Addresser, Compiled
@@ -136,34 +137,53 @@ class Ledger:
                                 "WHERE post = ? AND state = 'in-flight'",
                                 (now(), post)).rowcount
 
-    def claim(self, post: str, goal: str, limit: int, max_attempts: int,
-              at: float) -> list[Delivery]:
-        """Mark up to `limit` sendable rows in-flight and return them (committed first)."""
+    def peek(self, post: str, goal: str, limit: int, max_attempts: int, at: float,
+             skip: frozenset[int] = frozenset()) -> list[Delivery]:
+        """Up to `limit` sendable rows of a goal, not yet marked (readers who left since the
+        plan are settled as rejected on the way)."""
         with self.store.transaction() as conn:
             rows = conn.execute(
-                "SELECT d.subscriber_id, d.email, d.state, d.attempts, s.first_name, s.status "
+                "SELECT d.subscriber_id, d.email, d.attempts, s.first_name, s.status "
                 "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
                 "WHERE d.post = ? AND d.goal = ? AND d.state IN ('planned', 'failed') "
                 "AND d.attempts < ? AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) "
                 # By state first so the planner walks the deliveries_claim index, not every
                 # row of the post; retries ('failed') then come before fresh rows.
                 "ORDER BY d.state, d.subscriber_id LIMIT ?",
-                (post, goal, max_attempts, at, limit)).fetchall()
+                (post, goal, max_attempts, at, limit + len(skip))).fetchall()
             stamp = now()
-            claimed: list[Delivery] = []
-            for sid, addr, _state, attempts, first_name, status in rows:
+            found: list[Delivery] = []
+            for sid, addr, attempts, first_name, status in rows:
+                if sid in skip or len(found) == limit:
+                    continue
                 if status != "active":  # left (or bounced) after the plan was made
                     conn.execute("UPDATE deliveries SET state = 'rejected', error = ?, "
                                  "updated_at = ? WHERE post = ? AND subscriber_id = ?",
                                  (f"reader is {status}", stamp, post, sid))
                     continue
-                claimed.append(Delivery(post, sid, addr, goal, "in-flight", attempts + 1,
-                                        first_name))
-            conn.executemany(
+                found.append(Delivery(post, sid, addr, goal, "in-flight", attempts + 1,
+                                      first_name))
+        return found
+
+    def mark_in_flight(self, post: str, rows: Iterable[Delivery]) -> set[int]:
+        """Mark rows in-flight (committed before they are sent); the ids actually marked."""
+        ids = [d.subscriber_id for d in rows]
+        if not ids:
+            return set()
+        with self.store.transaction() as conn:
+            marked = conn.execute(
                 "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, "
-                "updated_at = ? WHERE post = ? AND subscriber_id = ?",
-                [(stamp, post, d.subscriber_id) for d in claimed])
-        return claimed
+                "updated_at = ? WHERE post = ? AND state IN ('planned', 'failed') "
+                f"AND subscriber_id IN ({','.join('?' * len(ids))}) RETURNING subscriber_id",
+                (now(), post, *ids)).fetchall()
+        return {row[0] for row in marked}
+
+    def claim(self, post: str, goal: str, limit: int, max_attempts: int,
+              at: float) -> list[Delivery]:
+        """Mark up to `limit` sendable rows in-flight and return them (committed first)."""
+        rows = self.peek(post, goal, limit, max_attempts, at)
+        marked = self.mark_in_flight(post, rows)
+        return [d for d in rows if d.subscriber_id in marked]
 
     def record(self, post: str, receipts: Iterable[Receipt], attempts: dict[int, int],
                base: float, cap: float, at: float) -> None:
@@ -217,6 +237,19 @@ class Ledger:
         return table
 
 
+@dataclass(frozen=True)
+class Call:
+    """The rows of one provider call, by goal, with their batches built."""
+
+    parts: tuple[tuple[Goal, tuple[Delivery, ...]], ...]
+    batches: tuple[Batch, ...]
+
+    @property
+    def rows(self) -> list[Delivery]:
+        """Every row of the call."""
+        return [d for _, rows in self.parts for d in rows]
+
+
 def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: EmailRenderer,
               addresser: Addresser, *, max_attempts: int = 5, backoff_base: float = 1.0,
               backoff_max: float = 60.0, progress: Callable[[int], None] | None = None,
@@ -224,45 +257,42 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
               clock: Callable[[], float] = time.time) -> Outcome:
     """Send every planned row of a post, call by call; settle each call in the ledger.
 
-    A call takes up to the provider's limit of rows, goal by goal; a provider that can
-    mix editions in one call gets the next goal's rows to fill a goal's last, partial one.
+    A call takes up to the provider's limit of rows, goal by goal; a provider that can mix
+    editions in one call gets the next goal's rows to fill a goal's last, partial one.
+    While one call is out (on a worker thread, waiting on the network), the next is read
+    from the ledger and addressed; it is marked in-flight only once the previous call is
+    settled and just before it goes, so a crash leaves at most one call in doubt.
     """
     outcome = Outcome()
     prepared = renderer.prepare(resolved)
     post = resolved.slug
     goals = list(resolved.audience)
     compiled: dict[str, Compiled] = {}  # a goal's edition is rendered once, when first needed
-    while True:
-        parts: list[tuple[Goal, list[Delivery]]] = []
+
+    def next_call(skip: frozenset[int]) -> Call | None:
+        parts: list[tuple[Goal, tuple[Delivery, ...]]] = []
         room = provider.max_batch
         for goal in goals:
-            rows = ledger.claim(post, goal.slug, room, max_attempts, clock())
+            rows = ledger.peek(post, goal.slug, room, max_attempts, clock(), skip)
             if rows:
-                parts.append((goal, rows))
+                parts.append((goal, tuple(rows)))
                 room -= len(rows)
             if room == 0 or (parts and not provider.mixes_editions):
                 break
         if not parts:
-            retry_at = ledger.next_retry(post, [g.slug for g in goals], max_attempts)
-            if retry_at is None:
-                break
-            sleep(max(0.0, min(retry_at - clock(), backoff_max)))
-            continue
+            return None
         batches = []
         for goal, rows in parts:
             if goal.slug not in compiled:
                 compiled[goal.slug] = addresser.compile(renderer.edition(prepared, goal))
             batches.append(_batch(compiled[goal.slug], rows, addresser, post))
-        try:
-            receipts = provider.send_many(batches)
-        except ProviderConfigError:
-            for _, rows in parts:  # nothing went out: leave no trace of the try
-                ledger.unclaim(post, rows)
-            raise
-        attempts = {d.subscriber_id: d.attempts for _, rows in parts for d in rows}
+        return Call(tuple(parts), tuple(batches))
+
+    def settle(call: Call, receipts: list[Receipt]) -> None:
+        attempts = {d.subscriber_id: d.attempts for d in call.rows}
         ledger.record(post, receipts, attempts, backoff_base, backoff_max, clock())
         outcome.batches += 1
-        goal_of = {d.subscriber_id: goal.slug for goal, rows in parts for d in rows}
+        goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows}
         for r in receipts:
             if r.status == ACCEPTED:
                 outcome.sent[goal_of[r.subscriber_id]] += 1
@@ -270,10 +300,48 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
                 outcome.rejected[goal_of[r.subscriber_id]] += 1
             if progress and r.status != FAILED:
                 progress(1)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send") as worker:
+        out: tuple[Call, Future[list[Receipt]]] | None = None
+        while True:
+            upcoming = next_call(frozenset(d.subscriber_id for d in out[0].rows)
+                                 if out else frozenset())
+            if out is not None:
+                call, future = out
+                out = None
+                try:
+                    receipts = future.result()
+                except ProviderConfigError:
+                    ledger.unclaim(post, call.rows)  # nothing went out: no trace of the try
+                    raise
+                settle(call, receipts)
+            if upcoming is None:
+                if out is None:
+                    retry_at = ledger.next_retry(post, [g.slug for g in goals], max_attempts)
+                    if retry_at is None:
+                        break
+                    sleep(max(0.0, min(retry_at - clock(), backoff_max)))
+                continue
+            marked = ledger.mark_in_flight(post, upcoming.rows)
+            upcoming = _only(upcoming, marked)
+            if upcoming.rows:
+                out = (upcoming, worker.submit(provider.send_many, list(upcoming.batches)))
     for goal_slug, states in ledger.report(post).items():
         if states["failed"]:
             outcome.failed[goal_slug] = states["failed"]
     return outcome
+
+
+def _only(call: Call, marked: set[int]) -> Call:
+    """The call without rows someone else settled between reading and marking them."""
+    if len(marked) == len(call.rows):
+        return call
+    parts = tuple((g, tuple(d for d in rows if d.subscriber_id in marked))
+                  for g, rows in call.parts)
+    batches = tuple(Batch(b.edition, b.compiled,
+                          tuple(r for r in b.recipients if r.subscriber_id in marked))
+                    for b in call.batches)
+    return Call(tuple(p for p in parts if p[1]), tuple(b for b in batches if b.recipients))
 
 
 def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
