@@ -11,8 +11,26 @@ from .errors import Finding, RunletterError, display_path
 from .project import Project, open_project
 
 
+# Verbs in their own modules, imported only when used (keeps `runletter build` quick).
+LAZY_COMMANDS = {
+    "preview": "publisher.preview:preview_command",
+    "serve": "publisher.serve:serve_command",
+}
+
+
 class Runletter(click.Group):
     """Prints RunletterError findings one per line and exits 1, with no traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            import importlib
+
+            module, _, attr = LAZY_COMMANDS[name].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -405,17 +423,6 @@ def report_command(post: str) -> None:
     rows.append(["total", *(str(n) for n in totals), str(sum(totals))])
     _table(rows)
 
-
-def _register_plugins() -> None:
-    """Verbs that live in their own modules."""
-    from .preview import preview_command
-    from .serve import serve_command
-
-    main.add_command(preview_command)
-    main.add_command(serve_command)
-
-
-_register_plugins()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
