@@ -10,7 +10,6 @@ import click
 from .errors import Finding, RunletterError, display_path
 from .project import Project, open_project
 
-
 # Verbs in their own modules, imported only when used (keeps `runletter build` quick).
 LAZY_COMMANDS = {
     "preview": "publisher.preview:preview_command",
