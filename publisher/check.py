@@ -219,22 +219,31 @@ def check_resolved(resolved: Resolved, editions: Iterable[Edition], config: Conf
 
 def check_posts(project, posts: Iterable[Post], online: bool = False) -> list[Finding]:
     """Resolve, render and check each post; reference errors become findings too."""
+    from . import mjml_lint
     from .errors import RunletterError
-    from .render import EmailRenderer
+    from .render import DEFAULT_LAYOUTS, EmailRenderer
 
     every = project.posts()
     pages = archive_paths(every, project.catalogue, project.goals)
     drafts = {p.slug: p for p in every if p.is_draft}
     renderer = EmailRenderer(project.config)
+    layouts = [project.config.layouts_dir / "email", DEFAULT_LAYOUTS / "email"]
     findings: list[Finding] = []
+    layout_findings: dict[Finding, None] = {}  # the layouts are shared: report each once
     for post in posts:
         try:
             resolved = project.resolve(post)
-            editions = renderer.editions(resolved).values()
+            prepared = renderer.prepare(resolved)
+            editions = [renderer.edition(prepared, g) for g in resolved.audience]
         except RunletterError as exc:
             findings.extend(exc.findings)
             continue
+        for goal in resolved.audience:
+            source, _ = renderer.sources(prepared, goal)
+            layout_findings.update(dict.fromkeys(
+                mjml_lint.findings(source, layouts, project.root)))
         findings += check_resolved(resolved, editions, project.config, pages, drafts)
         if online:
             findings += check_links_online(post, body_links(resolved))
+    findings += layout_findings
     return sorted(findings, key=lambda f: f.level != "error")

@@ -174,3 +174,15 @@ def test_online_link_check_reports_4xx_as_warnings(sample_root):
         server.shutdown()
         thread.join(5)
     assert messages(found) == [f"10:warning:link '{base}/gone' answers 404"]
+
+
+def test_mjml_mistakes_in_a_layout_are_warnings_pointing_at_the_layout(sample_root):
+    card = sample_root / "layouts/email/partials/exercise_card.mjml.j2"
+    card.write_text(card.read_text().replace('<mj-text font-size="19px"',
+                                             '<mj-text font-sise="19px"'))
+    found = findings_for(sample_root, "Body.\n")
+    mjml = [f for f in found if f.message.startswith("MJML:")]
+    assert len(mjml) == 1 and mjml[0].level == "warning"
+    assert mjml[0].path == "layouts/email/partials/exercise_card.mjml.j2"
+    assert "font-sise" in mjml[0].message and "did you mean 'font-size'" in mjml[0].message
+    assert card.read_text().splitlines()[mjml[0].line - 1].count("font-sise") == 1
