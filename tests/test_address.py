@@ -119,3 +119,20 @@ def test_a_non_ascii_subject_is_encoded():
 def test_an_international_domain_is_sent_as_idna(setup):
     _, _, parsed = build(setup, addr="jurgen@bücher.example")
     assert parsed["To"].addresses[0].domain == "xn--bcher-kva.example"
+
+
+def test_every_line_ends_in_crlf_and_none_is_longer_than_rfc_5322_allows(setup):
+    _, message, _ = build(setup, name="Zoë-Anne Marie-Thérèse de la Fontaine-Smith")
+    lines = message.data.split(b"\r\n")
+    assert b"\n" not in b"".join(lines) and b"\r" not in b"".join(lines)
+    assert max(len(line) for line in lines) <= 998
+    assert max(len(line) for line in lines[lines.index(b""):]) <= 78  # QP bodies
+
+
+def test_the_bytes_survive_a_round_trip_through_the_stdlib_smtp_policy(setup):
+    _, message, parsed = build(setup)
+    again = email.message_from_bytes(parsed.as_bytes(policy=email.policy.SMTP),
+                                     policy=email.policy.SMTP)
+    assert again.get_body(("html",)).get_content() == parsed.get_body(("html",)).get_content()
+    assert (re.findall(r"<([^>]+)>", str(again["List-Unsubscribe"]))
+            == re.findall(r"<([^>]+)>", str(parsed["List-Unsubscribe"])))
