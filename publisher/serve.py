@@ -134,7 +134,7 @@ becomes the event ("bounce (postmark): …"), and a bounce of a ``sent`` row mak
 
 State kept by this module
 -------------------------
-Two small tables in the store's database, created if missing: ``serve_signups`` (the rate
+Two small tables in the store's database (store migration 5): ``serve_signups`` (the rate
 limit's window) and ``serve_webhook_seen`` (Mailgun tokens, SendGrid event ids, SNS message
 ids; pruned after a day). Keeping them in the same database puts a replay mark and the change
 it guards in one transaction.
@@ -200,14 +200,6 @@ RANK = {"pending": 0, "active": 0, "unsubscribed": 1, "bounced": 2, "complained"
 STATUS_FOR = {"bounce": "bounced", "complaint": "complained", "unsubscribe": "unsubscribed"}
 NAME_BAD = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS serve_signups (ip TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS serve_signups_ip_at ON serve_signups(ip, at);
-CREATE TABLE IF NOT EXISTS serve_webhook_seen (
-    provider TEXT NOT NULL, token TEXT NOT NULL, at REAL NOT NULL,
-    PRIMARY KEY(provider, token)
-);
-"""
 
 
 # -- webhook verification and parsing (pure: bytes and settings in, events out) -------------
@@ -521,14 +513,6 @@ def ses_events(body: bytes, certificate, topic_arn: str,
 # -- changes to readers and the ledger ------------------------------------------------------
 
 
-def ensure_tables(store: Store) -> None:
-    """Create this module's two tables when missing."""
-    with store.transaction() as conn:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-
-
 def last_audit(conn: sqlite3.Connection, subscriber_id: int) -> tuple[str, str] | None:
     """(reason, at) of a reader's most recent status change."""
     return conn.execute("SELECT reason, at FROM audit WHERE subscriber_id = ? "
@@ -770,8 +754,7 @@ def create_app(config: Config, goals: Goals, secret: str):
         env.get_template(f"serve/{name}.html.j2")  # a broken layout fails at start-up
     mailer = Mailer(config, signer, env)
     readers = Connections(config.store_path)
-    with Store.open(config.store_path) as store:
-        ensure_tables(store)
+    Store.open(config.store_path).close()  # create or migrate the store before workers start
     sendgrid_key = (load_sendgrid_key(serve["sendgrid_public_key"])
                     if serve["sendgrid_public_key"] else None)
     ses_cert = (load_ses_certificate(config.root / serve["ses_certificate"])

@@ -81,6 +81,16 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX deliveries_claim ON deliveries(post, goal, state, subscriber_id);
     """,
+    # 5: for `runletter serve`: the signup rate limit's window, and webhook tokens already
+    # seen (replays). IF NOT EXISTS: stores from before this migration may have them.
+    """
+    CREATE TABLE IF NOT EXISTS serve_signups (ip TEXT NOT NULL, at REAL NOT NULL);
+    CREATE INDEX IF NOT EXISTS serve_signups_ip_at ON serve_signups(ip, at);
+    CREATE TABLE IF NOT EXISTS serve_webhook_seen (
+        provider TEXT NOT NULL, token TEXT NOT NULL, at REAL NOT NULL,
+        PRIMARY KEY(provider, token)
+    );
+    """,
 ]
 LATEST = len(MIGRATIONS)
 
