@@ -35,16 +35,19 @@ class Runletter(click.Group):
         try:
             return super().invoke(ctx)
         except RunletterError as exc:
-            report(exc.findings)
+            report(exc.findings, levels=False)
             ctx.exit(1)
 
 
-def report(findings: tuple[Finding, ...] | list[Finding]) -> None:
-    """Errors before warnings, each as `path:line: level: message`."""
+def report(findings: tuple[Finding, ...] | list[Finding], levels: bool = True) -> None:
+    """Errors before warnings, each as `path:line: level: message` (as `runletter check`
+    prints them), or with levels=False as `path:line: message`, naming warnings only."""
     ordered = sorted(findings, key=lambda f: f.level != "error")
     for finding in ordered:
         where = f"{finding.path}:{finding.line}" if finding.line else finding.path
-        click.echo(f"{where}: {finding.level}: {finding.message}", err=True)
+        placeless = finding.path == "runletter"
+        level = f"{finding.level}: " if levels or placeless or finding.level != "error" else ""
+        click.echo(f"{where}: {level}{finding.message}", err=True)
 
 
 def project_here() -> Project:
@@ -186,7 +189,7 @@ def subscribers_import(csv_file: Path) -> None:
         raise RunletterError(f"{csv_file}: no such file")
     with open_store(project) as store:
         result = store.import_csv(csv_file, project.goals, display=str(csv_file))
-    report(result.findings)
+    report(result.findings, levels=False)
     click.echo(f"imported {csv_file}: {result.added} added, {result.updated} updated, "
                f"{result.unchanged} unchanged, {result.skipped} skipped")
     if result.skipped:

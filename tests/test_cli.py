@@ -106,7 +106,7 @@ def test_render_for_a_goal_outside_the_audience_is_a_one_line_error(project_dir)
 
 def test_an_error_about_a_post_file_is_printed_under_that_files_name(project_dir):
     assert_user_error(run("render", SLUG, "--goal", "general"),
-                      f"content/posts/{SLUG}.md: error: the post's audience is 5k, marathon, "
+                      f"content/posts/{SLUG}.md: the post's audience is 5k, marathon, "
                       "ultra, comeback; there is no 'general' edition\n")
 
 
@@ -122,7 +122,7 @@ def test_a_post_with_an_unknown_exercise_fails_the_build_with_file_and_line(proj
     post.write_text(post.read_text().replace(
         "exercises: [single-leg-deadlift,", "exercises: [single-leg-dedlift,"))
     assert_user_error(run("build"),
-                      f"content/posts/{SLUG}.md:6: error: unknown exercise "
+                      f"content/posts/{SLUG}.md:6: unknown exercise "
                       "'single-leg-dedlift' (did you mean 'single-leg-deadlift'?)\n")
     assert not (project_dir / "site").exists()
 
@@ -134,9 +134,9 @@ def test_every_problem_in_a_build_is_printed_one_per_line(project_dir):
     result = run("build")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f"content/posts/{SLUG}.md:4: error: unknown topic 'strenght' (did you mean "
+        f"content/posts/{SLUG}.md:4: unknown topic 'strenght' (did you mean "
         "'strength'?); topics in runletter.toml are: strength, physio",
-        f"content/posts/{SLUG}.md:30: error: unknown exercise 'glute-brige' "
+        f"content/posts/{SLUG}.md:30: unknown exercise 'glute-brige' "
         "(did you mean 'glute-bridge'?)",
     ]
 
@@ -146,7 +146,7 @@ def test_an_impossible_date_is_a_one_line_error_not_a_crash(project_dir):
     post.write_text(post.read_text().replace("date: 2026-01-01", "date: 2026-13-01"))
     result = run("build")
     assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stderr.startswith(f"content/posts/{SLUG}.md:3: error: ")
+    assert result.stderr.startswith(f"content/posts/{SLUG}.md:3: ")
 
 
 def test_outside_a_project_the_error_says_how_to_start_one(tmp_path, monkeypatch):
