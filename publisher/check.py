@@ -123,6 +123,21 @@ def check_links(post: Post, links: Iterable[Link], config: Config, pages: set[st
     return findings
 
 
+def check_exercise_media(resolved: Resolved, config: Config) -> list[Finding]:
+    """A card's image or video given as a path under content/ must be there."""
+    findings = []
+    for exercise in resolved.exercises:
+        for key in ("image", "video"):
+            ref = getattr(exercise, key)
+            if not ref or re.match(r"^https?://", ref):
+                continue
+            if not (config.content_dir / ref.lstrip("/").removeprefix("content/")).is_file():
+                findings.append(Finding(exercise.source.display, exercise.source.line(key),
+                                        f"{key} '{ref}' not found under content/; give a path "
+                                        "under content/ or a full https:// URL"))
+    return findings
+
+
 def check_post_fields(post: Post) -> list[Finding]:
     """Subject length and preheader."""
     findings: list[Finding] = []
@@ -211,6 +226,7 @@ def check_resolved(resolved: Resolved, editions: Iterable[Edition], config: Conf
     post = resolved.post
     links = body_links(resolved)
     findings = check_post_fields(post) + check_goal_blocks(resolved)
+    findings += check_exercise_media(resolved, config)
     findings += check_links(post, links, config, pages, drafts)
     for edition in editions:
         findings += check_edition(post, edition, config)

@@ -186,3 +186,17 @@ def test_mjml_mistakes_in_a_layout_are_warnings_pointing_at_the_layout(sample_ro
     assert mjml[0].path == "layouts/email/partials/exercise_card.mjml.j2"
     assert "font-sise" in mjml[0].message and "did you mean 'font-size'" in mjml[0].message
     assert card.read_text().splitlines()[mjml[0].line - 1].count("font-sise") == 1
+
+
+def test_a_card_image_missing_under_content_is_an_error_at_the_exercises_image_line(
+        sample_root):
+    exercise = sample_root / "content/exercises/clam-shell.md"
+    text = exercise.read_text()
+    exercise.write_text(text.replace("\nname:", "\nimage: images/clam.jpg\nname:", 1))
+    found = findings_for(sample_root, "Body.\n")
+    [error] = [f for f in found if f.level == "error"]
+    assert error.path == "content/exercises/clam-shell.md"
+    assert exercise.read_text().splitlines()[error.line - 1] == "image: images/clam.jpg"
+    (sample_root / "content/images").mkdir()
+    (sample_root / "content/images/clam.jpg").write_bytes(b"\xff\xd8")
+    assert [f for f in findings_for(sample_root, "Body.\n") if f.level == "error"] == []
