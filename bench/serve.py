@@ -145,8 +145,9 @@ def main() -> int:
         assert report.added == args.readers, report
         port = free_port()
         signer = Signer(SECRET)
-        urls = [f"http://{HOST}:{port}/unsubscribe/{signer.sign('unsubscribe', sid)}"
-                for sid in ids.values()] * args.repeat
+        urls = [f"http://{HOST}:{port}/unsubscribe/"
+                f"{signer.sign('unsubscribe', sid, bind=addr)}"
+                for addr, sid in ids.items()] * args.repeat
         random.Random(7).shuffle(urls)
 
         proc = start_server(root, port, args.workers)

@@ -120,8 +120,8 @@ class Addresser:
     def values_for(self, post_slug: str, subscriber_id: int, email_addr: str,
                    first_name: str) -> dict[str, str]:
         """Merge values for one reader: first name, signed links, the Message-ID."""
-        unsubscribe = self.signer.sign("unsubscribe", subscriber_id)
-        preferences = self.signer.sign("preferences", subscriber_id)
+        unsubscribe = self.signer.sign("unsubscribe", subscriber_id, bind=email_addr)
+        preferences = self.signer.sign("preferences", subscriber_id, bind=email_addr)
         return {
             "first_name": first_name,
             "email": email_addr,

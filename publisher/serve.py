@@ -817,8 +817,12 @@ def create_app(config: Config, goals: Goals, secret: str):
                        "For your safety, forms only work for a few hours and only from this "
                        "site. Please go back, reload the page and try again.")
 
+    def address_of(subscriber_id: int) -> str | None:
+        reader = reader_by_id(readers.store(), subscriber_id)
+        return reader.email if reader else None
+
     def token_refused(purpose: str, token: str):
-        if len(token) <= 200 and signer.is_expired(purpose, token):
+        if len(token) <= 200 and signer.is_expired(purpose, token, bind=address_of):
             return message(410, "Link expired", "This link has expired",
                            "Links in our emails only work for a while. "
                            + ("Sign up again and we'll send you a fresh one."
@@ -830,22 +834,28 @@ def create_app(config: Config, goals: Goals, secret: str):
                        "straight from the email, or copy the whole address.")
 
     def verified(purpose: str, token: str) -> tuple[Subscriber | None, Any]:
-        data = signer.verify(purpose, token) if len(token) <= 200 else None
+        found: dict[int, Subscriber | None] = {}
+
+        def bind(subscriber_id: int) -> str | None:
+            found[subscriber_id] = reader_by_id(readers.store(), subscriber_id)
+            return found[subscriber_id].email if found[subscriber_id] else ""
+
+        data = signer.verify(purpose, token, bind=bind) if len(token) <= 200 else None
         if data is None:
+            if found and all(r is None for r in found.values()):
+                return None, message(410, "Link no longer works", "This link no longer works",
+                                     "We don't have this subscription any more, so there is "
+                                     "nothing to change.")
             return None, token_refused(purpose, token)
-        reader = reader_by_id(readers.store(), data.subscriber_id)
-        if reader is None:
-            return None, message(410, "Link no longer works", "This link no longer works",
-                                 "We don't have this subscription any more, so there is "
-                                 "nothing to change.")
-        return reader, data
+        return found[data.subscriber_id], data
 
     def client_ip() -> str:
         return request.remote_addr or "unknown"
 
     def link_for(purpose: str, reader: Subscriber) -> str:
         ttl = confirm_ttl if purpose == "confirm" else None
-        return config.archive_url(f"{purpose}/{signer.sign(purpose, reader.id, ttl)}")
+        return config.archive_url(
+            f"{purpose}/{signer.sign(purpose, reader.id, ttl, bind=reader.email)}")
 
     def send_confirmation(reader: Subscriber, kind: str = "confirm"):
         """Send and return None, or return the page to show when sending failed."""

@@ -13,6 +13,7 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,32 +52,44 @@ class Signer:
                                  "(python -c 'import secrets; print(secrets.token_urlsafe())')")
         self._keys = {p: hmac.new(key, p.encode(), hashlib.sha256).digest() for p in PURPOSES}
 
-    def sign(self, purpose: str, subscriber_id: int, ttl: int | None = None) -> str:
-        """A token for one reader and purpose, valid for ttl seconds (or forever)."""
+    def _mac(self, purpose: str, body: str, bind: str) -> bytes:
+        # The bound address is in the MAC, not the token: a reader id that SQLite hands out
+        # again after a removal does not inherit the removed reader's links.
+        return hmac.digest(self._keys[purpose], f"{body}|{bind.lower()}".encode(),
+                           "sha256")[:18]
+
+    def sign(self, purpose: str, subscriber_id: int, ttl: int | None = None,
+             bind: str = "") -> str:
+        """A token for one reader (id, bound to their address) and purpose, valid for ttl
+        seconds (or forever)."""
         expires = int(time.time()) + ttl if ttl else 0
         body = f"{subscriber_id:x}.{expires:x}"
-        mac = hmac.digest(self._keys[purpose], body.encode(), "sha256")[:18]
-        return f"{body}.{_b64(mac)}"
+        return f"{body}.{_b64(self._mac(purpose, body, bind))}"
 
-    def verify(self, purpose: str, token: str, now: float | None = None) -> TokenData | None:
-        """The token's data if it is genuine, for this purpose and not expired; else None."""
+    def verify(self, purpose: str, token: str, now: float | None = None,
+               bind: str | Callable[[int], str | None] = "") -> TokenData | None:
+        """The token's data if it is genuine, for this purpose, this reader's address (bind,
+        or a function from the token's reader id to their address) and not expired."""
         try:
             id_hex, exp_hex, mac_text = token.split(".")
-            body = f"{id_hex}.{exp_hex}"
-            expected = hmac.digest(self._keys[purpose], body.encode(), "sha256")[:18]
+            subscriber_id, expires = int(id_hex, 16), int(exp_hex, 16)
+            address = bind(subscriber_id) if callable(bind) else bind
+            if address is None:
+                return None
+            expected = self._mac(purpose, f"{id_hex}.{exp_hex}", address)
             if not hmac.compare_digest(expected, _unb64(mac_text)):
                 return None
-            subscriber_id, expires = int(id_hex, 16), int(exp_hex, 16)
         except (ValueError, KeyError):
             return None
         if expires and (now if now is not None else time.time()) > expires:
             return None
         return TokenData(purpose=purpose, subscriber_id=subscriber_id, expires=expires)
 
-    def is_expired(self, purpose: str, token: str) -> bool:
+    def is_expired(self, purpose: str, token: str,
+                   bind: str | Callable[[int], str | None] = "") -> bool:
         """True when the token is genuine but past its expiry (to show a kinder page)."""
-        data = self.verify(purpose, token, now=0)
-        return data is not None and self.verify(purpose, token) is None
+        data = self.verify(purpose, token, now=0, bind=bind)
+        return data is not None and self.verify(purpose, token, bind=bind) is None
 
 
 def load_secret(root: Path, create: bool) -> tuple[str | None, str | None]:

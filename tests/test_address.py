@@ -58,7 +58,8 @@ def test_list_unsubscribe_has_the_readers_signed_https_url_and_a_mailto(setup):
     assert urls[0] == recipient.values["unsubscribe_url"]
     assert urls[0].startswith("https://runfreely.example.org/unsubscribe/")
     token = urls[0].rsplit("/", 1)[1]
-    assert Signer(SECRET).verify("unsubscribe", token).subscriber_id == 7
+    assert Signer(SECRET).verify("unsubscribe", token, bind="zoe@example.com"
+                                 ).subscriber_id == 7
     assert urls[1].startswith("mailto:unsubscribe@runfreely.example.org?subject=")
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 

@@ -198,7 +198,7 @@ def same_page(response: requests.Response) -> tuple[int, str]:
 def token_for(site: LiveServer, purpose: str, address: str, ttl: int | None = None) -> str:
     reader = site.reader(address)
     assert reader is not None
-    return signer.sign(purpose, reader.id, ttl)
+    return signer.sign(purpose, reader.id, ttl, bind=reader.email)
 
 
 def add_sent_row(site: LiveServer, address: str, provider_id: str, post: str = SENT) -> None:
@@ -263,7 +263,8 @@ def test_resignup_looks_the_same_and_never_reactivates(site):
     active, left = "lukas.berger@example.org", "ana.souza@example.com"
     before_active, before_left = site.reader(active), site.reader(left)
     assert (before_active.status, before_left.status) == ("active", "unsubscribed")
-    old_confirm = signer.sign("confirm", before_left.id, CONFIRM_HOURS * 3600 - 120)
+    old_confirm = signer.sign("confirm", before_left.id, CONFIRM_HOURS * 3600 - 120,
+                              bind=before_left.email)
 
     fresh = signup(site, "first.timer@example.net", "Sam", "5k")
     for address in (active, left):
@@ -678,3 +679,17 @@ def test_the_audit_table_has_every_change(site):
             for before, after in zip(history, history[1:], strict=False):
                 assert after.old_status == before.new_status, (reader.email, history)
             assert history[-1].new_status == reader.status, (reader.email, history)
+
+
+def test_a_removed_readers_link_does_not_work_for_a_new_reader_given_the_same_id(site):
+    with site.store() as store:
+        last = max(store.list(), key=lambda r: r.id)
+        old_link = site.url("/unsubscribe/" + token_for(site, "unsubscribe", last.email))
+        store.remove(last.email)
+        newcomer = store.add("new.reader@example.net", goal="5k", first_name="Nia")
+    assert newcomer.id == last.id  # SQLite reuses the highest rowid after a delete
+    response = requests.post(old_link, data="List-Unsubscribe=One-Click",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"},
+                             allow_redirects=False, timeout=10)
+    assert 400 <= response.status_code < 500
+    assert site.reader("new.reader@example.net").status == "active"

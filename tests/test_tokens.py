@@ -60,3 +60,14 @@ def test_the_environment_secret_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNLETTER_SECRET", "from-the-environment-xyz")
     assert load_secret(tmp_path, create=True) == ("from-the-environment-xyz", None)
     assert not (tmp_path / SECRET_FILE).exists()
+
+
+def test_a_token_is_bound_to_the_readers_address():
+    signer = Signer(SECRET)
+    token = signer.sign("unsubscribe", 42, bind="Ana@Example.com")
+    assert signer.verify("unsubscribe", token, bind="ana@example.com").subscriber_id == 42
+    # SQLite may hand id 42 to a new reader after a removal: the old link must not work.
+    assert signer.verify("unsubscribe", token, bind="someone.else@example.com") is None
+    assert signer.verify("unsubscribe", token, bind=lambda sid: None) is None
+    assert signer.verify("unsubscribe", token,
+                         bind=lambda sid: "ana@example.com" if sid == 42 else None) is not None
