@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import markdown
 from markupsafe import Markup
 
 from . import __version__
@@ -162,12 +163,19 @@ class SiteBuilder:
         self.goals = goals
         self.catalogue = catalogue
         self.env = layout_environment(config, "web")
-        self.md = new_markdown()
+        self._md: markdown.Markdown | None = None
         self.written = 0
         self.rendered = 0
         self.cache = BuildCache(cache_path(config.root, "site") if cache else None)
         self._used_bodies: set[str] = set()
         self._global = _digest(__version__, self._layout_sources(), config, goals)
+
+    @property
+    def md(self) -> markdown.Markdown:
+        """One Markdown converter, made on first use (a cached rebuild may need none)."""
+        if self._md is None:
+            self._md = new_markdown()
+        return self._md
 
     def _layout_sources(self) -> list[tuple[str, str]]:
         loader = self.env.loader
