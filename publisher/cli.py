@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -346,7 +347,8 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
         addresser = Addresser(config, _signer_for(project, cls))
         edition = renderer.edition(renderer.prepare(resolved), project.goals.get(goal_slug))
         compiled = addresser.compile(edition)
-        recipient = addresser.recipient(f"test-{draft.slug}", 0, test_to, "")
+        # A Message-ID of its own each time, so a mail client shows every test copy.
+        recipient = addresser.recipient(f"test-{draft.slug}-{time.time_ns()}", 0, test_to, "")
         with cls(config, addresser, settings) as provider:
             [receipt] = provider.send(Batch(edition, compiled, (recipient,)))
         if receipt.status != "accepted":
@@ -398,8 +400,12 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
                                  ("sent", "rejected", "failed", "in-flight"))])
         _table(rows)
         click.echo(f"sent {sum(outcome.sent.values())} messages in {outcome.batches} batches")
-    builder = SiteBuilder(config, project.goals, project.catalogue)
-    builder.build(project.resolve_all())
+    try:
+        builder = SiteBuilder(config, project.goals, project.catalogue)
+        builder.build(project.resolve_all())
+    except RunletterError as exc:  # another post's mistake must not fail a finished send
+        click.echo(f"warning: the archive was not rebuilt ({exc.findings[0]}); fix it and "
+                   "run 'runletter build'", err=True)
     if sum(outcome.failed.values()):
         raise RunletterError(f"{sum(outcome.failed.values())} deliveries failed after "
                              f"{delivery['max_attempts']} tries; run publish again to retry them")

@@ -293,3 +293,21 @@ def test_the_report_shows_the_ledger_per_segment(sample_root):
 
 def test_accepted_receipt_constant_is_the_ledger_word():
     assert ACCEPTED == "accepted"
+
+
+def test_another_posts_mistake_does_not_fail_a_finished_publish(sample_root):
+    import_sample(sample_root)
+    other = sample_root / "content/posts/2026-10-27-synchronicity.md"
+    other.write_text(other.read_text().replace("topic: coordination", "topic: coordinaton"))
+    result = run("publish", POST, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "the archive was not rebuilt" in result.output
+    assert len(outbox_messages(sample_root)) == 59
+
+
+def test_each_test_copy_has_its_own_message_id(sample_root):
+    import_sample(sample_root)
+    run("publish", POST, "--to", "me@example.org")
+    run("publish", POST, "--to", "me@example.org")
+    ids = {m["Message-ID"] for m in outbox_messages(sample_root)}
+    assert len(ids) == 2
