@@ -207,11 +207,15 @@ def test_a_goal_with_no_posts_has_an_empty_but_valid_feed(site):
     assert root.findtext(f"{A}title") == "Fixture Weekly · Everyone"
 
 
-def test_feeds_parse_with_feedparser_when_it_is_installed(site):
-    feedparser = pytest.importorskip("feedparser")
-    parsed = feedparser.parse(str(site / "feed.xml"))
-    assert not parsed.bozo
-    assert [e.title for e in parsed.entries] == ["Everything at once"]
+def test_feeds_parse_with_feedparser_as_atom_1_0(site):
+    import feedparser
+
+    for path in ("feed.xml", "goals/marathon/feed.xml"):
+        parsed = feedparser.parse(str(site / path))
+        assert not parsed.bozo, parsed.get("bozo_exception")
+        assert parsed.version == "atom10"
+        assert [e.title for e in parsed.entries] == ["Everything at once"]
+        assert parsed.entries[0].link.startswith("https://fixture.example.org/posts/")
 
 
 # --- rebuilds and links --------------------------------------------------------------------
