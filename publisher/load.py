@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,20 +75,22 @@ def _key_lines(front: str, first_line: int) -> dict[str, int]:
 def read_document(path: Path, root: Path, cache: dict | None = None) -> Document:
     """Split a Markdown file with YAML front matter; raise a Finding-bearing error if broken.
 
-    With a cache (path -> (mtime, size, parts)), an unchanged file is not parsed again.
+    With a cache (path -> (size and checksum, parts)), an unchanged file is not parsed again.
     """
     shown = display_path(path, root)
+    raw = path.read_bytes()
+    # What the file holds, not when it was written: an edit within one clock tick that
+    # keeps the size would fool an mtime, not a checksum.
+    stamp = (len(raw), zlib.crc32(raw))
     if cache is not None:
-        stat = path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
         hit = cache.get(str(path))
         if hit is not None and hit[0] == stamp:
             meta, body, key_lines, body_line = hit[1]
             return Document(meta=meta, body=body, source=Source(
                 path=path, display=shown, key_lines=MappingProxyType(key_lines),
-                body_line=body_line))
+                body_line=body_line, stamp=stamp))
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise RunletterError(Finding(shown, None, f"not UTF-8 text ({exc.reason}); "
                                      "save the file as UTF-8")) from None
@@ -121,7 +124,7 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
     if cache is not None:
         cache[str(path)] = (stamp, (meta, body.lstrip("\n"), key_lines, body_line))
     source = Source(path=path, display=shown, key_lines=MappingProxyType(key_lines),
-                    body_line=body_line)
+                    body_line=body_line, stamp=stamp)
     return Document(meta=meta, body=body.lstrip("\n"), source=source)
 
 

@@ -22,7 +22,7 @@ from .cache import cache_path, load_cache, save_cache
 from .config import Config
 from .errors import RunletterError
 from .markup import Chunk, SlotTable, convert, convert_blocks, for_goal, new_markdown
-from .model import Catalogue, Exercise, Goal, Goals, Resolved, fill, split_slots
+from .model import Catalogue, Exercise, Goal, Goals, Post, Resolved, fill, split_slots
 from .render import exercise_path, goal_path, layout_environment, post_path
 from .resolve import EXERCISE_LINK
 
@@ -134,6 +134,15 @@ def atom_feed(config: Config, title: str, feed_path: str, page_path: str,
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
+def _id(item: Post | Exercise) -> tuple[str, int, int]:
+    """What identifies a post's or exercise's content: its file and that file's stamp (a
+    stamp-less item, built in memory, is identified by everything it holds)."""
+    stamp = item.source.stamp
+    if stamp == (0, 0):
+        return (repr(item), 0, 0)
+    return (str(item.source.path), *stamp)
+
+
 def _digest(*parts: object) -> str:
     return hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=16).hexdigest()
 
@@ -216,7 +225,7 @@ class SiteBuilder:
         uses = exercises_used(resolved)
         names = sorted((s, resolved.catalogue.exercises[s].name) for s in uses
                        if s in resolved.catalogue.exercises)
-        key = _digest(resolved.blocks, names, [g.label for g in resolved.goals])
+        key = _digest(_id(resolved.post), names, [g.label for g in resolved.goals])
         if key not in self.cache.bodies:
             self.cache.bodies[key] = web_body(resolved, "../../", self.md)
         self._used_bodies.add(key)
@@ -233,11 +242,11 @@ class SiteBuilder:
         self._page("index.html.j2", out, "", _digest(listing),
                    lambda: {"posts": webs, "title": self.config.name})
         # Each exercise's digest once: post pages show cards, exercise pages link others.
-        exercise_keys = {slug: _digest(e) for slug, e in self.catalogue.exercises.items()}
+        exercise_keys = {slug: _id(e) for slug, e in self.catalogue.exercises.items()}
         for web in webs:
             self._page("post.html.j2", out, post_path(web.post.slug).rstrip("/"),
-                       _digest(web.post, web.html,
-                               [exercise_keys[e.slug] for e in web.resolved.exercises],
+                       _digest(_id(web.post), sorted(exercise_keys[s] for s in web.uses
+                                                     if s in exercise_keys),
                                [g.slug for g in web.resolved.audience]),
                        lambda web=web: {"web": web, "post": web.post, "body": Markup(web.html),
                                         "exercises": web.resolved.exercises,
@@ -277,7 +286,7 @@ class SiteBuilder:
 
     def _feed(self, target: Path, goal: Goal | None, entries: list[WebPost], title: str,
               page: str) -> None:
-        fingerprint = _digest(self._global, "feed", goal, [(w.post, w.html) for w in entries])
+        fingerprint = _digest(self._global, "feed", goal, [_id(w.post) for w in entries])
         if self.cache.pages.get(str(target)) == fingerprint and target.is_file():
             return
         self._write(target, atom_feed(self.config, title, page + "feed.xml", page,
