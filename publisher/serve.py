@@ -153,13 +153,8 @@ because paths carry reader tokens.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import email.utils
-import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -170,7 +165,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -181,6 +175,18 @@ from .config import Config
 from .errors import RunletterError
 from .model import EVERYONE, Edition, Goals, Slot, split_slots
 from .store import LEFT, MAX_NAME, Store, Subscriber, now, validate_email
+from .webhooks import (
+    MAILGUN_KEY_ENV,
+    POSTMARK_PASSWORD_ENV,
+    Event,
+    WebhookError,
+    load_sendgrid_key,
+    load_ses_certificate,
+    mailgun_events,
+    postmark_events,
+    sendgrid_events,
+    ses_events,
+)
 
 log = logging.getLogger("runletter.serve")
 
@@ -189,325 +195,14 @@ FORM_MAX = 16 * 1024              # bytes: any form or one-click POST
 WEBHOOK_MAX = 2 * 1024 * 1024     # bytes: a provider's webhook batch
 CSRF_COOKIE = "rl_csrf"
 CSRF_MAX_AGE = 4 * 3600
-MAILGUN_TOLERANCE = 300           # seconds a Mailgun timestamp may be off
 SEEN_KEEP = 24 * 3600             # how long webhook ids are remembered
 RATE_WINDOW = 3600
-POSTMARK_PASSWORD_ENV = "RUNLETTER_POSTMARK_WEBHOOK_PASSWORD"
-MAILGUN_KEY_ENV = "RUNLETTER_MAILGUN_WEBHOOK_SIGNING_KEY"
 PROXIES_ENV = "RUNLETTER_SERVE_PROXIES"
 CONSENT_SOURCE = "signup form"
 RANK = {"pending": 0, "active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 STATUS_FOR = {"bounce": "bounced", "complaint": "complained", "unsubscribe": "unsubscribed"}
 NAME_BAD = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
-
-
-# -- webhook verification and parsing (pure: bytes and settings in, events out) -------------
-
-
-class WebhookError(Exception):
-    """A webhook request refused before anything changed: an HTTP status and a reason."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing a provider reported about one address."""
-
-    email: str
-    kind: str  # bounce | complaint | unsubscribe
-    detail: str
-    message_ids: tuple[str, ...] = ()
-    event_id: str | None = None  # for de-duplication (SendGrid sg_event_id)
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise WebhookError(400, "the body is not JSON") from None
-
-
-def _address(value: Any) -> str | None:
-    """A plain address from 'a@b' or 'Name <a@b>', or None when it is not one."""
-    if not isinstance(value, str):
-        return None
-    addr = email.utils.parseaddr(value)[1] or value.strip()
-    return addr if validate_email(addr) is None else None
-
-
-def _text(value: Any, limit: int = 200) -> str:
-    return " ".join(str(value).split())[:limit] if value not in (None, "") else ""
-
-
-def postmark_events(authorization: str | None, body: bytes, user: str,
-                    password: str | None) -> list[Event]:
-    """Check Postmark's HTTP Basic credentials, then read one webhook record."""
-    if not password:
-        raise WebhookError(403, f"the postmark webhook is not configured ({POSTMARK_PASSWORD_ENV})")
-    scheme, _, encoded = (authorization or "").partition(" ")
-    try:
-        given = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        given = ""
-    given_user, sep, given_password = given.partition(":")
-    expected = f"{user}:{password}".encode()
-    if (scheme.lower() != "basic" or not sep
-            or not hmac.compare_digest(f"{given_user}:{given_password}".encode(), expected)):
-        raise WebhookError(401, "missing or wrong credentials")
-    record = _json(body)
-    if not isinstance(record, dict) or not isinstance(record.get("RecordType"), str):
-        raise WebhookError(400, "not a Postmark webhook record (no RecordType)")
-    kind = record["RecordType"]
-    ids = (str(record["MessageID"]),) if record.get("MessageID") else ()
-    if kind == "Bounce":
-        addr = _address(record.get("Email"))
-        if addr is None:
-            raise WebhookError(400, "a Bounce record without a valid Email")
-        if record.get("Type") in ("HardBounce", "BadEmailAddress"):
-            detail = _text(record.get("Description") or record.get("Details") or record["Type"])
-            return [Event(addr, "bounce", f"{record['Type']}: {detail}", ids)]
-        return []
-    if kind == "SpamComplaint":
-        addr = _address(record.get("Email"))
-        if addr is None:
-            raise WebhookError(400, "a SpamComplaint record without a valid Email")
-        return [Event(addr, "complaint", "spam complaint", ids)]
-    if kind == "SubscriptionChange":
-        addr = _address(record.get("Recipient"))
-        if addr is None:
-            raise WebhookError(400, "a SubscriptionChange record without a valid Recipient")
-        if record.get("SuppressSending") is True and \
-                record.get("SuppressionReason") == "ManualSuppression":
-            return [Event(addr, "unsubscribe", "unsubscribed at Postmark", ids)]
-        return []
-    return []  # Delivery, Open, Click…: nothing to do
-
-
-def mailgun_events(body: bytes, signing_key: str | None,
-                   clock: float | None = None) -> tuple[str, list[Event]]:
-    """Check a Mailgun webhook's signature and age; return its token and its event."""
-    if not signing_key:
-        raise WebhookError(403, f"the mailgun webhook is not configured ({MAILGUN_KEY_ENV})")
-    payload = _json(body)
-    signature = payload.get("signature") if isinstance(payload, dict) else None
-    if not isinstance(signature, dict):
-        raise WebhookError(400, "no signature object")
-    timestamp, token, sig = (signature.get(k) for k in ("timestamp", "token", "signature"))
-    timestamp = str(timestamp) if isinstance(timestamp, int | str) else ""
-    if not (timestamp.isdigit() and isinstance(token, str) and 0 < len(token) <= 256
-            and isinstance(sig, str)):
-        raise WebhookError(400, "the signature object is incomplete")
-    expected = hmac.new(signing_key.encode(), (timestamp + token).encode(),
-                        hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, sig.lower()):
-        raise WebhookError(403, "bad signature")
-    if abs((clock if clock is not None else time.time()) - int(timestamp)) > MAILGUN_TOLERANCE:
-        raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
-    data = payload.get("event-data")
-    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
-        raise WebhookError(400, "no event-data")
-    event = data["event"]
-    message = data.get("message") if isinstance(data.get("message"), dict) else {}
-    headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
-    ids = (str(headers["message-id"]),) if headers.get("message-id") else ()
-    kind = None
-    if event == "failed" and data.get("severity") == "permanent":
-        kind = "bounce"
-        status = data.get("delivery-status") or {}
-        detail = _text((status.get("description") or status.get("message") or data.get("reason")
-                        or "permanent failure") if isinstance(status, dict) else "")
-    elif event == "complained":
-        kind, detail = "complaint", "spam complaint"
-    elif event == "unsubscribed":
-        kind, detail = "unsubscribe", "unsubscribed at Mailgun"
-    if kind is None:
-        return token, []
-    addr = _address(data.get("recipient"))
-    if addr is None:
-        raise WebhookError(400, "event-data without a valid recipient")
-    return token, [Event(addr, kind, detail or "permanent failure", ids)]
-
-
-def load_sendgrid_key(text: str):
-    """The EC public key from SendGrid's verification key (base64 DER, or PEM)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import (
-        load_der_public_key,
-        load_pem_public_key,
-    )
-
-    text = text.strip()
-    try:
-        key = (load_pem_public_key(text.encode()) if text.startswith("-----")
-               else load_der_public_key(base64.b64decode(text, validate=True)))
-    except (ValueError, binascii.Error, TypeError):
-        raise RunletterError("runletter.toml: [serve] sendgrid_public_key is not a public key "
-                             "(paste the verification key SendGrid shows, base64)") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise RunletterError("runletter.toml: [serve] sendgrid_public_key must be an ECDSA "
-                             "P-256 key")
-    return key
-
-
-_SENDGRID_DROPPED = (("bounce", "bounce"), ("invalid", "bounce"), ("spam", "complaint"),
-                     ("unsubscribe", "unsubscribe"))
-
-
-def sendgrid_events(signature: str | None, timestamp: str | None, body: bytes,
-                    public_key) -> list[Event]:
-    """Check a SendGrid Event Webhook signature; return the events that concern us."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    if public_key is None:
-        raise WebhookError(403, "the sendgrid webhook is not configured "
-                                "([serve] sendgrid_public_key)")
-    if not signature or not timestamp:
-        raise WebhookError(401, "unsigned (no X-Twilio-Email-Event-Webhook-Signature)")
-    try:
-        raw = base64.b64decode(signature, validate=True)
-        public_key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    except (binascii.Error, ValueError, InvalidSignature):
-        raise WebhookError(403, "bad signature") from None
-    items = _json(body)
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise WebhookError(400, "the body is not an array of events")
-    events = []
-    for item in items:
-        name = item.get("event")
-        kind = detail = None
-        if name == "bounce" and item.get("type", "bounce") == "bounce":
-            kind, detail = "bounce", _text(item.get("reason") or "bounce")
-        elif name == "dropped":
-            reason = str(item.get("reason") or "").lower()
-            kind = next((k for word, k in _SENDGRID_DROPPED if word in reason), None)
-            detail = f"dropped: {_text(item.get('reason'))}"
-        elif name == "spamreport":
-            kind, detail = "complaint", "spam report"
-        elif name in ("unsubscribe", "group_unsubscribe"):
-            kind, detail = "unsubscribe", name.replace("_", " ")
-        if kind is None:
-            continue
-        addr = _address(item.get("email"))
-        if addr is None:
-            raise WebhookError(400, f"a {name} event without a valid email")
-        ids: list[str] = []
-        if isinstance(item.get("sg_message_id"), str):
-            ids += [item["sg_message_id"], item["sg_message_id"].split(".", 1)[0]]
-        if isinstance(item.get("smtp-id"), str):
-            ids.append(item["smtp-id"])
-        event_id = item.get("sg_event_id") if isinstance(item.get("sg_event_id"), str) else None
-        events.append(Event(addr, kind, detail or name, tuple(ids), event_id))
-    return events
-
-
-SNS_FIELDS = {
-    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token",
-                                 "TopicArn", "Type"),
-    "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token",
-                                "TopicArn", "Type"),
-}
-
-
-def sns_string_to_sign(message: Mapping[str, Any]) -> str:
-    """The text SNS signs: 'Key\\nValue\\n' for the type's fields, in order (Subject if set)."""
-    fields = SNS_FIELDS[message["Type"]]
-    out = []
-    for key in fields:
-        if key == "Subject" and message.get("Subject") is None:
-            continue
-        value = message.get(key)
-        if not isinstance(value, str):
-            raise WebhookError(400, f"the SNS message has no {key}")
-        out.append(f"{key}\n{value}\n")
-    return "".join(out)
-
-
-def load_ses_certificate(path: Path):
-    """The SNS signing certificate (PEM) named by [serve] ses_certificate."""
-    from cryptography import x509
-
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except OSError as exc:
-        raise RunletterError(f"[serve] ses_certificate: cannot read {path}: "
-                             f"{exc.strerror or exc}") from None
-    except ValueError:
-        raise RunletterError(f"[serve] ses_certificate: {path} is not a PEM certificate"
-                             ) from None
-
-
-def ses_events(body: bytes, certificate, topic_arn: str,
-               message_type_header: str | None = None) -> tuple[dict[str, Any], list[Event]]:
-    """Check an SNS message's signature and topic; return it and the SES events in it."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    if certificate is None or not topic_arn:
-        raise WebhookError(403, "the ses webhook is not configured ([serve] ses_certificate "
-                                "and ses_topic_arn)")
-    message = _json(body)
-    if not isinstance(message, dict) or message.get("Type") not in SNS_FIELDS:
-        raise WebhookError(400, "not an SNS message")
-    if message_type_header and message_type_header != message["Type"]:
-        raise WebhookError(400, "x-amz-sns-message-type does not match the message")
-    version = message.get("SignatureVersion")
-    algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(version))
-    if algorithm is None or not isinstance(message.get("Signature"), str):
-        raise WebhookError(401, "unsigned, or an unknown SignatureVersion")
-    text = sns_string_to_sign(message)
-    try:
-        certificate.public_key().verify(base64.b64decode(message["Signature"], validate=True),
-                                        text.encode("utf-8"), padding.PKCS1v15(), algorithm)
-    except (binascii.Error, ValueError, InvalidSignature, TypeError):
-        raise WebhookError(403, "bad signature") from None
-    if not hmac.compare_digest(str(message.get("TopicArn")), topic_arn):
-        raise WebhookError(403, "unexpected TopicArn")
-    if message["Type"] != "Notification":
-        return message, []
-    notification = _json(message["Message"].encode("utf-8"))
-    if not isinstance(notification, dict):
-        raise WebhookError(400, "the SNS Message is not an SES notification")
-    kind = notification.get("notificationType") or notification.get("eventType")
-    mail = notification.get("mail") if isinstance(notification.get("mail"), dict) else {}
-    ids = [str(mail["messageId"])] if mail.get("messageId") else []
-    common = mail.get("commonHeaders") if isinstance(mail.get("commonHeaders"), dict) else {}
-    if common.get("messageId"):
-        ids.append(str(common["messageId"]))
-    events: list[Event] = []
-    if kind == "Bounce":
-        bounce = notification.get("bounce")
-        if not isinstance(bounce, dict):
-            raise WebhookError(400, "a Bounce notification without a bounce object")
-        if bounce.get("bounceType") != "Permanent":
-            return message, []
-        for recipient in bounce.get("bouncedRecipients") or []:
-            addr = _address(recipient.get("emailAddress") if isinstance(recipient, dict) else None)
-            if addr is None:
-                raise WebhookError(400, "a bounced recipient without a valid emailAddress")
-            detail = _text(recipient.get("diagnosticCode") or bounce.get("bounceSubType")
-                           or "permanent")
-            events.append(Event(addr, "bounce", f"Permanent: {detail}", tuple(ids)))
-    elif kind == "Complaint":
-        complaint = notification.get("complaint")
-        if not isinstance(complaint, dict):
-            raise WebhookError(400, "a Complaint notification without a complaint object")
-        if complaint.get("complaintFeedbackType") == "not-spam":
-            return message, []
-        for recipient in complaint.get("complainedRecipients") or []:
-            addr = _address(recipient.get("emailAddress") if isinstance(recipient, dict) else None)
-            if addr is None:
-                raise WebhookError(400, "a complained recipient without a valid emailAddress")
-            events.append(Event(addr, "complaint", "complaint", tuple(ids)))
-    return message, events
 
 
 # -- changes to readers and the ledger ------------------------------------------------------
