@@ -52,6 +52,8 @@ def layout_environment(config: Config, kind: str) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # One environment serves one run: no stat() of every template on every render.
+        auto_reload=False,
     )
 
 
