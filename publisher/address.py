@@ -11,7 +11,6 @@ from __future__ import annotations
 import binascii
 import email.utils
 import html
-import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -190,8 +189,3 @@ class Addresser:
         parts.append(compiled.tail)
         return Message(to=recipient.email, message_id=recipient.message_id,
                        data=b"".join(parts))
-
-
-def strip_soft_breaks(data: bytes) -> bytes:
-    """Undo QP soft line breaks (for tests and previews reading raw bytes)."""
-    return re.sub(rb"=\r?\n", b"", data)

@@ -353,9 +353,4 @@ def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
     return Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
 
 
-def goal_slugs(goals: Iterable[Goal]) -> list[str]:
-    """Slugs of goals."""
-    return [g.slug for g in goals]
-
-
 __all__ = ["STATES", "Ledger", "Plan", "backoff", "send_post"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import markdown
 
-from .model import Block, Catalogue, Resolved, Slot
+from .model import Catalogue, Resolved, Slot
 from .resolve import EXERCISE_LINK, MERGE_FIELD, MERGE_SYNTAX, map_prose
 
 MARKDOWN_EXTENSIONS = ("extra", "sane_lists")
@@ -111,8 +111,3 @@ def convert_blocks(resolved: Resolved, table: SlotTable, url_for: Callable[[str]
 def for_goal(chunks: tuple[Chunk, ...], goal: str) -> tuple[Chunk, ...]:
     """The chunks one goal's edition shows."""
     return tuple(c for c in chunks if c.goals is None or goal in c.goals)
-
-
-def block_goals(block: Block) -> tuple[str, ...]:
-    """Goals a block is limited to (empty for shared blocks)."""
-    return block.goals or ()

@@ -210,9 +210,4 @@ def resolve(post: Post, catalogue: Catalogue, goals: Goals,
     )
 
 
-def audience_slugs(resolved: Resolved) -> tuple[str, ...]:
-    """Goal slugs that receive this post (the `general` fallback only when audience is all)."""
-    return tuple(g.slug for g in resolved.audience)
-
-
-__all__ = ["EVERYONE", "audience_slugs", "check_catalogue", "resolve", "split_blocks"]
+__all__ = ["EVERYONE", "check_catalogue", "resolve", "split_blocks"]
