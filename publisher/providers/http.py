@@ -329,6 +329,16 @@ class HttpProvider(Provider):
             raise self._fatal
 
 
+def halve_or_refuse(group: list, label: str, said: str, limit: str) -> list[list]:
+    """A call refused as too large (413): send it again as two halves, unless it is one
+    reader already, which no split can help."""
+    if len(group) > 1:
+        half = len(group) // 2
+        return [group[half:], group[:half]]
+    raise ProviderConfigError(f"{label} refused the message as too large ({said}); "
+                              f"the edition is over {limit}")
+
+
 def response_text(response: requests.Response, limit: int = 300) -> str:
     """The start of a response body, on one line, for messages."""
     try:

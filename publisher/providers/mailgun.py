@@ -44,6 +44,7 @@ from .http import (
     HttpProvider,
     Transient,
     addresses_named,
+    halve_or_refuse,
     json_or_none,
     parse_retry_after,
     plain,
@@ -211,12 +212,8 @@ class MailgunProvider(HttpProvider):
                 f"Mailgun does not know the domain '{self.domain}' ({said}); check "
                 f"RUNLETTER_MAILGUN_DOMAIN, and base_url for its region "
                 f"(https://api.eu.mailgun.net for EU domains)")
-        if status == 413 and len(group) > 1:
-            half = len(group) // 2
-            return [group[half:], group[:half]]
         if status == 413:
-            raise ProviderConfigError(f"Mailgun refused the message as too large ({said}); "
-                                      f"the edition is over Mailgun's 25 MB limit")
+            return halve_or_refuse(group, "Mailgun", said, "Mailgun's 25 MB limit")
         raise ProviderConfigError(f"Mailgun answered {said} at {self.base_url}{self.path}; "
                                   f"check base_url and domain")
 

@@ -42,6 +42,7 @@ from .http import (
     HttpProvider,
     Transient,
     addresses_named,
+    halve_or_refuse,
     json_or_none,
     parse_rate_limit_reset,
     parse_retry_after,
@@ -192,12 +193,8 @@ class SendgridProvider(HttpProvider):
                 f"SendGrid refused the API key ({said}); check RUNLETTER_SENDGRID_API_KEY "
                 f"(the key needs the Mail Send permission; EU subusers need base_url "
                 f"https://api.eu.sendgrid.com)")
-        if status == 413 and len(group) > 1:
-            half = len(group) // 2
-            return [group[half:], group[:half]]
         if status == 413:
-            raise ProviderConfigError(f"SendGrid refused the message as too large ({said}); "
-                                      f"the edition is over SendGrid's size limit")
+            return halve_or_refuse(group, "SendGrid", said, "SendGrid's size limit")
         raise ProviderConfigError(f"SendGrid answered {said} at {self.base_url}{SEND_PATH}; "
                                   f"check base_url")
 
