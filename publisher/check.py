@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-import markdown
-
 from .config import Config
 from .errors import Finding, suggest
+from .markup import convert, new_markdown
 from .model import Catalogue, Edition, Goals, Post, Resolved
 from .render import exercise_path, goal_path, post_path
 
@@ -56,10 +55,11 @@ _MD_URL = re.compile(r"\]\(\s*<?([^)\s>]+)")
 def body_links(resolved: Resolved) -> list[Link]:
     """Links and images an author wrote in the body, with their source lines."""
     links: list[Link] = []
+    md = new_markdown()
     for block in resolved.blocks:
         lines = block.markdown.split("\n")
         parser = _LinkParser()
-        parser.feed(markdown.markdown(block.markdown, extensions=["extra"]))
+        parser.feed(convert(md, block.markdown))
         for url, image, alt in parser.found:
             offset = next((i for i, line in enumerate(lines) if url in line), 0)
             links.append(Link(url=url, line=block.line + offset, image=image, alt=alt))
