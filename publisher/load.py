@@ -8,6 +8,7 @@ the author sees all of them at once.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import tomllib
 import zlib
@@ -17,9 +18,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import frontmatter
-import yaml
-
 from .errors import Finding, RunletterError, display_path, suggest
 from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post, Source
 
@@ -28,18 +26,23 @@ LEVELS = ("beginner", "intermediate", "advanced")
 STATUSES = ("draft", "ready")
 
 
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
+@functools.cache
+def _yaml() -> tuple[Any, type, type]:
+    """PyYAML, its fastest safe loader, and a loader that leaves dates as text.
 
+    Imported on first use: a rebuild whose files are all cached parses no YAML at all.
+    Dates stay text so `read_post` checks them with a line number (PyYAML's own date
+    parsing crashes on 2026-02-30 instead of reporting it).
+    """
+    import yaml
 
-class _FrontMatterLoader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """SafeLoader that leaves dates as text, so `read_post` checks them with a line number
-    (PyYAML's own date parsing crashes on 2026-02-30 instead of reporting it)."""
-
-
-_FrontMatterLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
+    loader = type("FrontMatterLoader", (base,), {})
+    loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return yaml, base, loader
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,9 @@ class Document:
 def _key_lines(front: str, first_line: int) -> dict[str, int]:
     """Map each top-level key (and each list item as key[i]) to its line in the file."""
     lines: dict[str, int] = {}
+    yaml, base, _ = _yaml()
     try:
-        node = yaml.compose(front, Loader=_BaseLoader)
+        node = yaml.compose(front, Loader=base)
     except yaml.YAMLError:
         return lines
     if not isinstance(node, yaml.MappingNode):
@@ -95,6 +99,9 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
         raise RunletterError(Finding(shown, None, f"not UTF-8 text ({exc.reason}); "
                                      "save the file as UTF-8")) from None
     text = text.replace("\r\n", "\n")
+    import frontmatter  # only when a file is parsed, not on a cached rebuild
+
+    yaml, _, loader = _yaml()
     handler = frontmatter.YAMLHandler()
     if not handler.detect(text):
         raise RunletterError(Finding(shown, 1, "no front matter: start the file with a '---' "
@@ -105,7 +112,7 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
         raise RunletterError(Finding(shown, 1, "front matter is not closed: "
                                      "add a '---' line after the last key")) from None
     try:
-        meta = yaml.load(front, Loader=_FrontMatterLoader)  # noqa: S506 - a SafeLoader
+        meta = yaml.load(front, Loader=loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1

@@ -254,9 +254,13 @@ class SiteBuilder:
                                         "title": web.post.title})
         self._page("exercises.html.j2", out, "exercises", _digest(list(self.catalogue)),
                    lambda: {"exercises": list(self.catalogue), "title": "Exercises"})
+        posts_using: dict[str, list[WebPost]] = {}
+        for web in webs:  # newest first, as the pages list them
+            for slug in web.uses:
+                posts_using.setdefault(slug, []).append(web)
         for exercise in self.catalogue:
             ups, downs = linked_both_ways(exercise, self.catalogue)
-            used_in = [w for w in webs if exercise.slug in w.uses]
+            used_in = posts_using.get(exercise.slug, [])
             image = self._media(exercise.image, out, 2)
             self._page("exercise.html.j2", out, exercise_path(exercise.slug).rstrip("/"),
                        _digest(exercise_keys[exercise.slug],
@@ -268,11 +272,12 @@ class SiteBuilder:
                            "body": Markup(convert(self.md, exercise.body)),
                            "used_in": used_in, "title": exercise.name, "image": image,
                            "doses": self._doses(exercise)})
+        audiences = [{g.slug for g in w.resolved.audience} for w in webs]
         for goal in self.goals:
-            mine = [w for w in webs if goal in w.resolved.audience]
+            mine = [w for w, slugs in zip(webs, audiences, strict=True) if goal.slug in slugs]
             self._page("goal.html.j2", out, goal_path(goal.slug).rstrip("/"),
-                       _digest(goal, [x for x, w in zip(listing, webs, strict=True)
-                                      if goal in w.resolved.audience]),
+                       _digest(goal, [x for x, slugs in zip(listing, audiences, strict=True)
+                                      if goal.slug in slugs]),
                        lambda goal=goal, mine=mine: {
                            "goal": goal, "posts": mine,
                            "title": f"{goal.label} · {self.config.name}"})
