@@ -106,16 +106,23 @@ def main() -> None:
     root = copy_sample()
     generate(root, args.posts, args.exercises)
     full, out_full = build(root)
-    again, out_again = build(root)
+    # Rebuilds take a fraction of a second, where this machine's noise is large: best of 3.
+    again, out_again = min(build(root) for _ in range(3))
     post = sorted((root / "content/posts").glob("*generated-100.md"))[0]
+    runs = []
+    for word in ("Now", "Then", "So"):
+        post.write_text(post.read_text().replace("Try [[", f"{word} try [[", 1))
+        runs.append(build(root))
+        post.write_text(post.read_text().replace(f"{word} try [[", "Try [[", 1))
+        build(root)
+    incremental, out_incr = min(runs)
     post.write_text(post.read_text().replace("Try [[", "Now try [[", 1))
-    incremental, out_incr = build(root)
     in_process = rebuild_in_process(root, post)
     print(f"machine: {machine()}")
     print(f"archive: {out_full}")
     print(f"full build (fresh process, empty site/):     {full:6.2f} s   target <= 10 s")
-    print(f"rebuild, nothing changed:                    {again:6.2f} s   ({out_again})")
-    print(f"rebuild after one post changed:              {incremental:6.2f} s   target <= 0.5 s")
+    print(f"rebuild, nothing changed (best of 3):        {again:6.2f} s   ({out_again})")
+    print(f"rebuild after one post changed (best of 3):  {incremental:6.2f} s   target <= 0.5 s")
     print(f"   {out_incr}")
     print(f"rebuild after one post changed, in a running process (no interpreter start, "
           f"as a watcher does): {in_process:.2f} s")
