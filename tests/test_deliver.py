@@ -149,14 +149,19 @@ def test_a_real_provider_refuses_to_publish_without_the_secret(sample_root, monk
     assert result.exit_code == 1 and "RUNLETTER_SECRET is not set" in result.output
 
 
-def test_a_crash_between_batches_leaves_in_flight_rows_that_are_not_resent(sample_root,
-                                                                           monkeypatch):
-    import_sample(sample_root)
+def publish_and_crash_after_the_second_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run `runletter publish` until the process 'dies' right after its second batch."""
     monkeypatch.setitem(REGISTRY, "crashy", "tests.test_deliver:CrashAfterFirstBatch")
     CrashAfterFirstBatch.batches = 0
     with pytest.raises(Crash):
         CliRunner().invoke(main, ["publish", POST, "--yes", "--provider", "crashy"],
                            catch_exceptions=False)
+
+
+def test_a_crash_between_batches_leaves_in_flight_rows_that_are_not_resent(sample_root,
+                                                                           monkeypatch):
+    import_sample(sample_root)
+    publish_and_crash_after_the_second_batch(monkeypatch)
     db = sample_root / "subscribers/runletter.db"
     with Store.open(db) as store:
         assert Ledger(store).count(POST, "in-flight") == 4
@@ -171,11 +176,7 @@ def test_a_crash_between_batches_leaves_in_flight_rows_that_are_not_resent(sampl
 
 def test_resend_in_flight_sends_the_unsure_batch_again_when_asked(sample_root, monkeypatch):
     import_sample(sample_root)
-    monkeypatch.setitem(REGISTRY, "crashy", "tests.test_deliver:CrashAfterFirstBatch")
-    CrashAfterFirstBatch.batches = 0
-    with pytest.raises(Crash):
-        CliRunner().invoke(main, ["publish", POST, "--yes", "--provider", "crashy"],
-                           catch_exceptions=False)
+    publish_and_crash_after_the_second_batch(monkeypatch)
     result = run("publish", POST, "--yes", "--resend-in-flight")
     assert result.exit_code == 0, result.output
     with Store.open(sample_root / "subscribers/runletter.db") as store:

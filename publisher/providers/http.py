@@ -329,12 +329,17 @@ class HttpProvider(Provider):
             raise self._fatal
 
 
+def halves(group: list) -> list[list]:
+    """A group of recipients split in two, to be sent again as two calls."""
+    half = len(group) // 2
+    return [group[half:], group[:half]]
+
+
 def halve_or_refuse(group: list, label: str, said: str, limit: str) -> list[list]:
     """A call refused as too large (413): send it again as two halves, unless it is one
     reader already, which no split can help."""
     if len(group) > 1:
-        half = len(group) // 2
-        return [group[half:], group[:half]]
+        return halves(group)
     raise ProviderConfigError(f"{label} refused the message as too large ({said}); "
                               f"the edition is over {limit}")
 

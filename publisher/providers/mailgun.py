@@ -45,6 +45,7 @@ from .http import (
     Transient,
     addresses_named,
     halve_or_refuse,
+    halves,
     json_or_none,
     parse_retry_after,
     plain,
@@ -197,8 +198,7 @@ class MailgunProvider(HttpProvider):
                     receipts.append(Receipt(reader.subscriber_id, REJECTED,
                                             reason=f"Mailgun {said} ({reader.email})"))
                     return []
-                half = len(group) // 2
-                return [group[half:], group[:half]]
+                return halves(group)
             raise ProviderConfigError(
                 f"Mailgun refused the batch ({said}); nothing was sent. Check [sender] "
                 f"and the post, or report this message")
