@@ -246,14 +246,18 @@ def load_goals(path: Path, root: Path) -> Goals:
     return Goals(items=tuple(items), path=path)
 
 
+def document_paths(folder: Path) -> list[Path]:
+    """The Markdown documents in a folder, by name (a README or an `_`-prefixed file is not one)."""
+    return [path for path in sorted(folder.glob("*.md"))
+            if path.name.lower() != "readme.md" and not path.name.startswith("_")]
+
+
 def _gather(folder: Path, root: Path, read: Callable[..., Any],
             cache: dict | None = None) -> list[Any]:
-    """Read every .md file in a folder, gathering all errors before raising."""
+    """Read every document in a folder, gathering all errors before raising."""
     found: list[Any] = []
     findings: list[Finding] = []
-    for path in sorted(folder.glob("*.md")):
-        if path.name.lower() == "readme.md" or path.name.startswith("_"):
-            continue
+    for path in document_paths(folder):
         try:
             found.append(read(path, root, cache))
         except RunletterError as exc:

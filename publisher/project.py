@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cache import cache_path, load_cache, save_cache
@@ -13,14 +12,24 @@ from .model import Catalogue, Goals, Post, Resolved
 from .resolve import check_catalogue, resolve
 
 
-@dataclass(frozen=True)
 class Project:
-    """Everything an author's repo holds, loaded and shape-checked."""
+    """Everything an author's repo holds, loaded and shape-checked.
 
-    config: Config
-    goals: Goals
-    catalogue: Catalogue
-    documents: dict | None = field(default=None, compare=False, repr=False)
+    Not a value passed between pipeline stages but the I/O edge that reads posts for them:
+    it may keep parsed documents between runs, so it is a plain class, not a frozen record.
+    """
+
+    __slots__ = ("config", "goals", "catalogue", "_documents")
+
+    def __init__(self, config: Config, goals: Goals, catalogue: Catalogue,
+                 documents: dict | None = None):
+        self.config = config
+        self.goals = goals
+        self.catalogue = catalogue
+        self._documents = documents  # parsed files by path, only when opened with cache=True
+
+    def __repr__(self) -> str:
+        return f"Project({self.root})"
 
     @property
     def root(self) -> Path:
@@ -29,7 +38,7 @@ class Project:
 
     def posts(self) -> tuple[Post, ...]:
         """Every post, newest first."""
-        return load_posts(self.config.content_dir, self.root, self.documents)
+        return load_posts(self.config.content_dir, self.root, self._documents)
 
     def post(self, name: str) -> Post:
         """One post by slug or path."""
@@ -37,8 +46,8 @@ class Project:
 
     def save_cache(self) -> None:
         """Remember parsed documents for the next run (when opened with cache=True)."""
-        if self.documents is not None:
-            save_cache(cache_path(self.root, "documents"), self.documents)
+        if self._documents is not None:
+            save_cache(cache_path(self.root, "documents"), self._documents)
 
     def resolve(self, post: Post) -> Resolved:
         """Check a post's references against this project."""
