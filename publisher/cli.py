@@ -331,7 +331,7 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
         raise RunletterError(Finding(draft.source.display, None, f"not sent: {len(errors)} "
                                      "errors found by 'runletter check'; fix them first"))
     report(findings)
-    name = provider_name or config.delivery["provider"]
+    name = provider_name or config.delivery.provider
     cls = provider_class(name)
     settings = provider_settings(cls, config)
     renderer = EmailRenderer(config)
@@ -389,9 +389,9 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
         with cls(config, addresser, settings) as provider, click.progressbar(
                 length=to_send, label=f"sending via {name}", file=sys.stderr) as bar:
             outcome = send_post(resolved, ledger, provider, renderer, addresser,
-                                max_attempts=delivery["max_attempts"],
-                                backoff_base=float(delivery["backoff_base"]),
-                                backoff_max=float(delivery["backoff_max"]), progress=bar.update)
+                                max_attempts=delivery.max_attempts,
+                                backoff_base=delivery.backoff_base,
+                                backoff_max=delivery.backoff_max, progress=bar.update)
         table = ledger.report(draft.slug)
         rows = [["segment", "sent", "rejected", "failed", "in-flight"]]
         for goal in goals:
@@ -408,7 +408,7 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
                    "run 'runletter build'", err=True)
     if sum(outcome.failed.values()):
         raise RunletterError(f"{sum(outcome.failed.values())} deliveries failed after "
-                             f"{delivery['max_attempts']} tries; run publish again to retry them")
+                             f"{delivery.max_attempts} tries; run publish again to retry them")
 
 
 @main.command("report")

@@ -11,58 +11,82 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import Finding, RunletterError, suggest
+from .schema import read_table
 
 CONFIG_NAME = "runletter.toml"
-REQUIRED = object()
 
-# table -> key -> (type, default). REQUIRED marks keys the author must set.
-SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
-    "newsletter": {
-        "name": (str, REQUIRED),
-        "base_url": (str, REQUIRED),
-        "postal_address": (str, REQUIRED),
-        "topics": (list, REQUIRED),
-        "description": (str, ""),
-        "language": (str, "en"),
-    },
-    "sender": {
-        "name": (str, REQUIRED),
-        "email": (str, REQUIRED),
-        "reply_to": (str, ""),
-        "unsubscribe_mailto": (str, ""),
-    },
-    "utm": {
-        "source": (str, "runletter"),
-        "medium": (str, "email"),
-        "campaign": (str, "{slug}"),
-    },
-    "delivery": {
-        "provider": (str, "outbox"),
-        "max_attempts": (int, 5),
-        "backoff_base": ((int, float), 1.0),
-        "backoff_max": ((int, float), 60.0),
-    },
-    "serve": {
-        "host": (str, "127.0.0.1"),
-        "port": (int, 8000),
-        "workers": (int, 2),
-        "signups_per_hour": (int, 10),        # per IP address
-        "confirm_hours": (int, 48),           # how long a confirmation link works
-        "postmark_webhook_user": (str, "runletter"),  # password from the environment
-        "sendgrid_public_key": (str, ""),     # Event Webhook verification key (base64 DER)
-        "ses_certificate": (str, ""),         # path to the SNS signing certificate (PEM)
-        "ses_topic_arn": (str, ""),           # the SNS topic allowed to post notifications
-    },
-    "paths": {
-        "content": (str, "content"),
-        "layouts": (str, "layouts"),
-        "goals": (str, "subscribers/goals.toml"),
-        "store": (str, "subscribers/runletter.db"),
-        "site": (str, "site"),
-        "outbox": (str, "outbox"),
-    },
-}
-FREE_TABLES = {"providers"}  # provider settings are validated by each provider
+
+@dataclass(frozen=True)
+class Newsletter:
+    """[newsletter]: what the newsletter is and where its archive lives."""
+
+    name: str
+    base_url: str
+    postal_address: str
+    topics: tuple[str, ...]
+    description: str = ""
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """[sender]: who the messages come from."""
+
+    name: str
+    email: str
+    reply_to: str = ""
+    unsubscribe_mailto: str = ""
+
+
+@dataclass(frozen=True)
+class Utm:
+    """[utm]: the tags on every archive link in a message."""
+
+    source: str = "runletter"
+    medium: str = "email"
+    campaign: str = "{slug}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """[delivery]: which provider sends, and how hard it tries."""
+
+    provider: str = "outbox"
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True)
+class Serve:
+    """[serve]: the reader endpoints' server."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    signups_per_hour: int = 10        # per IP address
+    confirm_hours: int = 48           # how long a confirmation link works
+    postmark_webhook_user: str = "runletter"  # password from the environment
+    sendgrid_public_key: str = ""     # Event Webhook verification key (base64 DER)
+    ses_certificate: str = ""         # path to the SNS signing certificate (PEM)
+    ses_topic_arn: str = ""           # the SNS topic allowed to post notifications
+
+
+@dataclass(frozen=True)
+class Paths:
+    """[paths]: where things are, relative to the project root."""
+
+    content: str = "content"
+    layouts: str = "layouts"
+    goals: str = "subscribers/goals.toml"
+    store: str = "subscribers/runletter.db"
+    site: str = "site"
+    outbox: str = "outbox"
+
+
+TABLES: dict[str, type] = {"newsletter": Newsletter, "sender": Sender, "utm": Utm,
+                           "delivery": Delivery, "serve": Serve, "paths": Paths}
+FREE_TABLES = {"providers"}  # provider settings are read by each provider's own schema
 
 
 @dataclass(frozen=True)
@@ -80,9 +104,9 @@ class Config:
     sender_email: str
     reply_to: str
     unsubscribe_mailto: str
-    utm: Mapping[str, str]
-    delivery: Mapping[str, Any]
-    serve: Mapping[str, Any]
+    utm: Utm
+    delivery: Delivery
+    serve: Serve
     providers: Mapping[str, Mapping[str, Any]]
     content_dir: Path
     layouts_dir: Path
@@ -114,14 +138,6 @@ def _line_of(text: str, table: str, key: str | None = None) -> int | None:
     return None
 
 
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "a whole number", float: "a number", list: "a list",
-             bool: "true or false"}
-    if isinstance(kind, tuple):
-        return "a number"
-    return names.get(kind, kind.__name__)
-
-
 def find_root(start: Path | None = None) -> Path:
     """The nearest folder at or above `start` that holds a runletter.toml."""
     here = (start or Path.cwd()).resolve()
@@ -151,33 +167,16 @@ def load_config(root: Path) -> Config:
         ) from None
 
     findings: list[Finding] = []
-    values: dict[str, dict[str, Any]] = {}
     for table in data:
-        if table not in SCHEMA and table not in FREE_TABLES:
+        if table not in TABLES and table not in FREE_TABLES:
             findings.append(Finding(rel, _line_of(text, table), f"unknown table [{table}]"
-                                    + suggest(table, [*SCHEMA, *FREE_TABLES])))
-    for table, keys in SCHEMA.items():
-        given = data.get(table, {})
-        if not isinstance(given, dict):
-            findings.append(Finding(rel, None, f"'{table}' must be a table [{table}]"))
-            given = {}
-        values[table] = {}
-        for key in given:
-            if key not in keys:
-                findings.append(Finding(rel, _line_of(text, table, key),
-                                        f"unknown key '{key}' in [{table}]" + suggest(key, keys)))
-        for key, (kind, default) in keys.items():
-            if key not in given:
-                if default is REQUIRED:
-                    findings.append(Finding(rel, _line_of(text, table),
-                                            f"missing required key '{key}' in [{table}]"))
-                values[table][key] = default
-                continue
-            value = given[key]
-            if isinstance(value, bool) or not isinstance(value, kind):
-                findings.append(Finding(rel, _line_of(text, table, key),
-                                        f"[{table}] {key} must be {_type_name(kind)}"))
-            values[table][key] = value
+                                    + suggest(table, [*TABLES, *FREE_TABLES])))
+    tables: dict[str, Any] = {}
+    for table, cls in TABLES.items():
+        tables[table], problems = read_table(
+            cls, data.get(table, {}), table, rel,
+            lambda key, table=table: _line_of(text, table, key))
+        findings.extend(problems)
     providers = data.get("providers", {})
     if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
         findings.append(Finding(rel, _line_of(text, "providers"),
@@ -185,48 +184,44 @@ def load_config(root: Path) -> Config:
                                 "e.g. [providers.smtp]"))
         providers = {}
 
-    news = values["newsletter"]
-    if isinstance(news["topics"], list) and not all(isinstance(t, str) for t in news["topics"]):
-        findings.append(Finding(rel, _line_of(text, "newsletter", "topics"),
-                                "[newsletter] topics must be a list of strings"))
-    base_url = news["base_url"]
-    if isinstance(base_url, str) and not re.match(r"^https?://[^/\s]+", base_url):
+    news: Newsletter = tables["newsletter"]
+    sender: Sender = tables["sender"]
+    if news.base_url and not re.match(r"^https?://[^/\s]+", news.base_url):
         findings.append(Finding(rel, _line_of(text, "newsletter", "base_url"),
                                 "[newsletter] base_url must start with https:// (or http://)"))
-    sender_email = values["sender"]["email"]
-    if isinstance(sender_email, str) and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", sender_email):
+    if sender.email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", sender.email):
         findings.append(Finding(rel, _line_of(text, "sender", "email"),
-                                f"[sender] email '{sender_email}' is not an email address"))
-    for table, key in (("sender", "name"), ("sender", "email"), ("sender", "reply_to")):
-        value = values[table][key]
-        if isinstance(value, str) and ("\r" in value or "\n" in value):
-            findings.append(Finding(rel, _line_of(text, table, key),
-                                    f"[{table}] {key} must be on one line (it goes in a header)"))
+                                f"[sender] email '{sender.email}' is not an email address"))
+    for key in ("name", "email", "reply_to"):
+        value = getattr(sender, key)
+        if "\r" in value or "\n" in value:
+            findings.append(Finding(rel, _line_of(text, "sender", key),
+                                    f"[sender] {key} must be on one line (it goes in a header)"))
     if findings:
         raise RunletterError(findings)
 
-    paths = values["paths"]
+    paths: Paths = tables["paths"]
     return Config(
         root=root,
-        name=news["name"],
-        base_url=news["base_url"].rstrip("/"),
-        postal_address=news["postal_address"],
-        topics=tuple(news["topics"]),
-        description=news["description"],
-        language=news["language"],
-        sender_name=values["sender"]["name"],
-        sender_email=values["sender"]["email"],
-        reply_to=values["sender"]["reply_to"] or values["sender"]["email"],
-        unsubscribe_mailto=values["sender"]["unsubscribe_mailto"] or values["sender"]["email"],
-        utm=MappingProxyType(dict(values["utm"])),
-        delivery=MappingProxyType(dict(values["delivery"])),
-        serve=MappingProxyType(dict(values["serve"])),
+        name=news.name,
+        base_url=news.base_url.rstrip("/"),
+        postal_address=news.postal_address,
+        topics=news.topics,
+        description=news.description,
+        language=news.language,
+        sender_name=sender.name,
+        sender_email=sender.email,
+        reply_to=sender.reply_to or sender.email,
+        unsubscribe_mailto=sender.unsubscribe_mailto or sender.email,
+        utm=tables["utm"],
+        delivery=tables["delivery"],
+        serve=tables["serve"],
         providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items()}),
-        content_dir=root / paths["content"],
-        layouts_dir=root / paths["layouts"],
-        goals_path=root / paths["goals"],
-        store_path=root / paths["store"],
-        site_dir=root / paths["site"],
-        outbox_dir=root / paths["outbox"],
+        content_dir=root / paths.content,
+        layouts_dir=root / paths.layouts,
+        goals_path=root / paths.goals,
+        store_path=root / paths.store,
+        site_dir=root / paths.site,
+        outbox_dir=root / paths.outbox,
         source=path,
     )

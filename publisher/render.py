@@ -60,9 +60,9 @@ def layout_environment(config: Config, kind: str) -> jinja2.Environment:
 def utm_params(config: Config, slug: str, goal: str) -> dict[str, str]:
     """UTM parameters for a link into the archive from one goal's edition of a post."""
     params = {
-        "utm_source": config.utm["source"],
-        "utm_medium": config.utm["medium"],
-        "utm_campaign": config.utm["campaign"].replace("{slug}", slug),
+        "utm_source": config.utm.source,
+        "utm_medium": config.utm.medium,
+        "utm_campaign": config.utm.campaign.replace("{slug}", slug),
         "utm_content": goal,
     }
     return {k: v for k, v in params.items() if v}

@@ -354,10 +354,10 @@ class Mailer:
         from .providers.base import provider_settings
 
         self.config = config
-        self.cls = provider_class(config.delivery["provider"])
+        self.cls = provider_class(config.delivery.provider)
         self.settings = provider_settings(self.cls, config)
         self.addresser = Addresser(config, signer)
-        self.hours = int(config.serve["confirm_hours"])
+        self.hours = config.serve.confirm_hours
         self.compiled = {kind: self.addresser.compile(self._edition(kind, env))
                          for kind in self.KINDS}
 
@@ -450,13 +450,13 @@ def create_app(config: Config, goals: Goals, secret: str):
     mailer = Mailer(config, signer, env)
     readers = Connections(config.store_path)
     Store.open(config.store_path).close()  # create or migrate the store before workers start
-    sendgrid_key = (load_sendgrid_key(serve["sendgrid_public_key"])
-                    if serve["sendgrid_public_key"] else None)
-    ses_cert = (load_ses_certificate(config.root / serve["ses_certificate"])
-                if serve["ses_certificate"] else None)
+    sendgrid_key = (load_sendgrid_key(serve.sendgrid_public_key)
+                    if serve.sendgrid_public_key else None)
+    ses_cert = (load_ses_certificate(config.root / serve.ses_certificate)
+                if serve.ses_certificate else None)
     csrf = URLSafeTimedSerializer(secret, salt="runletter.serve.csrf")
-    confirm_ttl = int(serve["confirm_hours"]) * 3600
-    per_hour = int(serve["signups_per_hour"])
+    confirm_ttl = serve.confirm_hours * 3600
+    per_hour = serve.signups_per_hour
     goal_slugs = goals.slugs
 
     app = Flask("runletter.serve")
@@ -478,7 +478,7 @@ def create_app(config: Config, goals: Goals, secret: str):
             g.csp_nonce = secrets.token_urlsafe(16)
         html = env.get_template(f"serve/{template}.html.j2").render(
             newsletter=config, goals=goals, root="/", url=url, csp_nonce=g.csp_nonce,
-            confirm_hours=serve["confirm_hours"],
+            confirm_hours=serve.confirm_hours,
             title=f"{title} · {config.name}" if title else config.name, **context)
         return app.response_class(html, status=status, mimetype="text/html")
 
@@ -821,7 +821,7 @@ def create_app(config: Config, goals: Goals, secret: str):
                 return failed
             return message(200, "Check your inbox", "Check your inbox",
                            f"We've sent a confirmation link to {current.email}. Click it "
-                           f"within {serve['confirm_hours']} hours to start receiving "
+                           f"within {serve.confirm_hours} hours to start receiving "
                            f"{config.name} again.")
         else:
             return message(400, "Unknown action", "That button isn't one we know",
@@ -843,7 +843,7 @@ def create_app(config: Config, goals: Goals, secret: str):
         try:
             if provider == "postmark":
                 events = postmark_events(request.headers.get("Authorization"), body,
-                                         serve["postmark_webhook_user"],
+                                         serve.postmark_webhook_user,
                                          os.environ.get(POSTMARK_PASSWORD_ENV))
                 with store.transaction():
                     changed = apply_events(store, provider, events)
@@ -863,7 +863,7 @@ def create_app(config: Config, goals: Goals, secret: str):
                              if e.event_id is None or mark_seen(conn, provider, e.event_id)]
                     changed = apply_events(store, provider, fresh)
             else:
-                sns, events = ses_events(body, ses_cert, serve["ses_topic_arn"],
+                sns, events = ses_events(body, ses_cert, serve.ses_topic_arn,
                                          request.headers.get("x-amz-sns-message-type"))
                 if sns["Type"] == "SubscriptionConfirmation":
                     log.warning("SNS subscription confirmation for %s: visit this URL once "
@@ -941,7 +941,7 @@ def prepare(host: str | None, port: int | None, workers: int | None,
 
     project = open_project(start or Path.cwd())
     config = project.config
-    cls = provider_class(config.delivery["provider"])
+    cls = provider_class(config.delivery.provider)
     if cls.needs_secret_env and not os.environ.get(SECRET_ENV):
         raise RunletterError(f"{SECRET_ENV} is not set: with the '{cls.name}' provider, reader "
                              "links must be signed with the same secret 'runletter publish' "
@@ -951,9 +951,9 @@ def prepare(host: str | None, port: int | None, workers: int | None,
         click.echo(f"note: {told}", err=True)
     assert secret is not None
     app = create_app(config, project.goals, secret)
-    host = host or config.serve["host"]
-    port = port if port is not None else config.serve["port"]
-    workers = workers or config.serve["workers"]
+    host = host or config.serve.host
+    port = port if port is not None else config.serve.port
+    workers = workers or config.serve.workers
     if workers < 1 or not 0 < port < 65536:
         raise RunletterError("serve: workers must be at least 1 and port between 1 and 65535")
 

@@ -40,12 +40,12 @@ def test_a_minimal_config_loads_with_defaults_filled_in(tmp_path):
     config = load_config(write_config(tmp_path, BASE))
     assert config.name == "Fixture Weekly"
     assert config.topics == ("strength", "physio")
-    assert config.utm["source"] == "runletter"
-    assert config.utm["campaign"] == "{slug}"
+    assert config.utm.source == "runletter"
+    assert config.utm.campaign == "{slug}"
     assert config.reply_to == "coach@fixture.example.org"
     assert config.content_dir == tmp_path / "content"
     assert config.site_dir == tmp_path / "site"
-    assert config.delivery["provider"] == "outbox"
+    assert config.delivery.provider == "outbox"
 
 
 def test_an_unknown_key_names_the_file_the_line_and_the_closest_key(tmp_path):
@@ -157,3 +157,25 @@ def test_the_fixture_project_config_loads():
     assert config.base_url == "https://fixture.example.org"
     assert config.postal_address == "Fixture Weekly, 1 Test Lane, Testville, TS 00001, USA"
     assert config.topics == ("strength", "physio")
+
+
+def test_a_whole_number_where_a_number_is_expected_is_read_as_a_number(tmp_path):
+    config = load_config(write_config(tmp_path, BASE + "\n[delivery]\nbackoff_max = 90\n"))
+    assert config.delivery.backoff_max == 90.0
+    assert isinstance(config.delivery.backoff_max, float)
+
+
+def test_true_is_not_a_number_of_attempts(tmp_path):
+    text = BASE + "\n[delivery]\nmax_attempts = true\n"
+    assert findings_of(write_config(tmp_path, text)) == [
+        "runletter.toml:12: [delivery] max_attempts must be a whole number"
+    ]
+
+
+def test_every_mistake_in_every_table_is_reported_at_once(tmp_path):
+    text = BASE.replace('name = "Coach Fixture"\n', "") + '\n[serve]\nport = "80"\nworkrs = 3\n'
+    assert findings_of(write_config(tmp_path, text)) == [
+        "runletter.toml:7: missing required key 'name' in [sender]",
+        "runletter.toml:13: unknown key 'workrs' in [serve] (did you mean 'workers'?)",
+        "runletter.toml:12: [serve] port must be a whole number",
+    ]
