@@ -176,6 +176,6 @@ def test_every_mistake_in_every_table_is_reported_at_once(tmp_path):
     text = BASE.replace('name = "Coach Fixture"\n', "") + '\n[serve]\nport = "80"\nworkrs = 3\n'
     assert findings_of(write_config(tmp_path, text)) == [
         "runletter.toml:7: missing required key 'name' in [sender]",
-        "runletter.toml:13: unknown key 'workrs' in [serve] (did you mean 'workers'?)",
-        "runletter.toml:12: [serve] port must be a whole number",
+        "runletter.toml:12: unknown key 'workrs' in [serve] (did you mean 'workers'?)",
+        "runletter.toml:11: [serve] port must be a whole number",
     ]
