@@ -18,7 +18,7 @@ from .config import Config
 from .errors import Finding, suggest
 from .markup import convert, new_markdown
 from .model import Catalogue, Edition, Goals, Post, Resolved
-from .render import exercise_path, goal_path, post_path
+from .urls import exercise_path, goal_path, post_path
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips a message body larger than about 102 KB
 SUBJECT_MAX = 78

@@ -19,23 +19,9 @@ from .config import Config
 from .errors import RunletterError
 from .markup import Chunk, SlotTable, convert_blocks, for_goal
 from .model import Edition, Exercise, Goal, Resolved, split_slots
+from .urls import exercise_path, post_path
 
 DEFAULT_LAYOUTS = Path(__file__).parent / "skeleton" / "layouts"
-
-
-def exercise_path(slug: str) -> str:
-    """Archive path of an exercise page."""
-    return f"exercises/{slug}/"
-
-
-def post_path(slug: str) -> str:
-    """Archive path of a post page."""
-    return f"posts/{slug}/"
-
-
-def goal_path(slug: str) -> str:
-    """Archive path of a goal's page."""
-    return f"goals/{slug}/"
 
 
 def layout_environment(config: Config, kind: str) -> jinja2.Environment:

@@ -23,8 +23,9 @@ from .config import Config
 from .errors import RunletterError
 from .markup import Chunk, SlotTable, convert, convert_blocks, for_goal, new_markdown
 from .model import Catalogue, Exercise, Goal, Goals, Post, Resolved, fill, split_slots
-from .render import exercise_path, goal_path, layout_environment, post_path
+from .render import layout_environment
 from .resolve import EXERCISE_LINK
+from .urls import exercise_path, goal_path, post_path
 
 ATOM = "http://www.w3.org/2005/Atom"
 FEED_ENTRIES = 50  # newest posts per feed, as Hugo and Jekyll cap theirs
