@@ -30,7 +30,7 @@ from publisher.errors import RunletterError
 from publisher.project import open_project
 from publisher.serve import MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV, prepare, serve_command
 from publisher.store import Store, now
-from publisher.tokens import Signer
+from publisher.tokens import PURPOSES, Signer
 
 from . import webhooks as wh
 from .conftest import REPO, SECRET, copy_sample
@@ -190,6 +190,13 @@ def link_in(message: EmailMessage, purpose: str) -> str:
     return match.group(0)
 
 
+def press_confirm(link: str) -> requests.Response:
+    """What a reader does: open the confirmation link, then press the page's button."""
+    page = requests.get(link, timeout=10)
+    assert page.status_code == 200 and '<form method="post"' in page.text, page.text
+    return requests.post(link, timeout=10)
+
+
 def same_page(response: requests.Response) -> tuple[int, str]:
     """Status and body with the per-response CSP nonce taken out."""
     return response.status_code, re.sub(r'nonce="[^"]*"', 'nonce=""', response.text)
@@ -218,6 +225,12 @@ def ledger_row(site: LiveServer, address: str, post: str = SENT) -> tuple[str, s
                                   "subscriber_id = ?", (post, reader.id)).fetchone()
 
 
+def store_contents(site: LiveServer) -> list[str]:
+    """Every row of every table of the server's store, as SQL."""
+    with site.store() as store:
+        return list(store.conn.iterdump())
+
+
 # -- signup and double opt-in ---------------------------------------------------------------
 
 
@@ -238,7 +251,7 @@ def test_signup_confirm_makes_the_reader_active_and_records_consent(site):
     head = requests.head(link, timeout=10)  # a link checker's HEAD confirms nothing
     assert head.status_code == 200 and site.reader(address).status == "pending"
 
-    confirmed = requests.get(link, timeout=10)
+    confirmed = press_confirm(link)
     assert confirmed.status_code == 200
     assert "You're in!" in html.unescape(confirmed.text)
     reader = site.reader(address)
@@ -283,7 +296,7 @@ def test_resignup_looks_the_same_and_never_reactivates(site):
     assert site.reader(left).status == "unsubscribed"
     # …the one just sent for the new signup does.
     link = link_in(messages_to(site.root, left)[-1], "confirm")
-    assert requests.get(link, timeout=10).status_code == 200
+    assert press_confirm(link).status_code == 200
     assert site.reader(left).status == "active"
     assert site.history(left)[-1][:2] == ("unsubscribed", "active")
 
@@ -372,6 +385,77 @@ def test_one_click_post_unsubscribes_and_get_does_not(site):
     assert len(site.history(address)) == 2  # once only
 
 
+def test_a_head_request_does_not_unsubscribe(site):
+    address = "mateo.garcia@example.org"
+    url = site.url("/unsubscribe/" + token_for(site, "unsubscribe", address))
+    response = requests.head(url, timeout=10)  # a link scanner's probe
+    assert response.status_code == 200
+    assert site.reader(address).status == "active"
+    assert len(site.history(address)) == 1
+
+
+def test_a_get_of_the_confirmation_link_only_shows_a_button(site):
+    address = "yuki.sato@example.com"
+    link = site.url("/confirm/" + token_for(site, "confirm", address, ttl=3600))
+    page = requests.get(link, timeout=10)  # a mail scanner following the link
+    assert page.status_code == 200
+    assert re.search(r'<form method="post"[^>]*>\s*<button', page.text)
+    assert site.reader(address).status == "pending"
+    assert len(site.history(address)) == 1
+
+
+def test_the_preferences_page_answers_head_without_refusing_it(site):
+    address = "chloe.lefevre@example.org"
+    url = site.url("/preferences/" + token_for(site, "preferences", address))
+    assert requests.head(url, timeout=10).status_code == 200
+    assert site.reader(address).status == "active"
+
+
+def test_no_page_changes_anything_on_get_or_head(site, monkeypatch):
+    """Every rule of the app that answers GET, walked with valid links of every purpose for
+    readers in every state (a paused one too): the store stays as it was, and no page fails."""
+    monkeypatch.setenv("RUNLETTER_SECRET", SECRET)
+    app, _, _ = prepare(None, None, None, start=site.root)
+    with site.store() as store, store.transaction():
+        store.set_status(store.get("maren.holm@example.com").id, "unsubscribed",
+                         "paused (preferences page)")
+    readers = ["ngozi.eze@example.com", "siobhan.kelly@example.com", "astrid.nilsen@example.com",
+               "maren.holm@example.com", "olivia.brown@example.com", "carmen.vidal@example.com"]
+    rules = [r for r in app.url_map.iter_rules() if "GET" in r.methods]
+    assert {"confirm", "unsubscribe", "preferences", "subscribe"} <= {r.endpoint for r in rules}
+    before = store_contents(site)
+    for rule in rules:
+        for address in readers:
+            values = {arg: token_for(site, rule.endpoint, address, ttl=3600)
+                      if arg == "token" and rule.endpoint in PURPOSES else "x"
+                      for arg in rule.arguments}
+            path = rule.build(values, append_unknown=False)[1]
+            for method in (requests.get, requests.head):
+                response = method(site.url(path), timeout=10, allow_redirects=False)
+                assert response.status_code < 500, (method, path)
+                assert store_contents(site) == before, (method.__name__, rule.rule, address)
+
+
+def test_a_route_added_later_cannot_write_on_get_or_head(sample_root):
+    app, _, _ = prepare(None, None, None, start=sample_root)
+    readers = app.extensions["runletter"]["readers"]
+
+    @app.route("/later/<address>", methods=["GET", "POST"])
+    def later(address: str):  # a careless future page that changes a reader on any method
+        store = readers.store()
+        with store.transaction():
+            store.add(address, goal="5k", first_name="Later")
+        return "added"
+
+    client = app.test_client()
+    assert client.get("/later/get@example.net").status_code == 500
+    assert client.head("/later/head@example.net").status_code == 500
+    assert client.post("/later/post@example.net").status_code == 200
+    with Store.open(sample_root / "subscribers" / "runletter.db") as store:
+        assert [store.get(f"{m}@example.net") is not None for m in ("get", "head", "post")] == [
+            False, False, True]
+
+
 def test_forged_and_expired_tokens_change_nothing(site):
     address = "amara.okafor@example.com"
     good = token_for(site, "unsubscribe", address)
@@ -449,8 +533,8 @@ def test_pause_resume_and_unsubscribe_from_preferences(site):
     resubscribe = act("resubscribe")  # coming back takes a new confirmation
     assert "Check your inbox" in resubscribe.text
     assert site.reader(address).status == "unsubscribed"
-    assert requests.get(link_in(messages_to(site.root, address)[-1], "confirm"),
-                        timeout=10).status_code == 200
+    assert press_confirm(link_in(messages_to(site.root, address)[-1], "confirm")
+                         ).status_code == 200
     assert site.reader(address).status == "active"
 
 
