@@ -110,10 +110,11 @@ stale, replayed or malformed requests get a 4xx JSON answer and change nothing.
   permanent → bounced; complained → complained; unsubscribed → unsubscribed.
 * SendGrid: signed Event Webhook, ECDSA P-256 / SHA-256 over timestamp + raw body, headers
   X-Twilio-Email-Event-Webhook-Signature and -Timestamp, key ``[serve] sendgrid_public_key``
-  (base64 DER, as SendGrid shows it, or PEM). An array of events: bounce (not "blocked") →
-  bounced; dropped → by its reason (bounced address, spam-reporting address, unsubscribed
-  address); spamreport → complained; unsubscribe, group_unsubscribe → unsubscribed. Events
-  are de-duplicated by sg_event_id (SendGrid retries whole batches).
+  (base64 DER, as SendGrid shows it, or PEM); a signed timestamp more than 5 minutes off is
+  refused (SendGrid documents no window; this is Mailgun's). An array of events: bounce
+  (not "blocked") → bounced; dropped → by its reason (bounced address, spam-reporting
+  address, unsubscribed address); spamreport → complained; unsubscribe, group_unsubscribe →
+  unsubscribed. Events are de-duplicated by sg_event_id (SendGrid retries whole batches).
 * Amazon SES through SNS: the SNS signature (SignatureVersion 1 = SHA1withRSA, 2 =
   SHA256withRSA, over the documented key/value lines of the message type) is checked with the
   certificate in the file named by ``[serve] ses_certificate``; ``SigningCertURL`` and
@@ -136,8 +137,8 @@ State kept by this module
 -------------------------
 Two small tables in the store's database (store migration 5): ``serve_signups`` (the rate
 limit's window) and ``serve_webhook_seen`` (Mailgun tokens, SendGrid event ids, SNS message
-ids; pruned after a day). Keeping them in the same database puts a replay mark and the change
-it guards in one transaction.
+ids; pruned after a day, and never before twice a signature window). Keeping them in the
+same database puts a replay mark and the change it guards in one transaction.
 
 GET and HEAD change nothing
 ---------------------------
@@ -184,7 +185,9 @@ from .model import EVERYONE, Edition, Goals, Slot, split_slots
 from .store import LEFT, MAX_NAME, Store, Subscriber, now, validate_email
 from .webhooks import (
     MAILGUN_KEY_ENV,
+    MAILGUN_TOLERANCE,
     POSTMARK_PASSWORD_ENV,
+    SENDGRID_TOLERANCE,
     Event,
     WebhookError,
     load_sendgrid_key,
@@ -202,7 +205,9 @@ FORM_MAX = 16 * 1024              # bytes: any form or one-click POST
 WEBHOOK_MAX = 2 * 1024 * 1024     # bytes: a provider's webhook batch
 CSRF_COOKIE = "rl_csrf"
 CSRF_MAX_AGE = 4 * 3600
-SEEN_KEEP = 24 * 3600             # how long webhook ids are remembered
+# How long webhook ids are remembered: a day, and at least as long as a signed request is
+# accepted (its timestamp may be off either way, so twice the window).
+SEEN_KEEP = max(24 * 3600, 2 * MAILGUN_TOLERANCE, 2 * SENDGRID_TOLERANCE)
 RATE_WINDOW = 3600
 PROXIES_ENV = "RUNLETTER_SERVE_PROXIES"
 CONSENT_SOURCE = "signup form"

@@ -26,6 +26,7 @@ from .store import validate_email
 POSTMARK_PASSWORD_ENV = "RUNLETTER_POSTMARK_WEBHOOK_PASSWORD"
 MAILGUN_KEY_ENV = "RUNLETTER_MAILGUN_WEBHOOK_SIGNING_KEY"
 MAILGUN_TOLERANCE = 300  # seconds a Mailgun timestamp may be off
+SENDGRID_TOLERANCE = 300  # seconds a SendGrid signed timestamp may be off
 
 
 class WebhookError(Exception):
@@ -181,9 +182,16 @@ _SENDGRID_DROPPED = (("bounce", "bounce"), ("invalid", "bounce"), ("spam", "comp
                      ("unsubscribe", "unsubscribe"))
 
 
+def _fresh(timestamp: str, tolerance: int, clock: float | None) -> bool:
+    """True when a signed unix timestamp is within `tolerance` seconds of the clock."""
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        return False
+    return abs((clock if clock is not None else time.time()) - int(timestamp)) <= tolerance
+
+
 def sendgrid_events(signature: str | None, timestamp: str | None, body: bytes,
-                    public_key) -> list[Event]:
-    """Check a SendGrid Event Webhook signature; return the events that concern us."""
+                    public_key, clock: float | None = None) -> list[Event]:
+    """Check a SendGrid Event Webhook signature and age; return the events that concern us."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -198,6 +206,10 @@ def sendgrid_events(signature: str | None, timestamp: str | None, body: bytes,
         public_key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (binascii.Error, ValueError, InvalidSignature):
         raise WebhookError(403, "bad signature") from None
+    # SendGrid documents no window: without one, a captured batch could be replayed for ever
+    # once its event ids are pruned.
+    if not _fresh(timestamp, SENDGRID_TOLERANCE, clock):
+        raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
     items = _json(body)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise WebhookError(400, "the body is not an array of events")

@@ -31,6 +31,7 @@ from publisher.project import open_project
 from publisher.serve import MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV, prepare, serve_command
 from publisher.store import Store, now
 from publisher.tokens import PURPOSES, Signer
+from publisher.webhooks import SENDGRID_TOLERANCE
 
 from . import webhooks as wh
 from .conftest import REPO, SECRET, copy_sample
@@ -650,6 +651,39 @@ def test_sendgrid_webhooks(site):
     history = [len(site.history(a)) for a in (bounced, reported, left)]
     assert post_json(site, "sendgrid", body, wh.sendgrid_headers(body)).json()["changed"] == 0
     assert [len(site.history(a)) for a in (bounced, reported, left)] == history
+
+
+def test_a_signed_sendgrid_batch_older_than_the_window_is_refused(site):
+    address = "tomasz.nowak@example.com"
+    body = json.dumps([wh.sendgrid_event("spamreport", address, "sgXMessageIdOld")]).encode()
+    captured = str(int(time.time()) - SENDGRID_TOLERANCE - 60)  # a request seen on the wire
+    replayed = post_json(site, "sendgrid", body, wh.sendgrid_headers(body, timestamp=captured))
+    assert replayed.status_code == 403 and "stale" in replayed.json()["error"]
+    assert site.reader(address).status == "active"
+    assert len(site.history(address)) == 1
+
+
+def test_a_sendgrid_timestamp_far_in_the_future_is_refused(site):
+    address = "aiyana.redcloud@example.org"
+    body = json.dumps([wh.sendgrid_event("spamreport", address, "sgXMessageIdNew")]).encode()
+    ahead = str(int(time.time()) + SENDGRID_TOLERANCE + 60)
+    response = post_json(site, "sendgrid", body, wh.sendgrid_headers(body, timestamp=ahead))
+    assert response.status_code == 403
+    assert site.reader(address).status == "active"
+
+
+def test_sendgrid_event_ids_are_kept_as_long_as_their_signature_is_accepted(site):
+    address = "rahul.mehta@example.com"
+    event = wh.sendgrid_event("unsubscribe", address, "sgXMessageIdEdge")
+    body = json.dumps([event]).encode()
+    oldest = time.time() - SENDGRID_TOLERANCE  # the earliest a still-valid batch was handled
+    with site.store() as store, store.transaction() as conn:
+        conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) VALUES (?, ?, ?)",
+                     ("sendgrid", event["sg_event_id"], oldest - SENDGRID_TOLERANCE + 5))
+    edge = str(int(time.time()) - SENDGRID_TOLERANCE + 5)
+    response = post_json(site, "sendgrid", body, wh.sendgrid_headers(body, timestamp=edge))
+    assert response.status_code == 200 and response.json()["changed"] == 0
+    assert site.reader(address).status == "active"
 
 
 def test_ses_webhooks(site):
