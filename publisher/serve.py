@@ -97,8 +97,11 @@ or paste a plain form (the hidden ``website`` field is a honeypot: leave it empt
 
 Webhooks
 --------
-Each request is authenticated before anything is read from it; unsigned, badly signed,
-stale, replayed or malformed requests get a 4xx JSON answer and change nothing.
+Postmark's credentials and SendGrid's signature are checked before the body is parsed;
+Mailgun and SNS sign fields inside the body, so theirs is parsed first, and only after its
+nesting is measured (at most 32 levels, in linear time, without recursion). Unsigned, badly
+signed, stale, replayed or malformed requests (not UTF-8, not JSON, too deep, lone
+surrogates, wrong shapes) get a 4xx JSON answer and change nothing.
 
 * Postmark: HTTP Basic auth, user ``[serve] postmark_webhook_user``, password from
   ``RUNLETTER_POSTMARK_WEBHOOK_PASSWORD``. RecordType "Bounce" with Type HardBounce or

@@ -740,6 +740,45 @@ def test_webhook_limits_and_unknown_providers(site):
     assert "Traceback" not in response.text
 
 
+DEEP = b"[" * 100_000
+
+
+@pytest.mark.parametrize("provider", ["mailgun", "ses"])
+def test_deeply_nested_json_is_a_400_not_a_crash(site, provider):
+    logged = len(site.log())
+    response = post_json(site, provider, DEEP, {"x-amz-sns-message-type": "Notification"})
+    assert response.status_code == 400
+    assert "RecursionError" not in site.log()[logged:]
+
+
+def test_deeply_nested_json_after_valid_credentials_is_a_400(site):
+    postmark = post_json(site, "postmark", DEEP, {"Authorization": wh.postmark_auth()})
+    sendgrid = post_json(site, "sendgrid", DEEP, wh.sendgrid_headers(DEEP))
+    assert (postmark.status_code, sendgrid.status_code) == (400, 400)
+
+
+def test_deeply_nested_json_inside_a_signed_sns_message_is_a_400(site):
+    signed = wh.sign_sns(wh.sns_notification({"notificationType": "Bounce"}) | {
+        "Message": DEEP.decode()})
+    response = post_json(site, "ses", signed, {"x-amz-sns-message-type": "Notification"})
+    assert response.status_code == 400
+
+
+def test_webhook_credentials_are_checked_before_the_body_is_read(site):
+    postmark = post_json(site, "postmark", DEEP, {"Authorization": wh.postmark_auth("x", "y")})
+    sendgrid = post_json(site, "sendgrid", DEEP)
+    assert (postmark.status_code, sendgrid.status_code) == (401, 401)
+
+
+def test_a_mailgun_signature_that_is_not_ascii_is_a_400(site):
+    payload = wh.mailgun_payload("complained", "felix.wagner@example.org", "<x@y>")
+    payload["signature"]["signature"] = "é" * 64
+    assert post_json(site, "mailgun", payload).status_code == 400
+    payload["signature"]["token"] = "\ud800"
+    assert post_json(site, "mailgun", payload).status_code == 400
+    assert site.reader("felix.wagner@example.org").status == "active"
+
+
 # -- pages, headers and the audit trail ---------------------------------------------------------
 
 
