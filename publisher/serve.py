@@ -979,11 +979,14 @@ def prepare(host: str | None, port: int | None, workers: int | None,
     """Load the project and build the app; return it, gunicorn's options and a banner."""
     from .project import open_project
     from .providers import provider_class
+    from .providers.base import unknown_env_settings
     from .tokens import SECRET_ENV, load_secret
 
     project = open_project(start or Path.cwd())
     config = project.config
     cls = provider_class(config.delivery["provider"])
+    for warning in unknown_env_settings(cls):
+        click.echo(f"warning: {warning}", err=True)
     if cls.needs_secret_env and not os.environ.get(SECRET_ENV):
         raise RunletterError(f"{SECRET_ENV} is not set: with the '{cls.name}' provider, reader "
                              "links must be signed with the same secret 'runletter publish' "

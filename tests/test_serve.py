@@ -824,6 +824,14 @@ def test_bad_serve_settings_stop_the_start_with_a_message(sample_root):
     assert result.exit_code == 0 and "--port" in result.output
 
 
+def test_serve_warns_of_a_misspelled_provider_variable(sample_root, monkeypatch, capsys):
+    monkeypatch.setenv("RUNLETTER_OUTBOX_PAHT", "elsewhere")
+    prepare(None, None, None, start=sample_root)
+    warning = capsys.readouterr().err
+    assert "warning: RUNLETTER_OUTBOX_PAHT names no outbox setting" in warning
+    assert "(did you mean RUNLETTER_OUTBOX_PATH?)" in warning
+
+
 def test_the_audit_table_has_every_change(site):
     """Runs last in this module: every reader's history chains up to their current status."""
     with site.store() as store:
