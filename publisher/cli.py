@@ -306,7 +306,7 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
     from .deliver import Ledger, send_post
     from .errors import suggest
     from .providers import provider_class
-    from .providers.base import Batch, provider_settings
+    from .providers.base import Batch, provider_settings, unknown_env_settings
     from .render import EmailRenderer
     from .site import SiteBuilder
     from .store import validate_email
@@ -334,6 +334,8 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
     name = provider_name or config.delivery.provider
     cls = provider_class(name)
     settings = provider_settings(cls, config)
+    for warning in unknown_env_settings(cls):
+        click.echo(f"warning: {warning}", err=True)
     renderer = EmailRenderer(config)
     goals = [g.slug for g in resolved.audience]
 

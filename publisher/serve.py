@@ -28,12 +28,12 @@ host as the archive, or proxy these paths to it):
     re-activates anyone. Rate limit: ``[serve] signups_per_hour`` well-formed submissions per
     client IP (IPv6: per /64), sliding window, shared by all workers through SQLite; over it
     the answer is a 429 page with Retry-After.
-``GET /confirm/<token>``
-    Makes the reader ``active`` and records consent: source "signup form", the time and the
-    IP of the click. A confirmation link older than the reader's last unsubscribe (or bounce,
-    or complaint) is refused (410): only a new signup re-activates a reader who left. Note
-    that a GET confirms, as the issue asks (a HEAD does not); some mail scanners open links,
-    which is why confirmation is the only action a GET ever performs.
+``GET|POST /confirm/<token>``
+    ``GET`` shows a page with one button (mail scanners open links, and must not confirm
+    anyone); the button's ``POST`` makes the reader ``active`` and records consent: source
+    "signup form", the time and the IP of the click. A confirmation link older than the
+    reader's last unsubscribe (or bounce, or complaint) is refused (410): only a new signup
+    re-activates a reader who left.
 ``GET|POST /unsubscribe/<token>``
     ``POST`` (RFC 8058 one-click: body ``List-Unsubscribe=One-Click``, no cookie, no CSRF
     token, the signed token is the authority) unsubscribes at once and answers 200 with a
@@ -97,8 +97,11 @@ or paste a plain form (the hidden ``website`` field is a honeypot: leave it empt
 
 Webhooks
 --------
-Each request is authenticated before anything is read from it; unsigned, badly signed,
-stale, replayed or malformed requests get a 4xx JSON answer and change nothing.
+Postmark's credentials and SendGrid's signature are checked before the body is parsed;
+Mailgun and SNS sign fields inside the body, so theirs is parsed first, and only after its
+nesting is measured (at most 32 levels, in linear time, without recursion). Unsigned, badly
+signed, stale, replayed or malformed requests (not UTF-8, not JSON, too deep, lone
+surrogates, wrong shapes) get a 4xx JSON answer and change nothing.
 
 * Postmark: HTTP Basic auth, user ``[serve] postmark_webhook_user``, password from
   ``RUNLETTER_POSTMARK_WEBHOOK_PASSWORD``. RecordType "Bounce" with Type HardBounce or
@@ -110,10 +113,11 @@ stale, replayed or malformed requests get a 4xx JSON answer and change nothing.
   permanent → bounced; complained → complained; unsubscribed → unsubscribed.
 * SendGrid: signed Event Webhook, ECDSA P-256 / SHA-256 over timestamp + raw body, headers
   X-Twilio-Email-Event-Webhook-Signature and -Timestamp, key ``[serve] sendgrid_public_key``
-  (base64 DER, as SendGrid shows it, or PEM). An array of events: bounce (not "blocked") →
-  bounced; dropped → by its reason (bounced address, spam-reporting address, unsubscribed
-  address); spamreport → complained; unsubscribe, group_unsubscribe → unsubscribed. Events
-  are de-duplicated by sg_event_id (SendGrid retries whole batches).
+  (base64 DER, as SendGrid shows it, or PEM); a signed timestamp more than 5 minutes off is
+  refused (SendGrid documents no window; this is Mailgun's). An array of events: bounce
+  (not "blocked") → bounced; dropped → by its reason (bounced address, spam-reporting
+  address, unsubscribed address); spamreport → complained; unsubscribe, group_unsubscribe →
+  unsubscribed. Events are de-duplicated by sg_event_id (SendGrid retries whole batches).
 * Amazon SES through SNS: the SNS signature (SignatureVersion 1 = SHA1withRSA, 2 =
   SHA256withRSA, over the documented key/value lines of the message type) is checked with the
   certificate in the file named by ``[serve] ses_certificate``; ``SigningCertURL`` and
@@ -136,8 +140,15 @@ State kept by this module
 -------------------------
 Two small tables in the store's database (store migration 5): ``serve_signups`` (the rate
 limit's window) and ``serve_webhook_seen`` (Mailgun tokens, SendGrid event ids, SNS message
-ids; pruned after a day). Keeping them in the same database puts a replay mark and the change
-it guards in one transaction.
+ids; pruned after a day, and never before twice a signature window). Keeping them in the
+same database puts a replay mark and the change it guards in one transaction.
+
+GET and HEAD change nothing
+---------------------------
+Only a POST changes a reader. Flask answers HEAD with a route's GET view, so views test for
+POST, never for GET. And for every route, present or added later, the request hook turns the
+thread's SQLite connection read-only (``PRAGMA query_only``) for GET, HEAD and OPTIONS: a page
+that tried to write on a link scanner's visit fails with a 500 and changes nothing.
 
 Security basics
 ---------------
@@ -177,7 +188,9 @@ from .model import EVERYONE, Edition, Goals, Slot, split_slots
 from .store import LEFT, MAX_NAME, Store, Subscriber, now, validate_email
 from .webhooks import (
     MAILGUN_KEY_ENV,
+    MAILGUN_TOLERANCE,
     POSTMARK_PASSWORD_ENV,
+    SENDGRID_TOLERANCE,
     Event,
     WebhookError,
     load_sendgrid_key,
@@ -195,13 +208,17 @@ FORM_MAX = 16 * 1024              # bytes: any form or one-click POST
 WEBHOOK_MAX = 2 * 1024 * 1024     # bytes: a provider's webhook batch
 CSRF_COOKIE = "rl_csrf"
 CSRF_MAX_AGE = 4 * 3600
-SEEN_KEEP = 24 * 3600             # how long webhook ids are remembered
+# How long webhook ids are remembered: a day, and at least as long as a signed request is
+# accepted (its timestamp may be off either way, so twice the window).
+SEEN_KEEP = max(24 * 3600, 2 * MAILGUN_TOLERANCE, 2 * SENDGRID_TOLERANCE)
 RATE_WINDOW = 3600
 PROXIES_ENV = "RUNLETTER_SERVE_PROXIES"
 CONSENT_SOURCE = "signup form"
 RANK = {"pending": 0, "active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 STATUS_FOR = {"bounce": "bounced", "complaint": "complained", "unsubscribe": "unsubscribed"}
 NAME_BAD = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Link scanners fetch with these; Flask runs a GET view for HEAD, so views test for POST.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 
@@ -220,6 +237,14 @@ def is_paused(conn: sqlite3.Connection, reader: Subscriber) -> bool:
         return False
     last = last_audit(conn, reader.id)
     return last is not None and last[0].startswith("paused")
+
+
+def confirmation_is_stale(conn: sqlite3.Connection, reader: Subscriber, issued: float) -> bool:
+    """True when a confirmation link was issued before the reader last left the list."""
+    if reader.status not in LEFT:
+        return False
+    last = last_audit(conn, reader.id)
+    return last is not None and issued < datetime.fromisoformat(last[1]).timestamp()
 
 
 def reader_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
@@ -424,6 +449,10 @@ class Connections:
             local.pid = os.getpid()
         return local.store
 
+    def read_only(self, on: bool) -> None:
+        """Make SQLite refuse every write on this thread's connection while `on`."""
+        self.store().conn.execute(f"PRAGMA query_only = {1 if on else 0}")
+
 
 def create_app(config: Config, goals: Goals, secret: str):
     """The Flask app for one newsletter (used by serve_command, and by tests in-process)."""
@@ -445,7 +474,8 @@ def create_app(config: Config, goals: Goals, secret: str):
     serve = config.serve
     env = layout_environment(config, "web")
     env.globals["csrf_field"] = "csrf"
-    for name in ("subscribe", "embed", "message", "unsubscribe", "preferences", "email"):
+    for name in ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferences",
+                 "email"):
         env.get_template(f"serve/{name}.html.j2")  # a broken layout fails at start-up
     mailer = Mailer(config, signer, env)
     readers = Connections(config.store_path)
@@ -572,6 +602,9 @@ def create_app(config: Config, goals: Goals, secret: str):
         g.csp_nonce = secrets.token_urlsafe(16)
         if request.path.startswith("/webhooks/"):
             request.max_content_length = WEBHOOK_MAX
+        # Structural, for every route now and later: a GET or HEAD that tried to write would
+        # fail loudly instead of letting a link scanner change a reader.
+        readers.read_only(request.method in SAFE_METHODS)
 
     @app.after_request
     def headers(response):
@@ -683,7 +716,7 @@ def create_app(config: Config, goals: Goals, secret: str):
 
     @app.route("/subscribe", methods=["GET", "POST"])
     def subscribe():
-        if request.method == "GET":
+        if request.method != "POST":
             return with_csrf("subscribe", title="Subscribe", form=form_values(), errors=(),
                              done=False)
         if not csrf_ok():
@@ -692,31 +725,45 @@ def create_app(config: Config, goals: Goals, secret: str):
 
     @app.route("/embed", methods=["GET", "POST"])
     def embed():
-        if request.method == "GET":
+        if request.method != "POST":
             return render("embed", title="Subscribe", form=form_values(), errors=(),
                           done=False)
         return signup("embed", checked_csrf=False)
 
-    @app.get("/confirm/<token>")
+    def stale_confirmation():
+        return message(410, "Link expired", "This link is older than your unsubscribe",
+                       "To come back, sign up again and we'll send you a fresh confirmation "
+                       "link.", link=("/subscribe", "Sign up again"))
+
+    def confirmed(reader: Subscriber, heading: str):
+        goal = goals.get(reader.goal)
+        return message(200, "Subscription confirmed", heading,
+                       f"Thanks{', ' + reader.first_name if reader.first_name else ''}: "
+                       f"{config.name} will reach you with the "
+                       f"{goal.label if goal else reader.goal} edition.",
+                       "You can change your goal or name, pause or unsubscribe at any time.",
+                       link=(link_for("preferences", reader), "Your preferences"))
+
+    @app.route("/confirm/<token>", methods=["GET", "POST"])
     def confirm(token: str):
         reader, data = verified("confirm", token)
         if reader is None:
             return data
-        if request.method == "HEAD":  # link checkers probe with HEAD: never a confirmation
-            return message(200, "Confirm your subscription", "Confirm your subscription",
-                           "Open this link in a browser to confirm.")
+        issued = data.expires - confirm_ttl
         store = readers.store()
+        if request.method != "POST":  # mail scanners open links: the page only offers a button
+            if confirmation_is_stale(store.conn, reader, issued):
+                return stale_confirmation()
+            if reader.status == "active":
+                return confirmed(reader, "You're already confirmed")
+            goal = goals.get(reader.goal)
+            return render("confirm", title="Confirm your subscription", reader=reader,
+                          goal=goal.label if goal else "")
         with store.transaction() as conn:
             reader = reader_by_id(store, reader.id)
             assert reader is not None
-            if reader.status in LEFT:
-                last = last_audit(conn, reader.id)
-                issued = data.expires - confirm_ttl
-                if last is not None and issued < datetime.fromisoformat(last[1]).timestamp():
-                    return message(410, "Link expired", "This link is older than your "
-                                   "unsubscribe", "To come back, sign up again and we'll "
-                                   "send you a fresh confirmation link.",
-                                   link=("/subscribe", "Sign up again"))
+            if confirmation_is_stale(conn, reader, issued):
+                return stale_confirmation()
             if reader.status != "active":
                 reason = ("confirmed signup (double opt-in)" if reader.status == "pending"
                           else f"re-subscribed: confirmed by email link after {reader.status}")
@@ -727,20 +774,14 @@ def create_app(config: Config, goals: Goals, secret: str):
                 heading = "You're in!"
             else:
                 heading = "You're already confirmed"
-        goal = goals.get(reader.goal)
-        return message(200, "Subscription confirmed", heading,
-                       f"Thanks{', ' + reader.first_name if reader.first_name else ''}: "
-                       f"{config.name} will reach you with the "
-                       f"{goal.label if goal else reader.goal} edition.",
-                       "You can change your goal or name, pause or unsubscribe at any time.",
-                       link=(link_for("preferences", reader), "Your preferences"))
+        return confirmed(reader, heading)
 
     @app.route("/unsubscribe/<token>", methods=["GET", "POST"])
     def unsubscribe(token: str):
         reader, data = verified("unsubscribe", token)
         if reader is None:
             return data
-        if request.method == "GET":
+        if request.method != "POST":
             return render("unsubscribe", title="Unsubscribe", reader=reader,
                           left=reader.status in LEFT, done=False)
         store = readers.store()
@@ -760,7 +801,7 @@ def create_app(config: Config, goals: Goals, secret: str):
             return data
         store = readers.store()
         conn = store.conn
-        if request.method == "GET":
+        if request.method != "POST":
             done = request.args.get("done", "")
             return with_csrf("preferences", title="Your preferences", reader=reader,
                              paused=is_paused(conn, reader), errors=(),
@@ -881,7 +922,8 @@ def create_app(config: Config, goals: Goals, secret: str):
             return webhook_refused(provider, exc)
         return jsonify(ok=True, changed=changed)
 
-    app.extensions["runletter"] = {"config": config, "signer": signer, "mailer": mailer}
+    app.extensions["runletter"] = {"config": config, "signer": signer, "mailer": mailer,
+                                   "readers": readers}
     return app
 
 
@@ -937,11 +979,14 @@ def prepare(host: str | None, port: int | None, workers: int | None,
     """Load the project and build the app; return it, gunicorn's options and a banner."""
     from .project import open_project
     from .providers import provider_class
+    from .providers.base import unknown_env_settings
     from .tokens import SECRET_ENV, load_secret
 
     project = open_project(start or Path.cwd())
     config = project.config
     cls = provider_class(config.delivery.provider)
+    for warning in unknown_env_settings(cls):
+        click.echo(f"warning: {warning}", err=True)
     if cls.needs_secret_env and not os.environ.get(SECRET_ENV):
         raise RunletterError(f"{SECRET_ENV} is not set: with the '{cls.name}' provider, reader "
                              "links must be signed with the same secret 'runletter publish' "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import sqlite3
 import string
@@ -277,6 +278,16 @@ def _statements(script: str) -> Iterator[str]:
         yield buffer
 
 
+def _create_private(path: Path) -> None:
+    """Create an empty database file that only its owner can read, unless it exists."""
+    # SQLite gives the -wal and -shm files the database file's mode, so this covers them too;
+    # left to SQLite, all three would follow the umask (often world-readable).
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 class Store:
     """The subscriber database. Open with `Store.open(path)`; use as a context manager."""
 
@@ -292,6 +303,7 @@ class Store:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
             # Autocommit mode: transactions are opened explicitly in `transaction()`.
             conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
         except (OSError, sqlite3.Error) as exc:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RunletterError
+from .errors import Finding, RunletterError
 
 SECRET_ENV = "RUNLETTER_SECRET"
 SECRET_FILE = ".runletter-secret"
@@ -92,6 +92,15 @@ class Signer:
         return data is not None and self.verify(purpose, token, bind=bind) is None
 
 
+def refuse_if_shared(path: Path) -> None:
+    """Refuse a secret file that its group or other users can read or write."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        # Whoever can read the secret can sign any reader's unsubscribe or preferences link.
+        raise RunletterError(Finding(str(path), None, f"other users can read this signing "
+                                     f"secret (mode {mode:03o}); run: chmod 600 {path}"))
+
+
 def load_secret(root: Path, create: bool) -> tuple[str | None, str | None]:
     """The signing secret from the environment, else from the project's git-ignored file.
 
@@ -103,6 +112,7 @@ def load_secret(root: Path, create: bool) -> tuple[str | None, str | None]:
         return env, None
     path = root / SECRET_FILE
     if path.exists():
+        refuse_if_shared(path)
         return path.read_text(encoding="utf-8").strip(), None
     if not create:
         return None, None

@@ -8,11 +8,13 @@ What the events do to readers and the ledger is `serve.apply_events`.
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import email.utils
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from collections.abc import Mapping
@@ -26,6 +28,11 @@ from .store import validate_email
 POSTMARK_PASSWORD_ENV = "RUNLETTER_POSTMARK_WEBHOOK_PASSWORD"
 MAILGUN_KEY_ENV = "RUNLETTER_MAILGUN_WEBHOOK_SIGNING_KEY"
 MAILGUN_TOLERANCE = 300  # seconds a Mailgun timestamp may be off
+SENDGRID_TOLERANCE = 300  # seconds a SendGrid signed timestamp may be off
+MAX_DEPTH = 32  # JSON nesting a webhook may have; providers' payloads nest about 5 deep
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# An opening bracket is a step of +1, a closing one of -1 (0xff as a signed byte).
+_BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
 
 class WebhookError(Exception):
@@ -48,11 +55,34 @@ class Event:
     event_id: str | None = None  # for de-duplication (SendGrid sg_event_id)
 
 
+def json_depth(body: bytes) -> int:
+    """How deep a JSON text's arrays and objects nest (exact for valid JSON), in linear time."""
+    # In valid JSON every backslash starts a two-character escape, read left to right as
+    # bytes.replace reads; with escapes gone, every other run between quotes is a string.
+    plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(plain.split(b'"')[::2])
+    steps = array.array("b", outside.translate(_BRACKET_STEP, _NOT_BRACKETS))
+    return max(itertools.accumulate(steps), default=0)
+
+
 def _json(body: bytes) -> Any:
+    # json recurses once per level and raises RecursionError near 1000: bound it first.
+    if json_depth(body) > MAX_DEPTH:
+        raise WebhookError(400, f"the body nests deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        value = json.loads(body.decode("utf-8"))
+        # A lone surrogate ("\ud800") is valid JSON but not text: SQLite could not store it.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # ValueError includes the Unicode errors
         raise WebhookError(400, "the body is not JSON") from None
+    return value
+
+
+def _fresh(timestamp: str, tolerance: int, clock: float | None) -> bool:
+    """True when a signed unix timestamp is within `tolerance` seconds of the clock."""
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        return False
+    return abs((clock if clock is not None else time.time()) - int(timestamp)) <= tolerance
 
 
 def _address(value: Any) -> str | None:
@@ -61,6 +91,15 @@ def _address(value: Any) -> str | None:
         return None
     addr = email.utils.parseaddr(value)[1] or value.strip()
     return addr if validate_email(addr) is None else None
+
+
+def _list(value: Any, name: str) -> list:
+    """A JSON array (absent or null: empty); anything else is a malformed request."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise WebhookError(400, f"{name} is not an array")
+    return value
 
 
 def _text(value: Any, limit: int = 200) -> str:
@@ -122,14 +161,15 @@ def mailgun_events(body: bytes, signing_key: str | None,
         raise WebhookError(400, "no signature object")
     timestamp, token, sig = (signature.get(k) for k in ("timestamp", "token", "signature"))
     timestamp = str(timestamp) if isinstance(timestamp, int | str) else ""
-    if not (timestamp.isdigit() and isinstance(token, str) and 0 < len(token) <= 256
-            and isinstance(sig, str)):
+    if not (timestamp.isascii() and timestamp.isdigit() and isinstance(token, str)
+            and token.isascii() and 0 < len(token) <= 256
+            and isinstance(sig, str) and sig.isascii()):
         raise WebhookError(400, "the signature object is incomplete")
     expected = hmac.new(signing_key.encode(), (timestamp + token).encode(),
                         hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, sig.lower()):
         raise WebhookError(403, "bad signature")
-    if abs((clock if clock is not None else time.time()) - int(timestamp)) > MAILGUN_TOLERANCE:
+    if not _fresh(timestamp, MAILGUN_TOLERANCE, clock):
         raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
     data = payload.get("event-data")
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
@@ -182,8 +222,8 @@ _SENDGRID_DROPPED = (("bounce", "bounce"), ("invalid", "bounce"), ("spam", "comp
 
 
 def sendgrid_events(signature: str | None, timestamp: str | None, body: bytes,
-                    public_key) -> list[Event]:
-    """Check a SendGrid Event Webhook signature; return the events that concern us."""
+                    public_key, clock: float | None = None) -> list[Event]:
+    """Check a SendGrid Event Webhook signature and age; return the events that concern us."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -198,6 +238,10 @@ def sendgrid_events(signature: str | None, timestamp: str | None, body: bytes,
         public_key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (binascii.Error, ValueError, InvalidSignature):
         raise WebhookError(403, "bad signature") from None
+    # SendGrid documents no window: without one, a captured batch could be replayed for ever
+    # once its event ids are pruned.
+    if not _fresh(timestamp, SENDGRID_TOLERANCE, clock):
+        raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
     items = _json(body)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise WebhookError(400, "the body is not an array of events")
@@ -292,7 +336,7 @@ def ses_events(body: bytes, certificate, topic_arn: str,
                                         text.encode("utf-8"), padding.PKCS1v15(), algorithm)
     except (binascii.Error, ValueError, InvalidSignature, TypeError):
         raise WebhookError(403, "bad signature") from None
-    if not hmac.compare_digest(str(message.get("TopicArn")), topic_arn):
+    if not hmac.compare_digest(str(message.get("TopicArn")).encode(), topic_arn.encode()):
         raise WebhookError(403, "unexpected TopicArn")
     if message["Type"] != "Notification":
         return message, []
@@ -312,7 +356,7 @@ def ses_events(body: bytes, certificate, topic_arn: str,
             raise WebhookError(400, "a Bounce notification without a bounce object")
         if bounce.get("bounceType") != "Permanent":
             return message, []
-        for recipient in bounce.get("bouncedRecipients") or []:
+        for recipient in _list(bounce.get("bouncedRecipients"), "bouncedRecipients"):
             addr = _address(recipient.get("emailAddress") if isinstance(recipient, dict) else None)
             if addr is None:
                 raise WebhookError(400, "a bounced recipient without a valid emailAddress")
@@ -325,7 +369,7 @@ def ses_events(body: bytes, certificate, topic_arn: str,
             raise WebhookError(400, "a Complaint notification without a complaint object")
         if complaint.get("complaintFeedbackType") == "not-spam":
             return message, []
-        for recipient in complaint.get("complainedRecipients") or []:
+        for recipient in _list(complaint.get("complainedRecipients"), "complainedRecipients"):
             addr = _address(recipient.get("emailAddress") if isinstance(recipient, dict) else None)
             if addr is None:
                 raise WebhookError(400, "a complained recipient without a valid emailAddress")

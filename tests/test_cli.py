@@ -245,3 +245,24 @@ def test_the_top_level_help_lists_the_verbs():
     for verb in ("build", "render", "new", "init", "publish", "subscribers", "audience",
                  "report"):
         assert f"  {verb} " in result.output
+
+
+def test_a_misspelled_provider_variable_is_a_warning_naming_the_settings(sample_root,
+                                                                         monkeypatch):
+    monkeypatch.setenv("RUNLETTER_SMTP_STARTTLS", "false")
+    result = run("publish", "2026-09-15-motor-unit-activation", "--provider", "smtp",
+                 "--dry-run")
+    assert result.exit_code == 0, result.output
+    [line] = [x for x in result.stderr.splitlines() if "RUNLETTER_SMTP_STARTTLS" in x]
+    assert line.startswith("warning: RUNLETTER_SMTP_STARTTLS ")
+    assert "RUNLETTER_SMTP_SECURITY" in line and "RUNLETTER_SMTP_VERIFY_TLS" in line
+
+
+def test_the_webhook_variables_of_serve_are_not_taken_for_misspellings(sample_root,
+                                                                       monkeypatch):
+    monkeypatch.setenv("RUNLETTER_POSTMARK_WEBHOOK_PASSWORD", "hook-password")
+    monkeypatch.setenv("RUNLETTER_POSTMARK_SERVER_TOKEN", "server-token")
+    result = run("publish", "2026-09-15-motor-unit-activation", "--provider", "postmark",
+                 "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "RUNLETTER_POSTMARK" not in result.stderr

@@ -30,7 +30,8 @@ from publisher.errors import RunletterError
 from publisher.project import open_project
 from publisher.serve import MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV, prepare, serve_command
 from publisher.store import Store, now
-from publisher.tokens import Signer
+from publisher.tokens import PURPOSES, Signer
+from publisher.webhooks import SENDGRID_TOLERANCE
 
 from . import webhooks as wh
 from .conftest import REPO, SECRET, copy_sample
@@ -190,6 +191,13 @@ def link_in(message: EmailMessage, purpose: str) -> str:
     return match.group(0)
 
 
+def press_confirm(link: str) -> requests.Response:
+    """What a reader does: open the confirmation link, then press the page's button."""
+    page = requests.get(link, timeout=10)
+    assert page.status_code == 200 and '<form method="post"' in page.text, page.text
+    return requests.post(link, timeout=10)
+
+
 def same_page(response: requests.Response) -> tuple[int, str]:
     """Status and body with the per-response CSP nonce taken out."""
     return response.status_code, re.sub(r'nonce="[^"]*"', 'nonce=""', response.text)
@@ -218,6 +226,12 @@ def ledger_row(site: LiveServer, address: str, post: str = SENT) -> tuple[str, s
                                   "subscriber_id = ?", (post, reader.id)).fetchone()
 
 
+def store_contents(site: LiveServer) -> list[str]:
+    """Every row of every table of the server's store, as SQL."""
+    with site.store() as store:
+        return list(store.conn.iterdump())
+
+
 # -- signup and double opt-in ---------------------------------------------------------------
 
 
@@ -238,7 +252,7 @@ def test_signup_confirm_makes_the_reader_active_and_records_consent(site):
     head = requests.head(link, timeout=10)  # a link checker's HEAD confirms nothing
     assert head.status_code == 200 and site.reader(address).status == "pending"
 
-    confirmed = requests.get(link, timeout=10)
+    confirmed = press_confirm(link)
     assert confirmed.status_code == 200
     assert "You're in!" in html.unescape(confirmed.text)
     reader = site.reader(address)
@@ -283,7 +297,7 @@ def test_resignup_looks_the_same_and_never_reactivates(site):
     assert site.reader(left).status == "unsubscribed"
     # …the one just sent for the new signup does.
     link = link_in(messages_to(site.root, left)[-1], "confirm")
-    assert requests.get(link, timeout=10).status_code == 200
+    assert press_confirm(link).status_code == 200
     assert site.reader(left).status == "active"
     assert site.history(left)[-1][:2] == ("unsubscribed", "active")
 
@@ -372,6 +386,77 @@ def test_one_click_post_unsubscribes_and_get_does_not(site):
     assert len(site.history(address)) == 2  # once only
 
 
+def test_a_head_request_does_not_unsubscribe(site):
+    address = "mateo.garcia@example.org"
+    url = site.url("/unsubscribe/" + token_for(site, "unsubscribe", address))
+    response = requests.head(url, timeout=10)  # a link scanner's probe
+    assert response.status_code == 200
+    assert site.reader(address).status == "active"
+    assert len(site.history(address)) == 1
+
+
+def test_a_get_of_the_confirmation_link_only_shows_a_button(site):
+    address = "yuki.sato@example.com"
+    link = site.url("/confirm/" + token_for(site, "confirm", address, ttl=3600))
+    page = requests.get(link, timeout=10)  # a mail scanner following the link
+    assert page.status_code == 200
+    assert re.search(r'<form method="post"[^>]*>\s*<button', page.text)
+    assert site.reader(address).status == "pending"
+    assert len(site.history(address)) == 1
+
+
+def test_the_preferences_page_answers_head_without_refusing_it(site):
+    address = "chloe.lefevre@example.org"
+    url = site.url("/preferences/" + token_for(site, "preferences", address))
+    assert requests.head(url, timeout=10).status_code == 200
+    assert site.reader(address).status == "active"
+
+
+def test_no_page_changes_anything_on_get_or_head(site, monkeypatch):
+    """Every rule of the app that answers GET, walked with valid links of every purpose for
+    readers in every state (a paused one too): the store stays as it was, and no page fails."""
+    monkeypatch.setenv("RUNLETTER_SECRET", SECRET)
+    app, _, _ = prepare(None, None, None, start=site.root)
+    with site.store() as store, store.transaction():
+        store.set_status(store.get("maren.holm@example.com").id, "unsubscribed",
+                         "paused (preferences page)")
+    readers = ["ngozi.eze@example.com", "siobhan.kelly@example.com", "astrid.nilsen@example.com",
+               "maren.holm@example.com", "olivia.brown@example.com", "carmen.vidal@example.com"]
+    rules = [r for r in app.url_map.iter_rules() if "GET" in r.methods]
+    assert {"confirm", "unsubscribe", "preferences", "subscribe"} <= {r.endpoint for r in rules}
+    before = store_contents(site)
+    for rule in rules:
+        for address in readers:
+            values = {arg: token_for(site, rule.endpoint, address, ttl=3600)
+                      if arg == "token" and rule.endpoint in PURPOSES else "x"
+                      for arg in rule.arguments}
+            path = rule.build(values, append_unknown=False)[1]
+            for method in (requests.get, requests.head):
+                response = method(site.url(path), timeout=10, allow_redirects=False)
+                assert response.status_code < 500, (method, path)
+                assert store_contents(site) == before, (method.__name__, rule.rule, address)
+
+
+def test_a_route_added_later_cannot_write_on_get_or_head(sample_root):
+    app, _, _ = prepare(None, None, None, start=sample_root)
+    readers = app.extensions["runletter"]["readers"]
+
+    @app.route("/later/<address>", methods=["GET", "POST"])
+    def later(address: str):  # a careless future page that changes a reader on any method
+        store = readers.store()
+        with store.transaction():
+            store.add(address, goal="5k", first_name="Later")
+        return "added"
+
+    client = app.test_client()
+    assert client.get("/later/get@example.net").status_code == 500
+    assert client.head("/later/head@example.net").status_code == 500
+    assert client.post("/later/post@example.net").status_code == 200
+    with Store.open(sample_root / "subscribers" / "runletter.db") as store:
+        assert [store.get(f"{m}@example.net") is not None for m in ("get", "head", "post")] == [
+            False, False, True]
+
+
 def test_forged_and_expired_tokens_change_nothing(site):
     address = "amara.okafor@example.com"
     good = token_for(site, "unsubscribe", address)
@@ -449,8 +534,8 @@ def test_pause_resume_and_unsubscribe_from_preferences(site):
     resubscribe = act("resubscribe")  # coming back takes a new confirmation
     assert "Check your inbox" in resubscribe.text
     assert site.reader(address).status == "unsubscribed"
-    assert requests.get(link_in(messages_to(site.root, address)[-1], "confirm"),
-                        timeout=10).status_code == 200
+    assert press_confirm(link_in(messages_to(site.root, address)[-1], "confirm")
+                         ).status_code == 200
     assert site.reader(address).status == "active"
 
 
@@ -568,6 +653,39 @@ def test_sendgrid_webhooks(site):
     assert [len(site.history(a)) for a in (bounced, reported, left)] == history
 
 
+def test_a_signed_sendgrid_batch_older_than_the_window_is_refused(site):
+    address = "tomasz.nowak@example.com"
+    body = json.dumps([wh.sendgrid_event("spamreport", address, "sgXMessageIdOld")]).encode()
+    captured = str(int(time.time()) - SENDGRID_TOLERANCE - 60)  # a request seen on the wire
+    replayed = post_json(site, "sendgrid", body, wh.sendgrid_headers(body, timestamp=captured))
+    assert replayed.status_code == 403 and "stale" in replayed.json()["error"]
+    assert site.reader(address).status == "active"
+    assert len(site.history(address)) == 1
+
+
+def test_a_sendgrid_timestamp_far_in_the_future_is_refused(site):
+    address = "aiyana.redcloud@example.org"
+    body = json.dumps([wh.sendgrid_event("spamreport", address, "sgXMessageIdNew")]).encode()
+    ahead = str(int(time.time()) + SENDGRID_TOLERANCE + 60)
+    response = post_json(site, "sendgrid", body, wh.sendgrid_headers(body, timestamp=ahead))
+    assert response.status_code == 403
+    assert site.reader(address).status == "active"
+
+
+def test_sendgrid_event_ids_are_kept_as_long_as_their_signature_is_accepted(site):
+    address = "rahul.mehta@example.com"
+    event = wh.sendgrid_event("unsubscribe", address, "sgXMessageIdEdge")
+    body = json.dumps([event]).encode()
+    oldest = time.time() - SENDGRID_TOLERANCE  # the earliest a still-valid batch was handled
+    with site.store() as store, store.transaction() as conn:
+        conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) VALUES (?, ?, ?)",
+                     ("sendgrid", event["sg_event_id"], oldest - SENDGRID_TOLERANCE + 5))
+    edge = str(int(time.time()) - SENDGRID_TOLERANCE + 5)
+    response = post_json(site, "sendgrid", body, wh.sendgrid_headers(body, timestamp=edge))
+    assert response.status_code == 200 and response.json()["changed"] == 0
+    assert site.reader(address).status == "active"
+
+
 def test_ses_webhooks(site):
     bounced, complained = "hiroshi.tanaka@example.com", "bjorn.lindqvist@example.com"
     add_sent_row(site, bounced, "0100018c1d2e3f40-aaaa-bbbb-cccc-000000000001-000000")
@@ -622,6 +740,45 @@ def test_webhook_limits_and_unknown_providers(site):
     assert "Traceback" not in response.text
 
 
+DEEP = b"[" * 100_000
+
+
+@pytest.mark.parametrize("provider", ["mailgun", "ses"])
+def test_deeply_nested_json_is_a_400_not_a_crash(site, provider):
+    logged = len(site.log())
+    response = post_json(site, provider, DEEP, {"x-amz-sns-message-type": "Notification"})
+    assert response.status_code == 400
+    assert "RecursionError" not in site.log()[logged:]
+
+
+def test_deeply_nested_json_after_valid_credentials_is_a_400(site):
+    postmark = post_json(site, "postmark", DEEP, {"Authorization": wh.postmark_auth()})
+    sendgrid = post_json(site, "sendgrid", DEEP, wh.sendgrid_headers(DEEP))
+    assert (postmark.status_code, sendgrid.status_code) == (400, 400)
+
+
+def test_deeply_nested_json_inside_a_signed_sns_message_is_a_400(site):
+    signed = wh.sign_sns(wh.sns_notification({"notificationType": "Bounce"}) | {
+        "Message": DEEP.decode()})
+    response = post_json(site, "ses", signed, {"x-amz-sns-message-type": "Notification"})
+    assert response.status_code == 400
+
+
+def test_webhook_credentials_are_checked_before_the_body_is_read(site):
+    postmark = post_json(site, "postmark", DEEP, {"Authorization": wh.postmark_auth("x", "y")})
+    sendgrid = post_json(site, "sendgrid", DEEP)
+    assert (postmark.status_code, sendgrid.status_code) == (401, 401)
+
+
+def test_a_mailgun_signature_that_is_not_ascii_is_a_400(site):
+    payload = wh.mailgun_payload("complained", "felix.wagner@example.org", "<x@y>")
+    payload["signature"]["signature"] = "é" * 64
+    assert post_json(site, "mailgun", payload).status_code == 400
+    payload["signature"]["token"] = "\ud800"
+    assert post_json(site, "mailgun", payload).status_code == 400
+    assert site.reader("felix.wagner@example.org").status == "active"
+
+
 # -- pages, headers and the audit trail ---------------------------------------------------------
 
 
@@ -665,6 +822,14 @@ def test_bad_serve_settings_stop_the_start_with_a_message(sample_root):
         prepare(None, None, None, start=sample_root.parent / "other")
     result = CliRunner().invoke(serve_command, ["--help"])
     assert result.exit_code == 0 and "--port" in result.output
+
+
+def test_serve_warns_of_a_misspelled_provider_variable(sample_root, monkeypatch, capsys):
+    monkeypatch.setenv("RUNLETTER_OUTBOX_PAHT", "elsewhere")
+    prepare(None, None, None, start=sample_root)
+    warning = capsys.readouterr().err
+    assert "warning: RUNLETTER_OUTBOX_PAHT names no outbox setting" in warning
+    assert "(did you mean RUNLETTER_OUTBOX_PATH?)" in warning
 
 
 def test_the_audit_table_has_every_change(site):

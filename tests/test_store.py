@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 from pathlib import Path
 
@@ -527,3 +528,16 @@ def test_a_non_ascii_mailbox_name_is_refused_with_a_reason():
 
     assert "non-ASCII" in validate_email("jürgen@example.com")
     assert validate_email("jurgen@bücher.example") is None
+
+
+def test_a_new_store_and_its_wal_files_are_readable_by_their_owner_only(tmp_path: Path):
+    folder = tmp_path / "subscribers"
+    umask = os.umask(0o022)  # the common default, which leaves new files world-readable
+    try:
+        with Store.open(folder / "runletter.db") as store, store.transaction():
+            store.add("runner@example.com", goal="5k")
+            modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    finally:
+        os.umask(umask)
+    assert {"runletter.db", "runletter.db-wal", "runletter.db-shm"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes

@@ -71,3 +71,17 @@ def test_a_token_is_bound_to_the_readers_address():
     assert signer.verify("unsubscribe", token, bind=lambda sid: None) is None
     assert signer.verify("unsubscribe", token,
                          bind=lambda sid: "ana@example.com" if sid == 42 else None) is not None
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644], ids=oct)
+def test_a_secret_file_others_can_read_is_refused_with_the_chmod_to_run(tmp_path, monkeypatch,
+                                                                        mode):
+    monkeypatch.delenv("RUNLETTER_SECRET", raising=False)
+    path = tmp_path / SECRET_FILE
+    path.write_text("a-secret-long-enough-to-sign-with\n", encoding="utf-8")
+    path.chmod(mode)
+    with pytest.raises(RunletterError) as refused:
+        load_secret(tmp_path, create=True)
+    message = str(refused.value)
+    assert f"chmod 600 {path}" in message and "\n" not in message
+    assert message.startswith(f"{path}: ")

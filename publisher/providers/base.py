@@ -7,6 +7,7 @@ sent, what to retry, when); a provider only talks to its service.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -101,6 +102,28 @@ def _coerce(provider: str, key: str, value: Any, kind: type, source: str) -> Any
     except (TypeError, ValueError):
         raise ProviderConfigError(f"{source}: {provider} setting '{key}' must be "
                                   f"{kind.__name__}, not {value!r}") from None
+
+
+def unknown_env_settings(cls: type[Provider],
+                         environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for RUNLETTER_<NAME>_* variables that name none of the provider's settings."""
+    from ..webhooks import MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV
+
+    environ = os.environ if environ is None else environ
+    prefix = f"RUNLETTER_{cls.name.upper()}_"
+    keys = [key.upper() for key in cls.SETTINGS]
+    # Read by `runletter serve`'s webhooks, not settings of the sending provider.
+    elsewhere = {MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV}
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name[len(prefix):] in keys or name in elsewhere:
+            continue
+        # Compared without the prefix, which every name shares and would make all look close.
+        close = difflib.get_close_matches(name[len(prefix):], keys, n=1, cutoff=0.6)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        warnings.append(f"{name} names no {cls.name} setting and is ignored{hint}; the "
+                        f"{cls.name} settings are: {', '.join(prefix + k for k in keys)}")
+    return warnings
 
 
 def provider_settings(cls: type[Provider], config: Config,
