@@ -83,6 +83,19 @@ def test_an_author_page_extends_a_built_in_page_block_by_block(project_dir):
     assert '<nav>' in page and "<h2>The plan</h2>" in page  # the built-in page around it
 
 
+def test_a_builtin_extension_overrides_one_block_and_keeps_the_rest_of_the_built_in(
+        project_dir):
+    base = project_dir / "layouts/email/base.mjml.j2"
+    base.parent.mkdir(parents=True)
+    base.write_text('{% extends "!builtin/email/base.mjml.j2" %}\n'
+                    '{% block header %}\n    <mj-section><mj-column><mj-text>Coach Maya\'s '
+                    '{{ goal.label }} notes</mj-text></mj-column></mj-section>\n'
+                    '{% endblock %}\n', encoding="utf-8")
+    html = marathon_html(project_dir)
+    assert "Coach Maya's Marathon notes" in html
+    assert "Marathon edition" not in html  # the built-in header is replaced
+    assert "<h2>The plan</h2>" in html and "Change your goal or pause" in html
+
 
 def test_the_built_in_email_renders_the_same_through_an_empty_extension(project_dir):
     before = marathon_html(project_dir)
