@@ -15,7 +15,9 @@ from pathlib import Path
 import jinja2
 
 from .config import Config
+from .errors import Finding, RunletterError, display_path, suggest
 
+KINDS = ("email", "web")
 BUILTIN = "!builtin"
 
 
@@ -66,3 +68,56 @@ def layout_loader(config: Config, kind: str) -> jinja2.BaseLoader:
         jinja2.PrefixLoader({BUILTIN: jinja2.PrefixLoader({kind: builtin_loader})}),
     ])
 
+
+def builtin_names() -> list[str]:
+    """Every built-in layout as `<kind>/<path>`, e.g. `email/partials/footer.mjml.j2`."""
+    root = builtin_layouts()
+    return sorted(path.relative_to(root).as_posix()
+                  for kind in KINDS for path in (root / kind).rglob("*") if path.is_file())
+
+
+def overrides(config: Config) -> dict[str, Path]:
+    """The built-in layouts the newsletter replaces, each with the file replacing it."""
+    author = author_layouts(config)
+    if author is None:
+        return {}
+    return {name: author / name for name in builtin_names() if (author / name).is_file()}
+
+
+def find_builtin(name: str) -> str:
+    """The built-in layout NAME means: `<kind>/<path>`, or a `<path>` only one kind has."""
+    names = builtin_names()
+    wanted = name.removeprefix("layouts/")
+    matches = [n for n in names if wanted in (n, n.partition("/")[2])]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise RunletterError(f"'{name}' is a layout of more than one kind: "
+                             f"{', '.join(matches)}; name one of them")
+    raise RunletterError(f"unknown layout '{name}'" + _closest(wanted, names)
+                         + "; 'runletter layouts list' shows them all")
+
+
+def _closest(wanted: str, names: list[str]) -> str:
+    # A half-remembered file name ("card") is closer to the one containing it
+    # ("exercise_card") than to one spelt alike ("header"), which is all difflib sees.
+    stem = wanted.rpartition("/")[2].partition(".")[0]
+    containing = [n for n in names if stem and stem in n.rpartition("/")[2]]
+    if len(containing) == 1:
+        return f" (did you mean '{containing[0]}'?)"
+    candidates = names if wanted.partition("/")[0] in KINDS else [
+        n.partition("/")[2] for n in names]
+    return suggest(wanted, candidates)
+
+
+def eject(config: Config, name: str, force: bool = False) -> Path:
+    """Copy one built-in layout into the author's `layouts/` to edit; return the copy."""
+    found = find_builtin(name)
+    target = config.layouts_dir / found
+    if target.exists() and not force:
+        raise RunletterError(Finding(display_path(target, config.root), None,
+                                     "already exists; edit it, or pass --force to replace "
+                                     "it with the built-in"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes((builtin_layouts() / found).read_bytes())
+    return target

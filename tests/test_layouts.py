@@ -16,6 +16,7 @@ from publisher.render import EmailRenderer
 from publisher.site import SiteBuilder
 
 from .conftest import REPO
+from .test_cli import assert_user_error, run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "project"
 SLUG = "2026-01-01-everything"
@@ -106,9 +107,10 @@ def test_the_built_in_email_renders_the_same_through_an_empty_extension(project_
 
 
 def test_in_this_repo_the_layouts_folder_is_the_built_in_set_not_an_override():
-    from publisher.layout_files import layout_folders
+    from publisher.layout_files import layout_folders, overrides
 
     config = open_project(REPO).config
+    assert overrides(config) == {}
     assert layout_folders(config, "email") == [(REPO / "layouts/email").resolve()]
 
 
@@ -127,7 +129,57 @@ def test_a_built_in_layout_cannot_extend_builtin_itself(project_dir, monkeypatch
         marathon_html(project_dir)
 
 
+def test_layouts_list_marks_the_built_ins_the_newsletter_overrides(project_dir):
+    footer = project_dir / "layouts/email/partials/footer.mjml.j2"
+    footer.parent.mkdir(parents=True)
+    footer.write_text("mine\n", encoding="utf-8")
+    result = run("layouts", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == repo_layouts()
+    marked = [line for line in lines if "overridden" in line]
+    assert marked == ["email/partials/footer.mjml.j2  "
+                      "(overridden by layouts/email/partials/footer.mjml.j2)"]
 
 
+def test_eject_copies_exactly_the_built_in_bytes(project_dir):
+    result = run("layouts", "eject", "email/partials/footer.mjml.j2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ("created layouts/email/partials/footer.mjml.j2 "
+                             "(a copy of the built-in, to edit)\n")
+    ejected = project_dir / "layouts/email/partials/footer.mjml.j2"
+    assert ejected.read_bytes() == (REPO / "layouts/email/partials/footer.mjml.j2").read_bytes()
+    assert sorted(p.name for p in (project_dir / "layouts").rglob("*") if p.is_file()) == [
+        "footer.mjml.j2"]
 
 
+def test_eject_accepts_a_name_without_its_kind_when_only_one_kind_has_it(project_dir):
+    assert run("layouts", "eject", "serve/embed.html.j2").exit_code == 0
+    assert (project_dir / "layouts/web/serve/embed.html.j2").read_bytes() == (
+        REPO / "layouts/web/serve/embed.html.j2").read_bytes()
+
+
+def test_eject_refuses_to_overwrite_an_override(project_dir):
+    header = project_dir / "layouts/email/partials/header.mjml.j2"
+    header.parent.mkdir(parents=True)
+    header.write_text("my header\n", encoding="utf-8")
+    assert_user_error(run("layouts", "eject", "email/partials/header.mjml.j2"),
+                      "layouts/email/partials/header.mjml.j2: already exists; edit it, or "
+                      "pass --force to replace it with the built-in\n")
+    assert header.read_text() == "my header\n"
+
+
+def test_eject_with_force_replaces_an_override_with_the_built_in(project_dir):
+    header = project_dir / "layouts/email/partials/header.mjml.j2"
+    header.parent.mkdir(parents=True)
+    header.write_text("my header\n", encoding="utf-8")
+    assert run("layouts", "eject", "--force", "email/partials/header.mjml.j2").exit_code == 0
+    assert header.read_bytes() == (REPO / "layouts/email/partials/header.mjml.j2").read_bytes()
+
+
+def test_eject_of_an_unknown_layout_suggests_one_and_how_to_list_them(project_dir):
+    assert_user_error(run("layouts", "eject", "email/partials/card.mjml.j2"),
+                      "runletter: error: unknown layout 'email/partials/card.mjml.j2' (did you "
+                      "mean 'email/partials/exercise_card.mjml.j2'?); 'runletter layouts list' "
+                      "shows them all\n")
+    assert not (project_dir / "layouts").exists()
