@@ -237,13 +237,14 @@ def check_posts(project, posts: Iterable[Post], online: bool = False) -> list[Fi
     """Resolve, render and check each post; reference errors become findings too."""
     from . import mjml_lint
     from .errors import RunletterError
-    from .render import DEFAULT_LAYOUTS, EmailRenderer
+    from .layout_files import layout_folders
+    from .render import EmailRenderer
 
     every = project.posts()
     pages = archive_paths(every, project.catalogue, project.goals)
     drafts = {p.slug: p for p in every if p.is_draft}
     renderer = EmailRenderer(project.config)
-    layouts = [project.config.layouts_dir / "email", DEFAULT_LAYOUTS / "email"]
+    layouts = layout_folders(project.config, "email")
     findings: list[Finding] = []
     layout_findings: dict[Finding, None] = {}  # the layouts are shared: report each once
     for post in posts:

@@ -13,6 +13,7 @@ from .project import Project, open_project
 
 # Verbs in their own modules, imported only when used (keeps `runletter build` quick).
 LAZY_COMMANDS = {
+    "layouts": "publisher.layouts_command:layouts_command",
     "preview": "publisher.preview:preview_command",
     "serve": "publisher.serve:serve_command",
 }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jinja2
@@ -17,21 +16,16 @@ from markupsafe import Markup
 
 from .config import Config
 from .errors import RunletterError
+from .layout_files import layout_loader
 from .markup import Chunk, SlotTable, convert_blocks, for_goal
 from .model import Edition, Exercise, Goal, Resolved, split_slots
 from .urls import exercise_path, post_path
 
-DEFAULT_LAYOUTS = Path(__file__).parent / "skeleton" / "layouts"
-
 
 def layout_environment(config: Config, kind: str) -> jinja2.Environment:
     """Jinja2 for `layouts/<kind>/`: the author's files first, the built-in ones behind."""
-    loader = jinja2.ChoiceLoader([
-        jinja2.FileSystemLoader(str(config.layouts_dir / kind)),
-        jinja2.FileSystemLoader(str(DEFAULT_LAYOUTS / kind)),
-    ])
     return jinja2.Environment(
-        loader=loader,
+        loader=layout_loader(config, kind),
         autoescape=jinja2.select_autoescape(["html.j2", "mjml.j2", "xml.j2"],
                                             default_for_string=False),
         undefined=jinja2.StrictUndefined,

@@ -220,6 +220,40 @@ def test_init_makes_a_project_that_builds(tmp_path, monkeypatch):
     assert (tmp_path / "letter" / "site" / "index.html").is_file()
 
 
+def test_init_writes_no_layout_only_a_readme_on_overriding_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("init", "letter").exit_code == 0
+    layouts = tmp_path / "letter" / "layouts"
+    assert [p.name for p in layouts.rglob("*")] == ["README.md"]
+    readme = (layouts / "README.md").read_text()
+    assert '{% extends "!builtin/email/base.mjml.j2" %}' in readme
+    assert "runletter layouts eject" in readme and "runletter layouts list" in readme
+
+
+def test_a_newsletter_made_by_init_builds_renders_and_publishes_to_the_outbox(tmp_path,
+                                                                              monkeypatch):
+    from .test_deliver import outbox_messages
+
+    monkeypatch.chdir(tmp_path)
+    assert run("init", "letter").exit_code == 0
+    root = tmp_path / "letter"
+    assert not [*(root / "layouts").rglob("*.j2")]  # the built-ins are all it has to render with
+    monkeypatch.chdir(root)
+    assert run("build").exit_code == 0
+    assert "Welcome to the newsletter." in (root / "site/posts/2026-01-05-welcome/index.html"
+                                            ).read_text()
+    rendered = run("render", "welcome", "--goal", "marathon")
+    assert rendered.exit_code == 0, rendered.output
+    assert "Long-distance runners: keep these in your plan" in rendered.stdout
+    assert run("subscribers", "import", "subscribers/sample.csv").exit_code == 0
+    published = run("publish", "welcome", "--yes")
+    assert published.exit_code == 0, published.output
+    messages = outbox_messages(root)
+    assert sorted(m["To"].addresses[0].addr_spec for m in messages) == [
+        "ana@example.com", "ben@example.com", "chloe@example.org", "dev@example.org"]
+    assert all(m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for m in messages)
+
+
 def test_init_refuses_a_folder_that_is_not_empty(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "full").mkdir()

@@ -280,14 +280,3 @@ def test_rendering_twice_gives_the_same_bytes(project, resolved, editions):
     again = EmailRenderer(project.config).editions(resolved)
     assert again["marathon"].html() == editions["marathon"].html()
     assert again["marathon"].text() == editions["marathon"].text()
-
-
-def test_the_sample_layouts_are_the_built_in_layouts():
-    """layouts/ is the example newsletter's copy of publisher/skeleton/layouts (the fallback
-    and what `runletter init` writes); the two must not drift apart."""
-    repo = Path(__file__).resolve().parents[1]
-    ours = {p.relative_to(repo / "layouts"): p.read_bytes()
-            for p in (repo / "layouts").rglob("*") if p.is_file()}
-    built_in = {p.relative_to(repo / "publisher/skeleton/layouts"): p.read_bytes()
-                for p in (repo / "publisher/skeleton/layouts").rglob("*") if p.is_file()}
-    assert ours == built_in

@@ -798,13 +798,7 @@ def test_security_headers_and_error_pages(site):
     assert too_big.status_code == 413
 
 
-def test_builtin_layouts_match_the_sample_and_stand_in_for_missing_ones(sample_root):
-    sample, builtin = REPO / "layouts/web/serve", REPO / "publisher/skeleton/layouts/web/serve"
-    names = sorted(p.name for p in sample.glob("*.html.j2"))
-    assert names == sorted(p.name for p in builtin.glob("*.html.j2"))
-    for name in names:
-        assert (sample / name).read_bytes() == (builtin / name).read_bytes(), name
-
+def test_builtin_layouts_stand_in_for_missing_ones(sample_root):
     shutil.rmtree(sample_root / "layouts/web/serve")  # a newsletter made before `serve`
     app, options, _ = prepare(None, None, None, start=sample_root)
     assert options["bind"] == "127.0.0.1:8000" and options["worker_class"] == "gthread"

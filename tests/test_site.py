@@ -12,6 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from publisher.layout_files import builtin_layouts
 from publisher.project import open_project
 from publisher.site import SiteBuilder
 
@@ -334,7 +335,7 @@ def test_a_changed_layout_rebuilds_every_page(tmp_path):
     shutil.copytree(FIXTURE, root)
     first = cached_build(root)
     (root / "layouts/web").mkdir(parents=True)
-    base = Path(__file__).parents[1] / "publisher/skeleton/layouts/web/base.html.j2"
+    base = builtin_layouts() / "web/base.html.j2"
     (root / "layouts/web/base.html.j2").write_text(
         base.read_text().replace("<main>", "<main class='changed'>"), encoding="utf-8")
     assert cached_build(root).rendered == first.rendered
