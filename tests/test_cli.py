@@ -245,3 +245,10 @@ def test_the_top_level_help_lists_the_verbs():
     for verb in ("build", "render", "new", "init", "publish", "subscribers", "audience",
                  "report"):
         assert f"  {verb} " in result.output
+
+
+def test_subscribers_add_refuses_an_address_with_specials_in_one_line(project_dir):
+    assert_user_error(run("subscribers", "add", "angle<x>@example.org"),
+                      "runletter: error: invalid email 'angle<x>@example.org': the part "
+                      "before the '@' contains '<', which mail providers refuse\n")
+    assert run("subscribers", "export").stdout.count("\n") == 1  # the header only

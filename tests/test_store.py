@@ -124,6 +124,32 @@ def test_validate_email_accepts_a_plain_address():
     assert validate_email("  Amara.Okafor+runs@Example.COM ") is None
 
 
+@pytest.mark.parametrize(("text", "reason"), [
+    ('"comma,evil"@example.org', "the part before the '@' contains '\"'"),
+    ("angle<x>@example.org", "the part before the '@' contains '<'"),
+    ("back\\slash@example.org", "the part before the '@' contains '\\\\'"),
+    ("semi;colon@example.org", "the part before the '@' contains ';'"),
+    (".dot@example.org", "the part before the '@' starts or ends with a dot"),
+    ("dot.@example.org", "the part before the '@' starts or ends with a dot"),
+    ("two..dots@example.org", "the part before the '@' has two dots in a row"),
+    ("l" * 65 + "@example.org", "the part before the '@' is 65 characters long; the limit is 64"),
+    ("runner@exa_mple.org", "the domain 'exa_mple.org' contains '_'"),
+    ("runner@[192.0.2.1]", "the domain '[192.0.2.1]' contains '['"),
+    ("runner@-start.example.org", "the domain '-start.example.org' has a part that starts or "
+                                  "ends with a hyphen"),
+    ("runner@" + "d" * 64 + ".org", "has a part longer than 63 characters"),
+])
+def test_validate_email_refuses_specials_outside_the_dot_atom_form(text, reason):
+    assert reason in (validate_email(text) or "accepted")
+
+
+@pytest.mark.parametrize("text", [
+    "o'brien+runs@example.com", "=x@example.com", "a!#$%&*/=?^_`{|}~-z@example.com",
+    "first.last@sub.example-domain.org", "jurgen@bücher.example"])
+def test_validate_email_accepts_every_dot_atom_address(text):
+    assert validate_email(text) is None
+
+
 def test_email_is_stored_trimmed_with_a_lowercase_domain(store):
     added = store.add("  Amara.Okafor@Example.COM ")
     assert added.email == "Amara.Okafor@example.com"
@@ -142,6 +168,15 @@ def test_add_refuses_an_invalid_email_with_a_one_line_reason(store):
     with pytest.raises(RunletterError) as caught:
         store.add("not-an-address")
     assert str(caught.value) == "runletter: invalid email 'not-an-address': it has no '@'"
+    assert emails(store) == []
+
+
+def test_add_refuses_an_address_with_specials_and_stores_nothing(store):
+    with pytest.raises(RunletterError) as caught:
+        store.add('"comma,evil"@example.org')
+    assert str(caught.value) == ("runletter: invalid email '\"comma,evil\"@example.org': "
+                                 "the part before the '@' contains '\"', which mail providers "
+                                 "refuse")
     assert emails(store) == []
 
 
@@ -498,6 +533,19 @@ def test_import_is_one_transaction(store, tmp_path):
     assert store.get("before@example.com").goal == "5k"
     assert len(store.history("one@example.com")) == 0
     assert not store.conn.in_transaction
+
+
+def test_import_reports_addresses_with_specials_by_file_and_line(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "good@example.com,Good,5k,,\n"
+                     '"""comma,evil""@example.org",Eve,5k,,\n'
+                     "angle<x>@example.org,Eve,5k,,\n")
+    report = store.import_csv(path, GOALS, display="r.csv")
+    assert [str(f) for f in report.errors] == [
+        "r.csv:3: invalid email '\"comma,evil\"@example.org': the part before the '@' "
+        "contains '\"', which mail providers refuse (row skipped)",
+        "r.csv:4: invalid email 'angle<x>@example.org': the part before the '@' contains "
+        "'<', which mail providers refuse (row skipped)"]
+    assert emails(store) == ["good@example.com"]
 
 
 def test_import_commits_once_for_the_whole_file(store, tmp_path):
