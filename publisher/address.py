@@ -14,9 +14,9 @@ import functools
 import html
 import re
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.header import Header
 from urllib.parse import quote
 
@@ -150,6 +150,12 @@ def _fold(start: str, tokens: tuple[str, ...]) -> str:
     return "\r\n".join(lines)
 
 
+def message_date(when: float | None = None) -> str:
+    """An RFC 5322 Date: in UTC, marked +0000 (-0000 would say the zone is unknown)."""
+    moment = datetime.now(UTC) if when is None else datetime.fromtimestamp(when, UTC)
+    return email.utils.format_datetime(moment)
+
+
 def _qp(data: str) -> bytes:
     """Quoted-printable with CRLF line ends; a soft break ends every run so runs can join."""
     encoded = binascii.b2a_qp(data.encode("utf-8"), istext=True).replace(b"\n", CRLF)
@@ -265,7 +271,7 @@ class Addresser:
         parts = [
             compiled.head,
             address_header("To", recipient.first_name, recipient.email),
-            b"Date: " + (date or email.utils.formatdate(time.time())).encode() + CRLF,
+            b"Date: " + (date or message_date()).encode() + CRLF,
             b"Message-ID: " + header_safe(recipient.message_id, "Message-ID").encode() + CRLF,
             f"List-Unsubscribe: <{unsubscribe}>,\r\n <{mailto}>".encode() + CRLF,
             compiled.text_head,

@@ -1,6 +1,7 @@
 """Addressing: per-recipient MIME bytes, checked by parsing what was produced."""
 
 import dataclasses
+import datetime as dt
 import email
 import email.header
 import email.policy
@@ -160,6 +161,12 @@ def test_a_long_sender_name_leaves_the_from_address_parseable(setup):
     recipient = addresser.recipient("2026-11-24-hip-drive", 7, "zoe@example.com", "Zoë")
     data = addresser.message(addresser.compile(editions["marathon"]), recipient).data
     assert address_in(data, "From") == (config.sender_name, config.sender_email)
+
+
+def test_the_date_is_in_utc_marked_plus_0000_not_an_unknown_zone(setup):
+    _, message, parsed = build(setup)
+    assert re.search(rb"\r\nDate: [^\r]+ \+0000\r\n", message.data)
+    assert parsed["Date"].datetime.utcoffset() == dt.timedelta(0)
 
 
 def test_a_line_break_in_a_subject_is_refused():
