@@ -101,6 +101,9 @@ _COLUMNS = ("id, email, first_name, goal, tags, status, consent_source, consent_
 _GOAL_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _SPACE_RE = re.compile(r"\s")
+# Cells spreadsheets may run as formulas (OWASP CSV injection), behind any quotes we added.
+_FORMULA_CELL_RE = re.compile(r"'*[=+\-@\t\r]")
+_NEUTRALISED_CELL_RE = re.compile(r"'+[=+\-@\t\r]")
 # atext of RFC 5322 3.2.3 plus the dot: the unquoted local parts providers accept.
 _NOT_ATEXT_RE = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 _NOT_HOSTNAME_RE = re.compile(r"[^A-Za-z0-9.-]")
@@ -585,13 +588,14 @@ class Store:
     def export_csv(self, out: TextIO, goal: str | None = None,
                    status: str | None = None) -> int:
         """Write readers as CSV (header first); return how many rows were written."""
-        writer = csv.writer(out, lineterminator="\n")
+        # Every cell quoted: a spreadsheet that splits on ';' or tabs keeps "Bo;=1" whole.
+        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(EXPORT_COLUMNS)
         count = 0
         for sub in self.list(goal=goal, status=status):
-            writer.writerow((sub.email, sub.first_name, sub.goal, ";".join(sub.tags),
-                             sub.status, sub.consent_source, sub.consent_at or "",
-                             sub.created_at))
+            writer.writerow([neutralise_cell(cell) for cell in (
+                sub.email, sub.first_name, sub.goal, ";".join(sub.tags), sub.status,
+                sub.consent_source, sub.consent_at or "", sub.created_at)])
             count += 1
         return count
 
@@ -701,6 +705,18 @@ class _ImportRow:
     status: str | None  # None or '' both mean "no status given"
 
 
+def neutralise_cell(value: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP: prefix a single quote)."""
+    # Values that already start with quotes before a formula character get one more, so
+    # restore_cell can tell a quote we added from one that was stored: exact for any value.
+    return "'" + value if _FORMULA_CELL_RE.match(value) else value
+
+
+def restore_cell(cell: str) -> str:
+    """The value neutralise_cell was given; other cells (e.g. "'Tis") are left as they are."""
+    return cell[1:] if _NEUTRALISED_CELL_RE.match(cell) else cell
+
+
 def _read_text(path: Path, shown: str) -> str:
     """The file's text (UTF-8, BOM optional), or a RunletterError naming the file."""
     try:
@@ -748,7 +764,7 @@ def _parse_row(record: list[str], columns: list[str], index: dict[str, int],
     problems: list[str] = []
 
     def value(name: str) -> str | None:
-        return record[index[name]] if name in index else None
+        return restore_cell(record[index[name]]) if name in index else None
 
     raw_email = value("email") or ""
     reason = validate_email(raw_email)

