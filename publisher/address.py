@@ -35,6 +35,9 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DOT_ATOM_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _DOT_ATOM_ADDR_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _ATOM_PHRASE_RE = re.compile(rf"{_ATEXT}+(?: {_ATEXT}+)*")
+# Every character str.splitlines() breaks on: encoded, they are harmless in our bytes, but a
+# stdlib tool that decodes and re-folds the header (a relay, a filter) turns them into CRLF.
+_LINE_BREAK_RE = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 # What RFC 2047 5(3) lets an encoded-word in a phrase carry unencoded.
 _Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 
@@ -44,8 +47,8 @@ class HeaderInjection(RunletterError):
 
 
 def header_safe(value: str, what: str) -> str:
-    """Refuse CR or LF in any value bound for a header; never pass one through."""
-    if "\r" in value or "\n" in value:
+    """Refuse any line break (CR, LF, U+2028, NEL…) in a value bound for a header."""
+    if _LINE_BREAK_RE.search(value):
         raise HeaderInjection(f"refused: {what} contains a line break, which would forge "
                               f"mail headers: {value[:40]!r}")
     return value

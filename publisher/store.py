@@ -99,7 +99,7 @@ LATEST = len(MIGRATIONS)
 _COLUMNS = ("id, email, first_name, goal, tags, status, consent_source, consent_at, consent_ip, "
             "created_at, updated_at")
 _GOAL_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (NEL), LS, PS
 _SPACE_RE = re.compile(r"\s")
 # Cells spreadsheets may run as formulas (OWASP CSV injection), behind any quotes we added.
 _FORMULA_CELL_RE = re.compile(r"'*[=+\-@\t\r]")

@@ -174,6 +174,20 @@ def test_a_line_break_in_a_subject_is_refused():
         encode_header("Subject", "Hello\r\nBcc: x@example.com")
 
 
+@pytest.mark.parametrize("separator", ["\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
+                                       "\u2029"])
+def test_a_unicode_line_break_in_a_subject_is_refused(separator):
+    # The stdlib splits on these when it re-folds a header: a relay would forge a Bcc.
+    with pytest.raises(HeaderInjection):
+        encode_header("Subject", f"Hello{separator}Bcc: x@example.com")
+
+
+@pytest.mark.parametrize("separator", ["\x85", "\u2028", "\v"])
+def test_a_unicode_line_break_in_a_name_is_refused(setup, separator):
+    with pytest.raises(HeaderInjection):
+        build(setup, name=f"Eve{separator}Bcc: victim@example.com")
+
+
 def test_a_non_ascii_subject_is_encoded():
     line = encode_header("Subject", "Zoë's tempo run")
     assert line.isascii() and b"=?utf-8?" in line

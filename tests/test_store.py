@@ -188,6 +188,12 @@ def test_add_refuses_a_name_with_a_newline(store):
         store.add("x@example.com", first_name="Eve\nBcc: all@example.com")
 
 
+@pytest.mark.parametrize("name", ["Eve\x85Bcc: all@example.com", "Eve\x9bX"])
+def test_add_refuses_a_name_with_a_c1_control_such_as_next_line(store, name):
+    with pytest.raises(RunletterError, match="control character"):
+        store.add("x@example.com", first_name=name)
+
+
 # -- status changes and the audit trail ----------------------------------------------------
 
 
