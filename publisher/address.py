@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import binascii
 import email.utils
+import functools
 import html
+import re
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.header import Header
 from urllib.parse import quote
 
@@ -25,6 +27,19 @@ from .tokens import Signer
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
+MAX_LINE = 78  # RFC 5322 2.1.1's "SHOULD"
+# Longest token that still fits a line after "From: " or on a folded line of its own.
+MAX_TOKEN = MAX_LINE - len("From: ")
+Q_PAYLOAD = MAX_TOKEN - len("=?utf-8?q??=")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+_DOT_ATOM_ADDR_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_ATOM_PHRASE_RE = re.compile(rf"{_ATEXT}+(?: {_ATEXT}+)*")
+# Every character str.splitlines() breaks on: encoded, they are harmless in our bytes, but a
+# stdlib tool that decodes and re-folds the header (a relay, a filter) turns them into CRLF.
+_LINE_BREAK_RE = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+# What RFC 2047 5(3) lets an encoded-word in a phrase carry unencoded.
+_Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 
 
 class HeaderInjection(RunletterError):
@@ -32,8 +47,8 @@ class HeaderInjection(RunletterError):
 
 
 def header_safe(value: str, what: str) -> str:
-    """Refuse CR or LF in any value bound for a header; never pass one through."""
-    if "\r" in value or "\n" in value:
+    """Refuse any line break (CR, LF, U+2028, NEL…) in a value bound for a header."""
+    if _LINE_BREAK_RE.search(value):
         raise HeaderInjection(f"refused: {what} contains a line break, which would forge "
                               f"mail headers: {value[:40]!r}")
     return value
@@ -49,13 +64,99 @@ def encode_header(name: str, value: str) -> bytes:
 
 
 def format_address(name: str, addr: str) -> str:
-    """`Name <addr>` with the name RFC 2047-encoded when needed."""
+    """`Name <addr>` on one line, for APIs that take an address string (not a header)."""
     header_safe(name, "a name")
     header_safe(addr, "an address")
+    spec = _addr_spec(addr)
+    return " ".join((*_phrase(name), f"<{spec}>")) if name else spec
+
+
+def address_header(field: str, name: str, addr: str) -> bytes:
+    """`Field: name <addr>` with only the display name encoded (RFC 5322/2047), folded."""
+    header_safe(name, "a name")
+    header_safe(addr, "an address")
+    spec = _addr_spec(addr)
+    if not name:
+        return f"{field}: {spec}".encode("ascii") + CRLF
+    line = f"{field}: {name} <{spec}>"
+    # The common case: a short plain name needs no quoting, encoding or folding.
+    if (len(line) <= MAX_LINE and name.isascii() and _ATOM_PHRASE_RE.fullmatch(name)
+            and "=?" not in name):
+        return line.encode("ascii") + CRLF
+    return _fold(f"{field}:", (*_phrase(name), f"<{spec}>")).encode("ascii") + CRLF
+
+
+def _addr_spec(addr: str) -> str:
+    """The address as a header carries it: IDNA domain, a non-dot-atom local part quoted."""
+    if _DOT_ATOM_ADDR_RE.fullmatch(addr):
+        return addr
     local, _, domain = addr.rpartition("@")
     if not domain.isascii():  # international domains travel as IDNA (xn--) in headers
-        addr = f"{local}@{domain.encode('idna').decode('ascii')}"
-    return email.utils.formataddr((name, addr), charset="utf-8")
+        domain = domain.encode("idna").decode("ascii")
+    if not _DOT_ATOM_RE.fullmatch(local):
+        # Only addresses stored before validation was strict get here; quoting keeps even
+        # those from breaking the header.
+        local = _quoted(local)
+    return f"{local}@{domain}"
+
+
+def _quoted(text: str) -> str:
+    """An RFC 5322 quoted-string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@functools.lru_cache(maxsize=4096)
+def _phrase(name: str) -> tuple[str, ...]:
+    """A display name as header tokens to be joined by spaces (or folds): atoms, one
+    quoted-string, or RFC 2047 encoded-words; each short enough to fit a folded line."""
+    if name.isascii() and name.isprintable() and "=?" not in name:
+        # "=?" could read as an encoded-word, so such names are encoded rather than quoted.
+        if _ATOM_PHRASE_RE.fullmatch(name):
+            words = tuple(name.split(" "))
+        else:
+            words = (_quoted(name),)
+        if all(len(word) <= MAX_TOKEN for word in words):
+            return words
+    return _encoded_words(name)
+
+
+def _encoded_words(text: str) -> tuple[str, ...]:
+    """`text` as Q-encoded words (RFC 2047 5(3) phrase rules), split between characters."""
+    words, current = [], ""
+    for char in text:
+        piece = _q_char(char)
+        if len(current) + len(piece) > Q_PAYLOAD:
+            words.append(current)
+            current = ""
+        current += piece
+    words.append(current)
+    return tuple(f"=?utf-8?q?{word}?=" for word in words)
+
+
+def _q_char(char: str) -> str:
+    if char in _Q_SAFE:
+        return char
+    if char == " ":
+        return "_"
+    return "".join(f"={byte:02X}" for byte in char.encode("utf-8"))
+
+
+def _fold(start: str, tokens: tuple[str, ...]) -> str:
+    """Tokens joined by spaces, folded (CRLF before the space) to keep lines within 78."""
+    lines, line = [], start
+    for token in tokens:
+        if len(line) + 1 + len(token) > MAX_LINE and line != start:
+            lines.append(line)
+            line = ""
+        line += " " + token
+    lines.append(line)
+    return "\r\n".join(lines)
+
+
+def message_date(when: float | None = None) -> str:
+    """An RFC 5322 Date: in UTC, marked +0000 (-0000 would say the zone is unknown)."""
+    moment = datetime.now(UTC) if when is None else datetime.fromtimestamp(when, UTC)
+    return email.utils.format_datetime(moment)
 
 
 def _qp(data: str) -> bytes:
@@ -110,9 +211,8 @@ class Addresser:
         self.config = config
         self.signer = signer
         self.domain = config.sender_email.rpartition("@")[2]
-        self.from_header = encode_header(
-            "From", format_address(config.sender_name, config.sender_email))
-        self.reply_to = encode_header("Reply-To", config.reply_to)
+        self.from_header = address_header("From", config.sender_name, config.sender_email)
+        self.reply_to = address_header("Reply-To", "", config.reply_to)
         self.mailto_prefix = (f"mailto:{quote(config.unsubscribe_mailto, safe='@')}"
                               "?subject=unsubscribe%20")
 
@@ -169,13 +269,12 @@ class Addresser:
                 ) -> Message:
         """One reader's message bytes: their headers and slot values around fixed bytes."""
         values = recipient.values
-        to = format_address(recipient.first_name, recipient.email)
         unsubscribe = header_safe(values["unsubscribe_url"], "the unsubscribe URL")
         mailto = header_safe(values["unsubscribe_mailto"], "the unsubscribe address")
         parts = [
             compiled.head,
-            encode_header("To", to),
-            b"Date: " + (date or email.utils.formatdate(time.time())).encode() + CRLF,
+            address_header("To", recipient.first_name, recipient.email),
+            b"Date: " + (date or message_date()).encode() + CRLF,
             b"Message-ID: " + header_safe(recipient.message_id, "Message-ID").encode() + CRLF,
             f"List-Unsubscribe: <{unsubscribe}>,\r\n <{mailto}>".encode() + CRLF,
             compiled.text_head,

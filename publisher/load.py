@@ -352,7 +352,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
         source=doc.source,
     )
     for key, value in (("title", post.title), ("subject", post.subject)):
-        if "\n" in value or "\r" in value:
+        if value.splitlines() not in ([], [value]):  # any line break, U+2028 and NEL too
             check.error(key, f"'{key}' must be on one line (it goes in the email's header)")
     if check.findings:
         raise RunletterError(check.findings)

@@ -216,7 +216,7 @@ PROXIES_ENV = "RUNLETTER_SERVE_PROXIES"
 CONSENT_SOURCE = "signup form"
 RANK = {"pending": 0, "active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 STATUS_FOR = {"bounce": "bounced", "complaint": "complained", "unsubscribe": "unsubscribed"}
-NAME_BAD = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+NAME_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (NEL), LS, PS
 # Link scanners fetch with these; Flask runs a GET view for HEAD, so views test for POST.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

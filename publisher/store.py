@@ -27,6 +27,8 @@ STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 LEFT = frozenset({"unsubscribed", "bounced", "complained"})  # readers who chose or had to go
 MAX_EMAIL = 254  # RFC 5321 path limit
 MAX_NAME = 100
+MAX_LOCAL = 64  # RFC 5321 4.5.3.1.1
+MAX_LABEL = 63  # RFC 1035 2.3.4
 
 MIGRATIONS: list[str] = [
     # 1: readers
@@ -98,8 +100,14 @@ LATEST = len(MIGRATIONS)
 _COLUMNS = ("id, email, first_name, goal, tags, status, consent_source, consent_at, consent_ip, "
             "created_at, updated_at")
 _GOAL_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (NEL), LS, PS
 _SPACE_RE = re.compile(r"\s")
+# Cells spreadsheets may run as formulas (OWASP CSV injection), behind any quotes we added.
+_FORMULA_CELL_RE = re.compile(r"'*[=+\-@\t\r]")
+_NEUTRALISED_CELL_RE = re.compile(r"'+[=+\-@\t\r]")
+# atext of RFC 5322 3.2.3 plus the dot: the unquoted local parts providers accept.
+_NOT_ATEXT_RE = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
+_NOT_HOSTNAME_RE = re.compile(r"[^A-Za-z0-9.-]")
 # SQLite's NOCASE folds ASCII only; fold the same way so "seen in this file" agrees with UNIQUE.
 _ASCII_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -189,22 +197,53 @@ def validate_email(text: str) -> str | None:
     if at > 1:
         return "it has more than one '@'"
     local, domain = email.split("@")
+    return _local_problem(local) or _domain_problem(domain)
+
+
+def _local_problem(local: str) -> str | None:
+    """Why the part before the '@' is not a dot-atom (RFC 5322 3.4.1), or None."""
     if not local:
         return "nothing before the '@'"
     if not local.isascii():
         # Non-ASCII mailbox names need SMTPUTF8 end to end, which few providers offer.
         return "the part before the '@' has non-ASCII letters, which most providers refuse"
+    # Quoted local parts are valid RFC 5322 but no provider takes them, and their specials
+    # (quotes, commas, angle brackets, backslashes) are what breaks a To: header.
+    bad = _NOT_ATEXT_RE.search(local)
+    if bad:
+        return f"the part before the '@' contains {bad.group()!r}, which mail providers refuse"
+    if local.startswith(".") or local.endswith("."):
+        return "the part before the '@' starts or ends with a dot"
+    if ".." in local:
+        return "the part before the '@' has two dots in a row"
+    if len(local) > MAX_LOCAL:
+        return f"the part before the '@' is {len(local)} characters long; the limit is {MAX_LOCAL}"
+    return None
+
+
+def _domain_problem(domain: str) -> str | None:
+    """Why the part after the '@' is not a host name (letters, digits, hyphens), or None."""
     if not domain:
         return "nothing after the '@'"
     if "." not in domain:
         return f"the domain '{domain}' has no dot"
     if any(not label for label in domain.split(".")):
         return f"the domain '{domain}' has an empty part"
+    ascii_domain = domain
     if not domain.isascii():
         try:
-            domain.encode("idna")
+            ascii_domain = domain.encode("idna").decode("ascii")
         except UnicodeError:
             return f"the domain '{domain}' is not a valid international domain name"
+    # Checked in the form headers carry (xn--…), so an IDN cannot smuggle in what ASCII can't.
+    bad = _NOT_HOSTNAME_RE.search(ascii_domain)
+    if bad:
+        return f"the domain '{domain}' contains {bad.group()!r}"
+    labels = ascii_domain.split(".")
+    if any(label.startswith("-") or label.endswith("-") for label in labels):
+        return f"the domain '{domain}' has a part that starts or ends with a hyphen"
+    if any(len(label) > MAX_LABEL for label in labels):
+        return f"the domain '{domain}' has a part longer than {MAX_LABEL} characters"
     return None
 
 
@@ -561,13 +600,14 @@ class Store:
     def export_csv(self, out: TextIO, goal: str | None = None,
                    status: str | None = None) -> int:
         """Write readers as CSV (header first); return how many rows were written."""
-        writer = csv.writer(out, lineterminator="\n")
+        # Every cell quoted: a spreadsheet that splits on ';' or tabs keeps "Bo;=1" whole.
+        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(EXPORT_COLUMNS)
         count = 0
         for sub in self.list(goal=goal, status=status):
-            writer.writerow((sub.email, sub.first_name, sub.goal, ";".join(sub.tags),
-                             sub.status, sub.consent_source, sub.consent_at or "",
-                             sub.created_at))
+            writer.writerow([neutralise_cell(cell) for cell in (
+                sub.email, sub.first_name, sub.goal, ";".join(sub.tags), sub.status,
+                sub.consent_source, sub.consent_at or "", sub.created_at)])
             count += 1
         return count
 
@@ -677,6 +717,18 @@ class _ImportRow:
     status: str | None  # None or '' both mean "no status given"
 
 
+def neutralise_cell(value: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP: prefix a single quote)."""
+    # Values that already start with quotes before a formula character get one more, so
+    # restore_cell can tell a quote we added from one that was stored: exact for any value.
+    return "'" + value if _FORMULA_CELL_RE.match(value) else value
+
+
+def restore_cell(cell: str) -> str:
+    """The value neutralise_cell was given; other cells (e.g. "'Tis") are left as they are."""
+    return cell[1:] if _NEUTRALISED_CELL_RE.match(cell) else cell
+
+
 def _read_text(path: Path, shown: str) -> str:
     """The file's text (UTF-8, BOM optional), or a RunletterError naming the file."""
     try:
@@ -724,7 +776,7 @@ def _parse_row(record: list[str], columns: list[str], index: dict[str, int],
     problems: list[str] = []
 
     def value(name: str) -> str | None:
-        return record[index[name]] if name in index else None
+        return restore_cell(record[index[name]]) if name in index else None
 
     raw_email = value("email") or ""
     reason = validate_email(raw_email)

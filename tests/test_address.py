@@ -1,7 +1,11 @@
 """Addressing: per-recipient MIME bytes, checked by parsing what was produced."""
 
+import dataclasses
+import datetime as dt
 import email
+import email.header
 import email.policy
+import email.utils
 import re
 
 import pytest
@@ -107,9 +111,81 @@ def test_a_line_break_in_an_address_is_refused(setup):
         build(setup, addr="a@example.com\r\nBcc: b@example.com")
 
 
+LONG_ADDR = "anna-katharina.vonderheide-lindqvist@example.com"
+
+
+def address_in(data: bytes, field: str = "To") -> tuple[str, str]:
+    """A header's one address as (display name, addr-spec), refusing any parse defect.
+
+    The addr-spec is as email.policy.SMTP parses it. The display name is decoded with the
+    RFC 2047 decoder of email.header: the policy parser keeps a space between adjacent
+    encoded-words, which RFC 2047 6.2 says to drop (and mail clients do).
+    """
+    header = email.message_from_bytes(data, policy=email.policy.SMTP)[field]
+    assert header.defects == ()
+    [address] = header.addresses
+    raw = email.message_from_bytes(data, policy=email.policy.compat32)[field]
+    phrase, _ = email.utils.parseaddr(raw.replace("\r\n", ""))
+    name = str(email.header.make_header(email.header.decode_header(phrase)))
+    return name, address.addr_spec
+
+
+@pytest.mark.parametrize("name", [
+    "Anna-Katharina Marie-Louise Josefine",
+    "Zoë-Anne Marie-Thérèse de la Fontaine-Smith",
+    'O"Brien, Jr. (the \\ one) <x@evil.test>',
+    "Anne-Marie " * 9 + "X",
+    "Ægir " * 19 + "Ø",
+    "=?utf-8?q?not_encoded?=",
+])
+def test_the_to_header_parses_back_to_the_stored_address_and_name(setup, name):
+    _, message, _ = build(setup, name=name, addr=LONG_ADDR)
+    assert address_in(message.data) == (name, LONG_ADDR)
+
+
+def test_only_the_display_name_is_encoded_never_the_address(setup):
+    _, message, _ = build(setup, name="Zoë-Anne Marie-Thérèse de la Fontaine-Smith",
+                          addr=LONG_ADDR)
+    head = message.data.split(b"\r\n\r\n", 1)[0]
+    to = re.search(rb"^To: .*?(?=\r\n[^ ])", head, re.M | re.S).group()
+    assert f"<{LONG_ADDR}>".encode() in to
+    assert to.count(b"=?utf-8?") == to.count(b"?=")  # whole encoded-words, none nested
+    assert max(len(line) for line in to.split(b"\r\n")) <= 78
+
+
+def test_a_long_sender_name_leaves_the_from_address_parseable(setup):
+    project, editions, _ = setup
+    config = dataclasses.replace(project.config,
+                                 sender_name="Coach Maya Lind-Åkerström, DPT, Run Freely Ltd.")
+    addresser = Addresser(config, Signer(SECRET))
+    recipient = addresser.recipient("2026-11-24-hip-drive", 7, "zoe@example.com", "Zoë")
+    data = addresser.message(addresser.compile(editions["marathon"]), recipient).data
+    assert address_in(data, "From") == (config.sender_name, config.sender_email)
+
+
+def test_the_date_is_in_utc_marked_plus_0000_not_an_unknown_zone(setup):
+    _, message, parsed = build(setup)
+    assert re.search(rb"\r\nDate: [^\r]+ \+0000\r\n", message.data)
+    assert parsed["Date"].datetime.utcoffset() == dt.timedelta(0)
+
+
 def test_a_line_break_in_a_subject_is_refused():
     with pytest.raises(HeaderInjection):
         encode_header("Subject", "Hello\r\nBcc: x@example.com")
+
+
+@pytest.mark.parametrize("separator", ["\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
+                                       "\u2029"])
+def test_a_unicode_line_break_in_a_subject_is_refused(separator):
+    # The stdlib splits on these when it re-folds a header: a relay would forge a Bcc.
+    with pytest.raises(HeaderInjection):
+        encode_header("Subject", f"Hello{separator}Bcc: x@example.com")
+
+
+@pytest.mark.parametrize("separator", ["\x85", "\u2028", "\v"])
+def test_a_unicode_line_break_in_a_name_is_refused(setup, separator):
+    with pytest.raises(HeaderInjection):
+        build(setup, name=f"Eve{separator}Bcc: victim@example.com")
 
 
 def test_a_non_ascii_subject_is_encoded():

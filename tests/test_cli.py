@@ -300,3 +300,10 @@ def test_the_webhook_variables_of_serve_are_not_taken_for_misspellings(sample_ro
                  "--dry-run")
     assert result.exit_code == 0, result.output
     assert "RUNLETTER_POSTMARK" not in result.stderr
+
+
+def test_subscribers_add_refuses_an_address_with_specials_in_one_line(project_dir):
+    assert_user_error(run("subscribers", "add", "angle<x>@example.org"),
+                      "runletter: error: invalid email 'angle<x>@example.org': the part "
+                      "before the '@' contains '<', which mail providers refuse\n")
+    assert run("subscribers", "export").stdout.count("\n") == 1  # the header only

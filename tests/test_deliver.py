@@ -97,6 +97,13 @@ def test_publish_sends_each_reader_exactly_one_message_for_their_goal(sample_roo
         assert goal == expected[message["To"].addresses[0].addr_spec]
 
 
+def test_the_outbox_dates_every_message_in_utc_as_plus_0000(sample_root):
+    import_sample(sample_root)
+    assert run("publish", POST, "--yes").exit_code == 0
+    dates = {str(m["Date"])[-5:] for m in outbox_messages(sample_root)}
+    assert dates == {"+0000"}
+
+
 def test_a_second_publish_sends_nothing(sample_root):
     import_sample(sample_root)
     run("publish", POST, "--yes")

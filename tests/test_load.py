@@ -147,6 +147,13 @@ def test_a_title_given_as_a_list_must_be_text(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("escape", ["\\L", "\\P", "\\N", "\\v", "\\f"])
+def test_a_subject_with_a_unicode_line_separator_is_an_error_with_its_line(tmp_path, escape):
+    front = GOOD_FRONT + f'subject: "Hip Drive{escape}Bcc: everyone@example.com"\n'
+    assert post_errors(tmp_path, front) == [
+        f"{POST}:5: 'subject' must be on one line (it goes in the email's header)"]
+
+
 def test_a_file_name_that_is_not_a_slug_is_an_error(tmp_path):
     path = write(tmp_path, "content/posts/Big Post.md", f"---\n{GOOD_FRONT}---\nBody\n")
     with pytest.raises(RunletterError) as caught:

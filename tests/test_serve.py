@@ -311,6 +311,23 @@ def test_signup_form_validates_and_escapes(site):
     assert site.reader("not-an-address") is None
 
 
+def test_signup_refuses_an_address_with_specials_with_a_message_on_the_page(site):
+    response = signup(site, "angle<x>@example.org", "Eve", "5k")
+    assert response.status_code == 400
+    assert ("That email address doesn't look right: the part before the '@' contains '<', "
+            "which mail providers refuse.") in html.unescape(response.text)
+    assert site.reader("angle<x>@example.org") is None
+    assert messages_to(site.root, "angle<x>@example.org") == []
+
+
+def test_signup_refuses_a_name_with_a_unicode_next_line_with_a_message_on_the_page(site):
+    response = signup(site, "nel@example.net", "Eve\x85Bcc: victim@example.com", "5k")
+    assert response.status_code == 400
+    assert ("Your first name can't contain line breaks or control characters."
+            in html.unescape(response.text))
+    assert site.reader("nel@example.net") is None
+
+
 def test_embed_form_needs_no_csrf_and_the_honeypot_catches_bots(site):
     response = requests.post(site.url("/embed"), timeout=10,
                              data={"email": "embedded@example.net", "goal": "ultra"})

@@ -119,6 +119,16 @@ def test_each_received_message_parses_with_that_readers_own_headers(
         assert recipient.values["unsubscribe_url"] in html
 
 
+def test_messages_sent_over_smtp_are_dated_in_utc_as_plus_0000(config, addresser, make_batch):
+    with running_smtp() as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            provider.send(make_batch(2))
+        messages = server.messages
+    dates = {str(email.message_from_bytes(data, policy=policy.default)["Date"])[-5:]
+             for _, data in messages}
+    assert dates == {"+0000"}
+
+
 def test_a_refused_recipient_is_rejected_with_the_servers_reason_and_the_rest_accepted(
         config, addresser, make_batch):
     with running_smtp(refuse={"r3@example.com": "550 5.1.1 No such user"}) as server:

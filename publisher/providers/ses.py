@@ -37,7 +37,7 @@ import boto3  # the optional extra: pip install 'runletter[ses]'
 from botocore import exceptions as botoerrors
 from botocore.config import Config as BotoConfig
 
-from ..address import Addresser, Message, Recipient
+from ..address import Addresser, Message, Recipient, message_date
 from ..config import Config
 from ..errors import RunletterError
 from .base import ACCEPTED, FAILED, REJECTED, Batch, Provider, ProviderConfigError, Receipt
@@ -270,7 +270,7 @@ class SesProvider(Provider):
         if self.client is None or self._executor is None:
             self.open()
         assert self._executor is not None
-        date = email.utils.formatdate()
+        date = message_date()
         # Set by the first config error (or close()): start no further calls.
         stop = self._stop = threading.Event()
         receipts: list[Receipt] = []

@@ -13,14 +13,13 @@ untrusted certificate, the server refusing our envelope sender) raise ProviderCo
 
 from __future__ import annotations
 
-import email.utils
 import smtplib
 import socket
 import ssl
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..address import Addresser, Message, Recipient
+from ..address import Addresser, Message, Recipient, message_date
 from ..config import Config
 from ..errors import RunletterError
 from .base import ACCEPTED, FAILED, REJECTED, Batch, Provider, ProviderConfigError, Receipt
@@ -222,7 +221,7 @@ class SmtpProvider(Provider):
         if not self._connected_once:
             self.open()
         receipts: list[Receipt] = []
-        date = email.utils.formatdate()
+        date = message_date()
         recipients = batch.recipients
         if self._smtp is None:
             # Dropped at the end of an earlier batch: one fresh try for this batch.
