@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .emails import validate_email
 from .errors import RunletterError
-from .store import validate_email
 
 POSTMARK_PASSWORD_ENV = "RUNLETTER_POSTMARK_WEBHOOK_PASSWORD"
 MAILGUN_KEY_ENV = "RUNLETTER_MAILGUN_WEBHOOK_SIGNING_KEY"

@@ -1,0 +1,25 @@
+"""The subscriber store, in SQLite: readers (`readers`), the schema and its migrations
+(`schema`), CSV import and export (`csvio`). Address rules are in `publisher.emails`."""
+
+from ..emails import normalize_email, validate_email
+from .csvio import (
+    EXPORT_COLUMNS,
+    IMPORT_COLUMNS,
+    ImportReport,
+    neutralise_cell,
+    restore_cell,
+)
+from .readers import (
+    LEFT,
+    MAX_NAME,
+    STATUSES,
+    AuditEntry,
+    Store,
+    Subscriber,
+    now,
+)
+from .schema import LATEST, MIGRATIONS
+
+__all__ = ["EXPORT_COLUMNS", "IMPORT_COLUMNS", "LATEST", "LEFT", "MAX_NAME", "MIGRATIONS",
+           "STATUSES", "AuditEntry", "ImportReport", "Store", "Subscriber", "neutralise_cell",
+           "normalize_email", "now", "restore_cell", "validate_email"]

@@ -1,0 +1,403 @@
+"""The subscriber store: readers, their consent, the delivery ledger and an audit trail, in SQLite.
+
+One file, stdlib `sqlite3` only; the schema and its migrations are in `schema`, CSV import
+and export in `csvio`. Every status change writes an `audit` row in the same transaction as
+the change itself.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from ..emails import CONTROL_RE, check_email, normalize_email, show_value
+from ..errors import Finding, RunletterError, suggest
+from ..model import EVERYONE, Goals
+from .schema import create_private, migrate
+
+if TYPE_CHECKING:
+    from .csvio import ImportReport
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+LEFT = frozenset({"unsubscribed", "bounced", "complained"})  # readers who chose or had to go
+MAX_NAME = 100
+
+COLUMNS = ("id, email, first_name, goal, tags, status, consent_source, consent_at, consent_ip, "
+           "created_at, updated_at")
+_GOAL_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def now() -> str:
+    """The current time as an ISO-8601 UTC string, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One reader as stored."""
+
+    id: int
+    email: str
+    first_name: str
+    goal: str
+    tags: tuple[str, ...]
+    status: str
+    consent_source: str
+    consent_at: str | None
+    consent_ip: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def is_active(self) -> bool:
+        """Only active readers are sent posts."""
+        return self.status == "active"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One status change, as the audit trail recorded it."""
+
+    subscriber_id: int | None
+    email: str
+    old_status: str | None
+    new_status: str
+    reason: str
+    at: str
+
+
+def name_problem(name: str) -> str | None:
+    """Why a first name cannot be stored, or None."""
+    # The name is merged into subjects and headers; a line break there injects headers.
+    if "\r" in name or "\n" in name:
+        return "first_name contains a line break (refused: it could inject email headers)"
+    if CONTROL_RE.search(name):
+        return "first_name contains a control character (refused: it could inject email headers)"
+    if len(name) > MAX_NAME:
+        return f"first_name is {len(name)} characters long; the limit is {MAX_NAME}"
+    return None
+
+
+def split_tags(items: Iterable[str]) -> tuple[str, ...]:
+    """Tags split on ';', trimmed, empties and repeats dropped, order kept."""
+    out: list[str] = []
+    for item in items:
+        for tag in str(item).split(";"):
+            tag = tag.strip()
+            if tag and tag not in out:
+                out.append(tag)
+    return tuple(out)
+
+
+def subscriber_from_row(row: tuple) -> Subscriber:
+    """A Subscriber from a row selected with COLUMNS."""
+    (id_, email, first_name, goal, tags, status, consent_source, consent_at, consent_ip,
+     created_at, updated_at) = row
+    return Subscriber(id=id_, email=email, first_name=first_name, goal=goal,
+                      tags=tuple(t for t in tags.split(";") if t), status=status,
+                      consent_source=consent_source, consent_at=consent_at,
+                      consent_ip=consent_ip, created_at=created_at, updated_at=updated_at)
+
+
+class Store:
+    """The subscriber database. Open with `Store.open(path)`; use as a context manager."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self._conn = conn
+        self.path = path
+
+    # -- opening and schema -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)
+            # Autocommit mode: transactions are opened explicitly in `transaction()`.
+            conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise RunletterError(Finding(str(path), None,
+                                         f"cannot open the subscriber store: {exc}")) from None
+        store = cls(conn, path)
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # The default 2 MB page cache thrashes on the email index during a 100k-row
+            # import; this is a ceiling, not an allocation.
+            conn.execute("PRAGMA cache_size = -65536")
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                raise store._busy() from None
+            raise RunletterError(Finding(str(path), None,
+                                         f"not a usable subscriber store: {exc}")) from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date (see schema.migrate)."""
+        migrate(self)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version the database is at."""
+        return int(self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The underlying connection (autocommit; use `transaction()` to write)."""
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on success, rolled back on any error; nests by joining."""
+        if self._conn.in_transaction:
+            yield self._conn
+            return
+        try:
+            # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+            # instead of one failing later when it tries to upgrade a read lock.
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise self._busy() from None
+            raise
+        try:
+            yield self._conn
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _busy(self) -> RunletterError:
+        return RunletterError(Finding(str(self.path), None, "the subscriber store is locked by "
+                                      "another runletter process; try again when it has "
+                                      "finished"))
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- single readers --------------------------------------------------------------------
+
+    def get(self, email: str) -> Subscriber | None:
+        """The reader with this address (any case), or None."""
+        row = self._conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE email = ?",
+                                 (normalize_email(email),)).fetchone()
+        return subscriber_from_row(row) if row else None
+
+    def _get_id(self, subscriber_id: int) -> Subscriber | None:
+        row = self._conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE id = ?",
+                                 (subscriber_id,)).fetchone()
+        return subscriber_from_row(row) if row else None
+
+    def _require(self, email_or_id: str | int) -> Subscriber:
+        found = (self._get_id(email_or_id) if isinstance(email_or_id, int)
+                 else self.get(email_or_id))
+        if found is None:
+            shown = f"#{email_or_id}" if isinstance(email_or_id, int) else show_value(email_or_id)
+            raise RunletterError(f"no subscriber {shown}")
+        return found
+
+    def _audit(self, subscriber_id: int | None, email: str, old: str | None, new: str,
+               reason: str, at: str) -> None:
+        self._conn.execute("INSERT INTO audit(subscriber_id, email, old_status, new_status, "
+                           "reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+                           (subscriber_id, email, old, new, reason, at))
+
+    def add(self, email: str, *, goal: str = EVERYONE, first_name: str = "",
+            tags: Iterable[str] = (), status: str = "active", consent_source: str = "cli",
+            consent_ip: str | None = None) -> Subscriber:
+        """Add a new reader; a RunletterError says why when the row is invalid or present."""
+        address = check_email(email)
+        goal = check_goal(goal)
+        first_name = check_name(first_name)
+        check_status(status)
+        stamp = now()
+        with self.transaction() as conn:
+            existing = self.get(address)
+            if existing is not None:
+                raise RunletterError(f"{existing.email} is already a subscriber "
+                                     f"(status {existing.status})")
+            cursor = conn.execute(
+                "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
+                "consent_at, consent_ip, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (address, first_name, goal, ";".join(split_tags(tags)), status, consent_source,
+                 stamp, consent_ip, stamp, stamp))
+            self._audit(cursor.lastrowid, address, None, status, f"added ({consent_source})",
+                        stamp)
+            added = self._get_id(cursor.lastrowid)
+        assert added is not None
+        return added
+
+    def remove(self, email: str, reason: str = "removed") -> bool:
+        """Delete a reader (their ledger rows go too); False when there was no such reader."""
+        with self.transaction() as conn:
+            found = self.get(email)
+            if found is None:
+                return False
+            conn.execute("DELETE FROM subscribers WHERE id = ?", (found.id,))
+            self._audit(found.id, found.email, found.status, "removed", reason, now())
+        return True
+
+    def set_status(self, email_or_id: str | int, status: str, reason: str) -> Subscriber:
+        """Change a reader's status, recording who/why in the audit trail."""
+        check_status(status)
+        with self.transaction() as conn:
+            found = self._require(email_or_id)
+            if found.status == status:
+                return found
+            stamp = now()
+            conn.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
+                         (status, stamp, found.id))
+            self._audit(found.id, found.email, found.status, status, reason, stamp)
+            changed = self._get_id(found.id)
+        assert changed is not None
+        return changed
+
+    def update(self, email: str, *, goal: str | None = None, first_name: str | None = None,
+               tags: Iterable[str] | None = None) -> Subscriber:
+        """Change a reader's goal, first name or tags (None leaves a field as it is)."""
+        with self.transaction() as conn:
+            found = self._require(email)
+            new_goal = found.goal if goal is None else check_goal(goal)
+            new_name = found.first_name if first_name is None else check_name(first_name)
+            new_tags = found.tags if tags is None else split_tags(tags)
+            if (new_goal, new_name, new_tags) == (found.goal, found.first_name, found.tags):
+                return found
+            conn.execute("UPDATE subscribers SET goal = ?, first_name = ?, tags = ?, "
+                         "updated_at = ? WHERE id = ?",
+                         (new_goal, new_name, ";".join(new_tags), now(), found.id))
+            changed = self._get_id(found.id)
+        assert changed is not None
+        return changed
+
+    def history(self, email: str) -> tuple[AuditEntry, ...]:
+        """Every recorded status change for an address, oldest first."""
+        rows = self._conn.execute(
+            "SELECT subscriber_id, email, old_status, new_status, reason, at FROM audit "
+            "WHERE email = ? COLLATE NOCASE ORDER BY id", (normalize_email(email),))
+        return tuple(AuditEntry(*row) for row in rows)
+
+    # -- many readers ----------------------------------------------------------------------
+
+    def list(self, goal: str | None = None, status: str | None = None,
+             batch_size: int = 1000) -> Iterator[Subscriber]:
+        """Readers ordered by email, optionally only one goal and/or status; streamed."""
+        where, params = [], []
+        if goal is not None:
+            where.append("goal = ?")
+            params.append(goal)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        after: str | None = None
+        while True:
+            clauses = [*where, "email > ?"] if after is not None else where
+            sql = (f"SELECT {COLUMNS} FROM subscribers"
+                   + (" WHERE " + " AND ".join(clauses) if clauses else "")
+                   + " ORDER BY email LIMIT ?")
+            rows = self._conn.execute(
+                sql, [*params, *([after] if after is not None else []), batch_size]).fetchall()
+            yield from (subscriber_from_row(r) for r in rows)
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][1]
+
+    def count_by_goal(self, status: str | None = "active") -> dict[str, int]:
+        """How many readers each goal has, for one status (None counts every status)."""
+        if status is None:
+            rows = self._conn.execute("SELECT goal, COUNT(*) FROM subscribers GROUP BY goal "
+                                      "ORDER BY goal")
+        else:
+            rows = self._conn.execute("SELECT goal, COUNT(*) FROM subscribers WHERE status = ? "
+                                      "GROUP BY goal ORDER BY goal", (status,))
+        return dict(rows.fetchall())
+
+    def iter_active(self, goals: Collection[str],
+                    batch_size: int = 1000) -> Iterator[list[Subscriber]]:
+        """Active readers whose goal is in `goals`, in id order, `batch_size` at a time."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        wanted = sorted(set(goals))
+        if not wanted:
+            return
+        marks = ", ".join("?" * len(wanted))
+        # Keyset pagination: each batch is its own short query, so memory stays at one batch
+        # and no read snapshot is held open while the caller sends. The unary '+' keeps the
+        # planner walking the primary key from `id > ?` instead of sorting every remaining
+        # match from the (status, goal) index on each batch.
+        sql = (f"SELECT {COLUMNS} FROM subscribers WHERE +status = 'active' "
+               f"AND goal IN ({marks}) AND id > ? ORDER BY id LIMIT ?")
+        last = 0
+        while True:
+            rows = self._conn.execute(sql, (*wanted, last, batch_size)).fetchall()
+            if not rows:
+                return
+            yield [subscriber_from_row(r) for r in rows]
+            if len(rows) < batch_size:
+                return
+            last = rows[-1][0]
+
+    # -- CSV ---------------------------------------------------------------------------------
+
+    def export_csv(self, out: TextIO, goal: str | None = None,
+                   status: str | None = None) -> int:
+        """Write readers as CSV (header first); return how many rows were written."""
+        from .csvio import export_csv
+
+        return export_csv(self, out, goal=goal, status=status)
+
+    def import_csv(self, path: Path, goals: Goals, *,
+                   display: str | None = None) -> ImportReport:
+        """Import readers from CSV in one transaction: bad rows reported by line and skipped."""
+        from .csvio import import_csv
+
+        return import_csv(self, path, goals, display=display)
+
+
+def check_goal(goal: str) -> str:
+    goal = goal.strip().lower() or EVERYONE
+    if not _GOAL_RE.match(goal):
+        raise RunletterError(f"goal {show_value(goal)} is not a slug "
+                             "(lowercase letters, digits and hyphens)")
+    return goal
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    problem = name_problem(name)
+    if problem:
+        raise RunletterError(problem)
+    return name
+
+
+def check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise RunletterError(f"unknown status {show_value(status)}" + suggest(status, STATUSES)
+                             + f"; use one of: {', '.join(STATUSES)}")
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text

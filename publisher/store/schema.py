@@ -1,0 +1,127 @@
+"""The store's schema: versioned migrations, applied in order, each in its own transaction,
+so an old database is upgraded in place and never dropped."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import Finding, RunletterError
+
+if TYPE_CHECKING:
+    from .readers import Store
+
+MIGRATIONS: list[str] = [
+    # 1: readers
+    """
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        first_name TEXT NOT NULL DEFAULT '',
+        goal TEXT NOT NULL DEFAULT 'general',
+        tags TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL
+            CHECK(status IN ('pending','active','unsubscribed','bounced','complained')),
+        consent_source TEXT NOT NULL DEFAULT '',
+        consent_at TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX subscribers_status_goal ON subscribers(status, goal);
+    """,
+    # 2: the delivery ledger and the audit trail
+    """
+    CREATE TABLE deliveries (
+        post TEXT NOT NULL,
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        email TEXT NOT NULL,
+        goal TEXT NOT NULL,
+        state TEXT NOT NULL CHECK(state IN ('planned','in-flight','sent','rejected','failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        provider_id TEXT,
+        error TEXT,
+        next_attempt_at REAL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY(post, subscriber_id)
+    );
+    CREATE INDEX deliveries_post_state_goal ON deliveries(post, state, goal);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        subscriber_id INTEGER,
+        email TEXT NOT NULL,
+        old_status TEXT,
+        new_status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX audit_email ON audit(email COLLATE NOCASE);
+    """,
+    # 3: where consent came from, for the record a regulator may ask to see
+    """
+    ALTER TABLE subscribers ADD COLUMN consent_ip TEXT;
+    """,
+    # 4: claiming a batch finds sendable rows of one goal in id order without walking the
+    # rows already sent (publish slowed down batch by batch without it)
+    """
+    CREATE INDEX deliveries_claim ON deliveries(post, goal, state, subscriber_id);
+    """,
+    # 5: for `runletter serve`: the signup rate limit's window, and webhook tokens already
+    # seen (replays). IF NOT EXISTS: stores from before this migration may have them.
+    """
+    CREATE TABLE IF NOT EXISTS serve_signups (ip TEXT NOT NULL, at REAL NOT NULL);
+    CREATE INDEX IF NOT EXISTS serve_signups_ip_at ON serve_signups(ip, at);
+    CREATE TABLE IF NOT EXISTS serve_webhook_seen (
+        provider TEXT NOT NULL, token TEXT NOT NULL, at REAL NOT NULL,
+        PRIMARY KEY(provider, token)
+    );
+    """,
+]
+LATEST = len(MIGRATIONS)
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a migration script into statements (a ';' inside a string literal stays put)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\r\n;"):
+                yield buffer
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        yield buffer
+
+
+def create_private(path: Path) -> None:
+    """Create an empty database file that only its owner can read, unless it exists."""
+    # SQLite gives the -wal and -shm files the database file's mode, so this covers them too;
+    # left to SQLite, all three would follow the umask (often world-readable).
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+
+def migrate(store: Store) -> None:
+    """Apply each pending migration in its own transaction."""
+    with store.transaction() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)")
+        if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+            conn.execute("INSERT INTO schema_version(version) VALUES (0)")
+    version = store.schema_version
+    if version > LATEST:
+        raise RunletterError(Finding(str(store.path), None, "the subscriber store is at "
+                                     f"schema version {version}, newer than this "
+                                     f"runletter knows ({LATEST}); upgrade runletter"))
+    for target in range(version + 1, LATEST + 1):
+        with store.transaction() as conn:
+            # Another process may have migrated while we waited for the write lock.
+            if store.schema_version >= target:
+                continue
+            for statement in statements(MIGRATIONS[target - 1]):
+                conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (target,))
