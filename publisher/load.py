@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import Finding, RunletterError, display_path, suggest
+from .media import media_problem
 from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post, Source
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -355,9 +356,22 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     return post
 
 
+def media_findings(exercise: Exercise, content_dir: Path) -> list[Finding]:
+    """An image or video path that leaves content/ (or names another scheme), on its line."""
+    src = exercise.source
+    return [Finding(src.display, src.line(key), problem)
+            for key in ("image", "video")
+            if (ref := getattr(exercise, key))
+            and (problem := media_problem(key, ref, content_dir))]
+
+
 def load_catalogue(content_dir: Path, root: Path, cache: dict | None = None) -> Catalogue:
     """Read every exercise under content/exercises/."""
     exercises = _gather(content_dir / "exercises", root, read_exercise, cache)
+    # Checked on every load, cached or not: a symlink can change without the file changing.
+    findings = [f for e in exercises for f in media_findings(e, content_dir)]
+    if findings:
+        raise RunletterError(findings)
     return Catalogue(exercises=MappingProxyType({e.slug: e for e in exercises}))
 
 

@@ -20,8 +20,9 @@ from markupsafe import Markup
 from . import __version__
 from .cache import cache_path, load_cache, save_cache
 from .config import Config
-from .errors import RunletterError
+from .errors import Finding, RunletterError
 from .markup import Chunk, SlotTable, convert, convert_blocks, for_goal, new_markdown
+from .media import is_url, media_problem, under_content
 from .model import Catalogue, Exercise, Goal, Goals, Post, Resolved, fill, split_slots
 from .render import exercise_path, goal_path, layout_environment, post_path
 from .resolve import EXERCISE_LINK
@@ -261,7 +262,7 @@ class SiteBuilder:
         for exercise in self.catalogue:
             ups, downs = linked_both_ways(exercise, self.catalogue)
             used_in = posts_using.get(exercise.slug, [])
-            image = self._media(exercise.image, out, 2)
+            image = self._media(exercise, out, 2)
             self._page("exercise.html.j2", out, exercise_path(exercise.slug).rstrip("/"),
                        _digest(exercise_keys[exercise.slug],
                                [(e.slug, e.name) for e in ups + downs],
@@ -304,10 +305,15 @@ class SiteBuilder:
             rows.append(("Everyone else", exercise.dose["default"]))
         return rows
 
-    def _media(self, ref: str | None, out: Path, depth: int) -> str | None:
-        if not ref or ref.startswith(("http://", "https://")):
+    def _media(self, exercise: Exercise, out: Path, depth: int) -> str | None:
+        ref = exercise.image
+        if not ref or is_url(ref):
             return ref
-        rel = ref.lstrip("/").removeprefix("content/")
+        # Loading refused such paths already; checked again here, where the copy happens.
+        if problem := media_problem("image", ref, self.config.content_dir):
+            src = exercise.source
+            raise RunletterError(Finding(src.display, src.line("image"), problem))
+        rel = under_content(ref)
         source = self.config.content_dir / rel
         if source.is_file():
             self._write(out / "media" / rel, source.read_bytes())

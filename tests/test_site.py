@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from publisher.errors import RunletterError
+from publisher.model import Catalogue
 from publisher.project import open_project
 from publisher.site import SiteBuilder
 
@@ -348,3 +352,21 @@ def test_a_broken_cache_file_means_a_full_build_not_an_error(tmp_path):
     for cache in (root / ".runletter-cache").glob("*.pickle"):
         cache.write_bytes(b"not a pickle")
     assert cached_build(root).rendered == first.rendered
+
+
+def test_the_builder_copies_nothing_from_outside_content_even_when_handed_such_a_path(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    (tmp_path / "secret.txt").write_text("s3cret")
+    project = open_project(root)
+    sld = project.catalogue.get("single-leg-deadlift")
+    # Loading refuses this path; a builder handed it anyway must refuse it too.
+    bad = dataclasses.replace(sld, image="../../secret.txt")
+    catalogue = Catalogue(MappingProxyType({**project.catalogue.exercises, sld.slug: bad}))
+    builder = SiteBuilder(project.config, project.goals, catalogue)
+    with pytest.raises(RunletterError) as caught:
+        builder.build(project.resolve_all())
+    assert str(caught.value) == ("content/exercises/single-leg-deadlift.md: image "
+                                 "'../../secret.txt' is outside content/")
+    copies = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"s3cret"]
+    assert copies == [tmp_path / "secret.txt"]
