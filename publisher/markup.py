@@ -7,6 +7,7 @@ Markdown, Jinja2 and MJML untouched and are cut out afterwards (see model.split_
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,7 +66,9 @@ def _links_to_markdown(text: str, catalogue: Catalogue, url_for: Callable[[str],
         exercise = catalogue.get(match.group(1))
         if exercise is None:
             return match.group(0)
-        return f"[{_escape_link_text(exercise.name)}]({url_for(exercise.slug)})"
+        # The name is text, not markup: Markdown would pass its HTML through raw.
+        name = html.escape(exercise.name, quote=False)
+        return f"[{_escape_link_text(name)}]({url_for(exercise.slug)})"
 
     return map_prose(text, lambda prose, _: EXERCISE_LINK.sub(replace, prose))
 
@@ -76,8 +79,9 @@ _STRONG = re.compile(r"(\*\*|__)(.+?)\1")
 
 def markdown_to_text(source: str) -> str:
     """Markdown reads well as plain text; only links and bold need undoing."""
-    text = _MD_LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})" if m.group(1) else m.group(2),
-                        source)
+    # Link text may hold entities (an exercise name is escaped for the HTML); text shows them.
+    text = _MD_LINK.sub(lambda m: f"{html.unescape(m.group(1))} ({m.group(2)})"
+                        if m.group(1) else m.group(2), source)
     text = _STRONG.sub(r"\2", text)
     return re.sub(r"\\([\[\]\\*_`])", r"\1", text)
 

@@ -291,3 +291,32 @@ def test_the_sample_layouts_are_the_built_in_layouts():
     built_in = {p.relative_to(repo / "publisher/skeleton/layouts"): p.read_bytes()
                 for p in (repo / "publisher/skeleton/layouts").rglob("*") if p.is_file()}
     assert ours == built_in
+
+
+HTML_NAME = '<img src=x onerror="alert(1)"> Bridge & <b>co</b>'
+
+
+def with_exercise_name(tmp_path: Path, slug: str, name: str) -> Path:
+    """A copy of the fixture project where one exercise has this name."""
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    path = root / "content" / "exercises" / f"{slug}.md"
+    text = path.read_text(encoding="utf-8")
+    start = text.index("\nname:") + 1
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f"name: '{name}'" + text[end:], encoding="utf-8")
+    return root
+
+
+def test_html_in_an_exercise_name_is_text_in_an_inline_link(tmp_path):
+    project = open_project(with_exercise_name(tmp_path, "glute-bridge", HTML_NAME))
+    edition = EmailRenderer(project.config).editions(project.resolve(project.post(SLUG)))
+    html = edition["comeback"].html()
+    assert href_for(html, HTML_NAME).startswith(f"{BASE}/exercises/glute-bridge/?")
+    assert "<img" not in html and "<b>co</b>" not in html
+
+
+def test_an_exercise_name_with_html_reads_as_written_in_the_text_part(tmp_path):
+    project = open_project(with_exercise_name(tmp_path, "glute-bridge", HTML_NAME))
+    edition = EmailRenderer(project.config).editions(project.resolve(project.post(SLUG)))
+    assert f"use {HTML_NAME} (" in edition["comeback"].text()

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 from types import MappingProxyType
@@ -18,6 +19,8 @@ from publisher.errors import RunletterError
 from publisher.model import Catalogue
 from publisher.project import open_project
 from publisher.site import SiteBuilder
+
+from .test_render import HTML_NAME, with_exercise_name
 
 FIXTURE = Path(__file__).parent / "fixtures" / "project"
 SLUG = "2026-01-01-everything"
@@ -370,3 +373,13 @@ def test_the_builder_copies_nothing_from_outside_content_even_when_handed_such_a
                                  "'../../secret.txt' is outside content/")
     copies = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"s3cret"]
     assert copies == [tmp_path / "secret.txt"]
+
+
+def test_html_in_an_exercise_name_is_text_on_the_archive_page_and_in_the_feed(tmp_path):
+    root = with_exercise_name(tmp_path, "glute-bridge", HTML_NAME)
+    build(root)
+    post_page = page(root / "site", f"posts/{SLUG}")
+    assert "<img" not in post_page and "<b>co</b>" not in post_page
+    assert f'exercises/glute-bridge/">{escape(HTML_NAME, quote=False)}</a>' in post_page
+    content = feed(root / "site", "feed.xml").find(f"{A}entry").find(f"{A}content").text
+    assert "<img" not in content and escape(HTML_NAME, quote=False) in content
