@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -320,3 +321,11 @@ def test_an_exercise_name_with_html_reads_as_written_in_the_text_part(tmp_path):
     project = open_project(with_exercise_name(tmp_path, "glute-bridge", HTML_NAME))
     edition = EmailRenderer(project.config).editions(project.resolve(project.post(SLUG)))
     assert f"use {HTML_NAME} (" in edition["comeback"].text()
+
+
+def test_the_preheader_is_hidden_by_display_none_not_by_a_colour(editions):
+    html = editions["marathon"].html()
+    [style] = re.findall(r'<div style="([^"]*)">Every feature of Runletter in one short issue.',
+                         html)
+    assert "display:none" in style.replace(" ", "")
+    assert "color" not in style  # white on white is what spam filters call hidden text
