@@ -28,6 +28,7 @@ from .render import exercise_path, goal_path, layout_environment, post_path
 from .resolve import EXERCISE_LINK
 
 ATOM = "http://www.w3.org/2005/Atom"
+XML = "http://www.w3.org/XML/1998/namespace"
 FEED_ENTRIES = 50  # newest posts per feed, as Hugo and Jekyll cap theirs
 
 
@@ -110,7 +111,8 @@ def atom_feed(config: Config, title: str, feed_path: str, page_path: str,
             element.text = text
         return element
 
-    feed = ET.Element(f"{{{ATOM}}}feed")
+    # Feed readers pick fonts, hyphenation and screen-reader voices by language.
+    feed = ET.Element(f"{{{ATOM}}}feed", {f"{{{XML}}}lang": config.language})
     sub(feed, "title", title)
     sub(feed, "id", config.archive_url(feed_path))
     sub(feed, "link", rel="self", href=config.archive_url(feed_path))

@@ -26,6 +26,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "project"
 SLUG = "2026-01-01-everything"
 DRAFT = "2026-01-02-draft"
 A = "{http://www.w3.org/2005/Atom}"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 def build(root: Path, drafts: bool = False) -> SiteBuilder:
@@ -383,3 +384,13 @@ def test_html_in_an_exercise_name_is_text_on_the_archive_page_and_in_the_feed(tm
     assert f'exercises/glute-bridge/">{escape(HTML_NAME, quote=False)}</a>' in post_page
     content = feed(root / "site", "feed.xml").find(f"{A}entry").find(f"{A}content").text
     assert "<img" not in content and escape(HTML_NAME, quote=False) in content
+
+
+def test_every_feed_carries_the_newsletters_language_as_xml_lang(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    config = root / "runletter.toml"
+    config.write_text(config.read_text().replace("[sender]", 'language = "de-CH"\n\n[sender]'))
+    build(root)
+    for path in ("feed.xml", "goals/marathon/feed.xml", "goals/general/feed.xml"):
+        assert feed(root / "site", path).get(XML_LANG) == "de-CH"
