@@ -66,10 +66,12 @@ def web_body(resolved: Resolved, link_prefix: str, md=None) -> tuple[tuple[Chunk
     for chunk in chunks:
         body = _fill_defaults(chunk.html, table)
         if chunk.goals:
-            label = goal_labels(resolved.goals, chunk.goals)
-            parts.append(f'<aside class="goal-only" data-goals="{" ".join(chunk.goals)}">'
-                         f'<p class="goal-only-label">Only in the {Markup.escape(label)} '
-                         f'edition{"s" if len(chunk.goals) > 1 else ""}</p>\n{body}</aside>')
+            label = Markup.escape(f"Only in the {goal_labels(resolved.goals, chunk.goals)} "
+                                  f'edition{"s" if len(chunk.goals) > 1 else ""}')
+            # The label names the aside too: screen readers list landmarks by their name.
+            parts.append(f'<aside class="goal-only" data-goals="{" ".join(chunk.goals)}" '
+                         f'aria-label="{label}"><p class="goal-only-label">{label}</p>\n'
+                         f'{body}</aside>')
         else:
             parts.append(body)
     filled = tuple(Chunk(_fill_defaults(c.html, table), c.text, c.goals) for c in chunks)

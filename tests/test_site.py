@@ -93,12 +93,41 @@ def test_drafts_are_built_when_asked(tmp_path):
 
 def test_the_post_page_shows_every_goal_block_marked_and_labelled(site):
     html = page(site, f"posts/{SLUG}")
-    asides = re.findall(r'<aside class="goal-only" data-goals="([^"]*)">'
+    asides = re.findall(r'<aside class="goal-only" data-goals="([^"]*)"[^>]*>'
                         r'<p class="goal-only-label">([^<]*)</p>', html)
     assert asides == [("marathon ultra", "Only in the Marathon and Ultra editions"),
                       ("comeback", "Only in the Comeback edition")]
     assert "Long-distance runners" in html and "Comeback runners" in html
     assert ":::" not in html
+
+
+class Asides(HTMLParser):
+    """(aria-label, visible label) of every goal-only aside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str | None, str]] = []
+        self._in_label = False
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if tag == "aside" and values.get("class") == "goal-only":
+            self.found.append((values.get("aria-label"), ""))
+        self._in_label = tag == "p" and values.get("class") == "goal-only-label"
+
+    def handle_data(self, data):
+        if self._in_label:
+            self.found[-1] = (self.found[-1][0], self.found[-1][1] + data)
+
+    def handle_endtag(self, tag):
+        self._in_label = False
+
+
+def test_each_goal_only_block_is_named_by_its_label_for_screen_readers(site):
+    asides = Asides()
+    asides.feed(page(site, f"posts/{SLUG}"))
+    assert asides.found == [("Only in the Marathon and Ultra editions",) * 2,
+                            ("Only in the Comeback edition",) * 2]
 
 
 def test_the_post_page_fills_merge_fields_with_their_fallback_and_has_no_utm(site):
