@@ -348,3 +348,18 @@ def test_media_under_content_and_full_urls_load(tmp_path, line):
     (tmp_path / "content" / "img" / "alias.png").symlink_to(tmp_path / "content/img/x.png")
     write(tmp_path, EXERCISE, f'---\nname: "Test move"\n{line}\n---\nHow to.\n')
     assert list(load_catalogue(tmp_path / "content", tmp_path).exercises) == ["test-move"]
+
+
+def test_a_control_character_in_a_front_matter_value_is_an_error_on_its_line(tmp_path):
+    front = 'name: "Test move"\ncues:\n  - "Brace \\e[1m hard"\n'
+    assert exercise_errors(tmp_path, front) == [
+        f"{EXERCISE}:4: 'cues' holds the control character U+001B, which email and feeds "
+        "cannot carry; delete it"]
+
+
+def test_a_control_character_in_the_body_is_an_error_on_its_line(tmp_path):
+    path = post_file(tmp_path, GOOD_FRONT, "First line.\n\nA form\x0cfeed.\n")
+    with pytest.raises(RunletterError) as caught:
+        read_post(path, tmp_path)
+    assert [str(f) for f in caught.value.findings] == [
+        f"{POST}:8: the control character U+000C cannot go in an email or a feed; delete it"]
