@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,13 +24,16 @@ class SlotTable:
 
     def __init__(self) -> None:
         self._index: dict[Slot, int] = {}
+        # A fresh token per table, so no text an author writes can pass for a marker.
+        self._token = secrets.token_hex(6)
+        self.pattern = re.compile(rf"ZZSLOT(\d+)T{self._token}ZZ")
 
     def marker(self, name: str, default: str = "") -> str:
         """The marker text standing for this slot until the edition is cut into parts."""
         slot = Slot(name, default)
         if slot not in self._index:
             self._index[slot] = len(self._index)
-        return f"ZZSLOT{self._index[slot]}ZZ"
+        return f"ZZSLOT{self._index[slot]}T{self._token}ZZ"
 
     @property
     def slots(self) -> tuple[Slot, ...]:

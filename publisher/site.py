@@ -49,7 +49,7 @@ class WebPost:
 
 def _fill_defaults(html: str, table: SlotTable) -> str:
     """On the web every reader is anonymous: merge fields show their fallback."""
-    return fill(split_slots(html, table.slots), {}, escape=True)
+    return fill(split_slots(html, table.slots, table.pattern), {}, escape=True)
 
 
 def goal_labels(goals: Goals, slugs: Iterable[str]) -> str:

@@ -329,3 +329,16 @@ def test_the_preheader_is_hidden_by_display_none_not_by_a_colour(editions):
                          html)
     assert "display:none" in style.replace(" ", "")
     assert "color" not in style  # white on white is what spam filters call hidden text
+
+
+def test_text_that_looks_like_a_slot_marker_is_shown_as_written(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    post = root / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace('title: "Everything at once"',
+                                             'title: "ZZSLOT0ZZ and ZZSLOT9ZZ"'))
+    project = open_project(root)
+    edition = EmailRenderer(project.config).editions(project.resolve(project.post(SLUG)))["5k"]
+    values = {"unsubscribe_url": "https://fixture.example.org/u/x"}
+    assert "ZZSLOT0ZZ and ZZSLOT9ZZ" in edition.html(values)
+    assert "ZZSLOT0ZZ and ZZSLOT9ZZ" in edition.text(values)

@@ -423,3 +423,12 @@ def test_every_feed_carries_the_newsletters_language_as_xml_lang(tmp_path):
     build(root)
     for path in ("feed.xml", "goals/marathon/feed.xml", "goals/general/feed.xml"):
         assert feed(root / "site", path).get(XML_LANG) == "de-CH"
+
+
+def test_body_text_that_looks_like_a_slot_marker_is_shown_as_written(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    post = root / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace("See you out there.", "Type ZZSLOT0ZZ here."))
+    build(root)
+    assert "<p>Type ZZSLOT0ZZ here.</p>" in page(root / "site", f"posts/{SLUG}")
