@@ -6,7 +6,7 @@ path, a symlink pointing elsewhere) is refused wherever it is named.
 
 from __future__ import annotations
 
-import posixpath
+import os
 import re
 from pathlib import Path
 
@@ -25,17 +25,18 @@ def under_content(ref: str) -> str:
 
 
 def _outside(ref: str, content_dir: Path) -> bool:
-    # Backslashes count as separators: '..\\x' climbs out on Windows, and browsers treat
-    # it as '../x' in a URL.
-    path = ref.replace("\\", "/")
-    if path.startswith("/"):
-        return True
-    rel = posixpath.normpath(path.removeprefix("content/"))
-    if rel == ".." or rel.startswith("../"):
-        return True
-    # A symlink under content/ (the file or a folder on its way) may point anywhere.
-    root = content_dir.resolve()
-    return not (root / rel).resolve().is_relative_to(root)
+    root = os.path.realpath(content_dir)
+    # Backslashes are judged both ways: as separators ('..\\x' climbs out on Windows, and
+    # browsers read it as '../x') and as the plain characters this system opens.
+    for path in {ref, ref.replace("\\", "/")}:
+        if path.startswith("/"):
+            return True
+        # Resolved as the system opens it, symlinks first and '..' after: 'img/..' climbs
+        # from wherever img points. (Normalising the text first would miss that.)
+        target = os.path.realpath(os.path.join(root, path.removeprefix("content/")))
+        if os.path.commonpath([root, target]) != root:
+            return True
+    return False
 
 
 def media_problem(key: str, ref: str, content_dir: Path) -> str | None:

@@ -333,6 +333,24 @@ def test_an_image_under_a_folder_symlinked_out_of_content_is_outside_content(tmp
         f"{EXERCISE}:3: image 'img/x.png' is outside content/"]
 
 
+def test_a_path_that_climbs_back_up_out_of_a_symlinked_folder_is_outside_content(tmp_path):
+    # 'img/..' is content/ to the eye, but the system climbs from where img really points.
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "secret.txt").write_text("s3cret")
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "img").symlink_to(tmp_path / "elsewhere" / "deeper")
+    assert media_errors(tmp_path, "image: img/../secret.txt") == [
+        f"{EXERCISE}:3: image 'img/../secret.txt' is outside content/"]
+
+
+def test_a_symlink_with_a_backslash_in_its_name_pointing_out_is_outside_content(tmp_path):
+    (tmp_path / "secret.txt").write_text("s3cret")
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "img\\x.png").symlink_to(tmp_path / "secret.txt")
+    assert media_errors(tmp_path, "image: 'img\\x.png'") == [
+        f"{EXERCISE}:3: image 'img\\x.png' is outside content/"]
+
+
 def test_a_media_reference_with_another_scheme_is_neither_a_url_nor_a_path(tmp_path):
     assert media_errors(tmp_path, "video: 'javascript:alert(1)'") == [
         f"{EXERCISE}:3: video 'javascript:alert(1)' is not an http(s) URL or a path "
