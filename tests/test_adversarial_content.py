@@ -5,7 +5,6 @@ is copied. Each property holds for every example hypothesis makes, not for one."
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -16,6 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from publisher.check import body_links, check_links
 from publisher.errors import RunletterError
 from publisher.load import load_catalogue
 from publisher.project import open_project
@@ -27,7 +27,6 @@ SLUG = "2026-01-01-everything"
 CARD = "single-leg-balance"  # linked inline with [[…]] and shown as a card
 A = "{http://www.w3.org/2005/Atom}"
 EVALUATED = "zqjx"  # appears only if a template evaluated what the author wrote
-CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # XML 1.0 has no place for these
 
 PIECES = [
     "<x-inj>", "</x-inj>", "<script>alert(1)</script>", '<img src=x onerror="alert(1)">',
@@ -40,7 +39,7 @@ LETTERS = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=6)
 TEXT = st.lists(st.one_of(st.sampled_from(PIECES), LETTERS), max_size=8).map(
     lambda parts: "Go " + "".join(parts))
 ONE_LINE = TEXT.map(lambda text: text.replace("\r", "").replace("\n", ""))
-OPTIONS = settings(max_examples=60, deadline=None,
+OPTIONS = settings(max_examples=50, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -232,3 +231,21 @@ def test_a_media_path_is_either_reported_or_kept_inside_content(key, ref):
         assert snapshot(Path(tmp), root / "site") == before  # nothing written outside site/
         copied = [p.read_bytes() for p in (root / "site").rglob("*") if p.is_file()]
         assert not any(secret in data for secret in SECRETS for data in copied)
+
+
+@OPTIONS
+@given(ref=REF)
+def test_a_body_image_that_leaves_content_is_an_error_from_check(ref):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = media_world(Path(tmp))
+        post = root / "content" / "posts" / f"{SLUG}.md"
+        post.write_text(post.read_text(encoding="utf-8") + f"\n![a picture]({ref})\n",
+                        encoding="utf-8")
+        project = open_project(root)
+        resolved = project.resolve(project.post(SLUG))
+        found = check_links(resolved.post, body_links(resolved), project.config, set(), {})
+        errors = [f for f in found if f.level == "error" and f.message.startswith("image '")]
+        if leaves_content(root, ref):
+            # Reported with a place (check finds the line by the URL as Markdown read it,
+            # so a backslash escape may point at the start of the paragraph instead).
+            assert errors and all(f.line for f in errors)
