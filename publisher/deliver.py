@@ -166,16 +166,30 @@ class Ledger:
         return found
 
     def mark_in_flight(self, post: str, rows: Iterable[Delivery]) -> set[int]:
-        """Mark rows in-flight (committed before they are sent); the ids actually marked."""
+        """Mark rows in-flight (committed before they are sent); the ids actually marked.
+
+        Rows are read while the previous call is out, so a reader may have left since: the
+        status is checked in the same transaction as the mark, and their row is settled
+        as rejected instead.
+        """
         ids = [d.subscriber_id for d in rows]
         if not ids:
             return set()
+        these = f"AND subscriber_id IN ({','.join('?' * len(ids))})"
+        stamp = now()
         with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = 'rejected', updated_at = ?, error = 'reader is ' "
+                "|| (SELECT status FROM subscribers s WHERE s.id = subscriber_id) "
+                f"WHERE post = ? AND state IN ('planned', 'failed') {these} AND subscriber_id "
+                "IN (SELECT id FROM subscribers WHERE status != 'active')",
+                (stamp, post, *ids))
             marked = conn.execute(
                 "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, "
-                "updated_at = ? WHERE post = ? AND state IN ('planned', 'failed') "
-                f"AND subscriber_id IN ({','.join('?' * len(ids))}) RETURNING subscriber_id",
-                (now(), post, *ids)).fetchall()
+                f"updated_at = ? WHERE post = ? AND state IN ('planned', 'failed') {these} "
+                "AND subscriber_id IN (SELECT id FROM subscribers WHERE status = 'active') "
+                "RETURNING subscriber_id",
+                (stamp, post, *ids)).fetchall()
         return {row[0] for row in marked}
 
     def claim(self, post: str, goal: str, limit: int, max_attempts: int,
