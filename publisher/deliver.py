@@ -81,6 +81,21 @@ def backoff(attempt: int, base: float, cap: float, retry_after: float | None,
     return delay
 
 
+def told_to_wait(receipts: Iterable[Receipt]) -> float | None:
+    """The longest Retry-After among a call's failed receipts, or None when none said one."""
+    return max((r.retry_after for r in receipts
+                if r.status == FAILED and r.retry_after is not None), default=None)
+
+
+def call_backoff(receipts: Sequence[Receipt], attempts: dict[int, int], base: float,
+                 cap: float) -> float:
+    """One wait for all of a call's failed rows, so they come back together in full calls
+    (a jitter each would scatter a 1,000-reader call into many small ones)."""
+    tries = max((attempts.get(r.subscriber_id, 1) for r in receipts if r.status == FAILED),
+                default=1)
+    return backoff(tries, base, cap, told_to_wait(receipts))
+
+
 class Ledger:
     """The deliveries table: what was planned, what is in flight, what is settled."""
 
@@ -201,8 +216,11 @@ class Ledger:
 
     def record(self, post: str, receipts: Iterable[Receipt], attempts: dict[int, int],
                base: float, cap: float, at: float) -> None:
-        """Settle a batch's rows from its receipts; a rejection marks the reader bounced."""
+        """Settle a batch's rows from its receipts; a rejection marks the reader bounced;
+        the failed rows share one retry time."""
         stamp = now()
+        receipts = list(receipts)
+        wait = call_backoff(receipts, attempts, base, cap)
         sent, rejected, failed = [], [], []
         for r in receipts:
             if r.status == ACCEPTED:
@@ -210,7 +228,6 @@ class Ledger:
             elif r.status == REJECTED:
                 rejected.append((r.reason[:500], stamp, post, r.subscriber_id))
             else:
-                wait = backoff(attempts.get(r.subscriber_id, 1), base, cap, r.retry_after)
                 failed.append((r.reason[:500], at + wait, stamp, post, r.subscriber_id))
         with self.store.transaction() as conn:
             conn.executemany("UPDATE deliveries SET state = 'sent', provider_id = ?, error = NULL, "

@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 
 from publisher.deliver import Ledger
+from publisher.providers.mailgun import MailgunProvider
 from publisher.providers.sendgrid import SendgridProvider
 from publisher.store import Store
 
@@ -20,11 +21,14 @@ from .contract import running
 from .test_deliver import import_sample
 from .test_postmark import (
     AUDIENCE,
+    Clock,
     assert_each_reader_got_their_own_copy,
     ledger_states,
     provider_env,
     send_with_ledger,
 )
+
+GOALS = 6  # one call per goal for Mailgun and SendGrid, which send one edition per call
 
 
 class WatchedLedger(Ledger):
@@ -75,3 +79,16 @@ def test_readers_who_leave_while_the_previous_call_is_out_are_not_sent_to(sample
         assert_each_reader_got_their_own_copy(server, sample_root, without=left)
     assert ledger_states(sample_root) == Counter({"sent": AUDIENCE - len(left),
                                                  "rejected": len(left)})
+
+
+def test_a_failed_call_is_retried_as_one_call_with_all_its_readers(sample_root):
+    import_sample(sample_root)
+    clock = Clock()
+    with running("mailgun") as server:
+        server.fail_next(503)
+        outcome = send_with_ledger(sample_root, MailgunProvider,
+                                   provider_env("mailgun", server), clock)
+        assert [r.status for r in server.requests].count(503) == 1
+        assert len(server.requests) == GOALS + 1
+        assert server.requests[-1].recipients == server.requests[0].recipients == 10
+        assert sum(outcome.sent.values()) == AUDIENCE
