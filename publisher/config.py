@@ -41,6 +41,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "max_attempts": (int, 5),
         "backoff_base": ((int, float), 1.0),
         "backoff_max": ((int, float), 60.0),
+        "retry_after_max": ((int, float), 900.0),  # a longer Retry-After stops the run
     },
     "serve": {
         "host": (str, "127.0.0.1"),

@@ -8,6 +8,7 @@ again only when the author asks (at most once, by default).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
@@ -30,6 +31,9 @@ from .render import EmailRenderer
 from .store import Store, now
 
 STATES = ("planned", "in-flight", "sent", "rejected", "failed")
+# The longest Retry-After a publish sits out ([delivery] retry_after_max); a provider asking
+# for more stops the run, which says when to run it again.
+RETRY_AFTER_MAX = 900.0
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,20 @@ class Outcome:
     rejected: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     batches: int = 0
+    # Set when the provider asked to wait longer than retry_after_max and the run stopped:
+    # how long it asked, and the clock's time after which a re-run may send.
+    wait_asked: float | None = None
+    resume_at: float | None = None
 
 
 def backoff(attempt: int, base: float, cap: float, retry_after: float | None,
             rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before the next try: exponential with full jitter, Retry-After wins."""
+    """Seconds to wait before the next try: exponential with jitter, capped at `cap`; a
+    longer Retry-After wins, uncapped (the provider said when it will take calls again)."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
     delay = delay * (0.5 + rng() / 2)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, cap))
+        delay = max(delay, retry_after)
     return delay
 
 
@@ -94,6 +103,38 @@ def call_backoff(receipts: Sequence[Receipt], attempts: dict[int, int], base: fl
     tries = max((attempts.get(r.subscriber_id, 1) for r in receipts if r.status == FAILED),
                 default=1)
     return backoff(tries, base, cap, told_to_wait(receipts))
+
+
+@dataclass
+class Pause:
+    """The provider's own Retry-After, kept for every goal and row: no call goes before
+    `until`, however many rows are due meanwhile (each would only burn an attempt)."""
+
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    label: str  # the provider, as the notice names it
+    notice: Callable[[str], None] | None = None
+    until: float = 0.0
+    asked: float = 0.0
+
+    def heed(self, receipts: Sequence[Receipt], at: float) -> None:
+        """Take a call's longest Retry-After, counted from `at` (when its answer came)."""
+        asked = told_to_wait(receipts)
+        if asked is not None and at + asked > self.until:
+            self.until, self.asked = at + asked, asked
+
+    def sit_out(self) -> bool:
+        """Sleep until the provider's wait has passed, saying so meanwhile; False when it
+        already had."""
+        if self.clock() >= self.until:
+            return False
+        if self.notice:
+            self.notice(f"{self.label} asked to wait {math.ceil(self.asked)} s")
+        while (left := self.until - self.clock()) > 0:
+            self.sleep(left)
+        if self.notice:
+            self.notice("")
+        return True
 
 
 class Ledger:
@@ -285,7 +326,9 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
               addresser: Addresser, *, max_attempts: int = 5, backoff_base: float = 1.0,
               backoff_max: float = 60.0, progress: Callable[[int], None] | None = None,
               sleep: Callable[[float], None] = time.sleep,
-              clock: Callable[[], float] = time.time) -> Outcome:
+              clock: Callable[[], float] = time.time,
+              retry_after_max: float = RETRY_AFTER_MAX,
+              notice: Callable[[str], None] | None = None) -> Outcome:
     """Send every planned row of a post, call by call; settle each call in the ledger.
 
     A call takes up to the provider's limit of rows, goal by goal; a provider that can mix
@@ -293,12 +336,16 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
     While one call is out (on a worker thread, waiting on the network), the next is read
     from the ledger and addressed; it is marked in-flight only once the previous call is
     settled and just before it goes, so a crash leaves at most one call in doubt.
+
+    A Retry-After holds back every call (all goals, all rows) until it has passed, and
+    `notice` is told so; one longer than `retry_after_max` stops the run (Outcome.resume_at).
     """
     outcome = Outcome()
     prepared = renderer.prepare(resolved)
     post = resolved.slug
     goals = list(resolved.audience)
     compiled: dict[str, Compiled] = {}  # a goal's edition is rendered once, when first needed
+    pause = Pause(clock, sleep, getattr(provider, "label", "") or provider.name, notice)
 
     def next_call(skip: frozenset[int]) -> Call | None:
         parts: list[tuple[Goal, tuple[Delivery, ...]]] = []
@@ -321,7 +368,9 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
 
     def settle(call: Call, receipts: list[Receipt]) -> None:
         attempts = {d.subscriber_id: d.attempts for d in call.rows}
-        ledger.record(post, receipts, attempts, backoff_base, backoff_max, clock())
+        at = clock()
+        ledger.record(post, receipts, attempts, backoff_base, backoff_max, at)
+        pause.heed(receipts, at)
         outcome.batches += 1
         goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows}
         for r in receipts:
@@ -346,13 +395,18 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
                     ledger.unclaim(post, call.rows)  # nothing went out: no trace of the try
                     raise
                 settle(call, receipts)
+                if pause.asked > retry_after_max:  # the call read meanwhile is not marked
+                    outcome.wait_asked, outcome.resume_at = pause.asked, pause.until
+                    break
             if upcoming is None:
                 if out is None:
                     retry_at = ledger.next_retry(post, [g.slug for g in goals], max_attempts)
                     if retry_at is None:
                         break
-                    sleep(max(0.0, min(retry_at - clock(), backoff_max)))
+                    if not pause.sit_out():
+                        sleep(max(0.0, min(retry_at - clock(), backoff_max)))
                 continue
+            pause.sit_out()
             marked = ledger.mark_in_flight(post, upcoming.rows)
             upcoming = _only(upcoming, marked)
             if upcoming.rows:
@@ -384,4 +438,4 @@ def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
     return Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
 
 
-__all__ = ["STATES", "Ledger", "Plan", "backoff", "send_post"]
+__all__ = ["RETRY_AFTER_MAX", "STATES", "Ledger", "Pause", "Plan", "backoff", "send_post"]
