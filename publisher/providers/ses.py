@@ -26,6 +26,7 @@ a receipt is never lost for a message that went out.
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import threading
 import time
@@ -131,28 +132,34 @@ def ses_address(address: str) -> str:
 
 
 class Pacer:
-    """Spaces call starts 1/rate seconds apart, shared by all workers (and all batches).
+    """Lets calls start no closer than 1/rate seconds apart, shared by all workers (and all
+    batches): a token bucket of one token, checked when a call starts.
 
-    Strict spacing, no burst: in any one-second window at most rate + 1 calls start, which
-    is what SES's "maximum send rate" allows.
+    The next start is counted from when this one actually began, not from a slot handed
+    out in advance: threads that wake late on a busy machine would otherwise all start
+    at once (24 calls in one second at a rate of 20). No burst: in any one-second window
+    at most rate + 1 calls start, which is what SES's "maximum send rate" allows.
     """
 
     def __init__(self, rate: float, clock=time.monotonic):
         self.interval = 1.0 / rate
         self.clock = clock
         self.lock = threading.Lock()
-        self.next_start = 0.0
+        self.next_start = -math.inf
 
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until this caller's slot; False when `stop` was set meanwhile."""
-        with self.lock:
-            now = self.clock()
-            start = max(now, self.next_start)
-            self.next_start = start + self.interval
-        delay = start - now
-        if delay > 0 and stop.wait(delay):
-            return False
-        return not stop.is_set()
+    def wait(self, stop: threading.Event) -> float | None:
+        """Block until a call may start; when it started (by `clock`), or None when `stop`
+        was set first."""
+        while not stop.is_set():
+            with self.lock:
+                now = self.clock()
+                if now >= self.next_start:
+                    self.next_start = now + self.interval
+                    return now
+                delay = self.next_start - now
+            if stop.wait(delay):
+                return None
+        return None
 
 
 class SesProvider(Provider):
@@ -330,7 +337,7 @@ class SesProvider(Provider):
     def _send_paced(self, recipient: Recipient, to: str, message: Message,
                     stop: threading.Event) -> Receipt | None:
         """Wait for a start slot, then send; None when the batch was stopped first."""
-        if stop.is_set() or not self.pacer.wait(stop):
+        if self.pacer.wait(stop) is None:
             return None
         try:
             return self._send_one(recipient, to, message)
