@@ -269,14 +269,15 @@ class Ledger:
             elif r.status == REJECTED:
                 rejected.append((r.reason[:500], stamp, post, r.subscriber_id))
             else:
-                failed.append((r.reason[:500], at + wait, stamp, post, r.subscriber_id))
+                failed.append((r.reason[:500], at + wait, stamp, int(not r.tried), post,
+                               r.subscriber_id))
         with self.store.transaction() as conn:
             conn.executemany("UPDATE deliveries SET state = 'sent', provider_id = ?, error = NULL, "
                              "updated_at = ? WHERE post = ? AND subscriber_id = ?", sent)
             conn.executemany("UPDATE deliveries SET state = 'rejected', error = ?, updated_at = ? "
                              "WHERE post = ? AND subscriber_id = ?", rejected)
             conn.executemany("UPDATE deliveries SET state = 'failed', error = ?, "
-                             "next_attempt_at = ?, updated_at = ? "
+                             "next_attempt_at = ?, updated_at = ?, attempts = attempts - ? "
                              "WHERE post = ? AND subscriber_id = ?", failed)
             for reason, _, _, sid in rejected:
                 self.store.set_status(sid, "bounced", f"rejected by provider: {reason}")

@@ -256,6 +256,36 @@ def test_a_reader_who_fails_every_try_ends_failed_after_the_limit(pipeline):
     assert row == ("failed", 3)
 
 
+def test_readers_the_provider_made_no_call_for_keep_their_try(pipeline):
+    project, resolved, addresser, ledger, store = pipeline
+    clock = [1000.0]
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    class AsksToWaitOnce(OutboxProvider):
+        """The first call: its first reader refused with Retry-After, the rest never sent."""
+
+        max_batch = 5
+        calls = 0
+
+        def send(self, batch):
+            type(self).calls += 1
+            if self.calls > 1:
+                return super().send(batch)
+            first, *rest = batch.recipients
+            return [Receipt(first.subscriber_id, FAILED, reason="429", retry_after=5),
+                    *(Receipt(r.subscriber_id, FAILED, reason="not sent", retry_after=5,
+                              tried=False) for r in rest)]
+
+    with AsksToWaitOnce(project.config, addresser, {"path": ""}) as provider:
+        send_post(resolved, ledger, provider, EmailRenderer(project.config), addresser,
+                  sleep=sleep, clock=lambda: clock[0])
+    attempts = Counter(row[0] for row in store.conn.execute(
+        "SELECT attempts FROM deliveries WHERE state = 'sent'"))
+    assert attempts == Counter({1: 58, 2: 1})
+
+
 def test_a_reader_who_leaves_after_planning_is_not_sent(pipeline):
     project, resolved, addresser, ledger, store = pipeline
     leaver = next(s for s in store.list(status="active", goal="half"))

@@ -269,16 +269,18 @@ def test_throttled_calls_are_retried_by_the_ledger_and_everyone_gets_one_copy(
     monkeypatch.setattr(ScriptedSes, "script", staticmethod(
         lambda number, to: service_error("TooManyRequestsException", "Maximum sending rate "
                                          "exceeded.", 429, {"retry-after": "0.05"})
-        if number <= 15 else None))
+        if number <= 3 else None))
     result = publish()
     assert result.exit_code == 0, result.output
     counts = Counter(to_of(m) for m in parsed(aws.sent()))
     assert counts == Counter(set(audience(news)))
     assert ledger(news) == Counter({"sent": 59})
-    assert len(ScriptedSes.calls) == 59 + 15
+    assert len(ScriptedSes.calls) == 59 + 3
     with Store.open(news / "subscribers/runletter.db") as store:
         attempts = store.conn.execute("SELECT SUM(attempts) FROM deliveries").fetchone()[0]
-    assert attempts == 59 + 15  # each throttled call was one more try of its reader
+    # Each throttled call was one more try of its reader; the calls of the batch that SES's
+    # Retry-After held back (never made) were not.
+    assert attempts == 59 + 3
 
 
 def test_a_rejected_address_bounces_that_reader_and_the_rest_are_delivered(
@@ -536,6 +538,22 @@ def test_retry_after_from_the_service_reaches_the_receipt(project, addresser, co
     with provider(ScriptedSes, project, addresser, aws) as ses:
         [receipt] = ses.send(make_batch(addresser, compiled, 1))
     assert receipt.status == FAILED and receipt.retry_after == 7.0
+
+
+def test_no_call_of_the_batch_starts_after_ses_asked_to_wait(project, addresser, compiled,
+                                                               aws, monkeypatch):
+    verify(aws, SENDER_DOMAIN)
+    monkeypatch.setattr(ScriptedSes, "script", staticmethod(
+        lambda number, to: service_error("TooManyRequestsException", "slow down", 429,
+                                         {"retry-after": "30"}) if number == 2 else None))
+    with provider(ScriptedSes, project, addresser, aws, max_workers="1") as ses:
+        receipts = {r.subscriber_id: r for r in ses.send(make_batch(addresser, compiled, 6))}
+    assert len(ScriptedSes.calls) == 2 and len(aws.sent()) == 1
+    assert receipts[1].status == ACCEPTED
+    assert all(receipts[i].status == FAILED and receipts[i].retry_after == 30.0
+               for i in range(2, 7))
+    assert receipts[3].reason == "not sent: SES asked to wait 30 s"
+    assert not receipts[3].tried and receipts[2].tried
 
 
 def test_addresses_travel_as_ascii_and_the_configuration_set_is_sent(

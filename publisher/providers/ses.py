@@ -173,6 +173,7 @@ class SesProvider(Provider):
     """
 
     name: ClassVar[str] = "ses"
+    label: ClassVar[str] = "SES"
     max_batch: ClassVar[int] = 50
     mixes_editions: ClassVar[bool] = True  # every call carries one complete message
     SETTINGS: ClassVar = {
@@ -280,6 +281,7 @@ class SesProvider(Provider):
         date = email.utils.formatdate()
         # Set by the first config error (or close()): start no further calls.
         stop = self._stop = threading.Event()
+        told: list[float] = []  # Retry-Afters SES answered in this batch: start no more calls
         receipts: list[Receipt] = []
         pending: list[tuple[Recipient, Future]] = []
         for batch in batches:
@@ -294,7 +296,7 @@ class SesProvider(Provider):
                                             reason=f"cannot send the message: {_plain(exc)}"))
                     continue
                 pending.append((recipient, self._executor.submit(
-                    self._send_paced, recipient, to, message, stop)))
+                    self._send_paced, recipient, to, message, stop, told)))
 
         fatal: ProviderConfigError | None = None
         unsent: list[Recipient] = []  # never called: a config error or close() came first
@@ -335,15 +337,22 @@ class SesProvider(Provider):
         return receipts
 
     def _send_paced(self, recipient: Recipient, to: str, message: Message,
-                    stop: threading.Event) -> Receipt | None:
-        """Wait for a start slot, then send; None when the batch was stopped first."""
-        if self.pacer.wait(stop) is None:
+                    stop: threading.Event, told: list[float]) -> Receipt | None:
+        """Wait for a start slot, then send; None when the batch was stopped first. Once SES
+        asked to wait (Retry-After), the calls not yet started are not made: FAILED with
+        that wait, which the publish sits out before any other call."""
+        if not told and self.pacer.wait(stop) is None:
             return None
+        if told:  # maybe said while this call waited for its slot
+            return _held(recipient, told)
         try:
-            return self._send_one(recipient, to, message)
+            receipt = self._send_one(recipient, to, message)
         except ProviderConfigError:
             stop.set()
             raise
+        if receipt.retry_after is not None:
+            told.append(receipt.retry_after)
+        return receipt
 
     def _send_one(self, recipient: Recipient, to: str, message: Message) -> Receipt:
         """One SendEmail call, mapped to a receipt; a config problem raises."""
@@ -419,6 +428,13 @@ class SesProvider(Provider):
             return Receipt(rid, REJECTED, reason=said)
         raise ProviderConfigError(f"ses: SES refused the request for {recipient.email} "
                                   f"({said}); check the ses settings and the sender")
+
+
+def _held(recipient: Recipient, told: list[float]) -> Receipt:
+    """The receipt of a call not made because SES asked to wait."""
+    wait = max(told)
+    return Receipt(recipient.subscriber_id, FAILED, reason=f"not sent: SES asked to wait "
+                   f"{math.ceil(wait)} s", retry_after=wait, tried=False)
 
 
 __all__ = ["Pacer", "SesProvider", "ses_address"]
