@@ -1,0 +1,138 @@
+"""`subscribers import`: a file streamed row by row into one transaction. Bad rows are named
+by line and skipped, good rows land, and a file that is not UTF-8 or not CSV imports nothing."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import Finding, RunletterError, display_path
+from ..model import Goals
+from ..store import Store
+from ..store.landing import Lander, importing
+from .goals import GoalMatcher
+from .plan import ArrivalOptions, Plan, make_plan
+from .report import ArrivalReport
+from .rows import Row, read_row
+
+NOT_UTF8 = "not UTF-8 text; save it as 'CSV UTF-8' and import again (nothing imported)"
+
+
+def import_file(store: Store, path: Path, goals: Goals,
+                options: ArrivalOptions | None = None, *,
+                display: str | None = None) -> ArrivalReport:
+    """Import readers from an export file in one transaction (none on a dry run)."""
+    options = options or ArrivalOptions()
+    path = Path(path)
+    shown = display or display_path(path)
+    matcher = GoalMatcher(goals)
+    with _open(path, shown) as handle:
+        reader = csv.reader(handle)
+        header = _next(reader, path, shown, 0)
+        plan = make_plan(header or [], options, path.name, shown, matcher)
+        tally = _Tally(plan, shown)
+        with importing(store, shown, dry_run=options.dry_run) as lander:
+            for line, record in _records(reader, path, shown):
+                tally.take(line, read_row(plan, matcher, record), lander)
+    return tally.report(options.dry_run)
+
+
+def _open(path: Path, shown: str) -> TextIO:
+    try:
+        # utf-8-sig drops a BOM before the header (Excel's "CSV UTF-8", Mailchimp).
+        return path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise RunletterError(Finding(shown, None, f"cannot read the file: "
+                                     f"{exc.strerror or exc}")) from None
+
+
+def _next(reader, path: Path, shown: str, previous_end: int) -> list[str] | None:
+    """The next record; a decoding or CSV error is a RunletterError (the import rolls back)."""
+    try:
+        return next(reader, None)
+    except csv.Error as exc:
+        where = "the header is not valid CSV" if previous_end == 0 else "not valid CSV"
+        raise RunletterError(Finding(shown, previous_end + 1,
+                                     f"{where}: {exc}; nothing imported")) from None
+    except UnicodeDecodeError:
+        raise RunletterError(Finding(shown, _first_bad_line(path), NOT_UTF8)) from None
+
+
+def _records(reader, path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank records with the line each starts on (a quoted cell may span lines)."""
+    previous_end = reader.line_num
+    while (record := _next(reader, path, shown, previous_end)) is not None:
+        line, previous_end = previous_end + 1, reader.line_num
+        if any(cell.strip() for cell in record):  # blank lines and spreadsheet filler
+            yield line, record
+
+
+def _first_bad_line(path: Path) -> int:
+    """The line of the first byte that is not UTF-8, read again in pieces to say where."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    number = 0
+    with path.open("rb") as raw:
+        for number, chunk in enumerate(raw, start=1):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return number
+    return max(number, 1)
+
+
+class _Tally:
+    """Counts and findings of one import, row by row."""
+
+    def __init__(self, plan: Plan, shown: str):
+        self.plan, self.shown = plan, shown
+        self.counts: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+        self.goals: Counter[str] = Counter()
+        self.findings: list[Finding] = []
+        self.unreadable: dict[str, tuple[int, int, str]] = {}  # column -> (count, line, why)
+
+    def take(self, line: int, row: Row, lander: Lander) -> None:
+        """Land one row, or note why it did not."""
+        for column, why in row.unreadable:
+            count, first, reason = self.unreadable.get(column, (0, line, why))
+            self.unreadable[column] = (count + 1, first, reason)
+        if row.left_out:
+            self.counts["left out"] += 1
+            self.findings.append(Finding(self.shown, line, row.left_out, level="warning"))
+            return
+        if row.landing is not None:
+            first = lander.first_line(row.landing.email, line)
+            if first is not None:
+                row.problems.append(f"duplicate: {row.landing.email} is already on line "
+                                    f"{first}; each reader may appear once")
+        if row.problems or row.landing is None:
+            self.counts["skipped"] += 1
+            self.findings.append(Finding(self.shown, line,
+                                         "; ".join(row.problems) + " (row skipped)"))
+            return
+        landed = lander.land(row.landing, line)
+        self.counts[landed.outcome] += 1
+        self.statuses[landed.status] += 1
+        self.goals[landed.goal] += 1
+        if landed.kept:
+            self.findings.append(Finding(
+                self.shown, line, f"{row.landing.email}: kept {landed.kept}; a reader who "
+                "left must re-subscribe themselves", level="warning"))
+
+    def report(self, dry_run: bool) -> ArrivalReport:
+        """What the import did (or, on a dry run, would do)."""
+        notes = [Finding(self.shown, first, f"{column}: {why}" + (
+            f" (and {count - 1} more rows)" if count > 1 else "")
+            + "; not used: the time comes from another column or is the import time",
+            level="warning")
+            for column, (count, first, why) in self.unreadable.items()]
+        return ArrivalReport(
+            added=self.counts["added"], updated=self.counts["updated"],
+            unchanged=self.counts["unchanged"], skipped=self.counts["skipped"],
+            findings=(*self.findings, *notes), left_out=self.counts["left out"],
+            plan=self.plan, statuses=dict(self.statuses), goals=dict(self.goals),
+            dry_run=dry_run)

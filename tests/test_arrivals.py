@@ -1,0 +1,443 @@
+"""Arrivals: readers brought from Mailchimp, Substack, Ghost, listmonk, Buttondown and Kit
+exports (tests/fixtures/imports, described in FORMATS.md), with every opt-out kept."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from publisher.arrivals import ArrivalOptions, import_file
+from publisher.errors import RunletterError
+from publisher.load import load_goals
+from publisher.store import Store
+
+from . import test_store
+from .test_store import REPO, write_csv
+
+store = test_store.store  # the store fixture: a real SQLite file in tmp_path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "imports"
+GOALS = load_goals(REPO / "subscribers/goals.toml", REPO)
+OTHER_TOOL_MAP = ("E-mail=email", "Given name=first_name", "Race Distance=goal", "Groups=tags")
+
+
+def arrive(store: Store, name: str, **options) -> object:
+    """Import a fixture (or a path) with the given options."""
+    path = name if isinstance(name, Path) else FIXTURES / name
+    return import_file(store, path, GOALS, ArrivalOptions(**options), display=path.name)
+
+
+def status_of(store: Store, email: str) -> str:
+    return store.get(email).status
+
+
+# -- every fixture: the counts FORMATS.md expects ------------------------------------------
+
+EXPECTED = {  # file: (format, imported, skipped line, statuses, goals)
+    "mailchimp_subscribed.csv": ("mailchimp", 9, 10, {"active": 9}, {
+        "5k": 1, "10k": 2, "half": 1, "marathon": 2, "ultra": 1, "comeback": 1, "general": 1}),
+    "mailchimp_unsubscribed.csv": ("mailchimp", 5, 7, {"unsubscribed": 5}, {
+        "5k": 1, "half": 1, "marathon": 1, "ultra": 1, "general": 1}),
+    "mailchimp_cleaned.csv": ("mailchimp", 5, 7, {"bounced": 5}, {
+        "5k": 1, "10k": 1, "half": 1, "comeback": 1, "general": 1}),
+    "substack.csv": ("substack", 8, 9, {"active": 6, "unsubscribed": 2}, {"general": 8}),
+    "substack_email_list.csv": ("substack", 6, 8, {"active": 5, "unsubscribed": 1},
+                                {"general": 6}),
+    "ghost.csv": ("ghost", 9, 9, {"active": 7, "unsubscribed": 2}, {"general": 9}),
+    "listmonk.csv": ("listmonk", 9, 10, {"active": 7, "unsubscribed": 2}, {
+        "5k": 1, "10k": 1, "half": 2, "marathon": 1, "ultra": 1, "comeback": 1, "general": 2}),
+    "listmonk_unknown_state.csv": ("listmonk", 2, 3, {"active": 1, "unsubscribed": 1},
+                                   {"marathon": 1, "general": 1}),
+    "buttondown.csv": ("buttondown", 11, 13, {
+        "active": 6, "pending": 1, "unsubscribed": 2, "complained": 1, "bounced": 1}, {
+        "5k": 1, "10k": 1, "half": 2, "marathon": 2, "ultra": 1, "comeback": 1, "general": 3}),
+    "buttondown_unknown_type.csv": ("buttondown", 2, 3, {"active": 1, "unsubscribed": 1},
+                                    {"marathon": 1, "ultra": 1}),
+    "kit.csv": ("kit", 9, 10, {
+        "active": 5, "pending": 1, "unsubscribed": 1, "bounced": 1, "complained": 1}, {
+        "5k": 1, "10k": 2, "half": 1, "marathon": 2, "ultra": 1, "comeback": 1, "general": 1}),
+    "kit_unknown_state.csv": ("kit", 2, 3, {"active": 1, "unsubscribed": 1},
+                              {"marathon": 1, "ultra": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_export_is_detected_and_lands_the_counts_formats_md_gives(store, name):
+    fmt, imported, skipped_line, statuses, goals = EXPECTED[name]
+    report = arrive(store, name)
+    assert report.plan.format.name == fmt
+    assert report.format_line().startswith(f"detected format: {fmt} (from the header)")
+    assert (report.added, report.skipped) == (imported, 1)
+    assert [f.line for f in report.errors] == [skipped_line]
+    assert (report.statuses, report.goals) == (statuses, goals)
+    stored = list(store.list())
+    assert len(stored) == imported
+    assert sum(s.status == "active" for s in stored) == statuses.get("active", 0)
+
+
+def test_a_spreadsheet_from_an_unlisted_tool_lands_with_its_columns_mapped(store):
+    report = arrive(store, "other_tool.csv", maps=OTHER_TOOL_MAP)
+    assert (report.added, [f.line for f in report.errors]) == (7, [8])
+    assert report.statuses == {"active": 7}
+    assert report.goals == {"5k": 1, "10k": 1, "half": 1, "marathon": 1, "ultra": 1,
+                            "comeback": 1, "general": 1}
+    marit = store.get("marit.solberg@example.com")
+    assert (marit.first_name, marit.goal, marit.tags) == ("Marit", "marathon",
+                                                          ("Road", "Masters 40+"))
+    assert "Coach notes" in report.plan.ignored
+
+
+# -- statuses: each tool's values ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("email", "status"), [
+    ("zoe.marchetti@example.com", "active"), ("lukasz.wojcik@example.org", "active"),
+    ("freja.sorensen@example.net", "active"), ("jose.alvarez@example.com", "active"),
+    ("aiko.kitamura@example.org", "active"), ("siobhan.oneill@example.com", "pending"),
+    ("mateus.conceicao@example.net", "unsubscribed"), ("amara.okafor@example.com",
+                                                       "unsubscribed"),
+    ("bjorn.lindqvist@example.org", "complained"), ("ingrid.haugen@example.net", "bounced"),
+    ("noe.dubois@example.com", "active")])
+def test_a_buttondown_subscriber_type_becomes_its_status(store, email, status):
+    arrive(store, "buttondown.csv")
+    assert status_of(store, email) == status
+
+
+@pytest.mark.parametrize(("email", "status"), [
+    ("zoe.marchetti@example.com", "active"), ("lukasz.wojcik@example.org", "active"),
+    ("freja.sorensen@example.net", "pending"), ("jose.alvarez@example.com", "unsubscribed"),
+    ("aiko.kitamura@example.org", "bounced"), ("siobhan.oneill@example.com", "complained")])
+def test_a_kit_subscriber_state_becomes_its_status(store, email, status):
+    arrive(store, "kit.csv")
+    assert status_of(store, email) == status
+
+
+@pytest.mark.parametrize(("email", "status"), [
+    ("zoe.marchetti@example.com", "active"), ("jose.alvarez@example.com", "unsubscribed"),
+    ("mateus.conceicao@example.net", "unsubscribed")])
+def test_listmonk_disabled_and_blocklisted_subscribers_arrive_unsubscribed(store, email, status):
+    arrive(store, "listmonk.csv")
+    assert status_of(store, email) == status
+
+
+def test_ghost_members_not_subscribed_to_emails_arrive_unsubscribed(store):
+    arrive(store, "ghost.csv")
+    left = sorted(s.email for s in store.list(status="unsubscribed"))
+    assert left == ["freja.sorensen@example.net", "siobhan.oneill@example.com"]
+
+
+def test_a_ghost_member_with_a_deletion_time_arrives_unsubscribed(store, tmp_path):
+    path = write_csv(tmp_path, "id,email,name,subscribed_to_emails,deleted_at\n"
+                     "1,gone@example.com,Gone,true,2024-05-01T10:00:00.000Z\n", "members.csv")
+    arrive(store, path)
+    assert status_of(store, "gone@example.com") == "unsubscribed"
+
+
+def test_substack_readers_with_emails_disabled_arrive_unsubscribed(store):
+    arrive(store, "substack.csv")
+    assert sorted(s.email for s in store.list(status="unsubscribed")) == [
+        "olaf.berg@example.net", "priya.raman@example.com"]
+    assert status_of(store, "helga.jonsdottir@example.org") == "active"
+
+
+def test_a_substack_reader_deleted_on_request_is_left_out_with_a_warning(store, tmp_path):
+    path = write_csv(tmp_path, "email,expiry,email_disabled,stripe_connected_customer_id,type\n"
+                     "kept@example.com,,false,,free\n"
+                     "x7f3@deletion-request.substack.com,,false,,free\n", "substack.csv")
+    report = arrive(store, path)
+    assert [s.email for s in store.list()] == ["kept@example.com"]
+    assert [(f.line, f.level) for f in report.findings] == [(3, "warning")]
+    assert (report.skipped, report.left_out) == (0, 1)
+
+
+@pytest.mark.parametrize(("name", "status"), [("mailchimp_unsubscribed.csv", "unsubscribed"),
+                                              ("mailchimp_cleaned.csv", "bounced")])
+def test_every_row_of_a_mailchimp_unsubscribed_or_cleaned_export_keeps_that_status(
+        store, name, status):
+    arrive(store, name)
+    assert {s.status for s in store.list()} == {status}
+
+
+def test_a_mailchimp_nonsubscribed_export_is_refused_without_a_status(store, tmp_path):
+    path = tmp_path / "nonsubscribed_members_export_1a2b3c.csv"
+    shutil.copy(FIXTURES / "mailchimp_subscribed.csv", path)
+    with pytest.raises(RunletterError, match="never opted in.*--status pending"):
+        arrive(store, path)
+    assert list(store.list()) == []
+
+
+def test_a_mailchimp_nonsubscribed_export_with_status_pending_arrives_pending(store, tmp_path):
+    path = tmp_path / "nonsubscribed_members_export_1a2b3c.csv"
+    shutil.copy(FIXTURES / "mailchimp_subscribed.csv", path)
+    arrive(store, path, status="pending")
+    assert {s.status for s in store.list()} == {"pending"}
+
+
+# -- unknown statuses: a row error that never suggests a more permissive value ----------------
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("kit_unknown_state.csv", "kit_unknown_state.csv:3: unknown kit status 'frozen' (known: "
+     "active, cold, inactive, cancelled, bounced, complained) (row skipped)"),
+    ("listmonk_unknown_state.csv", "listmonk_unknown_state.csv:3: unknown listmonk status "
+     "'paused' (known: enabled, disabled, blocklisted) (row skipped)")])
+def test_an_unknown_status_is_a_row_error_listing_the_known_values(store, name, expected):
+    report = arrive(store, name)
+    assert [str(f) for f in report.errors] == [expected]
+
+
+@pytest.mark.parametrize("value", ["unactivated", "inactive", "unactive", "deactivated"])
+def test_an_unknown_status_never_suggests_active(store, tmp_path, value):
+    path = write_csv(tmp_path, f"email,status\nr@example.com,{value}\n")
+    report = arrive(store, path)
+    [error] = report.errors
+    assert f"unknown status '{value}'" in error.message
+    assert "did you mean" not in error.message
+    assert store.get("r@example.com") is None
+
+
+def test_an_unknown_status_may_suggest_a_stricter_value(store, tmp_path):
+    path = write_csv(tmp_path, "email,state\nr@example.com,canceled\n", "kit.csv")
+    report = arrive(store, path, source="kit")
+    assert "(did you mean 'cancelled'?)" in report.errors[0].message
+
+
+def test_a_row_of_a_tool_export_without_a_status_is_an_error_not_an_active_reader(store,
+                                                                                   tmp_path):
+    path = write_csv(tmp_path, "first_name,email_address,state\nA,a@example.com,\n", "k.csv")
+    report = arrive(store, path)
+    assert "no kit status" in report.errors[0].message
+    assert store.get("a@example.com") is None
+
+
+# -- never re-activating -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("left", ["unsubscribed", "bounced", "complained"])
+def test_an_export_saying_subscribed_never_reactivates_a_reader_who_left(store, left):
+    store.add("zoe.marchetti@example.com", goal="5k")
+    store.set_status("zoe.marchetti@example.com", left, "their choice")
+    report = arrive(store, "mailchimp_subscribed.csv")
+    assert status_of(store, "zoe.marchetti@example.com") == left
+    assert [str(f) for f in report.warnings] == [
+        f"mailchimp_subscribed.csv:2: zoe.marchetti@example.com: kept {left}; a reader who "
+        "left must re-subscribe themselves"]
+    assert report.statuses == {"active": 8, left: 1}
+
+
+def test_an_export_saying_unconfirmed_never_makes_a_reader_who_left_pending(store):
+    store.add("siobhan.oneill@example.com", status="unsubscribed")
+    arrive(store, "buttondown.csv")
+    assert status_of(store, "siobhan.oneill@example.com") == "unsubscribed"
+
+
+def test_an_unsubscribed_export_unsubscribes_an_active_reader(store):
+    store.add("kenji.sato@example.com", goal="ultra")
+    arrive(store, "mailchimp_unsubscribed.csv")
+    assert status_of(store, "kenji.sato@example.com") == "unsubscribed"
+    last = store.history("kenji.sato@example.com")[-1]
+    assert (last.old_status, last.new_status, last.reason) == (
+        "active", "unsubscribed", "imported from mailchimp_unsubscribed.csv:6")
+
+
+# -- --status and --goal -----------------------------------------------------------------------
+
+
+def test_status_option_gives_a_suppression_list_its_status(store, tmp_path):
+    path = write_csv(tmp_path, "email\nhard@example.com\nsoft@example.org\n", "bounces.csv")
+    report = arrive(store, path, status="bounced")
+    assert report.statuses == {"bounced": 2}
+    assert {s.status for s in store.list()} == {"bounced"}
+
+
+def test_status_option_never_makes_a_row_more_permissive_than_its_file_says(store):
+    arrive(store, "mailchimp_unsubscribed.csv", status="active")
+    assert {s.status for s in store.list()} == {"unsubscribed"}
+
+
+def test_status_option_makes_the_subscribed_rows_of_an_export_stricter(store):
+    arrive(store, "substack.csv", status="pending")
+    assert {s.email: s.status for s in store.list()}["priya.raman@example.com"] == "unsubscribed"
+    assert sorted({s.status for s in store.list()}) == ["pending", "unsubscribed"]
+
+
+def test_goal_option_sets_the_goal_of_rows_without_one(store):
+    arrive(store, "mailchimp_subscribed.csv", goal="Ultra")
+    assert store.get("mateus.conceicao@example.net").goal == "ultra"  # his cell is empty
+    assert store.get("zoe.marchetti@example.com").goal == "half"
+
+
+def test_an_unknown_goal_option_is_refused_before_anything_lands(store):
+    with pytest.raises(RunletterError, match=r"--goal: unknown goal 'maraton' \(did you mean "
+                                             r"'marathon'\?\)"):
+        arrive(store, "kit.csv", goal="maraton")
+    assert list(store.list()) == []
+
+
+# -- names, tags, goals, consent -----------------------------------------------------------------
+
+
+def test_a_full_name_gives_its_first_word_as_first_name(store):
+    arrive(store, "ghost.csv")
+    assert store.get("zoe.marchetti@example.com").first_name == "Zoë"
+    assert store.get("aiko.kitamura@example.org").first_name == "北村愛子"
+    assert store.get("mateus.conceicao@example.net").first_name == ""
+
+
+def test_a_first_name_column_wins_over_a_full_name_column(store, tmp_path):
+    path = write_csv(tmp_path, "email_address,state,name,first_name\n"
+                     "a@example.com,active,Alexandra Berg,Sasha\n"
+                     "b@example.com,active,Bo Lind,\n", "kit.csv")
+    arrive(store, path)
+    assert [s.first_name for s in store.list()] == ["Sasha", "Bo"]
+
+
+@pytest.mark.parametrize(("name", "email", "tags"), [
+    ("mailchimp_subscribed.csv", "zoe.marchetti@example.com", ("Road", "Masters 40+")),
+    ("ghost.csv", "aiko.kitamura@example.org", ("Trail", "日本")),
+    ("kit.csv", "amara.okafor@example.com", ("Road", "Run club leader")),
+    ("buttondown.csv", "freja.sorensen@example.net", ("track", "parkrun"))])
+def test_tags_are_split_the_way_each_tool_writes_them(store, name, email, tags):
+    arrive(store, name)
+    assert store.get(email).tags == tags
+
+
+def test_a_mailchimp_tag_holding_a_comma_stays_one_tag(store, tmp_path):
+    path = write_csv(tmp_path, '"Email Address",MEMBER_RATING,TAGS\n'
+                     'a@example.com,2,"""Road, hills"",""Track"""\n', "subscribed.csv")
+    arrive(store, path)
+    assert store.get("a@example.com").tags == ("Road, hills", "Track")
+
+
+@pytest.mark.parametrize(("name", "email", "goal"), [
+    ("listmonk.csv", "amara.okafor@example.com", "half"),  # "Half Marathon"
+    ("mailchimp_subscribed.csv", "amara.okafor@example.com", "marathon"),  # "marathon"
+    ("kit.csv", "siobhan.oneill@example.com", "comeback"),  # "Comeback from injury"
+    ("buttondown.csv", "freja.sorensen@example.net", "10k")])  # "10K" in metadata
+def test_a_goal_matches_by_slug_or_label_in_any_case(store, name, email, goal):
+    arrive(store, name)
+    assert store.get(email).goal == goal
+
+
+def test_consent_keeps_the_format_file_and_opt_in_time(store):
+    arrive(store, "mailchimp_subscribed.csv")
+    zoe = store.get("zoe.marchetti@example.com")
+    assert (zoe.consent_source, zoe.consent_at) == (
+        "import:mailchimp:mailchimp_subscribed.csv", "2023-03-02T18:06:12+00:00")
+    assert store.get("jose.alvarez@example.com").consent_at == "2024-01-07T09:15:44+00:00"
+
+
+@pytest.mark.parametrize(("name", "email", "when"), [
+    ("listmonk.csv", "zoe.marchetti@example.com", "2024-01-13T07:42:10+00:00"),
+    ("kit.csv", "zoe.marchetti@example.com", "2023-03-02T18:06:12+00:00"),
+    ("ghost.csv", "zoe.marchetti@example.com", "2024-01-13T07:42:10+00:00"),
+    ("buttondown.csv", "zoe.marchetti@example.com", "2023-03-02T18:06:12+00:00"),
+    ("substack_email_list.csv", "marit.solberg@example.com", "2023-02-14T19:22:05+00:00")])
+def test_each_tools_opt_in_time_is_stored_in_utc(store, name, email, when):
+    arrive(store, name)
+    assert store.get(email).consent_at == when
+
+
+def test_a_file_without_an_opt_in_time_stamps_the_import_time(store):
+    arrive(store, "substack.csv")
+    reader = store.get("marit.solberg@example.com")
+    assert reader.consent_at == reader.created_at
+
+
+def test_an_opt_in_time_that_is_not_a_date_is_a_warning_and_the_row_lands(store, tmp_path):
+    path = write_csv(tmp_path, "email_address,state,created_at\n"
+                     "a@example.com,active,03/02/2023\nb@example.com,active,yesterday\n",
+                     "kit.csv")
+    report = arrive(store, path)
+    assert report.added == 2
+    assert [(f.line, f.level) for f in report.findings] == [(2, "warning")]
+    assert "(and 1 more rows)" in report.findings[0].message
+
+
+# -- --map -------------------------------------------------------------------------------------
+
+
+def test_map_names_a_goal_column_a_tool_does_not_know(store, tmp_path):
+    path = write_csv(tmp_path, "email_address,state,Distance\na@example.com,active,Half "
+                     "Marathon\n", "kit.csv")
+    arrive(store, path, maps=("Distance=goal",))
+    assert store.get("a@example.com").goal == "half"
+
+
+def test_map_of_a_column_the_file_lacks_suggests_the_closest(store):
+    with pytest.raises(RunletterError, match=r"no column 'Race Distanse' \(did you mean "
+                                             r"'Race Distance'\?\)"):
+        arrive(store, "other_tool.csv", maps=("Race Distanse=goal", "E-mail=email"))
+
+
+def test_map_written_field_first_says_which_way_round(store):
+    with pytest.raises(RunletterError, match=r'did you mean --map "E-mail=email"'):
+        arrive(store, "other_tool.csv", maps=("email=E-mail",))
+
+
+def test_map_of_a_status_column_reads_the_formats_own_values(store, tmp_path):
+    path = write_csv(tmp_path, "uuid,email,attributes,status,list_state\n"
+                     "1,a@example.com,{},enabled,blocklisted\n", "listmonk.csv")
+    arrive(store, path, maps=("list_state=status",))
+    assert status_of(store, "a@example.com") == "unsubscribed"
+
+
+# -- detection ---------------------------------------------------------------------------------
+
+
+def test_a_file_no_format_recognises_is_refused_with_a_hint(store):
+    with pytest.raises(RunletterError) as caught:
+        arrive(store, "other_tool.csv")
+    assert "--map \"COLUMN=field\" or pass --from FORMAT" in str(caught.value)
+    assert list(store.list()) == []
+
+
+def test_from_names_the_format_when_the_header_alone_cannot(store, tmp_path):
+    path = write_csv(tmp_path, "email,status\na@example.com,blocklisted\n", "l.csv")
+    report = arrive(store, path, source="listmonk")
+    assert report.format_line() == "format: listmonk (--from listmonk)"
+    assert status_of(store, "a@example.com") == "unsubscribed"
+
+
+# -- dry run, streaming, export round trip -----------------------------------------------------
+
+
+def test_a_dry_run_writes_nothing_and_reports_what_would_land(store):
+    store.add("kenji.sato@example.com")
+    path = Path(store.path)
+    before = (path.read_bytes(), [(s.email, s.status) for s in store.list()])
+    report = arrive(store, "mailchimp_unsubscribed.csv", dry_run=True)
+    assert (report.added, report.updated, report.skipped) == (4, 1, 1)
+    assert report.statuses == {"unsubscribed": 5}
+    assert (path.read_bytes(), [(s.email, s.status) for s in store.list()]) == before
+    assert store.history("kenji.sato@example.com")[-1].new_status == "active"
+
+
+def test_a_byte_that_is_not_utf8_far_into_a_file_names_its_line_and_imports_nothing(
+        store, tmp_path):
+    path = tmp_path / "big.csv"
+    rows = "".join(f"r{i}@example.com,R,5k,,\n" for i in range(20_000))
+    path.write_bytes(b"email,first_name,goal,tags,status\n" + rows.encode()
+                     + "late@example.com,Zoë,half,,\n".encode("latin-1"))
+    with pytest.raises(RunletterError, match=r"^big\.csv:20002: not UTF-8 text"):
+        arrive(store, path)
+    assert list(store.list()) == []
+
+
+def test_an_export_holds_every_stored_field_and_imports_back_identically(store, tmp_path):
+    arrive(store, "buttondown.csv")
+    store.add("ip@example.com", consent_source="signup", consent_ip="192.0.2.7")
+    first = io.StringIO()
+    store.export_csv(first)
+    path = tmp_path / "export.csv"
+    path.write_text(first.getvalue(), encoding="utf-8")
+    with Store.open(tmp_path / "fresh.db") as fresh:
+        report = import_file(fresh, path, GOALS, display="export.csv")
+        assert (report.plan.format.name, report.findings) == ("runletter", ())
+        again = io.StringIO()
+        fresh.export_csv(again)
+    assert again.getvalue() == first.getvalue()
+    assert ',"signup","' in first.getvalue() and '"192.0.2.7"' in first.getvalue()
