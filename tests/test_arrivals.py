@@ -441,3 +441,93 @@ def test_an_export_holds_every_stored_field_and_imports_back_identically(store, 
         fresh.export_csv(again)
     assert again.getvalue() == first.getvalue()
     assert ',"signup","' in first.getvalue() and '"192.0.2.7"' in first.getvalue()
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def run(*args: str):
+    from click.testing import CliRunner
+
+    from publisher.cli import main
+
+    return CliRunner().invoke(main, ["subscribers", "import", *args])
+
+
+def stored_readers(root: Path) -> dict[str, tuple[str, str, str]]:
+    with Store.open(root / "subscribers/runletter.db") as opened:
+        return {s.email: (s.status, s.goal, s.first_name) for s in opened.list()}
+
+
+def test_the_command_says_which_format_it_detected_and_names_bad_rows(sample_root):
+    result = run(str(FIXTURES / "kit_unknown_state.csv"))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == "detected format: kit (from the header)"
+    assert result.stderr == (f"{FIXTURES / 'kit_unknown_state.csv'}:3: unknown kit status "
+                             "'frozen' (known: active, cold, inactive, cancelled, bounced, "
+                             "complained) (row skipped)\n")
+    assert stored_readers(sample_root)["kenji.sato@example.com"][0] == "unsubscribed"
+
+
+def test_the_command_dry_run_prints_the_plan_and_leaves_the_store_file_as_it_was(sample_root):
+    assert run("subscribers/sample.csv").exit_code == 0
+    db = sample_root / "subscribers/runletter.db"
+    before = db.read_bytes()
+    result = run(str(FIXTURES / "mailchimp_unsubscribed.csv"), "--dry-run")
+    assert result.exit_code == 1  # the duplicate on line 7 would be skipped
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("detected format: mailchimp (from the header); file: unsubscribed "
+                        "members (UNSUB_TIME): every row unsubscribed")
+    assert lines[1:5] == ["columns:", "  Email Address → email", "  First Name → first_name",
+                          "  Race Distance → goal"]
+    assert lines[8].startswith("  ignored: Last Name, MEMBER_RATING, OPTIN_IP, ")
+    assert lines[9:11] == ["status: unsubscribed 5",
+                           "goal: 5k 1, general 1, half 1, marathon 1, ultra 1"]
+    assert lines[-1].endswith("would be 5 added, 0 updated, 0 unchanged, 1 skipped; "
+                              "nothing written")
+    assert ":7: duplicate: Hannah.Muller@example.org is already on line 2" in result.stderr
+    assert db.read_bytes() == before
+    assert "hannah.muller@example.org" not in stored_readers(sample_root)
+
+
+def test_the_command_dry_run_without_a_store_creates_none(sample_root):
+    result = run(str(FIXTURES / "ghost.csv"), "--dry-run")
+    assert "status: active 7, unsubscribed 2" in result.stdout.splitlines()
+    assert not (sample_root / "subscribers/runletter.db").exists()
+
+
+def test_the_command_maps_columns_with_map(sample_root):
+    result = run(str(FIXTURES / "other_tool.csv"), *(f"--map={m}" for m in OTHER_TOOL_MAP))
+    assert result.stdout.splitlines()[0] == "format: runletter (columns named with --map)"
+    assert stored_readers(sample_root)["noe.dubois@example.com"] == ("active", "5k", "Noé")
+
+
+def test_the_command_gives_a_suppression_list_its_status(sample_root):
+    Path("bounces.csv").write_text("email\nana@example.com\nnew@example.org\n")
+    assert run("subscribers/sample.csv").exit_code == 0
+    result = run("bounces.csv", "--status", "bounced")
+    assert result.exit_code == 0, result.output
+    readers = stored_readers(sample_root)
+    assert (readers["ana@example.com"][0], readers["new@example.org"][0]) == ("bounced",
+                                                                             "bounced")
+
+
+def test_the_command_gives_rows_without_a_goal_the_goal_option(sample_root):
+    Path("list.csv").write_text("email,first_name\nana@example.com,Ana\n")
+    assert run("list.csv", "--goal", "Half Marathon").exit_code == 0
+    assert stored_readers(sample_root)["ana@example.com"][1] == "half"
+
+
+def test_the_command_reads_the_format_from_says(sample_root):
+    Path("l.csv").write_text("email,status\nana@example.com,blocklisted\n")
+    result = run("l.csv", "--from", "listmonk")
+    assert result.stdout.splitlines()[0] == "format: listmonk (--from listmonk)"
+    assert stored_readers(sample_root)["ana@example.com"][0] == "unsubscribed"
+
+
+def test_the_command_refuses_an_unknown_format_on_one_line(sample_root):
+    result = run(str(FIXTURES / "kit.csv"), "--from", "mailchimps")
+    assert result.exit_code == 1
+    assert result.stderr == ("runletter: error: --from 'mailchimps': unknown format (did you "
+                             "mean 'mailchimp'?); formats: auto, mailchimp, substack, ghost, "
+                             "listmonk, buttondown, kit, runletter\n")

@@ -96,7 +96,11 @@ def make_plan(header: list[str], options: ArrivalOptions, file_name: str, shown:
 def choose(source: str, keys: frozenset[str], mapped: bool) -> tuple[Format, str]:
     """The format named with --from, or the one the header shows."""
     if source != "auto":
-        return BY_NAME[source], f"--from {source}"
+        if source.lower() not in BY_NAME:
+            raise RunletterError(f"--from {show_value(source)}: unknown format"
+                                 + suggest(source.lower(), BY_NAME)
+                                 + f"; formats: auto, {', '.join(BY_NAME)}")
+        return BY_NAME[source.lower()], f"--from {source.lower()}"
     found = detect(keys)
     if found is not None:
         return found, "from the header"
