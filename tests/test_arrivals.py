@@ -3,18 +3,23 @@ exports (tests/fixtures/imports, described in FORMATS.md), with every opt-out ke
 
 from __future__ import annotations
 
+import csv
 import io
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from publisher.arrivals import ArrivalOptions, import_file
 from publisher.errors import RunletterError
 from publisher.load import load_goals
-from publisher.store import Store
+from publisher.store import LEFT, Store
 
 from . import test_store
+from .test_adversarial_readers import FAST, open_store
 from .test_store import REPO, write_csv
 
 store = test_store.store  # the store fixture: a real SQLite file in tmp_path
@@ -531,3 +536,105 @@ def test_the_command_refuses_an_unknown_format_on_one_line(sample_root):
     assert result.stderr == ("runletter: error: --from 'mailchimps': unknown format (did you "
                              "mean 'mailchimp'?); formats: auto, mailchimp, substack, ghost, "
                              "listmonk, buttondown, kit, runletter\n")
+
+
+# -- the property: nothing lands active unless its source says subscribed ----------------------
+
+# What the issue (and FORMATS.md) call subscribed, per format: the only values that may land
+# active. Mailchimp says it with the file, not a value: only its subscribed export does.
+SUBSCRIBED = {
+    "substack": {"false"}, "ghost": {"true"}, "listmonk": {"enabled"},
+    "buttondown": {"regular", "premium", "gifted", "churned", "trialed", "unpaid", "churning",
+                   "paused", "past_due"},
+    "kit": {"active", "cold"}, "runletter": {"active", ""}, "mailchimp": set(),
+}
+LAYOUTS = {  # header, and where the status value goes
+    "substack": (["email", "email_disabled", "type"], 1),
+    "ghost": (["id", "email", "subscribed_to_emails", "complimentary_plan", "deleted_at"], 2),
+    "listmonk": (["uuid", "email", "name", "attributes", "status"], 4),
+    "buttondown": (["id", "email_address", "creation_date", "type"], 3),
+    "kit": (["first_name", "email_address", "state"], 2),
+    "runletter": (["email", "status"], 1),
+    "mailchimp": (['Email Address', "MEMBER_RATING", "NOTES"], 2),
+}
+MAILCHIMP_KINDS = {  # extra column, file name, whether its rows are subscribed
+    "subscribed": ("LAST_CHANGED", "subscribed_members_export_1.csv", True),
+    "unsubscribed": ("UNSUB_TIME", "unsubscribed_members_export_1.csv", False),
+    "cleaned": ("CLEAN_TIME", "cleaned_members_export_1.csv", False),
+    "nonsubscribed": ("LAST_CHANGED", "nonsubscribed_members_export_1.csv", False),
+}
+KNOWN_VALUES = sorted({v for values in SUBSCRIBED.values() for v in values} | {
+    "true", "disabled", "blocklisted", "unactivated", "unsubscribed", "removed", "complained",
+    "undeliverable", "spammy", "inactive", "cancelled", "bounced", "pending", "blocked"})
+status_values = st.one_of(
+    st.sampled_from(KNOWN_VALUES),
+    st.sampled_from(KNOWN_VALUES).map(lambda v: f" {v.upper()} "),
+    st.text(st.characters(blacklist_characters="\r\n"), max_size=12))  # one line per row
+
+
+def export_text(fmt: str, values: list[str], deleted: list[bool], kind: str) -> tuple[str, str]:
+    """A file of format `fmt` with one reader per value, and its name."""
+    header, at = LAYOUTS[fmt]
+    name = f"{fmt}.csv"
+    if fmt == "mailchimp":
+        column, name, _ = MAILCHIMP_KINDS[kind]
+        header = [*header, column]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    email_at = 0 if fmt in ("runletter", "mailchimp") else 1
+    for number, (value, gone) in enumerate(zip(values, deleted, strict=True)):
+        row = ["{}" if column == "attributes" else "" for column in header]
+        row[email_at] = f"r{number}@example.com"
+        row[at] = value
+        if fmt == "ghost" and gone:
+            row[4] = "2024-05-01T10:00:00.000Z"
+        writer.writerow(row)
+    return out.getvalue(), name
+
+
+@FAST
+@given(fmt=st.sampled_from(sorted(LAYOUTS)), data=st.data())
+def test_no_row_lands_active_unless_its_source_says_subscribed(fmt, data):
+    count = data.draw(st.integers(min_value=1, max_value=8))
+    values = data.draw(st.lists(status_values, min_size=count, max_size=count))
+    deleted = data.draw(st.lists(st.booleans(), min_size=count, max_size=count))
+    before = data.draw(st.lists(st.sampled_from([None, "active", "pending", "unsubscribed",
+                                                 "bounced", "complained"]),
+                                min_size=count, max_size=count))
+    kind = data.draw(st.sampled_from(sorted(MAILCHIMP_KINDS)))
+    status = data.draw(st.sampled_from([None, "active", "pending", "unsubscribed", "bounced"]))
+    text, name = export_text(fmt, values, deleted, kind)
+
+    def says_subscribed(number: int) -> bool:
+        value = values[number].strip().lower()
+        if fmt == "mailchimp":
+            return MAILCHIMP_KINDS[kind][2]
+        if fmt == "ghost" and deleted[number]:
+            return False
+        if not value and fmt != "runletter":  # no status of its own: the coach's --status
+            return status == "active"
+        return value in SUBSCRIBED[fmt]
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_text(text, encoding="utf-8", newline="")
+        with open_store(Path(folder) / "runletter.db") as opened:
+            for number, old in enumerate(before):
+                if old is not None:
+                    opened.add(f"r{number}@example.com", status=old)
+            try:
+                report = import_file(opened, path, GOALS, ArrivalOptions(status=status),
+                                     display=name)
+                skipped = {f.line - 2 for f in report.errors}  # row n is on line n + 2
+            except RunletterError:
+                skipped = set(range(count))  # a refused file lands nothing
+            after = {s.email: s.status for s in opened.list()}
+    for number in range(count):
+        landed = after.get(f"r{number}@example.com")
+        if number in skipped:
+            assert landed == before[number]
+        elif before[number] in LEFT:
+            assert landed in LEFT
+        elif landed == "active":
+            assert says_subscribed(number) and status in (None, "active")
