@@ -548,14 +548,14 @@ SUBSCRIBED = {
                    "paused", "past_due"},
     "kit": {"active", "cold"}, "runletter": {"active", ""}, "mailchimp": set(),
 }
-LAYOUTS = {  # header, and where the status value goes
-    "substack": (["email", "email_disabled", "type"], 1),
-    "ghost": (["id", "email", "subscribed_to_emails", "complimentary_plan", "deleted_at"], 2),
-    "listmonk": (["uuid", "email", "name", "attributes", "status"], 4),
-    "buttondown": (["id", "email_address", "creation_date", "type"], 3),
-    "kit": (["first_name", "email_address", "state"], 2),
-    "runletter": (["email", "status"], 1),
-    "mailchimp": (['Email Address', "MEMBER_RATING", "NOTES"], 2),
+LAYOUTS = {  # header, where the address goes, where the status value goes
+    "substack": (["email", "email_disabled", "type"], 0, 1),
+    "ghost": (["id", "email", "subscribed_to_emails", "complimentary_plan", "deleted_at"], 1, 2),
+    "listmonk": (["uuid", "email", "name", "attributes", "status"], 1, 4),
+    "buttondown": (["id", "email_address", "creation_date", "type"], 1, 3),
+    "kit": (["first_name", "email_address", "state"], 1, 2),
+    "runletter": (["email", "status"], 0, 1),
+    "mailchimp": (["Email Address", "MEMBER_RATING", "NOTES"], 0, 2),
 }
 MAILCHIMP_KINDS = {  # extra column, file name, whether its rows are subscribed
     "subscribed": ("LAST_CHANGED", "subscribed_members_export_1.csv", True),
@@ -569,12 +569,13 @@ KNOWN_VALUES = sorted({v for values in SUBSCRIBED.values() for v in values} | {
 status_values = st.one_of(
     st.sampled_from(KNOWN_VALUES),
     st.sampled_from(KNOWN_VALUES).map(lambda v: f" {v.upper()} "),
-    st.text(st.characters(blacklist_characters="\r\n"), max_size=12))  # one line per row
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+            max_size=12))  # one line per row
 
 
 def export_text(fmt: str, values: list[str], deleted: list[bool], kind: str) -> tuple[str, str]:
     """A file of format `fmt` with one reader per value, and its name."""
-    header, at = LAYOUTS[fmt]
+    header, email_at, at = LAYOUTS[fmt]
     name = f"{fmt}.csv"
     if fmt == "mailchimp":
         column, name, _ = MAILCHIMP_KINDS[kind]
@@ -582,7 +583,6 @@ def export_text(fmt: str, values: list[str], deleted: list[bool], kind: str) -> 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
-    email_at = 0 if fmt in ("runletter", "mailchimp") else 1
     for number, (value, gone) in enumerate(zip(values, deleted, strict=True)):
         row = ["{}" if column == "attributes" else "" for column in header]
         row[email_at] = f"r{number}@example.com"
