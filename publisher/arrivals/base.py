@@ -21,6 +21,9 @@ GOAL_COLUMNS = ("goal", "race_goal", "race_distance")
 # From the most permissive to the least: --status and a file's kind can only move down.
 STRICTNESS = {"active": 0, "pending": 1, "unsubscribed": 2, "bounced": 3, "complained": 4}
 _KEY_RE = re.compile(r"[\s_\-]+")
+# A UTC time to the second that the store's own form only re-punctuates: Mailchimp's naive
+# '2023-03-02 18:06:12', Buttondown's '2023-03-02T18:06:12Z', Kit's '… UTC'.
+_PLAIN_UTC_RE = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:Z| UTC|\+00:00)?")
 
 
 class RowProblem(Exception):
@@ -157,16 +160,23 @@ def when(text: str) -> str:
     A time without a zone is read as UTC (Mailchimp); Go's trailing zone name (listmonk's
     '+0000 +0000' or '+0000 UTC') and a ' UTC' suffix (Kit) are dropped."""
     value = text.strip()
-    parts = value.split(" ")
-    if len(parts) >= 3 and parts[2][:1] in "+-" and parts[2][1:5].isdigit():
-        value = f"{parts[0]} {parts[1]}{parts[2]}"  # Go: '2024-01-13 07:42:10.3 +0000 UTC'
-    elif value.upper().endswith((" UTC", " GMT")):
-        value = value[:-4]
     try:
-        stamp = datetime.fromisoformat(value)
+        if _PLAIN_UTC_RE.fullmatch(value):  # the common case, without a round trip
+            datetime.fromisoformat(value[:19])  # still refuses 2024-02-30
+            return f"{value[:10]}T{value[11:19]}+00:00"
+        stamp = datetime.fromisoformat(_iso(value))
     except ValueError:
         raise Unreadable(f"not a date: {show_value(text)}") from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.astimezone(UTC).isoformat(timespec="seconds")
 
+
+def _iso(value: str) -> str:
+    """Go's '2024-01-13 07:42:10.3 +0000 UTC' and Kit's '… UTC' in a form ISO 8601 reads."""
+    parts = value.split(" ")
+    if len(parts) >= 3 and parts[2][:1] in "+-" and parts[2][1:5].isdigit():
+        return f"{parts[0]} {parts[1]}{parts[2]}"
+    if value.upper().endswith((" UTC", " GMT")):
+        return value[:-4]
+    return value

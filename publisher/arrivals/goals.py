@@ -34,7 +34,12 @@ class GoalMatcher:
 
     def match(self, text: str) -> str | None:
         """The slug `text` names, or None."""
-        return self._by_text.get(_plain(text))
+        found = self._by_text.get(text)  # most files repeat a handful of spellings
+        if found is None:
+            found = self._by_text.get(_plain(text))
+            if found is not None:
+                self._by_text[text] = found
+        return found
 
     def problem(self, text: str) -> str:
         """Why `text` names no goal, with the closest one."""

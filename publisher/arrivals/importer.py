@@ -13,12 +13,13 @@ from typing import TextIO
 from ..errors import Finding, RunletterError, display_path
 from ..model import Goals
 from ..store import Store
-from ..store.landing import Lander, importing
+from ..store.landing import Landed, Lander, Landing, importing
 from .goals import GoalMatcher
 from .plan import ArrivalOptions, Plan, make_plan
 from .report import ArrivalReport
 from .rows import Row, read_row
 
+BATCH = 500  # rows read, then landed together: memory stays at one batch
 NOT_UTF8 = "not UTF-8 text; save it as 'CSV UTF-8' and import again (nothing imported)"
 
 
@@ -36,8 +37,13 @@ def import_file(store: Store, path: Path, goals: Goals,
         plan = make_plan(header or [], options, path.name, shown, matcher)
         tally = _Tally(plan, shown)
         with importing(store, shown, dry_run=options.dry_run) as lander:
+            batch: list[tuple[int, Row]] = []
             for line, record in _records(reader, path, shown):
-                tally.take(line, read_row(plan, matcher, record), lander)
+                batch.append((line, read_row(plan, matcher, record)))
+                if len(batch) == BATCH:
+                    tally.take(batch, lander)
+                    batch = []
+            tally.take(batch, lander)
     return tally.report(options.dry_run)
 
 
@@ -95,33 +101,44 @@ class _Tally:
         self.findings: list[Finding] = []
         self.unreadable: dict[str, tuple[int, int, str]] = {}  # column -> (count, line, why)
 
-    def take(self, line: int, row: Row, lander: Lander) -> None:
-        """Land one row, or note why it did not."""
-        for column, why in row.unreadable:
-            count, first, reason = self.unreadable.get(column, (0, line, why))
-            self.unreadable[column] = (count + 1, first, reason)
-        if row.left_out:
-            self.counts["left out"] += 1
-            self.findings.append(Finding(self.shown, line, row.left_out, level="warning"))
-            return
-        if row.landing is not None:
-            first = lander.first_line(row.landing.email, line)
-            if first is not None:
+    def take(self, batch: list[tuple[int, Row]], lander: Lander) -> None:
+        """Land a batch of rows, and note why the others did not land."""
+        findings: list[Finding] = []
+        earlier = lander.claim([(row.landing.email, line) for line, row in batch
+                                if row.landing is not None and not row.left_out])
+        good: list[tuple[int, Landing]] = []
+        for line, row in batch:
+            self._note_unreadable(line, row)
+            if row.left_out:
+                self.counts["left out"] += 1
+                findings.append(Finding(self.shown, line, row.left_out, level="warning"))
+                continue
+            if line in earlier:
                 row.problems.append(f"duplicate: {row.landing.email} is already on line "
-                                    f"{first}; each reader may appear once")
-        if row.problems or row.landing is None:
-            self.counts["skipped"] += 1
-            self.findings.append(Finding(self.shown, line,
-                                         "; ".join(row.problems) + " (row skipped)"))
-            return
-        landed = lander.land(row.landing, line)
+                                    f"{earlier[line]}; each reader may appear once")
+            if row.problems or row.landing is None:
+                self.counts["skipped"] += 1
+                findings.append(Finding(self.shown, line,
+                                        "; ".join(row.problems) + " (row skipped)"))
+            else:
+                good.append((line, row.landing))
+        for (line, landing), landed in zip(good, lander.land(good), strict=True):
+            self._count(landed)
+            if landed.kept:
+                findings.append(Finding(
+                    self.shown, line, f"{landing.email}: kept {landed.kept}; a reader who "
+                    "left must re-subscribe themselves", level="warning"))
+        self.findings += sorted(findings, key=lambda f: f.line or 0)
+
+    def _count(self, landed: Landed) -> None:
         self.counts[landed.outcome] += 1
         self.statuses[landed.status] += 1
         self.goals[landed.goal] += 1
-        if landed.kept:
-            self.findings.append(Finding(
-                self.shown, line, f"{row.landing.email}: kept {landed.kept}; a reader who "
-                "left must re-subscribe themselves", level="warning"))
+
+    def _note_unreadable(self, line: int, row: Row) -> None:
+        for column, why in row.unreadable:
+            count, first, reason = self.unreadable.get(column, (0, line, why))
+            self.unreadable[column] = (count + 1, first, reason)
 
     def report(self, dry_run: bool) -> ArrivalReport:
         """What the import did (or, on a dry run, would do)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..emails import show_value
 from ..errors import Finding, RunletterError, suggest
@@ -27,8 +28,7 @@ class ArrivalOptions:
     dry_run: bool = False
 
 
-@dataclass(frozen=True)
-class Reader:
+class Reader(NamedTuple):
     """Header columns (by index, in order of preference) that feed one field."""
 
     indexes: tuple[int, ...]

@@ -3,8 +3,6 @@ cannot land. A status is only ever made stricter by the file's kind or --status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..emails import normalize_email, show_value, validate_email
 from ..model import EVERYONE
 from ..store.landing import Landing
@@ -14,20 +12,22 @@ from .goals import GoalMatcher
 from .plan import Plan
 
 
-@dataclass
 class Row:
     """A record read: the reader to land (None: no usable address), and what went wrong."""
 
-    landing: Landing | None
-    problems: list[str] = field(default_factory=list)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (column, why)
-    left_out: str | None = None  # why the row is deliberately not imported
+    __slots__ = ("landing", "left_out", "problems", "unreadable")
+
+    def __init__(self, problems: list[str] | None = None):
+        self.landing: Landing | None = None
+        self.problems = problems or []
+        self.unreadable: list[tuple[str, str]] = []  # (column, why)
+        self.left_out: str | None = None  # why the row is deliberately not imported
 
 
 def read_row(plan: Plan, goals: GoalMatcher, record: list[str]) -> Row:
     """Read one record (already known not to be blank)."""
     if len(record) != len(plan.header):
-        return Row(None, [f"the row has {len(record)} fields; the header has "
+        return Row([f"the row has {len(record)} fields; the header has "
                           f"{len(plan.header)} ({','.join(plan.header)})"])
     values, failed, row = _values(plan, record)
     email = str(values.get("email") or "")
@@ -41,16 +41,17 @@ def read_row(plan: Plan, goals: GoalMatcher, record: list[str]) -> Row:
     if first_name is not None and (problem := name_problem(str(first_name))):
         row.problems.append(problem)
     goal = _goal(plan, goals, values.get("goal"), row.problems)
-    status = stricter(values.get("status"), plan.file_status, plan.default_status)
+    status = values.get("status")
+    if plan.file_status or plan.default_status:
+        status = stricter(status, plan.file_status, plan.default_status)
     if status is None and plan.format.needs_status and "status" not in failed:
         known = ", ".join(plan.format.statuses)
         row.problems.append(f"no {plan.format.name} status" + (f" (known: {known})"
                                                                if known else ""))
-    row.landing = Landing(
-        email=email, first_name=first_name, goal=goal, tags=values.get("tags"),
-        status=status, consent_source=str(values.get("consent_source") or plan.consent_source),
-        consent_at=values.get("consent_at"), consent_ip=values.get("consent_ip"),
-        created_at=values.get("created_at"), updated_at=values.get("updated_at"))
+    get = values.get
+    row.landing = Landing(email, first_name, goal, get("tags"), status,
+                          get("consent_source") or plan.consent_source, get("consent_at"),
+                          get("consent_ip"), get("created_at"), get("updated_at"))
     return row
 
 
@@ -58,25 +59,25 @@ def _values(plan: Plan, record: list[str]) -> tuple[dict, set[str], Row]:
     """Each field from the first of its columns that gives a value."""
     values: dict = {}
     failed: set[str] = set()
-    row = Row(None)
-    for reader in plan.readers:
-        if reader.field in values or reader.field in failed:
+    row = Row()
+    for indexes, name, read, blank in plan.readers:
+        if name in values or name in failed:
             continue
-        for index in reader.indexes:
+        for index in indexes:
             raw = record[index]
-            if not reader.blank and not raw.strip():
+            if not blank and not raw.strip():
                 continue
             try:
-                value = reader.read(raw)
+                value = read(raw)
             except RowProblem as exc:
                 row.problems.append(str(exc))
-                failed.add(reader.field)
+                failed.add(name)
                 break
             except Unreadable as exc:
                 row.unreadable.append((plan.header[index], str(exc)))
                 continue
             if value is not None:
-                values[reader.field] = value
+                values[name] = value
                 break
     return values, failed, row
 

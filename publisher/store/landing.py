@@ -7,10 +7,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
+from ..emails import fold_email
 from ..model import EVERYONE
-from .readers import COLUMNS, LEFT, Store, now, subscriber_from_row
+from .readers import COLUMNS, LEFT, Store, Subscriber, now, subscriber_from_row
 
 # Audit rows are written in batches so a 100,000-row import never holds them all.
 _AUDIT_BATCH = 1000
@@ -19,13 +20,12 @@ _INSERT = ("INSERT INTO subscribers(email, first_name, goal, tags, status, conse
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(email) DO NOTHING")
 _UPDATE = ("UPDATE subscribers SET first_name = ?, goal = ?, tags = ?, status = ?, "
            "updated_at = ? WHERE id = ?")
-_SELECT = f"SELECT {COLUMNS} FROM subscribers WHERE email = ?"
+_IN_LIMIT = 500  # addresses per "email IN (…)" query, well under SQLite's variable limit
 _AUDIT = ("INSERT INTO audit(subscriber_id, email, old_status, new_status, reason, at) "
           "VALUES (?, ?, ?, ?, ?, ?)")
 
 
-@dataclass(frozen=True)
-class Landing:
+class Landing(NamedTuple):
     """One reader as a file gives them; None leaves a stored reader's field as it is."""
 
     email: str
@@ -40,8 +40,7 @@ class Landing:
     updated_at: str | None = None
 
 
-@dataclass(frozen=True)
-class Landed:
+class Landed(NamedTuple):
     """What landing one row did, and the reader's status and goal afterwards."""
 
     outcome: str  # added | updated | unchanged
@@ -55,44 +54,74 @@ class _DryRun(Exception):
 
 
 class Lander:
-    """Writes one file's rows inside its transaction; use through `importing()`."""
+    """Writes one file's rows inside its transaction, a batch at a time (a few statements
+    per batch rather than several per row); use through `importing()`."""
 
     def __init__(self, conn: sqlite3.Connection, shown: str):
         self._conn = conn
         self._shown = shown
         self._stamp = now()
         self._audit: list[tuple] = []
+        # Readers with a higher id were inserted by this import.
+        self._top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM subscribers").fetchone()[0]
         # Addresses seen in this file live in a temporary table, not in Python, so memory
         # stays flat however long the file is; NOCASE folds as the UNIQUE email column does.
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen(email TEXT PRIMARY KEY "
                      "COLLATE NOCASE, line INTEGER NOT NULL) WITHOUT ROWID")
         conn.execute("DELETE FROM temp.import_seen")
 
-    def first_line(self, email: str, line: int) -> int | None:
-        """The line this address was first seen on in the file, or None (now seen on `line`)."""
-        cursor = self._conn.execute("INSERT INTO temp.import_seen(email, line) VALUES (?, ?) "
-                                    "ON CONFLICT(email) DO NOTHING", (email, line))
-        if cursor.rowcount == 1:
-            return None
-        return self._conn.execute("SELECT line FROM temp.import_seen WHERE email = ?",
-                                  (email,)).fetchone()[0]
+    def claim(self, claims: list[tuple[str, int]]) -> dict[int, int]:
+        """Note each (address, line); return {line: earlier line} for addresses seen before."""
+        if not claims:
+            return {}
+        changes = self._conn.total_changes
+        self._conn.executemany("INSERT INTO temp.import_seen(email, line) VALUES (?, ?) "
+                               "ON CONFLICT(email) DO NOTHING", claims)
+        if self._conn.total_changes - changes == len(claims):
+            return {}  # every address new: nothing to look up
+        first = {fold_email(email): line for email, line in self._select(
+            "SELECT email, line FROM temp.import_seen", [email for email, _ in claims])}
+        return {line: first[fold_email(email)] for email, line in claims
+                if first[fold_email(email)] != line}
 
-    def land(self, row: Landing, line: int) -> Landed:
-        """Insert a new reader, or update a stored one without making a leaver active."""
+    def land(self, rows: list[tuple[int, Landing]]) -> list[Landed]:
+        """Insert new readers and update stored ones, never making a leaver active; the rows
+        have distinct addresses (claim() finds the repeats)."""
+        if not rows:
+            return []
         stamp = self._stamp
-        status = row.status or "active"
-        goal = row.goal or EVERYONE
-        cursor = self._conn.execute(_INSERT, (
-            row.email, row.first_name or "", goal, ";".join(row.tags or ()), status,
-            row.consent_source, row.consent_at or stamp, row.consent_ip,
-            row.created_at or stamp, row.updated_at or stamp))
-        if cursor.rowcount == 1:
-            self._record(cursor.lastrowid, row.email, None, status, line)
-            return Landed("added", status, goal)
-        return self._update(row, line)
+        self._conn.executemany(_INSERT, [(
+            row.email, row.first_name or "", row.goal or EVERYONE, ";".join(row.tags or ()),
+            row.status or "active", row.consent_source, row.consent_at or stamp,
+            row.consent_ip, row.created_at or stamp, row.updated_at or stamp)
+            for _, row in rows])
+        # The rows just inserted are those above the highest id so far (a range scan), with
+        # the address exactly as the file gave it; only the others are looked up by address.
+        inserted = {email: (id_, goal, status) for id_, email, goal, status in
+                    self._conn.execute("SELECT id, email, goal, status FROM subscribers "
+                                       "WHERE id > ?", (self._top,))}
+        self._top = max([self._top, *(id_ for id_, _, _ in inserted.values())])
+        stored = {fold_email(found[1]): found for found in self._select(
+            f"SELECT {COLUMNS} FROM subscribers",
+            [row.email for _, row in rows if row.email not in inserted])}
+        out, updates = [], []
+        for line, row in rows:
+            hit = inserted.get(row.email)
+            if hit is None:
+                existing = subscriber_from_row(stored[fold_email(row.email)])
+                out.append(self._merge(existing, row, line, updates))
+                continue
+            self._audit.append((hit[0], row.email, None, hit[2],
+                                f"imported from {self._shown}:{line}", stamp))
+            out.append(Landed("added", hit[2], hit[1]))
+        self._conn.executemany(_UPDATE, updates)
+        if len(self._audit) >= _AUDIT_BATCH:
+            self._flush()
+        return out
 
-    def _update(self, row: Landing, line: int) -> Landed:
-        existing = subscriber_from_row(self._conn.execute(_SELECT, (row.email,)).fetchone())
+    def _merge(self, existing: Subscriber, row: Landing, line: int,
+               updates: list[tuple]) -> Landed:
+        """A stored reader with the file's values; a leaver keeps their status."""
         status, kept = row.status or existing.status, None
         if existing.status in LEFT and status in ("active", "pending"):
             status, kept = existing.status, existing.status
@@ -102,18 +131,24 @@ class Lander:
                status)
         if new == (existing.first_name, existing.goal, existing.tags, existing.status):
             return Landed("unchanged", status, new[1], kept)
-        self._conn.execute(_UPDATE, (new[0], new[1], ";".join(new[2]), status, self._stamp,
-                                     existing.id))
+        updates.append((new[0], new[1], ";".join(new[2]), status, self._stamp, existing.id))
         if status != existing.status:
             self._record(existing.id, existing.email, existing.status, status, line)
         return Landed("updated", status, new[1], kept)
+
+    def _select(self, sql: str, emails: list[str]) -> list[tuple]:
+        """Rows of `sql` whose email is one of `emails`."""
+        found: list[tuple] = []
+        for start in range(0, len(emails), _IN_LIMIT):
+            part = emails[start:start + _IN_LIMIT]
+            found += self._conn.execute(f"{sql} WHERE email IN ({', '.join('?' * len(part))})",
+                                        part).fetchall()
+        return found
 
     def _record(self, subscriber_id: int | None, email: str, old: str | None, new: str,
                 line: int) -> None:
         self._audit.append((subscriber_id, email, old, new,
                             f"imported from {self._shown}:{line}", self._stamp))
-        if len(self._audit) >= _AUDIT_BATCH:
-            self._flush()
 
     def _flush(self) -> None:
         self._conn.executemany(_AUDIT, self._audit)
