@@ -128,6 +128,17 @@ def test_listmonk_disabled_and_blocklisted_subscribers_arrive_unsubscribed(store
     assert status_of(store, email) == status
 
 
+def test_a_ghost_export_with_email_disabled_is_read_as_ghost_and_the_address_as_bounced(
+        store, tmp_path):
+    path = write_csv(tmp_path, "id,email,name,subscribed_to_emails,email_disabled,labels\n"
+                     "1,b@example.com,Bo,true,true,\n2,k@example.com,Kay,true,false,\n",
+                     "members.csv")
+    report = arrive(store, path)
+    assert report.plan.format.name == "ghost"
+    assert (status_of(store, "b@example.com"), status_of(store, "k@example.com")) == (
+        "bounced", "active")
+
+
 def test_ghost_members_not_subscribed_to_emails_arrive_unsubscribed(store):
     arrive(store, "ghost.csv")
     left = sorted(s.email for s in store.list(status="unsubscribed"))
@@ -534,7 +545,7 @@ def test_the_command_refuses_an_unknown_format_on_one_line(sample_root):
     result = run(str(FIXTURES / "kit.csv"), "--from", "mailchimps")
     assert result.exit_code == 1
     assert result.stderr == ("runletter: error: --from 'mailchimps': unknown format (did you "
-                             "mean 'mailchimp'?); formats: auto, mailchimp, substack, ghost, "
+                             "mean 'mailchimp'?); formats: auto, mailchimp, ghost, substack, "
                              "listmonk, buttondown, kit, runletter\n")
 
 

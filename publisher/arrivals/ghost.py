@@ -19,6 +19,11 @@ def deleted(text: str) -> str | None:
     return "unsubscribed" if text.strip() else None
 
 
+def disabled(text: str) -> str | None:
+    """Ghost turns email off for an address that bounced or complained (when exported)."""
+    return "bounced" if text.strip().lower() == "true" else None
+
+
 def name(text: str) -> str:
     """The first word of the name; Ghost quotes cells a spreadsheet would run as formulas."""
     return first_word(restore_cell(text.strip()))
@@ -29,6 +34,7 @@ GHOST = Format(
     columns=(
         Column(("email",), "email"),
         Column(("deleted_at",), "status", deleted),
+        Column(("email_disabled",), "status", disabled),
         Column(("subscribed_to_emails", "subscribed"), "status",
                status_reader("ghost", STATUSES)),
         Column(("name",), "first_name", name),

@@ -11,8 +11,9 @@ from .mailchimp import MAILCHIMP
 from .runletter import RUNLETTER
 from .substack import SUBSTACK
 
-# The tools first: each has columns of its own; Runletter's few columns come last.
-FORMATS: tuple[Format, ...] = (MAILCHIMP, SUBSTACK, GHOST, LISTMONK, BUTTONDOWN, KIT, RUNLETTER)
+# The tools first: each has columns of its own; Runletter's few columns come last. Ghost
+# before Substack: a Ghost export with an `email_disabled` column must not read as Substack.
+FORMATS: tuple[Format, ...] = (MAILCHIMP, GHOST, SUBSTACK, LISTMONK, BUTTONDOWN, KIT, RUNLETTER)
 BY_NAME = {f.name: f for f in FORMATS}
 
 
