@@ -373,6 +373,23 @@ def test_an_opt_in_time_that_is_not_a_date_is_a_warning_and_the_row_lands(store,
     assert "(and 1 more rows)" in report.findings[0].message
 
 
+def test_metadata_that_is_not_json_is_a_warning_and_the_row_keeps_its_status(store, tmp_path):
+    path = write_csv(tmp_path, "email_address,creation_date,type,metadata\n"
+                     "u@example.com,2023-03-02T18:06:12Z,unsubscribed,{'goal': 'half'}\n",
+                     "buttondown.csv")
+    report = arrive(store, path)
+    assert status_of(store, "u@example.com") == "unsubscribed"
+    assert [(f.line, f.level) for f in report.findings] == [(2, "warning")]
+    assert report.findings[0].message.startswith("metadata is not a JSON object")
+
+
+def test_tags_written_as_a_json_list_are_read_as_a_list(store, tmp_path):
+    path = write_csv(tmp_path, 'email_address,state,tags\na@example.com,active,"[""Road"", '
+                     '""Masters 40+""]"\n', "kit.csv")
+    arrive(store, path)
+    assert store.get("a@example.com").tags == ("Road", "Masters 40+")
+
+
 # -- --map -------------------------------------------------------------------------------------
 
 

@@ -31,7 +31,8 @@ class RowProblem(Exception):
 
 
 class Unreadable(Exception):
-    """A value that cannot be read but whose row still lands (the importer notes it)."""
+    """A value that cannot be read but whose row still lands (the importer warns once per
+    column); the message follows the column's name: "is not a date: '…'"."""
 
 
 def column_key(name: str) -> str:
@@ -58,7 +59,7 @@ class Format:
     detect: Callable[[frozenset[str]], bool]
     columns: tuple[Column, ...]
     statuses: Mapping[str, str] = field(default_factory=dict)  # its value -> a store status
-    tags: Callable[[str], tuple[str, ...]] = lambda text: split_on(",", text)
+    tags: Callable[[str], tuple[str, ...]] = lambda text: comma_list(text)
     # Mailchimp writes one file per status, told apart by the header and the file's name:
     # (status or None, what the file is, why to refuse it unless --status says otherwise).
     kind: Callable[[frozenset[str], str], tuple[str | None, str, str | None]] | None = None
@@ -124,6 +125,18 @@ def split_on(separator: str, text: str) -> tuple[str, ...]:
     return split_tags(text.replace(";", separator).split(separator))
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+    """Tags as most tools write them: 'Road, Masters 40+', or a JSON list '["Road"]'."""
+    if text.lstrip().startswith("["):
+        try:
+            found = json.loads(text)
+        except ValueError:
+            found = None
+        if isinstance(found, list):
+            return split_tags(str(tag) for tag in found)
+    return split_on(",", text)
+
+
 def quoted_list(text: str) -> tuple[str, ...]:
     """Tags written as a CSV line inside one cell ('"Road","Masters 40+"'), as Mailchimp does."""
     try:
@@ -138,16 +151,17 @@ def first_word(text: str) -> str:
     return words[0] if words else ""
 
 
-def json_key(key: str, column: str) -> Callable[[str], object]:
-    """Read `key` from a cell holding a JSON object; no such key gives None."""
+def json_key(key: str) -> Callable[[str], object]:
+    """Read `key` from a cell holding a JSON object; no such key gives None. A cell that is
+    not a JSON object is left unread: it must not cost the row its status."""
 
     def read(text: str) -> object:
         try:
             found = json.loads(text)
         except ValueError:
-            raise RowProblem(f"{column} is not JSON: {show_value(text)}") from None
+            found = None
         if not isinstance(found, dict):
-            raise RowProblem(f"{column} is not a JSON object: {show_value(text)}")
+            raise Unreadable(f"is not a JSON object: {show_value(text)}")
         value = found.get(key)
         return str(value).strip() if value not in (None, "") else None
 
@@ -166,7 +180,7 @@ def when(text: str) -> str:
             return f"{value[:10]}T{value[11:19]}+00:00"
         stamp = datetime.fromisoformat(_iso(value))
     except ValueError:
-        raise Unreadable(f"not a date: {show_value(text)}") from None
+        raise Unreadable(f"is not a date: {show_value(text)}") from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.astimezone(UTC).isoformat(timespec="seconds")

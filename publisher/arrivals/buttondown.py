@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import GOAL_COLUMNS, Column, Format, json_key, split_on, status_reader, when
+from .base import GOAL_COLUMNS, Column, Format, comma_list, json_key, status_reader, when
 
 STATUSES = {
     **dict.fromkeys(("regular", "premium", "gifted", "churned", "trialed", "unpaid",
@@ -27,10 +27,10 @@ BUTTONDOWN = Format(
     columns=(
         Column(("email_address", "email"), "email"),
         Column(("type", "subscriber_type"), "status", status_reader("buttondown", STATUSES)),
-        Column(("metadata",), "first_name", json_key("first_name", "metadata")),
+        Column(("metadata",), "first_name", json_key("first_name")),
         Column(("first_name",), "first_name"),
-        Column(("metadata",), "goal", json_key("goal", "metadata")),
+        Column(("metadata",), "goal", json_key("goal")),
         Column(GOAL_COLUMNS, "goal"),
-        Column(("tags",), "tags", lambda text: split_on(",", text)),
+        Column(("tags",), "tags", comma_list),
         Column(("creation_date", "created_at"), "consent_at", when),
     ))

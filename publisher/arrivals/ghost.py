@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..store import restore_cell
-from .base import GOAL_COLUMNS, Column, Format, first_word, split_on, status_reader, when
+from .base import GOAL_COLUMNS, Column, Format, comma_list, first_word, status_reader, when
 
 STATUSES = {"true": "active", "false": "unsubscribed"}
 
@@ -39,6 +39,6 @@ GHOST = Format(
                status_reader("ghost", STATUSES)),
         Column(("name",), "first_name", name),
         Column(GOAL_COLUMNS, "goal"),
-        Column(("labels",), "tags", lambda text: split_on(",", text)),
+        Column(("labels",), "tags", comma_list),
         Column(("created_at",), "consent_at", when),
     ))

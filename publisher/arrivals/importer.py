@@ -142,11 +142,9 @@ class _Tally:
 
     def report(self, dry_run: bool) -> ArrivalReport:
         """What the import did (or, on a dry run, would do)."""
-        notes = [Finding(self.shown, first, f"{column}: {why}" + (
-            f" (and {count - 1} more rows)" if count > 1 else "")
-            + "; not used: the time comes from another column or is the import time",
-            level="warning")
-            for column, (count, first, why) in self.unreadable.items()]
+        notes = [Finding(self.shown, first, f"{column} {why}" + (
+            f" (and {count - 1} more rows)" if count > 1 else "") + "; left unread",
+            level="warning") for column, (count, first, why) in self.unreadable.items()]
         return ArrivalReport(
             added=self.counts["added"], updated=self.counts["updated"],
             unchanged=self.counts["unchanged"], skipped=self.counts["skipped"],

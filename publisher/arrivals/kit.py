@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import GOAL_COLUMNS, Column, Format, first_word, split_on, status_reader, when
+from .base import GOAL_COLUMNS, Column, Format, comma_list, first_word, status_reader, when
 
 # inactive: never confirmed; cold: active but not opening lately (still subscribed).
 STATUSES = {"active": "active", "cold": "active", "inactive": "pending",
@@ -22,6 +22,6 @@ KIT = Format(
         Column(("first_name",), "first_name"),
         Column(("name", "full_name"), "first_name", first_word),
         Column(GOAL_COLUMNS, "goal"),
-        Column(("tags",), "tags", lambda text: split_on(",", text)),
+        Column(("tags",), "tags", comma_list),
         Column(("created_at", "subscribed_at"), "consent_at", when),
     ))

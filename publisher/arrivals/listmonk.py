@@ -21,7 +21,7 @@ LISTMONK = Format(
         Column(("email",), "email"),
         Column(("status",), "status", status_reader("listmonk", STATUSES)),
         Column(("name",), "first_name", first_word),
-        Column(("attributes",), "goal", json_key("goal", "attributes")),
+        Column(("attributes",), "goal", json_key("goal")),
         Column(GOAL_COLUMNS, "goal"),
         Column(("created_at",), "consent_at", when),
     ))
