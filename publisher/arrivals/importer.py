@@ -12,7 +12,7 @@ from typing import TextIO
 
 from ..errors import Finding, RunletterError, display_path
 from ..model import Goals
-from ..store import Store
+from ..store import LEFT, Store
 from ..store.landing import Landed, Lander, Landing, importing
 from .goals import GoalMatcher
 from .plan import ArrivalOptions, Plan, make_plan
@@ -107,6 +107,7 @@ class _Tally:
         earlier = lander.claim([(row.landing.email, line) for line, row in batch
                                 if row.landing is not None and not row.left_out])
         good: list[tuple[int, Landing]] = []
+        opt_outs: list[tuple[int, str, str]] = []  # skipped rows that say the person left
         for line, row in batch:
             self._note_unreadable(line, row)
             if row.left_out:
@@ -120,6 +121,8 @@ class _Tally:
                 self.counts["skipped"] += 1
                 findings.append(Finding(self.shown, line,
                                         "; ".join(row.problems) + " (row skipped)"))
+                if row.landing is not None and row.landing.status in LEFT:
+                    opt_outs.append((line, row.landing.email, row.landing.status))
             else:
                 good.append((line, row.landing))
         for (line, landing), landed in zip(good, lander.land(good), strict=True):
@@ -128,7 +131,19 @@ class _Tally:
                 findings.append(Finding(
                     self.shown, line, f"{landing.email}: kept {landed.kept}; a reader who "
                     "left must re-subscribe themselves", level="warning"))
+        findings += self._keep_opt_outs(opt_outs, lander)
         self.findings += sorted(findings, key=lambda f: f.line or 0)
+
+    def _keep_opt_outs(self, opt_outs: list[tuple[int, str, str]],
+                       lander: Lander) -> list[Finding]:
+        """A skipped row still takes a stored reader off the list when it says they left."""
+        statuses = {line: status for line, _, status in opt_outs}
+        kept = []
+        for line, email, old in lander.keep_opt_outs(opt_outs):
+            self.counts["opt-outs kept"] += 1
+            kept.append(Finding(self.shown, line, f"{email}: {old} until now, "
+                                f"{statuses[line]} as this skipped row says", level="warning"))
+        return kept
 
     def _count(self, landed: Landed) -> None:
         self.counts[landed.outcome] += 1
@@ -149,5 +164,6 @@ class _Tally:
             added=self.counts["added"], updated=self.counts["updated"],
             unchanged=self.counts["unchanged"], skipped=self.counts["skipped"],
             findings=(*self.findings, *notes), left_out=self.counts["left out"],
+            opt_outs_kept=self.counts["opt-outs kept"],
             plan=self.plan, statuses=dict(self.statuses), goals=dict(self.goals),
             dry_run=dry_run)

@@ -16,6 +16,7 @@ class ArrivalReport(ImportReport):
     """An ImportReport with the format read, its column mapping and the resulting counts."""
 
     left_out: int = 0
+    opt_outs_kept: int = 0  # stored readers taken off the list by rows that were skipped
     plan: Plan | None = None
     statuses: dict[str, int] = field(default_factory=dict)  # landed readers per status
     goals: dict[str, int] = field(default_factory=dict)  # landed readers per goal
@@ -44,8 +45,10 @@ class ArrivalReport(ImportReport):
     def summary(self, shown: str) -> str:
         """The last line: what was (or would be) added, updated, left alone and skipped."""
         counts = (f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
-                  f"{self.skipped} skipped" + (f", {self.left_out} left out"
-                                               if self.left_out else ""))
+                  f"{self.skipped} skipped"
+                  + (f", {self.left_out} left out" if self.left_out else "")
+                  + (f", {self.opt_outs_kept} opt-outs of skipped rows kept"
+                     if self.opt_outs_kept else ""))
         if self.dry_run:
             return f"dry run of {shown}: would be {counts}; nothing written"
         return f"imported {shown}: {counts}"

@@ -119,6 +119,22 @@ class Lander:
             self._flush()
         return out
 
+    def keep_opt_outs(self, rows: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+        """For rows that could not land but say the person left (line, address, status): a
+        stored reader still active or pending gets that status. Returns (line, address, old
+        status) for each reader changed."""
+        changed = []
+        for line, email, status in rows:
+            found = self._conn.execute("SELECT id, email, status FROM subscribers "
+                                       "WHERE email = ?", (email,)).fetchone()
+            if found is None or found[2] in LEFT:
+                continue
+            self._conn.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
+                               (status, self._stamp, found[0]))
+            self._record(found[0], found[1], found[2], status, line)
+            changed.append((line, found[1], found[2]))
+        return changed
+
     def _merge(self, existing: Subscriber, row: Landing, line: int,
                updates: list[tuple]) -> Landed:
         """A stored reader with the file's values; a leaver keeps their status."""
