@@ -445,7 +445,11 @@ def test_map_of_a_status_column_reads_the_formats_own_values(store, tmp_path):
 def test_a_file_no_format_recognises_is_refused_with_a_hint(store):
     with pytest.raises(RunletterError) as caught:
         arrive(store, "other_tool.csv")
-    assert "--map \"COLUMN=field\" or pass --from FORMAT" in str(caught.value)
+    assert [str(f) for f in caught.value.findings] == [
+        "other_tool.csv:1: not a layout runletter knows (it reads mailchimp, ghost, substack, "
+        "listmonk, buttondown, kit, runletter; columns here: E-mail, Given name, Family name, "
+        "Race Distance, Groups, Opted in?, Signed up on, Coach notes); name the columns with "
+        "--map, e.g. --map \"E-mail=email\", or pass --from FORMAT (nothing imported)"]
     assert list(store.list()) == []
 
 

@@ -55,7 +55,6 @@ class Format:
     """One tool's export: how to recognise it, which columns feed which field, its statuses."""
 
     name: str
-    title: str
     detect: Callable[[frozenset[str]], bool]
     columns: tuple[Column, ...]
     statuses: Mapping[str, str] = field(default_factory=dict)  # its value -> a store status
@@ -66,11 +65,6 @@ class Format:
     skip: Callable[[str], str | None] = lambda email: None  # why to leave an address out
     strict: bool = False  # runletter: a column it does not know is an error
     needs_status: bool = True  # a row with no status of its own is an error
-
-    @property
-    def subscribed(self) -> frozenset[str]:
-        """The values of this format that say the person still receives the newsletter."""
-        return frozenset(v for v, status in self.statuses.items() if status == "active")
 
 
 def stricter(*statuses: str | None) -> str | None:

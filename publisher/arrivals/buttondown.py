@@ -23,7 +23,7 @@ def detect(keys: frozenset[str]) -> bool:
 
 
 BUTTONDOWN = Format(
-    name="buttondown", title="Buttondown", detect=detect, statuses=STATUSES,
+    name="buttondown", detect=detect, statuses=STATUSES,
     columns=(
         Column(("email_address", "email"), "email"),
         Column(("type", "subscriber_type"), "status", status_reader("buttondown", STATUSES)),

@@ -30,7 +30,7 @@ def name(text: str) -> str:
 
 
 GHOST = Format(
-    name="ghost", title="Ghost", detect=detect, statuses=STATUSES,
+    name="ghost", detect=detect, statuses=STATUSES,
     columns=(
         Column(("email",), "email"),
         Column(("deleted_at",), "status", deleted),

@@ -15,7 +15,7 @@ def detect(keys: frozenset[str]) -> bool:
 
 
 KIT = Format(
-    name="kit", title="Kit", detect=detect, statuses=STATUSES,
+    name="kit", detect=detect, statuses=STATUSES,
     columns=(
         Column(("email_address", "email"), "email"),
         Column(("state",), "status", status_reader("kit", STATUSES)),

@@ -16,7 +16,7 @@ def detect(keys: frozenset[str]) -> bool:
 
 
 LISTMONK = Format(
-    name="listmonk", title="listmonk", detect=detect, statuses=STATUSES,
+    name="listmonk", detect=detect, statuses=STATUSES,
     columns=(
         Column(("email",), "email"),
         Column(("status",), "status", status_reader("listmonk", STATUSES)),

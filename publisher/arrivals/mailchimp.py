@@ -29,7 +29,7 @@ def kind(keys: frozenset[str], file_name: str) -> tuple[str | None, str, str | N
 
 
 MAILCHIMP = Format(
-    name="mailchimp", title="Mailchimp", detect=detect, kind=kind, tags=quoted_list,
+    name="mailchimp", detect=detect, kind=kind, tags=quoted_list,
     columns=(
         Column(("email_address",), "email"),
         Column(("first_name", "fname"), "first_name"),

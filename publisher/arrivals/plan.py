@@ -146,6 +146,8 @@ def _column_index(column: str, header: list[str], keys: list[str], shown: str,
 
 def check_strict(header: list[str], keys: list[str], shown: str, hint: bool) -> None:
     """Runletter's own layout: every column known, none twice, an email column."""
+    if hint and "email" not in keys:
+        raise RunletterError(_unknown_layout(header, keys, shown))
     allowed = RUNLETTER.columns
     names = tuple(k for c in allowed for k in c.keys)
     findings: list[Finding] = []
@@ -160,17 +162,24 @@ def check_strict(header: list[str], keys: list[str], shown: str, hint: bool) -> 
             findings.append(Finding(shown, 1, f"column '{key}' appears twice in the header"))
     if "email" not in keys:
         findings.append(Finding(shown, 1, "the header has no 'email' column"))
-    if findings and hint:
-        findings.append(Finding(shown, 1, "not an export runletter knows ("
-                                + ", ".join(f.name for f in FORMATS[:-1]) + "); name its "
-                                "columns with --map \"COLUMN=field\" or pass --from FORMAT"))
     if findings:
         raise RunletterError([*findings, Finding(shown, None, "nothing imported")])
 
 
+def _unknown_layout(header: list[str], keys: list[str], shown: str) -> Finding:
+    """A header with no tool's columns and no 'email': say how to name its columns."""
+    address = next((name for name, key in zip(header, keys, strict=True) if "mail" in key),
+                   "COLUMN")
+    return Finding(shown, 1, "not a layout runletter knows (it reads "
+                   + ", ".join(f.name for f in FORMATS) + f"; columns here: {', '.join(header)})"
+                   f"; name the columns with --map, e.g. --map \"{address}=email\", or pass "
+                   "--from FORMAT (nothing imported)")
+
+
 def _readers(fmt: Format, keys: list[str], overrides: dict[int, str]):
     """The format's columns found in the header, after those --map names (which win)."""
-    for index, target in overrides.items():
+    # A first-name column wins over a full-name one, mapped or not.
+    for index, target in sorted(overrides.items(), key=lambda item: item[1] == "name"):
         yield Reader((index,), "first_name" if target == "name" else target,
                      _mapped_reader(fmt, target), blank=False)
     taken = {"first_name" if t == "name" else t for t in overrides.values()}

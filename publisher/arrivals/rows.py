@@ -28,7 +28,7 @@ def read_row(plan: Plan, goals: GoalMatcher, record: list[str]) -> Row:
     """Read one record (already known not to be blank)."""
     if len(record) != len(plan.header):
         return Row([f"the row has {len(record)} fields; the header has "
-                          f"{len(plan.header)} ({','.join(plan.header)})"])
+                    f"{len(plan.header)} ({','.join(plan.header)})"])
     values, failed, row = _values(plan, record)
     email = str(values.get("email") or "")
     reason = validate_email(email)

@@ -38,7 +38,7 @@ def _plain(text: str) -> str:
 
 
 RUNLETTER = Format(
-    name="runletter", title="Runletter", detect=detect, statuses=STATUSES_TABLE, tags=tags,
+    name="runletter", detect=detect, statuses=STATUSES_TABLE, tags=tags,
     strict=True, needs_status=False,
     columns=(
         Column(("email",), "email", restore_cell),

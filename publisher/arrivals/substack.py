@@ -21,7 +21,7 @@ def skip(email: str) -> str | None:
 
 
 SUBSTACK = Format(
-    name="substack", title="Substack", detect=detect, statuses=STATUSES, skip=skip,
+    name="substack", detect=detect, statuses=STATUSES, skip=skip,
     columns=(
         Column(("email",), "email"),
         Column(("email_disabled",), "status", status_reader("substack", STATUSES)),
