@@ -73,7 +73,8 @@ def _records(reader, path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
     previous_end = reader.line_num
     while (record := _next(reader, path, shown, previous_end)) is not None:
         line, previous_end = previous_end + 1, reader.line_num
-        if any(cell.strip() for cell in record):  # blank lines and spreadsheet filler
+        # Blank lines and spreadsheet filler (",,,") are skipped; most rows start with text.
+        if (record and record[0].strip()) or any(cell.strip() for cell in record):
             yield line, record
 
 
