@@ -16,8 +16,9 @@ from publisher.load import (
     read_post,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-POST = "content/posts/2026-01-01-test.md"
+from .conftest import FIXTURE
+from .conftest import NEW_POST as POST
+
 EXERCISE = "content/exercises/test-move.md"
 
 GOOD_FRONT = """\
