@@ -91,7 +91,9 @@ class ReaderChanges:
         """Unsubscribe an active or pending reader; with `end_pause`, also end a pause for
         good (the status stays, an audit row records the choice). True when it changed."""
         with self.transaction():
-            reader = self._current(subscriber_id)
+            reader = self._get_id(subscriber_id)
+            if reader is None:  # removed since the link was checked
+                return False
             if reader.status in JOINED:
                 self.set_status(reader.id, "unsubscribed", reason)
                 return True
@@ -103,8 +105,8 @@ class ReaderChanges:
     def pause(self, subscriber_id: int, via: str) -> bool:
         """Pause an active or pending reader (audited "paused (via)"); True when it changed."""
         with self.transaction():
-            reader = self._current(subscriber_id)
-            if reader.status not in JOINED:
+            reader = self._get_id(subscriber_id)
+            if reader is None or reader.status not in JOINED:
                 return False
             self.set_status(reader.id, "unsubscribed", f"{PAUSED} ({via})")
         return True
@@ -112,8 +114,8 @@ class ReaderChanges:
     def resume(self, subscriber_id: int, via: str) -> bool:
         """Make a paused reader active again at once; True when they were paused."""
         with self.transaction():
-            reader = self._current(subscriber_id)
-            if not self.is_paused(reader):
+            reader = self._get_id(subscriber_id)
+            if reader is None or not self.is_paused(reader):
                 return False
             self.set_status(reader.id, "active", f"resumed ({via})")
         return True

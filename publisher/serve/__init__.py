@@ -1,0 +1,17 @@
+"""`runletter serve`: the other end of every link in a message, and the providers' webhooks.
+
+A Flask app in the shape of Flask's own tutorial: `app.create_app` (the factory), `pages`
+(the reader pages' blueprint), `webhooks` (the providers' blueprint), `db` (the request's
+store on `g`), `security` (CSRF, headers, rate limit), `ui` (pages, links, error pages),
+`mailer` (the confirmation emails), `server` (gunicorn and the command). What each
+endpoint does, and why, is in docs/serve.md.
+"""
+
+from __future__ import annotations
+
+from ..webhooks import MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV  # their old import path
+from .app import create_app
+from .server import THREADS, gunicorn_options, main, prepare, run_server, serve_command
+
+__all__ = ["MAILGUN_KEY_ENV", "POSTMARK_PASSWORD_ENV", "THREADS", "create_app",
+           "gunicorn_options", "main", "prepare", "run_server", "serve_command"]
