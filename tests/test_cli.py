@@ -307,3 +307,17 @@ def test_subscribers_add_refuses_an_address_with_specials_in_one_line(project_di
                       "runletter: error: invalid email 'angle<x>@example.org': the part "
                       "before the '@' contains '<', which mail providers refuse\n")
     assert run("subscribers", "export").stdout.count("\n") == 1  # the header only
+
+
+@pytest.mark.parametrize("verb", [["check"], ["build"], ["render", SLUG], ["publish", SLUG,
+                                                                            "--yes"]])
+def test_a_card_image_outside_content_stops_every_command_with_one_line(project_dir, verb,
+                                                                       monkeypatch):
+    monkeypatch.setenv("RUNLETTER_SECRET", "test-secret-0123456789abcdef")
+    (project_dir / ".runletter-secret").write_text("s3cret")
+    exercise = project_dir / "content" / "exercises" / "single-leg-deadlift.md"
+    exercise.write_text(exercise.read_text().replace(
+        "video:", 'image: "../.runletter-secret"\nvideo:'))
+    assert_user_error(run(*verb), "content/exercises/single-leg-deadlift.md:16: image "
+                      "'../.runletter-secret' is outside content/\n")
+    assert not (project_dir / "site").exists()
