@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import sqlite3
 import time
 
 from flask import Blueprint, jsonify, request
 
-from ..store import Store, now
+from ..deliver import Ledger
+from ..store import Store
 from ..webhooks import (
     MAILGUN_KEY_ENV,
     MAILGUN_TOLERANCE,
@@ -49,41 +48,10 @@ class Receivers:
                          if serve.ses_certificate else None)
 
 
-_READER_ROWS = """
-WITH RECURSIVE posts(post) AS (
-    SELECT MIN(post) FROM deliveries
-    UNION ALL
-    SELECT (SELECT MIN(post) FROM deliveries WHERE post > posts.post) FROM posts
-    WHERE posts.post IS NOT NULL
-)
-SELECT d.post, d.state, d.provider_id, d.updated_at, d.rowid FROM posts
-JOIN deliveries d ON d.post = posts.post AND d.subscriber_id = ?
-"""
-
-
-def _ledger_row(conn: sqlite3.Connection, subscriber_id: int,
-                message_ids: tuple[str, ...]) -> tuple[str, str] | None:
-    rows = conn.execute(_READER_ROWS, (subscriber_id,)).fetchall()
-    if not rows:
-        return None
-    newest_first = sorted(rows, key=lambda r: (r[3], r[4]), reverse=True)
-    clean = {m.strip().strip("<>") for m in message_ids if m and m.strip("<> ")}
-    for post, state, provider_id, _, _ in newest_first:
-        if provider_id and provider_id.strip().strip("<>") in clean:
-            return post, state
-    for candidate in clean:  # our own Message-ID: <post.reader@domain>
-        match = re.match(r"^(.+)\.(\d+)@[^@]+$", candidate)
-        if match and int(match.group(2)) == subscriber_id:
-            for post, state, *_ in rows:
-                if post == match.group(1):
-                    return post, state
-    return next(((post, state) for post, state, *_ in newest_first if state == "sent"), None)
-
-
 def apply_events(store: Store, provider: str, events: list[Event]) -> int:
     """Apply events in the caller's transaction; return how many readers changed status."""
+    ledger = Ledger(store)
     changed = 0
-    conn = store.conn
     for event in events:
         reader, moved = store.apply_event(
             event.email, STATUS_FOR[event.kind], f"{provider} webhook: {event.kind}: "
@@ -92,14 +60,8 @@ def apply_events(store: Store, provider: str, events: list[Event]) -> int:
             log.info("%s webhook: %s for an address not on the list", provider, event.kind)
             continue
         changed += moved
-        row = _ledger_row(conn, reader.id, event.message_ids)
-        if row is not None:
-            post, state = row
-            new_state = "rejected" if event.kind == "bounce" and state == "sent" else state
-            conn.execute("UPDATE deliveries SET state = ?, error = ?, updated_at = ? "
-                         "WHERE post = ? AND subscriber_id = ?",
-                         (new_state, f"{event.kind} ({provider}): {event.detail}"[:500], now(),
-                          post, reader.id))
+        ledger.apply_event(reader.id, event.message_ids, event.kind,
+                           f"{event.kind} ({provider}): {event.detail}")
     return changed
 
 
