@@ -11,7 +11,9 @@ from typing import Any
 
 import click
 
+from ..config import Config
 from ..errors import RunletterError
+from ..providers.base import Provider
 from .app import create_app
 
 THREADS = 4                       # gunicorn gthread threads per worker process
@@ -58,14 +60,12 @@ def prepare(host: str | None, port: int | None, workers: int | None,
     """Load the project and build the app; return it, gunicorn's options and a banner."""
     from ..project import open_project
     from ..providers import provider_class
-    from ..providers.base import unknown_env_settings
     from ..tokens import SECRET_ENV, load_secret
 
     project = open_project(start or Path.cwd())
     config = project.config
     cls = provider_class(config.delivery.provider)
-    for warning in unknown_env_settings(cls):
-        click.echo(f"warning: {warning}", err=True)
+    _warn(config, cls)
     if cls.needs_secret_env and not os.environ.get(SECRET_ENV):
         raise RunletterError(f"{SECRET_ENV} is not set: with the '{cls.name}' provider, reader "
                              "links must be signed with the same secret 'runletter publish' "
@@ -87,6 +87,16 @@ def prepare(host: str | None, port: int | None, workers: int | None,
                    err=True)
 
     return app, gunicorn_options(host, port, workers), banner
+
+
+def _warn(config: Config, cls: type[Provider]) -> None:
+    """Settings in their old places, and environment variables that name no setting."""
+    from ..providers.base import unknown_env_settings
+
+    for moved in config.moved:
+        click.echo(f"warning: {moved.warning}", err=True)
+    for warning in unknown_env_settings(cls):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @click.command("serve")
