@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -190,18 +191,55 @@ def subscribers() -> None:
 
 @subscribers.command("import")
 @click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
-def subscribers_import(csv_file: Path) -> None:
-    """Import readers from CSV (email, first_name, goal, tags[, status]) in one transaction."""
+@click.option("--from", "source", default="auto", show_default=True, metavar="FORMAT",
+              help="Which tool wrote the file: runletter, mailchimp, substack, ghost, "
+              "listmonk, buttondown or kit; auto reads it from the header.")
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced",
+                                             "complained"]),
+              help="Status of rows with none of their own (e.g. bounced for a suppression "
+              "list); it never makes a row more permissive than its file says.")
+@click.option("--goal", help="Goal (slug or label) of rows without one (default: general).")
+@click.option("--map", "maps", multiple=True, metavar='"COLUMN=field"',
+              help="Read COLUMN as email, first_name, name (first word kept), goal, tags or "
+              "status; repeatable.")
+@click.option("--dry-run", is_flag=True, help="Show the format, the column mapping and the "
+              "counts per status and goal, with every row error; write nothing.")
+def subscribers_import(csv_file: Path, source: str, status: str | None, goal: str | None,
+                       maps: tuple[str, ...], dry_run: bool) -> None:
+    """Import readers from a CSV export (Runletter's own, or Mailchimp, Substack, Ghost,
+    listmonk, Buttondown or Kit) in one transaction."""
+    from .arrivals import ArrivalOptions, import_file
+
     project = project_here()
     if not csv_file.is_file():
         raise RunletterError(f"{csv_file}: no such file")
-    with open_store(project) as store:
-        result = store.import_csv(csv_file, project.goals, display=str(csv_file))
+    options = ArrivalOptions(source=source, status=status, goal=goal, maps=maps,
+                             dry_run=dry_run)
+    with _import_store(project, dry_run) as store:
+        result = import_file(store, csv_file, project.goals, options, display=str(csv_file))
+    click.echo(result.format_line())
+    if dry_run:
+        for line in ["columns:", *result.mapping_lines(), *result.count_lines()]:
+            click.echo(line)
     report(result.findings, levels=False)
-    click.echo(f"imported {csv_file}: {result.added} added, {result.updated} updated, "
-               f"{result.unchanged} unchanged, {result.skipped} skipped")
+    click.echo(result.summary(str(csv_file)))
     if result.skipped:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _import_store(project: Project, dry_run: bool):
+    """The store to import into; a dry run with no store yet reads an empty throwaway one."""
+    import tempfile
+
+    from .store import Store
+
+    if not dry_run or project.config.store_path.exists():
+        with open_store(project) as store:
+            yield store
+        return
+    with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "dry.db") as store:
+        yield store
 
 
 @subscribers.command("add")

@@ -8,277 +8,85 @@ the author sees all of them at once.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 import tomllib
-import zlib
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .documents import (
+    CONTROL,
+    HEADER_KEYS,
+    SLUG_RE,
+    Checker,
+    check_slug,
+    control_findings,
+    read_document,
+)
 from .errors import Finding, RunletterError, display_path, suggest
 from .media import media_problem
-from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post, Source
+from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post
+from .schema import toml_line
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 LEVELS = ("beginner", "intermediate", "advanced")
 STATUSES = ("draft", "ready")
-
-
-@functools.cache
-def _yaml() -> tuple[Any, type, type]:
-    """PyYAML, its fastest safe loader, and a loader that leaves dates as text.
-
-    Imported on first use: a rebuild whose files are all cached parses no YAML at all.
-    Dates stay text so `read_post` checks them with a line number (PyYAML's own date
-    parsing crashes on 2026-02-30 instead of reporting it).
-    """
-    import yaml
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
-    loader = type("FrontMatterLoader", (base,), {})
-    loader.yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    return yaml, base, loader
-
-
-@dataclass(frozen=True)
-class Document:
-    """A Markdown file split into its front matter (with key lines) and its body."""
-
-    meta: dict[str, Any]
-    body: str
-    source: Source
-
-
-def _key_lines(front: str, first_line: int) -> dict[str, int]:
-    """Map each top-level key (and each list item as key[i]) to its line in the file."""
-    lines: dict[str, int] = {}
-    yaml, base, _ = _yaml()
-    try:
-        node = yaml.compose(front, Loader=base)
-    except yaml.YAMLError:
-        return lines
-    if not isinstance(node, yaml.MappingNode):
-        return lines
-    for key_node, value_node in node.value:
-        key = str(key_node.value)
-        lines[key] = key_node.start_mark.line + first_line
-        if isinstance(value_node, yaml.SequenceNode):
-            for i, item in enumerate(value_node.value):
-                lines[f"{key}[{i}]"] = item.start_mark.line + first_line
-        elif isinstance(value_node, yaml.MappingNode):
-            for sub_key, _ in value_node.value:
-                lines[f"{key}.{sub_key.value}"] = sub_key.start_mark.line + first_line
-    return lines
-
-
-def read_document(path: Path, root: Path, cache: dict | None = None) -> Document:
-    """Split a Markdown file with YAML front matter; raise a Finding-bearing error if broken.
-
-    With a cache (path -> (size and checksum, parts)), an unchanged file is not parsed again.
-    """
-    shown = display_path(path, root)
-    raw = path.read_bytes()
-    # What the file holds, not when it was written: an edit within one clock tick that
-    # keeps the size would fool an mtime, not a checksum.
-    stamp = (len(raw), zlib.crc32(raw))
-    if cache is not None:
-        hit = cache.get(str(path))
-        if hit is not None and hit[0] == stamp:
-            meta, body, key_lines, body_line = hit[1]
-            return Document(meta=meta, body=body, source=Source(
-                path=path, display=shown, key_lines=MappingProxyType(key_lines),
-                body_line=body_line, stamp=stamp))
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise RunletterError(Finding(shown, None, f"not UTF-8 text ({exc.reason}); "
-                                     "save the file as UTF-8")) from None
-    text = text.replace("\r\n", "\n")
-    import frontmatter  # only when a file is parsed, not on a cached rebuild
-
-    yaml, _, loader = _yaml()
-    handler = frontmatter.YAMLHandler()
-    if not handler.detect(text):
-        raise RunletterError(Finding(shown, 1, "no front matter: start the file with a '---' "
-                                     "line, the YAML keys, and another '---' line"))
-    try:
-        front, body = handler.split(text)
-    except ValueError:
-        raise RunletterError(Finding(shown, 1, "front matter is not closed: "
-                                     "add a '---' line after the last key")) from None
-    try:
-        meta = yaml.load(front, Loader=loader)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RunletterError(Finding(shown, line, f"front matter is not valid YAML: {problem}")
-                             ) from None
-    if meta is None:
-        meta = {}
-    if not isinstance(meta, dict):
-        raise RunletterError(Finding(shown, 2, "front matter must be 'key: value' lines"))
-    # The body is the file's tail; count the lines before it so errors point home.
-    body_start = len(text) - len(body)
-    lead = len(body) - len(body.lstrip("\n"))
-    key_lines = _key_lines(front, 1)
-    body_line = text[: body_start + lead].count("\n") + 1
-    if cache is not None:
-        cache[str(path)] = (stamp, (meta, body.lstrip("\n"), key_lines, body_line))
-    source = Source(path=path, display=shown, key_lines=MappingProxyType(key_lines),
-                    body_line=body_line, stamp=stamp)
-    return Document(meta=meta, body=body.lstrip("\n"), source=source)
-
-
-class _Checker:
-    """Collects findings while reading one document's front matter."""
-
-    def __init__(self, doc: Document, allowed: tuple[str, ...]):
-        self.doc = doc
-        self.findings: list[Finding] = []
-        for key in doc.meta:
-            if key not in allowed:
-                self.error(str(key), f"unknown front matter key '{key}'" + suggest(key, allowed)
-                           + f"; allowed keys: {', '.join(allowed)}")
-
-    def error(self, key: str, message: str) -> None:
-        self.findings.append(Finding(self.doc.source.display, self.doc.source.line(key), message))
-
-    def text(self, key: str, required: bool = False, default: str = "") -> str:
-        value = self.doc.meta.get(key)
-        if value is None:
-            if required:
-                self.error(key, f"missing required key '{key}'")
-            return default
-        if isinstance(value, bool | dict | list):
-            self.error(key, f"'{key}' must be text")
-            return default
-        return str(value).strip()
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        value = self.doc.meta.get(key)
-        if value is None:
-            return ()
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-            self.error(key, f"'{key}' must be a list, e.g. {key}: [a, b]")
-            return ()
-        return tuple(str(v).strip() for v in value)
-
-    def slugs(self, key: str) -> tuple[str, ...]:
-        items = self.strings(key)
-        for i, item in enumerate(items):
-            if not SLUG_RE.match(item):
-                self.error(f"{key}[{i}]", f"'{item}' in '{key}' is not a slug "
-                           "(lowercase letters, digits and hyphens)")
-        return items
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
-        value = self.text(key, required=default is None, default=default or "")
-        if value and value not in choices:
-            self.error(key, f"'{key}' is '{value}'; use one of: {', '.join(choices)}"
-                       + suggest(value, choices))
-        return value
-
-
-# Characters XML 1.0 forbids: MJML and Atom cannot carry them, and nobody types them on purpose.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-HEADER_KEYS = ("title", "subject")  # a post's values that go in an email header
-
-
-def _texts(key: str, value: Any) -> list[tuple[str, str]]:
-    """(where, text) for every string in a front matter value: 'cues[1]', 'dose.marathon'."""
-    if isinstance(value, str):
-        return [(key, value)]
-    if isinstance(value, dict):
-        return [t for k, v in value.items() for t in _texts(f"{key}.{k}", v)]
-    if isinstance(value, list):
-        return [t for i, v in enumerate(value) for t in _texts(f"{key}[{i}]", v)]
-    return []
-
-
-def control_findings(doc: Document, skip: Collection[str] = ()) -> list[Finding]:
-    """Each front matter value and body line holding a control character, on its line
-    (keys in `skip` are reported otherwise)."""
-    src = doc.source
-    findings = [Finding(src.display, src.line(where) or src.line(str(key)),
-                        f"'{key}' holds the control character U+{ord(found[0]):04X}, which "
-                        "email and feeds cannot carry; delete it")
-                for key, value in doc.meta.items() if key not in skip
-                for where, text in _texts(str(key), value) if (found := _CONTROL.search(text))]
-    if _CONTROL.search(doc.body):
-        for offset, line in enumerate(doc.body.split("\n")):
-            if found := _CONTROL.search(line):
-                findings.append(Finding(src.display, src.body_line + offset,
-                                        f"the control character U+{ord(found[0]):04X} cannot "
-                                        "go in an email or a feed; delete it"))
-    return findings
-
-
-def _slug_of(path: Path) -> str:
-    return path.stem
-
-
-def _check_slug(path: Path, shown: str, kind: str) -> list[Finding]:
-    if SLUG_RE.match(path.stem):
-        return []
-    return [Finding(shown, None, f"file name '{path.name}' is not a valid {kind} slug; "
-                    "rename it with lowercase letters, digits and hyphens")]
 
 
 def load_goals(path: Path, root: Path) -> Goals:
     """Read subscribers/goals.toml; the fallback goal 'general' is always present."""
     shown = display_path(path, root)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise RunletterError(Finding(shown, None, "goals file not found; create it with one "
                                      "[goals.<slug>] table per runner goal")) from None
     except tomllib.TOMLDecodeError as exc:
-        raise RunletterError(Finding(shown, None, f"not valid TOML: {exc}")) from None
-    findings: list[Finding] = []
-    unknown = [k for k in data if k != "goals"]
-    for key in unknown:
-        findings.append(Finding(shown, None, f"unknown table '{key}'; goals go in [goals.<slug>]"))
-    items: list[Goal] = []
+        raise RunletterError(Finding(shown, getattr(exc, "lineno", None),
+                                     f"not valid TOML: {exc}")) from None
+    findings = [Finding(shown, toml_line(text, key), f"unknown table '{key}'; goals go in "
+                        "[goals.<slug>]") for key in data if key != "goals"]
     table = data.get("goals", {})
     if not isinstance(table, dict):
         findings.append(Finding(shown, None, "'goals' must be tables: [goals.<slug>]"))
         table = {}
+    items: list[Goal] = []
     for slug, spec in table.items():
-        if not SLUG_RE.match(slug):
-            findings.append(Finding(shown, None, f"goal '{slug}' is not a slug "
-                                    "(lowercase letters, digits and hyphens)"))
-            continue
-        if not isinstance(spec, dict):
-            findings.append(Finding(shown, None, f"[goals.{slug}] must be a table"))
-            continue
-        for key in spec:
-            if key not in ("label", "description"):
-                findings.append(Finding(shown, None, f"[goals.{slug}] unknown key '{key}'"
-                                        + suggest(key, ("label", "description"))))
-        label = spec.get("label")
-        if not isinstance(label, str) or not label.strip():
-            findings.append(Finding(shown, None, f"[goals.{slug}] needs a label, e.g. "
-                                    f'label = "{slug.title()}"'))
-            label = slug
-        description = spec.get("description", "")
-        if not isinstance(description, str):
-            findings.append(Finding(shown, None, f"[goals.{slug}] description must be text"))
-            description = ""
-        items.append(Goal(slug=slug, label=label.strip(), description=description.strip()))
+        goal, problems = _read_goal(slug, spec, shown,
+                                    lambda key, slug=slug: toml_line(text, f"goals.{slug}", key))
+        findings.extend(problems)
+        if goal is not None:
+            items.append(goal)
     if findings:
         raise RunletterError(findings)
     if not any(g.slug == EVERYONE for g in items):
         items.append(Goal(EVERYONE, "Everyone", "Readers who have not picked a goal."))
     return Goals(items=tuple(items), path=path)
+
+
+def _read_goal(slug: str, spec: Any, shown: str,
+               line_of: Callable[[str | None], int | None]) -> tuple[Goal | None, list[Finding]]:
+    """One [goals.<slug>] table: the Goal, or None, and its problems on their lines."""
+    if not SLUG_RE.match(slug):
+        return None, [Finding(shown, line_of(None), f"goal '{slug}' is not a slug "
+                              "(lowercase letters, digits and hyphens)")]
+    if not isinstance(spec, dict):
+        return None, [Finding(shown, line_of(None), f"[goals.{slug}] must be a table")]
+    findings = [Finding(shown, line_of(key), f"[goals.{slug}] unknown key '{key}'"
+                        + suggest(key, ("label", "description")))
+                for key in spec if key not in ("label", "description")]
+    label = spec.get("label")
+    if not isinstance(label, str) or not label.strip():
+        findings.append(Finding(shown, line_of("label") or line_of(None),
+                                f"[goals.{slug}] needs a label, e.g. label = \"{slug.title()}\""))
+        label = slug
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        findings.append(Finding(shown, line_of("description"),
+                                f"[goals.{slug}] description must be text"))
+        description = ""
+    return Goal(slug=slug, label=label.strip(), description=description.strip()), findings
 
 
 def document_paths(folder: Path) -> list[Path]:
@@ -309,8 +117,8 @@ EXERCISE_KEYS = ("name", "focus", "muscles", "equipment", "level", "dose", "cues
 def read_exercise(path: Path, root: Path, cache: dict | None = None) -> Exercise:
     """Read one content/exercises/<slug>.md, checking its front matter's shape."""
     doc = read_document(path, root, cache)
-    check = _Checker(doc, EXERCISE_KEYS)
-    check.findings.extend(_check_slug(path, doc.source.display, "exercise"))
+    check = Checker(doc, EXERCISE_KEYS)
+    check.findings.extend(check_slug(path, doc.source.display, "exercise"))
     check.findings.extend(control_findings(doc))
     dose_raw = doc.meta.get("dose", {})
     dose: dict[str, str] = {}
@@ -324,7 +132,7 @@ def read_exercise(path: Path, root: Path, cache: dict | None = None) -> Exercise
                 continue
             dose[str(goal)] = str(text).strip()
     exercise = Exercise(
-        slug=_slug_of(path),
+        slug=path.stem,
         name=check.text("name", required=True),
         focus=check.strings("focus"),
         muscles=check.strings("muscles"),
@@ -351,8 +159,8 @@ POST_KEYS = ("title", "date", "topic", "audience", "exercises", "subject", "preh
 def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     """Read one content/posts/<slug>.md, checking its front matter's shape."""
     doc = read_document(path, root, cache)
-    check = _Checker(doc, POST_KEYS)
-    check.findings.extend(_check_slug(path, doc.source.display, "post"))
+    check = Checker(doc, POST_KEYS)
+    check.findings.extend(check_slug(path, doc.source.display, "post"))
     # A line break in a header value gets the header's own message, not a second one.
     check.findings.extend(control_findings(doc, skip=HEADER_KEYS))
     raw_date = doc.meta.get("date")
@@ -376,7 +184,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
         check.error("audience", "'audience' is empty; list goals, or remove the key "
                     "to send to everyone")
     post = Post(
-        slug=_slug_of(path),
+        slug=path.stem,
         title=title,
         date=date,
         topic=check.text("topic", required=True),
@@ -392,7 +200,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     for key, value in (("title", post.title), ("subject", post.subject)):
         if value.splitlines() not in ([], [value]):  # any line break, U+2028 and NEL too
             check.error(key, f"'{key}' must be on one line (it goes in the email's header)")
-        elif key in doc.meta and (found := _CONTROL.search(value)):
+        elif key in doc.meta and (found := CONTROL.search(value)):
             check.error(key, f"'{key}' holds the control character U+{ord(found[0]):04X}, "
                         "which email and feeds cannot carry; delete it")
     if check.findings:
