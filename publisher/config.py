@@ -243,7 +243,7 @@ def _move_old_keys(data: dict[str, Any], text: str, rel: str) -> tuple[Moved, ..
         if not isinstance(table, dict):
             continue
         table.setdefault(key, serve.pop(old))
-        warning = Finding(rel, _line_of(text, "serve", old), f"[serve] {old} has moved: "
+        warning = Finding(rel, toml_line(text, "serve", old), f"[serve] {old} has moved: "
                           f"write it as {key} in [providers.{provider}]", "warning")
         found.append(Moved(f"[serve] {old}", f"providers.{provider}", key, warning))
     data["providers"] = providers
