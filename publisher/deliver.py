@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .address import Addresser, Compiled
+from .ledger_events import LedgerEvents
 from .model import Goal, Resolved
 from .providers.base import (
     ACCEPTED,
@@ -137,8 +138,9 @@ class Pause:
         return True
 
 
-class Ledger:
-    """The deliveries table: what was planned, what is in flight, what is settled."""
+class Ledger(LedgerEvents):
+    """The deliveries table: what was planned, what is in flight, what is settled (and, in
+    `ledger_events`, what providers report afterwards)."""
 
     def __init__(self, store: Store):
         self.store = store
