@@ -17,6 +17,7 @@ from publisher.store import Store
 from publisher.tokens import Signer
 
 REPO = Path(__file__).resolve().parents[1]
+MOTOR_UNITS = "2026-09-15-motor-unit-activation"  # no audience: every goal gets an edition
 SECRET = "test-secret-0123456789abcdef"
 HOST = "127.0.0.1"  # every server the tests start listens on loopback only
 

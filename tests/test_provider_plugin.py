@@ -20,7 +20,9 @@ from publisher.providers import REGISTRY
 from publisher.serve import prepare, run_server
 from publisher.store import Store
 
-from .test_serve import POST, LiveServer, configure, free_port
+from .conftest import MOTOR_UNITS as POST
+from .live_server import LiveServer, configure
+from .support import free_port
 
 TOKEN = "toy-webhook-token-7"
 READERS = ["ada@example.org", "bo@example.org", "cy@example.org"]

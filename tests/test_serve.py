@@ -26,6 +26,7 @@ from publisher.webhooks import SENDGRID_TOLERANCE
 from . import webhooks as wh
 from .conftest import HIP_DRIVE as SENT  # the post whose (made-up) ledger rows webhooks update
 from .conftest import HOST, SECRET, copy_sample
+from .conftest import MOTOR_UNITS as POST
 from .live_server import (
     CONFIRM_HOURS,
     LiveServer,
@@ -39,9 +40,6 @@ from .live_server import (
     token_for,
 )
 from .support import free_port
-
-POST = "2026-09-15-motor-unit-activation"  # no audience: every goal gets an edition
-
 
 # -- the live server ----------------------------------------------------------------------
 

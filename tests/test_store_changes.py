@@ -4,17 +4,8 @@ transaction each, every status change audited, the pause model kept in the audit
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
-
-import pytest
 
 from publisher.store import Store, now
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with Store.open(tmp_path / "db" / "runletter.db") as opened:
-        yield opened
 
 
 def add_row(store: Store, post: str, subscriber_id: int, state: str) -> None:

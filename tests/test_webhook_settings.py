@@ -21,7 +21,8 @@ from publisher.store import Store
 
 from . import webhooks as wh
 from .conftest import copy_sample
-from .test_serve import LiveServer, configure, free_port, post_json
+from .live_server import LiveServer, configure, post_json
+from .support import free_port
 
 OLD_KEYS = {"postmark_webhook_user": ("postmark", "webhook_user"),
             "sendgrid_public_key": ("sendgrid", "webhook_public_key"),
