@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from ..config import Config
-from ..deliver import Ledger
+from ..ledger import Ledger
 from ..providers import webhook_classes
 from ..providers.base import Provider, read_settings
 from ..providers.webhook import Event, WebhookError, WebhookReport, WebhookRequest
