@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from ..emails import show_value
 from ..store import LEFT
-from ..store.readers import split_tags
+from ..store.records import split_tags
 
 FIELDS = ("email", "first_name", "name", "goal", "tags", "status")  # what --map may name
 # Columns a coach's goal may sit in, in any tool (merge fields and custom fields).

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..emails import normalize_email, show_value, validate_email
 from ..model import EVERYONE
 from ..store.landing import Landing
-from ..store.readers import name_problem
+from ..store.records import name_problem
 from .base import RowProblem, Unreadable, stricter
 from .goals import GoalMatcher
 from .plan import Plan

@@ -7,7 +7,7 @@ import ipaddress
 
 from ..emails import show_value
 from ..store import EXPORT_COLUMNS, STATUSES, restore_cell
-from ..store.readers import split_tags
+from ..store.records import split_tags
 from .base import Column, Format, RowProblem, status_reader, when
 
 STATUSES_TABLE = {status: status for status in STATUSES}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import RunletterError
 
 if TYPE_CHECKING:
-    from .readers import AuditEntry, Subscriber
+    from .records import AuditEntry, Subscriber
 
 LEFT = frozenset({"unsubscribed", "bounced", "complained"})  # readers who chose or had to go
 JOINED = ("active", "pending")
@@ -37,7 +37,7 @@ class ReaderChanges:
 
     def last_change(self, subscriber_id: int) -> AuditEntry | None:
         """The reader's most recent audit row, or None."""
-        from .readers import AuditEntry
+        from .records import AuditEntry
 
         row = self.conn.execute(
             "SELECT subscriber_id, email, old_status, new_status, reason, at FROM audit "
@@ -79,7 +79,7 @@ class ReaderChanges:
 
     def record_consent(self, subscriber_id: int, source: str, ip: str | None) -> None:
         """Record where, when and from which IP a reader consented."""
-        from .readers import now
+        from .records import now
 
         stamp = now()
         with self.transaction() as conn:
@@ -181,7 +181,7 @@ class ReaderChanges:
 
     def _audit_same(self, reader: Subscriber, reason: str) -> None:
         """An audit row that keeps the status (a choice the status cannot show)."""
-        from .readers import now
+        from .records import now
 
         self._audit(reader.id, reader.email, reader.status, reader.status, reason, now())
 
