@@ -88,11 +88,11 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
     stamp = (len(raw), zlib.crc32(raw))
     if cache is not None:
         hit = cache.get(str(path))
-        if hit is not None and hit[0] == stamp:
-            meta, body, key_lines, body_line = hit[1]
+        if hit is not None and hit[0] == stamp and len(hit[1]) == 5:
+            meta, body, key_lines, body_line, front_end = hit[1]
             return Document(meta=meta, body=body, source=Source(
                 path=path, display=shown, key_lines=MappingProxyType(key_lines),
-                body_line=body_line, stamp=stamp))
+                body_line=body_line, stamp=stamp, front_end=front_end))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -128,11 +128,20 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
     lead = len(body) - len(body.lstrip("\n"))
     key_lines = _key_lines(front, 1)
     body_line = text[: body_start + lead].count("\n") + 1
+    front_end = _closing_line(text)
     if cache is not None:
-        cache[str(path)] = (stamp, (meta, body.lstrip("\n"), key_lines, body_line))
+        cache[str(path)] = (stamp, (meta, body.lstrip("\n"), key_lines, body_line, front_end))
     source = Source(path=path, display=shown, key_lines=MappingProxyType(key_lines),
-                    body_line=body_line, stamp=stamp)
+                    body_line=body_line, stamp=stamp, front_end=front_end)
     return Document(meta=meta, body=body.lstrip("\n"), source=source)
+
+
+def _closing_line(text: str) -> int | None:
+    """The line of the '---' that closes the front matter (the opening one is line 1)."""
+    for number, line in enumerate(text.split("\n")[1:], 2):
+        if re.fullmatch(r"-{3,}\s*", line):
+            return number
+    return None
 
 
 class _Checker:
@@ -149,11 +158,17 @@ class _Checker:
     def error(self, key: str, message: str) -> None:
         self.findings.append(Finding(self.doc.source.display, self.doc.source.line(key), message))
 
+    def missing(self, key: str, message: str) -> None:
+        """A required key that is absent, at the closing '---': where to add it."""
+        source = self.doc.source
+        self.findings.append(Finding(source.display, source.line(key) or source.front_end,
+                                     message))
+
     def text(self, key: str, required: bool = False, default: str = "") -> str:
         value = self.doc.meta.get(key)
         if value is None:
             if required:
-                self.error(key, f"missing required key '{key}'")
+                self.missing(key, f"missing required key '{key}'")
             return default
         if isinstance(value, bool | dict | list):
             self.error(key, f"'{key}' must be text")
@@ -320,7 +335,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     raw_date = doc.meta.get("date")
     date = dt.date(1970, 1, 1)
     if raw_date is None:
-        check.error("date", "missing required key 'date' (YYYY-MM-DD)")
+        check.missing("date", "missing required key 'date' (YYYY-MM-DD)")
     elif isinstance(raw_date, dt.datetime):
         date = raw_date.date()
     elif isinstance(raw_date, dt.date):
@@ -384,9 +399,19 @@ def find_post(content_dir: Path, root: Path, name: str) -> Path:
         return path
     slugs = sorted(p.stem for p in folder.glob("*.md"))
     # A slug without its date prefix is enough when it names one post.
-    undated = [s for s in slugs if re.sub(r"^\d{4}-\d{2}-\d{2}-", "", s) == candidate.stem]
+    undated = [s for s in slugs if _undated(s) == candidate.stem]
     if len(undated) == 1:
         return folder / f"{undated[0]}.md"
     raise RunletterError(f"no post '{name}' in {display_path(folder, root)}"
-                         + suggest(candidate.stem, slugs)
+                         + suggest(candidate.stem, [*slugs, *_unique_undated(slugs)])
                          + "; give a slug (file name without .md) or a path")
+
+
+def _undated(slug: str) -> str:
+    return re.sub(r"^\d{4}-\d{2}-\d{2}-", "", slug)
+
+
+def _unique_undated(slugs: list[str]) -> list[str]:
+    """Slugs without their date, where that still names one post (what an author types)."""
+    short = [_undated(s) for s in slugs]
+    return [s for s in short if short.count(s) == 1 and s not in slugs]
