@@ -1,4 +1,9 @@
-"""The `runletter` command: thin verbs over the pipeline; user mistakes print, never trace."""
+"""The `runletter` command: click wiring and printing over the services in commands/.
+
+Each verb parses its options, calls `publisher.commands.<verb>` (which returns data) and
+prints; user mistakes print as `path:line: level: message` and one summary line, never a
+traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,20 @@ from pathlib import Path
 
 import click
 
-from .errors import Finding, RunletterError, display_path
+from .commands.subscribers import open_store
+from .console import fail, plural, report, table, tally
+from .errors import Finding, RunletterError
 from .project import Project, open_project
 
-# Verbs in their own modules, imported only when used (keeps `runletter build` quick).
+# Verbs that are subsystems of their own, imported only when used (keeps `build` quick).
 LAZY_COMMANDS = {
-    "layouts": "publisher.layouts_command:layouts_command",
     "preview": "publisher.preview:preview_command",
     "serve": "publisher.serve:serve_command",
 }
 
 
 class Runletter(click.Group):
-    """Prints RunletterError findings one per line and exits 1, with no traceback."""
+    """Prints RunletterError findings and their summary line and exits 1, with no traceback."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
@@ -37,19 +43,8 @@ class Runletter(click.Group):
         try:
             return super().invoke(ctx)
         except RunletterError as exc:
-            report(exc.findings, levels=False)
+            fail(exc.findings)
             ctx.exit(1)
-
-
-def report(findings: tuple[Finding, ...] | list[Finding], levels: bool = True) -> None:
-    """Errors before warnings, each as `path:line: level: message` (as `runletter check`
-    prints them), or with levels=False as `path:line: message`, naming warnings only."""
-    ordered = sorted(findings, key=lambda f: f.level != "error")
-    for finding in ordered:
-        where = f"{finding.path}:{finding.line}" if finding.line else finding.path
-        placeless = finding.path == "runletter"
-        level = f"{finding.level}: " if levels or placeless or finding.level != "error" else ""
-        click.echo(f"{where}: {level}{finding.message}", err=True)
 
 
 def project_here() -> Project:
@@ -73,16 +68,12 @@ def main() -> None:
               help="Write somewhere other than the configured site/ folder.")
 def build(drafts: bool, out: Path | None) -> None:
     """Build the web archive (posts, exercises, goals, feeds) into site/."""
-    from .site import SiteBuilder
+    from .commands.build import build as build_site
 
-    project = open_project(Path.cwd(), cache=True)
-    resolved = project.resolve_all(include_drafts=drafts)
-    builder = SiteBuilder(project.config, project.goals, project.catalogue)
-    site = builder.build(resolved, out)
-    project.save_cache()
-    click.echo(f"built {display_path(site, project.root)}/: {len(resolved)} posts, "
-               f"{len(project.catalogue)} exercises, {len(project.goals.items)} goals "
-               f"({builder.written} files written)")
+    built = build_site(open_project(Path.cwd(), cache=True), drafts, out)
+    click.echo(f"built {built.site}/: {plural(built.posts, 'post')}, "
+               f"{plural(built.exercises, 'exercise')}, {plural(built.goals, 'goal')} "
+               f"({plural(built.written, 'file')} written)")
 
 
 @main.command()
@@ -92,26 +83,10 @@ def build(drafts: bool, out: Path | None) -> None:
 @click.option("--text", is_flag=True, help="Print the plain-text part instead of the HTML.")
 def render(post: str, goal_slug: str | None, text: bool) -> None:
     """Print one edition of POST (a slug or a path) to stdout."""
-    from .errors import suggest
-    from .render import EmailRenderer
+    from .commands.render import render as render_edition
+    from .commands.render import shown
 
-    project = project_here()
-    resolved = project.resolve(project.post(post))
-    slugs = [g.slug for g in resolved.audience]
-    if goal_slug is None:
-        goal_slug = "general" if "general" in slugs else slugs[0]
-    if project.goals.get(goal_slug) is None:
-        slugs_all = project.goals.slugs
-        raise RunletterError(f"unknown goal '{goal_slug}'" + suggest(goal_slug, slugs_all)
-                             + f"; goals are: {', '.join(slugs_all)}")
-    if goal_slug not in slugs:
-        raise RunletterError(Finding(resolved.post.source.display, None,
-                                     f"the post's audience is {', '.join(slugs)}; "
-                                     f"there is no '{goal_slug}' edition"))
-    renderer = EmailRenderer(project.config)
-    prepared = renderer.prepare(resolved)
-    edition = renderer.edition(prepared, project.goals.get(goal_slug))
-    sys.stdout.write(edition.text() if text else edition.html())
+    sys.stdout.write(shown(render_edition(project_here(), post, goal_slug), text))
 
 
 @main.command()
@@ -120,16 +95,12 @@ def render(post: str, goal_slug: str | None, text: bool) -> None:
 @click.option("--links", is_flag=True, help="Also ask every external link (needs network).")
 def check(posts: tuple[str, ...], strict: bool, links: bool) -> None:
     """Check every edition of POSTS (default: all posts) before sending."""
-    from .check import check_posts
+    from .commands.check import check as check_posts
 
-    project = project_here()
-    chosen = [project.post(p) for p in posts] if posts else list(project.posts())
-    findings = check_posts(project, chosen, online=links)
-    report(findings)
-    errors = sum(f.level == "error" for f in findings)
-    warnings = len(findings) - errors
-    click.echo(f"checked {len(chosen)} posts: {errors} errors, {warnings} warnings", err=True)
-    if errors or (strict and warnings):
+    checked = check_posts(project_here(), posts, links)
+    report(checked.findings)
+    click.echo(f"checked {plural(checked.posts, 'post')}: {tally(checked.findings)}", err=True)
+    if checked.errors or (strict and checked.warnings):
         sys.exit(1)
 
 
@@ -142,39 +113,35 @@ def new() -> None:
 @click.argument("title")
 def new_post_command(title: str) -> None:
     """Create content/posts/<date>-<slug>.md as a draft."""
-    from .scaffold import new_post
+    from .commands.new import new_post
+    from .errors import display_path
 
     project = project_here()
-    path = new_post(project.config, title)
-    click.echo(f"created {display_path(path, project.root)}")
+    click.echo(f"created {display_path(new_post(project.config, title), project.root)}")
 
 
 @new.command("exercise")
 @click.argument("name")
 def new_exercise_command(name: str) -> None:
     """Create content/exercises/<slug>.md."""
-    from .scaffold import new_exercise
+    from .commands.new import new_exercise
+    from .errors import display_path
 
     project = project_here()
-    path = new_exercise(project.config, name)
-    click.echo(f"created {display_path(path, project.root)}")
+    click.echo(f"created {display_path(new_exercise(project.config, name), project.root)}")
 
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
     """Start a new newsletter in DIRECTORY with a minimal example."""
-    from .scaffold import init_project
+    from .commands.init import NEXT_STEPS, init_project
 
     init_project(directory)
-    click.echo(f"created a newsletter in {directory}/ — next: cd {directory} && runletter build")
-
-
-def open_store(project: Project):
-    """The subscriber store named in runletter.toml (created on first use)."""
-    from .store import Store
-
-    return Store.open(project.config.store_path)
+    click.echo(f"created a newsletter in {directory}/ — next:")
+    width = max(len(step) for step, _ in NEXT_STEPS)
+    for line in (f"cd {directory}", *(f"{s:<{width}}  # {why}" for s, why in NEXT_STEPS)):
+        click.echo(f"  {line}")
 
 
 @main.group()
@@ -186,12 +153,11 @@ def subscribers() -> None:
 @click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
 def subscribers_import(csv_file: Path) -> None:
     """Import readers from CSV (email, first_name, goal, tags[, status]) in one transaction."""
-    project = project_here()
-    if not csv_file.is_file():
-        raise RunletterError(f"{csv_file}: no such file")
-    with open_store(project) as store:
-        result = store.import_csv(csv_file, project.goals, display=str(csv_file))
-    report(result.findings, levels=False)
+    from .commands.subscribers import import_readers
+
+    result = import_readers(project_here(), csv_file)
+    if result.findings:
+        fail(result.findings)
     click.echo(f"imported {csv_file}: {result.added} added, {result.updated} updated, "
                f"{result.unchanged} unchanged, {result.skipped} skipped")
     if result.skipped:
@@ -205,15 +171,9 @@ def subscribers_import(csv_file: Path) -> None:
 @click.option("--tags", default="", help="Tags, separated by ';'.")
 def subscribers_add(email: str, goal: str, first_name: str, tags: str) -> None:
     """Add one active reader (consent source: cli)."""
-    from .errors import suggest
+    from .commands.subscribers import add_reader
 
-    project = project_here()
-    if project.goals.get(goal) is None:
-        raise RunletterError(f"unknown goal '{goal}'" + suggest(goal, project.goals.slugs)
-                             + f"; goals are: {', '.join(project.goals.slugs)}")
-    with open_store(project) as store:
-        reader = store.add(email, goal=goal, first_name=first_name,
-                           tags=[t for t in tags.split(";") if t.strip()], consent_source="cli")
+    reader = add_reader(project_here(), email, goal, first_name, tags)
     click.echo(f"added {reader.email} ({reader.goal})")
 
 
@@ -221,10 +181,9 @@ def subscribers_add(email: str, goal: str, first_name: str, tags: str) -> None:
 @click.argument("email")
 def subscribers_remove(email: str) -> None:
     """Delete a reader and their delivery history (the audit trail keeps the removal)."""
-    project = project_here()
-    with open_store(project) as store:
-        if not store.remove(email):
-            raise RunletterError(f"no reader {email}; 'runletter subscribers list' shows them")
+    from .commands.subscribers import remove_reader
+
+    remove_reader(project_here(), email)
     click.echo(f"removed {email}")
 
 
@@ -234,10 +193,10 @@ def subscribers_remove(email: str) -> None:
                                              "complained"]), help="Only this status.")
 def subscribers_list(goal: str | None, status: str | None) -> None:
     """List readers, one per line: email, goal, status, name."""
-    project = project_here()
-    with open_store(project) as store:
-        for reader in store.list(goal=goal, status=status):
-            click.echo(f"{reader.email}\t{reader.goal}\t{reader.status}\t{reader.first_name}")
+    from .commands.subscribers import list_readers
+
+    for reader in list_readers(project_here(), goal, status):
+        click.echo(f"{reader.email}\t{reader.goal}\t{reader.status}\t{reader.first_name}")
 
 
 @subscribers.command("export")
@@ -245,24 +204,20 @@ def subscribers_list(goal: str | None, status: str | None) -> None:
 @click.option("--status", help="Only this status.")
 def subscribers_export(goal: str | None, status: str | None) -> None:
     """Write readers as CSV to stdout."""
-    project = project_here()
-    with open_store(project) as store:
-        store.export_csv(sys.stdout, goal=goal, status=status)
+    from .commands.subscribers import export_readers
+
+    export_readers(project_here(), sys.stdout, goal, status)
 
 
 @main.command()
 def audience() -> None:
     """Count active readers per goal."""
-    project = project_here()
-    with open_store(project) as store:
-        counts = store.count_by_goal("active")
-    total = sum(counts.values())
-    width = max([len(g.label) for g in project.goals] + [8]) + 16
-    for goal in project.goals:
-        click.echo(f"{goal.label:<{width}}{counts.pop(goal.slug, 0):>7}")
-    for slug, count in sorted(counts.items()):
-        click.echo(f"{slug + ' (not in goals.toml)':<{width}}{count:>7}")
-    click.echo(f"{'Total active':<{width}}{total:>7}")
+    from .commands.audience import audience as count_audience
+
+    counted = count_audience(project_here())
+    rows = [["segment", "active readers"], *([slug, str(n)] for slug, n in counted.segments)]
+    rows += [[f"{slug} (not in goals.toml)", str(n)] for slug, n in counted.unlisted]
+    table([*rows, ["total", str(counted.total)]])
 
 
 def _table(rows: list[list[str]]) -> None:
@@ -414,25 +369,62 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
                              f"{delivery.max_attempts} tries; run publish again to retry them")
 
 
+
+
 @main.command("report")
 @click.argument("post")
 def report_command(post: str) -> None:
     """Show the ledger of POST per segment and state."""
-    from .deliver import STATES, Ledger
+    from .commands.report import ledger_report
+    from .deliver import STATES
 
-    project = project_here()
-    slug = project.post(post).slug
-    with open_store(project) as store:
-        table = Ledger(store).report(slug)
-    if not table:
-        click.echo(f"{slug}: not published yet")
+    ledger = ledger_report(project_here(), post)
+    if not ledger.segments:
+        click.echo(f"{ledger.post}: not published yet")
         return
     rows = [["segment", *STATES, "total"]]
-    for goal, states in table.items():
+    for goal, states in ledger.segments:
         rows.append([goal, *(str(states.get(s, 0)) for s in STATES), str(sum(states.values()))])
-    totals = [sum(t.get(s, 0) for t in table.values()) for s in STATES]
+    totals = [sum(t.get(s, 0) for _, t in ledger.segments) for s in STATES]
     rows.append(["total", *(str(n) for n in totals), str(sum(totals))])
-    _table(rows)
+    table(rows)
+
+
+@main.group("layouts")
+def layouts() -> None:
+    """List the built-in layouts, or copy one into layouts/ to edit.
+
+    A file in layouts/ replaces the built-in one of the same name; a layout that starts with
+    {% extends "!builtin/email/base.mjml.j2" %} overrides only the blocks it names.
+    """
+
+
+def config_here():
+    """The settings of the newsletter at or above the current folder (no content loaded)."""
+    from .config import find_root, load_config
+
+    return load_config(find_root(Path.cwd()))
+
+
+@layouts.command("list")
+def layouts_list() -> None:
+    """Every built-in layout; the ones this newsletter overrides are marked."""
+    from .commands.layouts import list_layouts
+
+    for layout in list_layouts(config_here()):
+        click.echo(layout.name + (f"  (overridden by {layout.override})" if layout.override
+                                  else ""))
+
+
+@layouts.command("eject")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Replace an existing override with the built-in.")
+def layouts_eject(name: str, force: bool) -> None:
+    """Copy the built-in layout NAME (e.g. email/partials/footer.mjml.j2) into layouts/."""
+    from .commands.layouts import eject_layout
+
+    path = eject_layout(config_here(), name, force)
+    click.echo(f"created {path} (a copy of the built-in, to edit)")
 
 
 if __name__ == "__main__":  # pragma: no cover
