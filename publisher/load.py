@@ -213,6 +213,31 @@ def _check_slug(path: Path, shown: str, kind: str) -> list[Finding]:
                     "rename it with lowercase letters, digits and hyphens")]
 
 
+def _read_goal(shown: str, slug: str, spec: Any, findings: list[Finding]) -> Goal | None:
+    """One [goals.<slug>] table as a Goal; its problems go to `findings` (None if unusable)."""
+    if not SLUG_RE.match(slug):
+        findings.append(Finding(shown, None, f"goal '{slug}' is not a slug "
+                                "(lowercase letters, digits and hyphens)"))
+        return None
+    if not isinstance(spec, dict):
+        findings.append(Finding(shown, None, f"[goals.{slug}] must be a table"))
+        return None
+    for key in spec:
+        if key not in ("label", "description"):
+            findings.append(Finding(shown, None, f"[goals.{slug}] unknown key '{key}'"
+                                    + suggest(key, ("label", "description"))))
+    label = spec.get("label")
+    if not isinstance(label, str) or not label.strip():
+        findings.append(Finding(shown, None, f"[goals.{slug}] needs a label, e.g. "
+                                f'label = "{slug.title()}"'))
+        label = slug
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        findings.append(Finding(shown, None, f"[goals.{slug}] description must be text"))
+        description = ""
+    return Goal(slug=slug, label=label.strip(), description=description.strip())
+
+
 def load_goals(path: Path, root: Path) -> Goals:
     """Read subscribers/goals.toml; the fallback goal 'general' is always present."""
     shown = display_path(path, root)
@@ -233,27 +258,9 @@ def load_goals(path: Path, root: Path) -> Goals:
         findings.append(Finding(shown, None, "'goals' must be tables: [goals.<slug>]"))
         table = {}
     for slug, spec in table.items():
-        if not SLUG_RE.match(slug):
-            findings.append(Finding(shown, None, f"goal '{slug}' is not a slug "
-                                    "(lowercase letters, digits and hyphens)"))
-            continue
-        if not isinstance(spec, dict):
-            findings.append(Finding(shown, None, f"[goals.{slug}] must be a table"))
-            continue
-        for key in spec:
-            if key not in ("label", "description"):
-                findings.append(Finding(shown, None, f"[goals.{slug}] unknown key '{key}'"
-                                        + suggest(key, ("label", "description"))))
-        label = spec.get("label")
-        if not isinstance(label, str) or not label.strip():
-            findings.append(Finding(shown, None, f"[goals.{slug}] needs a label, e.g. "
-                                    f'label = "{slug.title()}"'))
-            label = slug
-        description = spec.get("description", "")
-        if not isinstance(description, str):
-            findings.append(Finding(shown, None, f"[goals.{slug}] description must be text"))
-            description = ""
-        items.append(Goal(slug=slug, label=label.strip(), description=description.strip()))
+        goal = _read_goal(shown, slug, spec, findings)
+        if goal is not None:
+            items.append(goal)
     if findings:
         raise RunletterError(findings)
     if not any(g.slug == EVERYONE for g in items):
