@@ -1,0 +1,135 @@
+"""A Markdown file with YAML front matter, split into its keys (with their lines) and body.
+
+The one place that parses front matter: `load` checks the keys' shape on top of this.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import Finding, RunletterError, display_path
+from .model import Source
+
+
+@functools.cache
+def _yaml() -> tuple[Any, type, type]:
+    """PyYAML, its fastest safe loader, and a loader that leaves dates as text.
+
+    Imported on first use: a rebuild whose files are all cached parses no YAML at all.
+    Dates stay text so `read_post` checks them with a line number (PyYAML's own date
+    parsing crashes on 2026-02-30 instead of reporting it).
+    """
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
+    loader = type("FrontMatterLoader", (base,), {})
+    loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return yaml, base, loader
+
+
+@dataclass(frozen=True)
+class Document:
+    """A Markdown file split into its front matter (with key lines) and its body."""
+
+    meta: dict[str, Any]
+    body: str
+    source: Source
+
+
+def _key_lines(front: str, first_line: int) -> dict[str, int]:
+    """Map each top-level key (and each list item as key[i]) to its line in the file."""
+    lines: dict[str, int] = {}
+    yaml, base, _ = _yaml()
+    try:
+        node = yaml.compose(front, Loader=base)
+    except yaml.YAMLError:
+        return lines
+    if not isinstance(node, yaml.MappingNode):
+        return lines
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        lines[key] = key_node.start_mark.line + first_line
+        if isinstance(value_node, yaml.SequenceNode):
+            for i, item in enumerate(value_node.value):
+                lines[f"{key}[{i}]"] = item.start_mark.line + first_line
+        elif isinstance(value_node, yaml.MappingNode):
+            for sub_key, _ in value_node.value:
+                lines[f"{key}.{sub_key.value}"] = sub_key.start_mark.line + first_line
+    return lines
+
+
+def read_document(path: Path, root: Path, cache: dict | None = None) -> Document:
+    """Split a Markdown file with YAML front matter; raise a Finding-bearing error if broken.
+
+    With a cache (path -> (size and checksum, parts)), an unchanged file is not parsed again.
+    """
+    shown = display_path(path, root)
+    raw = path.read_bytes()
+    # What the file holds, not when it was written: an edit within one clock tick that
+    # keeps the size would fool an mtime, not a checksum.
+    stamp = (len(raw), zlib.crc32(raw))
+    if cache is not None:
+        hit = cache.get(str(path))
+        if hit is not None and hit[0] == stamp and len(hit[1]) == 5:
+            meta, body, key_lines, body_line, front_end = hit[1]
+            return Document(meta=meta, body=body, source=Source(
+                path=path, display=shown, key_lines=MappingProxyType(key_lines),
+                body_line=body_line, stamp=stamp, front_end=front_end))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RunletterError(Finding(shown, None, f"not UTF-8 text ({exc.reason}); "
+                                     "save the file as UTF-8")) from None
+    text = text.replace("\r\n", "\n")
+    import frontmatter  # only when a file is parsed, not on a cached rebuild
+
+    yaml, _, loader = _yaml()
+    handler = frontmatter.YAMLHandler()
+    if not handler.detect(text):
+        raise RunletterError(Finding(shown, 1, "no front matter: start the file with a '---' "
+                                     "line, the YAML keys, and another '---' line"))
+    try:
+        front, body = handler.split(text)
+    except ValueError:
+        raise RunletterError(Finding(shown, 1, "front matter is not closed: "
+                                     "add a '---' line after the last key")) from None
+    try:
+        meta = yaml.load(front, Loader=loader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RunletterError(Finding(shown, line, f"front matter is not valid YAML: {problem}")
+                             ) from None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise RunletterError(Finding(shown, 2, "front matter must be 'key: value' lines"))
+    # The body is the file's tail; count the lines before it so errors point home.
+    body_start = len(text) - len(body)
+    lead = len(body) - len(body.lstrip("\n"))
+    key_lines = _key_lines(front, 1)
+    body_line = text[: body_start + lead].count("\n") + 1
+    front_end = _closing_line(text)
+    if cache is not None:
+        cache[str(path)] = (stamp, (meta, body.lstrip("\n"), key_lines, body_line, front_end))
+    source = Source(path=path, display=shown, key_lines=MappingProxyType(key_lines),
+                    body_line=body_line, stamp=stamp, front_end=front_end)
+    return Document(meta=meta, body=body.lstrip("\n"), source=source)
+
+
+def _closing_line(text: str) -> int | None:
+    """The line of the '---' that closes the front matter (the opening one is line 1)."""
+    for number, line in enumerate(text.split("\n")[1:], 2):
+        if re.fullmatch(r"-{3,}\s*", line):
+            return number
+    return None
