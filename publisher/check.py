@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from .config import Config
 from .errors import Finding, suggest
 from .markup import convert, new_markdown
+from .media import is_url, media_problem, under_content
 from .model import Catalogue, Edition, Goals, Post, Resolved
 from .urls import exercise_path, goal_path, post_path
 
@@ -92,8 +93,10 @@ def check_links(post: Post, links: Iterable[Link], config: Config, pages: set[st
             if not link.alt:
                 findings.append(Finding(where, link.line, f"image '{url}' has no alt text; "
                                         "write ![what it shows](…)", "warning"))
-            if not re.match(r"^https?://", url):
-                local = config.content_dir / url.lstrip("/").removeprefix("content/")
+            if problem := media_problem("image", url, config.content_dir):
+                findings.append(Finding(where, link.line, problem))
+            elif not is_url(url):
+                local = config.content_dir / under_content(url)
                 if not local.is_file():
                     findings.append(Finding(where, link.line, f"image '{url}' not found under "
                                             "content/"))

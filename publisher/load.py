@@ -17,6 +17,7 @@ from typing import Any
 
 from .documents import Document, read_document
 from .errors import Finding, RunletterError, display_path, suggest
+from .media import media_problem
 from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -80,6 +81,38 @@ class _Checker:
             self.error(key, f"'{key}' is '{value}'; use one of: {', '.join(choices)}"
                        + suggest(value, choices))
         return value
+
+
+# Characters XML 1.0 forbids: MJML and Atom cannot carry them, and nobody types them on purpose.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _texts(key: str, value: Any) -> list[tuple[str, str]]:
+    """(where, text) for every string in a front matter value: 'cues[1]', 'dose.marathon'."""
+    if isinstance(value, str):
+        return [(key, value)]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _texts(f"{key}.{k}", v)]
+    if isinstance(value, list):
+        return [t for i, v in enumerate(value) for t in _texts(f"{key}[{i}]", v)]
+    return []
+
+
+def control_findings(doc: Document) -> list[Finding]:
+    """Each front matter value and body line holding a control character, on its line."""
+    src = doc.source
+    findings = [Finding(src.display, src.line(where) or src.line(str(key)),
+                        f"'{key}' holds the control character U+{ord(found[0]):04X}, which "
+                        "email and feeds cannot carry; delete it")
+                for key, value in doc.meta.items() for where, text in _texts(str(key), value)
+                if (found := _CONTROL.search(text))]
+    if _CONTROL.search(doc.body):
+        for offset, line in enumerate(doc.body.split("\n")):
+            if found := _CONTROL.search(line):
+                findings.append(Finding(src.display, src.body_line + offset,
+                                        f"the control character U+{ord(found[0]):04X} cannot "
+                                        "go in an email or a feed; delete it"))
+    return findings
 
 
 def _slug_of(path: Path) -> str:
@@ -178,6 +211,7 @@ def read_exercise(path: Path, root: Path, cache: dict | None = None) -> Exercise
     doc = read_document(path, root, cache)
     check = _Checker(doc, EXERCISE_KEYS)
     check.findings.extend(_check_slug(path, doc.source.display, "exercise"))
+    check.findings.extend(control_findings(doc))
     dose_raw = doc.meta.get("dose", {})
     dose: dict[str, str] = {}
     if not isinstance(dose_raw, dict):
@@ -219,6 +253,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     doc = read_document(path, root, cache)
     check = _Checker(doc, POST_KEYS)
     check.findings.extend(_check_slug(path, doc.source.display, "post"))
+    check.findings.extend(control_findings(doc))
     raw_date = doc.meta.get("date")
     date = dt.date(1970, 1, 1)
     if raw_date is None:
@@ -261,9 +296,22 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     return post
 
 
+def media_findings(exercise: Exercise, content_dir: Path) -> list[Finding]:
+    """An image or video path that leaves content/ (or names another scheme), on its line."""
+    src = exercise.source
+    return [Finding(src.display, src.line(key), problem)
+            for key in ("image", "video")
+            if (ref := getattr(exercise, key))
+            and (problem := media_problem(key, ref, content_dir))]
+
+
 def load_catalogue(content_dir: Path, root: Path, cache: dict | None = None) -> Catalogue:
     """Read every exercise under content/exercises/."""
     exercises = _gather(content_dir / "exercises", root, read_exercise, cache)
+    # Checked on every load, cached or not: a symlink can change without the file changing.
+    findings = [f for e in exercises for f in media_findings(e, content_dir)]
+    if findings:
+        raise RunletterError(findings)
     return Catalogue(exercises=MappingProxyType({e.slug: e for e in exercises}))
 
 

@@ -7,7 +7,9 @@ Markdown, Jinja2 and MJML untouched and are cut out afterwards (see model.split_
 
 from __future__ import annotations
 
+import html
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,13 +24,16 @@ class SlotTable:
 
     def __init__(self) -> None:
         self._index: dict[Slot, int] = {}
+        # A fresh token per table, so no text an author writes can pass for a marker.
+        self._token = secrets.token_hex(6)
+        self.pattern = re.compile(rf"ZZSLOT(\d+)T{self._token}ZZ")
 
     def marker(self, name: str, default: str = "") -> str:
         """The marker text standing for this slot until the edition is cut into parts."""
         slot = Slot(name, default)
         if slot not in self._index:
             self._index[slot] = len(self._index)
-        return f"ZZSLOT{self._index[slot]}ZZ"
+        return f"ZZSLOT{self._index[slot]}T{self._token}ZZ"
 
     @property
     def slots(self) -> tuple[Slot, ...]:
@@ -65,7 +70,9 @@ def _links_to_markdown(text: str, catalogue: Catalogue, url_for: Callable[[str],
         exercise = catalogue.get(match.group(1))
         if exercise is None:
             return match.group(0)
-        return f"[{_escape_link_text(exercise.name)}]({url_for(exercise.slug)})"
+        # The name is text, not markup: Markdown would pass its HTML through raw.
+        name = html.escape(exercise.name, quote=False)
+        return f"[{_escape_link_text(name)}]({url_for(exercise.slug)})"
 
     return map_prose(text, lambda prose, _: EXERCISE_LINK.sub(replace, prose))
 
@@ -76,8 +83,9 @@ _STRONG = re.compile(r"(\*\*|__)(.+?)\1")
 
 def markdown_to_text(source: str) -> str:
     """Markdown reads well as plain text; only links and bold need undoing."""
-    text = _MD_LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})" if m.group(1) else m.group(2),
-                        source)
+    # Link text may hold entities (an exercise name is escaped for the HTML); text shows them.
+    text = _MD_LINK.sub(lambda m: f"{html.unescape(m.group(1))} ({m.group(2)})"
+                        if m.group(1) else m.group(2), source)
     text = _STRONG.sub(r"\2", text)
     return re.sub(r"\\([\[\]\\*_`])", r"\1", text)
 

@@ -162,11 +162,12 @@ class Slot:
 SLOT_RE = re.compile(r"ZZSLOT(\d+)ZZ")
 
 
-def split_slots(text: str, slots: tuple[Slot, ...]) -> tuple[str | Slot, ...]:
-    """Cut rendered text at slot markers into literal strings and Slots."""
+def split_slots(text: str, slots: tuple[Slot, ...],
+                pattern: re.Pattern[str] = SLOT_RE) -> tuple[str | Slot, ...]:
+    """Cut rendered text at slot markers (pattern's group 1 is the index) into strings and Slots."""
     parts: list[str | Slot] = []
     last = 0
-    for match in SLOT_RE.finditer(text):
+    for match in pattern.finditer(text):
         parts.append(text[last:match.start()])
         parts.append(slots[int(match.group(1))])
         last = match.end()

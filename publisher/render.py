@@ -215,10 +215,10 @@ class EmailRenderer:
         params = utm_params(self.config, post.slug, goal.slug)
         html = tag_archive_links(html, self.config.base_url, params, html=True)
         text = tag_archive_links(text, self.config.base_url, params, html=False)
-        slots = prepared.slot_table.slots
+        slots, pattern = prepared.slot_table.slots, prepared.slot_table.pattern
         return Edition(post_slug=post.slug, goal=goal.slug, subject=post.subject,
-                       preheader=post.preheader, html_parts=split_slots(html, slots),
-                       text_parts=split_slots(text, slots))
+                       preheader=post.preheader, html_parts=split_slots(html, slots, pattern),
+                       text_parts=split_slots(text, slots, pattern))
 
     def editions(self, resolved: Resolved) -> dict[str, Edition]:
         """Every edition of a post, one per goal in its audience."""

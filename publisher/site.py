@@ -20,14 +20,16 @@ from markupsafe import Markup
 from . import __version__
 from .cache import cache_path, load_cache, save_cache
 from .config import Config
-from .errors import RunletterError
+from .errors import Finding, RunletterError
 from .markup import Chunk, SlotTable, convert, convert_blocks, for_goal, new_markdown
+from .media import is_url, media_problem, under_content
 from .model import Catalogue, Exercise, Goal, Goals, Post, Resolved, fill, split_slots
 from .render import layout_environment
 from .resolve import EXERCISE_LINK
 from .urls import exercise_path, goal_path, post_path
 
 ATOM = "http://www.w3.org/2005/Atom"
+XML = "http://www.w3.org/XML/1998/namespace"
 FEED_ENTRIES = 50  # newest posts per feed, as Hugo and Jekyll cap theirs
 
 
@@ -48,7 +50,7 @@ class WebPost:
 
 def _fill_defaults(html: str, table: SlotTable) -> str:
     """On the web every reader is anonymous: merge fields show their fallback."""
-    return fill(split_slots(html, table.slots), {}, escape=True)
+    return fill(split_slots(html, table.slots, table.pattern), {}, escape=True)
 
 
 def goal_labels(goals: Goals, slugs: Iterable[str]) -> str:
@@ -65,10 +67,12 @@ def web_body(resolved: Resolved, link_prefix: str, md=None) -> tuple[tuple[Chunk
     for chunk in chunks:
         body = _fill_defaults(chunk.html, table)
         if chunk.goals:
-            label = goal_labels(resolved.goals, chunk.goals)
-            parts.append(f'<aside class="goal-only" data-goals="{" ".join(chunk.goals)}">'
-                         f'<p class="goal-only-label">Only in the {Markup.escape(label)} '
-                         f'edition{"s" if len(chunk.goals) > 1 else ""}</p>\n{body}</aside>')
+            label = Markup.escape(f"Only in the {goal_labels(resolved.goals, chunk.goals)} "
+                                  f'edition{"s" if len(chunk.goals) > 1 else ""}')
+            # The label names the aside too: screen readers list landmarks by their name.
+            parts.append(f'<aside class="goal-only" data-goals="{" ".join(chunk.goals)}" '
+                         f'aria-label="{label}"><p class="goal-only-label">{label}</p>\n'
+                         f'{body}</aside>')
         else:
             parts.append(body)
     filled = tuple(Chunk(_fill_defaults(c.html, table), c.text, c.goals) for c in chunks)
@@ -110,7 +114,8 @@ def atom_feed(config: Config, title: str, feed_path: str, page_path: str,
             element.text = text
         return element
 
-    feed = ET.Element(f"{{{ATOM}}}feed")
+    # Feed readers pick fonts, hyphenation and screen-reader voices by language.
+    feed = ET.Element(f"{{{ATOM}}}feed", {f"{{{XML}}}lang": config.language})
     sub(feed, "title", title)
     sub(feed, "id", config.archive_url(feed_path))
     sub(feed, "link", rel="self", href=config.archive_url(feed_path))
@@ -262,7 +267,7 @@ class SiteBuilder:
         for exercise in self.catalogue:
             ups, downs = linked_both_ways(exercise, self.catalogue)
             used_in = posts_using.get(exercise.slug, [])
-            image = self._media(exercise.image, out, 2)
+            image = self._media(exercise, out, 2)
             self._page("exercise.html.j2", out, exercise_path(exercise.slug).rstrip("/"),
                        _digest(exercise_keys[exercise.slug],
                                [(e.slug, e.name) for e in ups + downs],
@@ -305,10 +310,15 @@ class SiteBuilder:
             rows.append(("Everyone else", exercise.dose["default"]))
         return rows
 
-    def _media(self, ref: str | None, out: Path, depth: int) -> str | None:
-        if not ref or ref.startswith(("http://", "https://")):
+    def _media(self, exercise: Exercise, out: Path, depth: int) -> str | None:
+        ref = exercise.image
+        if not ref or is_url(ref):
             return ref
-        rel = ref.lstrip("/").removeprefix("content/")
+        # Loading refused such paths already; checked again here, where the copy happens.
+        if problem := media_problem("image", ref, self.config.content_dir):
+            src = exercise.source
+            raise RunletterError(Finding(src.display, src.line("image"), problem))
+        rel = under_content(ref)
         source = self.config.content_dir / rel
         if source.is_file():
             self._write(out / "media" / rel, source.read_bytes())

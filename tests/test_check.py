@@ -89,6 +89,13 @@ def test_an_image_file_missing_under_content_is_an_error(sample_root):
     assert findings_for(sample_root, "![a squat](images/squat.jpg)\n") == []
 
 
+def test_a_body_image_outside_content_is_an_error_even_when_the_file_exists(sample_root):
+    (sample_root / "subscribers/runletter.db").write_bytes(b"SQLite format 3")
+    [finding] = findings_for(sample_root, "![the list](../subscribers/runletter.db)\n")
+    assert (finding.level, finding.line, finding.message) == (
+        "error", 10, "image '../subscribers/runletter.db' is outside content/")
+
+
 def test_an_edition_over_gmails_clipping_size_is_a_warning(sample_root):
     body = ("A long paragraph about strides and cadence and hips. " * 40 + "\n\n") * 60
     found = findings_for(sample_root, body)

@@ -311,6 +311,20 @@ def test_subscribers_add_refuses_an_address_with_specials_in_one_line(project_di
     assert run("subscribers", "export").stdout.count("\n") == 1  # the header only
 
 
+@pytest.mark.parametrize("verb", [["check"], ["build"], ["render", SLUG], ["publish", SLUG,
+                                                                            "--yes"]])
+def test_a_card_image_outside_content_stops_every_command_with_one_line(project_dir, verb,
+                                                                       monkeypatch):
+    monkeypatch.setenv("RUNLETTER_SECRET", "test-secret-0123456789abcdef")
+    (project_dir / ".runletter-secret").write_text("s3cret")
+    exercise = project_dir / "content" / "exercises" / "single-leg-deadlift.md"
+    exercise.write_text(exercise.read_text().replace(
+        "video:", 'image: "../.runletter-secret"\nvideo:'))
+    assert_user_error(run(*verb), "content/exercises/single-leg-deadlift.md:16: error: image "
+                      "'../.runletter-secret' is outside content/\n1 error\n")
+    assert not (project_dir / "site").exists()
+
+
 # --- one voice: every verb speaks the same way (issue 12) ----------------------------------
 
 def test_an_error_in_a_post_is_path_line_level_message_then_a_summary_line(project_dir):

@@ -297,3 +297,94 @@ def test_find_post_with_nothing_close_gives_no_suggestion():
         find_post(CONTENT, FIXTURE, "zzz")
     assert "did you mean" not in str(caught.value)
     assert "no post 'zzz' in content/posts" in str(caught.value)
+
+
+# --- media paths ---------------------------------------------------------------------------
+
+def media_errors(root: Path, line: str) -> list[str]:
+    """Load a catalogue whose one exercise has this image/video line; its error lines."""
+    write(root, EXERCISE, f'---\nname: "Test move"\n{line}\n---\nHow to.\n')
+    with pytest.raises(RunletterError) as caught:
+        load_catalogue(root / "content", root)
+    return [str(f) for f in caught.value.findings]
+
+
+@pytest.mark.parametrize("ref", ["../.runletter-secret", "../subscribers/runletter.db",
+                                 "../../x.png", "content/../../x.png", "img/../../x.png",
+                                 "/etc/passwd", "..\\x.png"])
+def test_an_image_path_outside_content_is_an_error_on_its_line(tmp_path, ref):
+    (tmp_path / ".runletter-secret").write_text("s3cret")
+    assert media_errors(tmp_path, f"image: '{ref}'") == [
+        f"{EXERCISE}:3: image '{ref}' is outside content/"]
+
+
+def test_a_video_path_outside_content_is_an_error_too(tmp_path):
+    assert media_errors(tmp_path, "video: ../clip.mp4") == [
+        f"{EXERCISE}:3: video '../clip.mp4' is outside content/"]
+
+
+def test_an_image_symlinked_out_of_content_is_outside_content(tmp_path):
+    (tmp_path / "secret.txt").write_text("s3cret")
+    (tmp_path / "content" / "img").mkdir(parents=True)
+    (tmp_path / "content" / "img" / "x.png").symlink_to(tmp_path / "secret.txt")
+    assert media_errors(tmp_path, "image: img/x.png") == [
+        f"{EXERCISE}:3: image 'img/x.png' is outside content/"]
+
+
+def test_an_image_under_a_folder_symlinked_out_of_content_is_outside_content(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.png").write_bytes(b"\x89PNG")
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "img").symlink_to(tmp_path / "elsewhere")
+    assert media_errors(tmp_path, "image: img/x.png") == [
+        f"{EXERCISE}:3: image 'img/x.png' is outside content/"]
+
+
+def test_a_path_that_climbs_back_up_out_of_a_symlinked_folder_is_outside_content(tmp_path):
+    # 'img/..' is content/ to the eye, but the system climbs from where img really points.
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "secret.txt").write_text("s3cret")
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "img").symlink_to(tmp_path / "elsewhere" / "deeper")
+    assert media_errors(tmp_path, "image: img/../secret.txt") == [
+        f"{EXERCISE}:3: image 'img/../secret.txt' is outside content/"]
+
+
+def test_a_symlink_with_a_backslash_in_its_name_pointing_out_is_outside_content(tmp_path):
+    (tmp_path / "secret.txt").write_text("s3cret")
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "img\\x.png").symlink_to(tmp_path / "secret.txt")
+    assert media_errors(tmp_path, "image: 'img\\x.png'") == [
+        f"{EXERCISE}:3: image 'img\\x.png' is outside content/"]
+
+
+def test_a_media_reference_with_another_scheme_is_neither_a_url_nor_a_path(tmp_path):
+    assert media_errors(tmp_path, "video: 'javascript:alert(1)'") == [
+        f"{EXERCISE}:3: video 'javascript:alert(1)' is not an http(s) URL or a path "
+        "under content/"]
+
+
+@pytest.mark.parametrize("line", ["image: img/x.png", "image: content/img/x.png",
+                                  "image: img/../img/x.png", "image: img/alias.png",
+                                  "video: https://example.org/x.mp4", "image: img/missing.png"])
+def test_media_under_content_and_full_urls_load(tmp_path, line):
+    (tmp_path / "content" / "img").mkdir(parents=True)
+    (tmp_path / "content" / "img" / "x.png").write_bytes(b"\x89PNG")
+    (tmp_path / "content" / "img" / "alias.png").symlink_to(tmp_path / "content/img/x.png")
+    write(tmp_path, EXERCISE, f'---\nname: "Test move"\n{line}\n---\nHow to.\n')
+    assert list(load_catalogue(tmp_path / "content", tmp_path).exercises) == ["test-move"]
+
+
+def test_a_control_character_in_a_front_matter_value_is_an_error_on_its_line(tmp_path):
+    front = 'name: "Test move"\ncues:\n  - "Brace \\e[1m hard"\n'
+    assert exercise_errors(tmp_path, front) == [
+        f"{EXERCISE}:4: 'cues' holds the control character U+001B, which email and feeds "
+        "cannot carry; delete it"]
+
+
+def test_a_control_character_in_the_body_is_an_error_on_its_line(tmp_path):
+    path = post_file(tmp_path, GOOD_FRONT, "First line.\n\nA form\x0cfeed.\n")
+    with pytest.raises(RunletterError) as caught:
+        read_post(path, tmp_path)
+    assert [str(f) for f in caught.value.findings] == [
+        f"{POST}:8: the control character U+000C cannot go in an email or a feed; delete it"]

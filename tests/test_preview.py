@@ -437,3 +437,13 @@ def test_stop_ends_event_streams(start_preview) -> None:
     with pytest.raises(ConnectionError):
         events.next()
     events.close()
+
+
+def test_a_card_image_outside_content_shows_as_the_same_finding(start_preview,
+                                                                 sample_root: Path) -> None:
+    edit(sample_root / "content/exercises/clam-shell.md", "\nname:",
+         '\nimage: "../subscribers/goals.toml"\nname:')
+    page = get(start_preview(), "/")
+    assert "The project does not load" in page
+    assert findings(page) == ["content/exercises/clam-shell.md:3: error: image "
+                              "'../subscribers/goals.toml' is outside content/"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -280,3 +281,53 @@ def test_rendering_twice_gives_the_same_bytes(project, resolved, editions):
     again = EmailRenderer(project.config).editions(resolved)
     assert again["marathon"].html() == editions["marathon"].html()
     assert again["marathon"].text() == editions["marathon"].text()
+
+
+HTML_NAME = '<img src=x onerror="alert(1)"> Bridge & <b>co</b>'
+
+
+def with_exercise_name(tmp_path: Path, slug: str, name: str) -> Path:
+    """A copy of the fixture project where one exercise has this name."""
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    path = root / "content" / "exercises" / f"{slug}.md"
+    text = path.read_text(encoding="utf-8")
+    start = text.index("\nname:") + 1
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f"name: '{name}'" + text[end:], encoding="utf-8")
+    return root
+
+
+def test_html_in_an_exercise_name_is_text_in_an_inline_link(tmp_path):
+    project = open_project(with_exercise_name(tmp_path, "glute-bridge", HTML_NAME))
+    edition = EmailRenderer(project.config).editions(project.resolve(project.post(SLUG)))
+    html = edition["comeback"].html()
+    assert href_for(html, HTML_NAME).startswith(f"{BASE}/exercises/glute-bridge/?")
+    assert "<img" not in html and "<b>co</b>" not in html
+
+
+def test_an_exercise_name_with_html_reads_as_written_in_the_text_part(tmp_path):
+    project = open_project(with_exercise_name(tmp_path, "glute-bridge", HTML_NAME))
+    edition = EmailRenderer(project.config).editions(project.resolve(project.post(SLUG)))
+    assert f"use {HTML_NAME} (" in edition["comeback"].text()
+
+
+def test_the_preheader_is_hidden_by_display_none_not_by_a_colour(editions):
+    html = editions["marathon"].html()
+    [style] = re.findall(r'<div style="([^"]*)">Every feature of Runletter in one short issue.',
+                         html)
+    assert "display:none" in style.replace(" ", "")
+    assert "color" not in style  # white on white is what spam filters call hidden text
+
+
+def test_text_that_looks_like_a_slot_marker_is_shown_as_written(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    post = root / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace('title: "Everything at once"',
+                                             'title: "ZZSLOT0ZZ and ZZSLOT9ZZ"'))
+    project = open_project(root)
+    edition = EmailRenderer(project.config).editions(project.resolve(project.post(SLUG)))["5k"]
+    values = {"unsubscribe_url": "https://fixture.example.org/u/x"}
+    assert "ZZSLOT0ZZ and ZZSLOT9ZZ" in edition.html(values)
+    assert "ZZSLOT0ZZ and ZZSLOT9ZZ" in edition.text(values)

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from publisher.errors import RunletterError
 from publisher.layout_files import builtin_layouts
+from publisher.model import Catalogue
 from publisher.project import open_project
 from publisher.site import SiteBuilder
+
+from .test_render import HTML_NAME, with_exercise_name
 
 FIXTURE = Path(__file__).parent / "fixtures" / "project"
 SLUG = "2026-01-01-everything"
 DRAFT = "2026-01-02-draft"
 A = "{http://www.w3.org/2005/Atom}"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 def build(root: Path, drafts: bool = False) -> SiteBuilder:
@@ -86,12 +94,41 @@ def test_drafts_are_built_when_asked(tmp_path):
 
 def test_the_post_page_shows_every_goal_block_marked_and_labelled(site):
     html = page(site, f"posts/{SLUG}")
-    asides = re.findall(r'<aside class="goal-only" data-goals="([^"]*)">'
+    asides = re.findall(r'<aside class="goal-only" data-goals="([^"]*)"[^>]*>'
                         r'<p class="goal-only-label">([^<]*)</p>', html)
     assert asides == [("marathon ultra", "Only in the Marathon and Ultra editions"),
                       ("comeback", "Only in the Comeback edition")]
     assert "Long-distance runners" in html and "Comeback runners" in html
     assert ":::" not in html
+
+
+class Asides(HTMLParser):
+    """(aria-label, visible label) of every goal-only aside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str | None, str]] = []
+        self._in_label = False
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if tag == "aside" and values.get("class") == "goal-only":
+            self.found.append((values.get("aria-label"), ""))
+        self._in_label = tag == "p" and values.get("class") == "goal-only-label"
+
+    def handle_data(self, data):
+        if self._in_label:
+            self.found[-1] = (self.found[-1][0], self.found[-1][1] + data)
+
+    def handle_endtag(self, tag):
+        self._in_label = False
+
+
+def test_each_goal_only_block_is_named_by_its_label_for_screen_readers(site):
+    asides = Asides()
+    asides.feed(page(site, f"posts/{SLUG}"))
+    assert asides.found == [("Only in the Marathon and Ultra editions",) * 2,
+                            ("Only in the Comeback edition",) * 2]
 
 
 def test_the_post_page_fills_merge_fields_with_their_fallback_and_has_no_utm(site):
@@ -349,3 +386,50 @@ def test_a_broken_cache_file_means_a_full_build_not_an_error(tmp_path):
     for cache in (root / ".runletter-cache").glob("*.pickle"):
         cache.write_bytes(b"not a pickle")
     assert cached_build(root).rendered == first.rendered
+
+
+def test_the_builder_copies_nothing_from_outside_content_even_when_handed_such_a_path(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    (tmp_path / "secret.txt").write_text("s3cret")
+    project = open_project(root)
+    sld = project.catalogue.get("single-leg-deadlift")
+    # Loading refuses this path; a builder handed it anyway must refuse it too.
+    bad = dataclasses.replace(sld, image="../../secret.txt")
+    catalogue = Catalogue(MappingProxyType({**project.catalogue.exercises, sld.slug: bad}))
+    builder = SiteBuilder(project.config, project.goals, catalogue)
+    with pytest.raises(RunletterError) as caught:
+        builder.build(project.resolve_all())
+    assert str(caught.value) == ("content/exercises/single-leg-deadlift.md: image "
+                                 "'../../secret.txt' is outside content/")
+    copies = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"s3cret"]
+    assert copies == [tmp_path / "secret.txt"]
+
+
+def test_html_in_an_exercise_name_is_text_on_the_archive_page_and_in_the_feed(tmp_path):
+    root = with_exercise_name(tmp_path, "glute-bridge", HTML_NAME)
+    build(root)
+    post_page = page(root / "site", f"posts/{SLUG}")
+    assert "<img" not in post_page and "<b>co</b>" not in post_page
+    assert f'exercises/glute-bridge/">{escape(HTML_NAME, quote=False)}</a>' in post_page
+    content = feed(root / "site", "feed.xml").find(f"{A}entry").find(f"{A}content").text
+    assert "<img" not in content and escape(HTML_NAME, quote=False) in content
+
+
+def test_every_feed_carries_the_newsletters_language_as_xml_lang(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    config = root / "runletter.toml"
+    config.write_text(config.read_text().replace("[sender]", 'language = "de-CH"\n\n[sender]'))
+    build(root)
+    for path in ("feed.xml", "goals/marathon/feed.xml", "goals/general/feed.xml"):
+        assert feed(root / "site", path).get(XML_LANG) == "de-CH"
+
+
+def test_body_text_that_looks_like_a_slot_marker_is_shown_as_written(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    post = root / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace("See you out there.", "Type ZZSLOT0ZZ here."))
+    build(root)
+    assert "<p>Type ZZSLOT0ZZ here.</p>" in page(root / "site", f"posts/{SLUG}")
