@@ -85,49 +85,57 @@ def check_links(post: Post, links: Iterable[Link], config: Config, pages: set[st
                 drafts: Mapping[str, Post]) -> list[Finding]:
     """Archive links that will not exist, malformed external links, images without alt."""
     findings: list[Finding] = []
-    where = post.source.display
     base = config.base_url + "/"
     for link in links:
-        url = link.url
         if link.image:
-            if not link.alt:
-                findings.append(Finding(where, link.line, f"image '{url}' has no alt text; "
-                                        "write ![what it shows](…)", "warning"))
-            if problem := media_problem("image", url, config.content_dir):
-                findings.append(Finding(where, link.line, problem))
-            elif not is_url(url):
-                local = config.content_dir / under_content(url)
-                if not local.is_file():
-                    findings.append(Finding(where, link.line, f"image '{url}' not found under "
-                                            "content/"))
-            continue
-        if url.startswith(base) or url == config.base_url:
-            path = urlsplit(url[len(base):] if url.startswith(base) else "").path
-            if path.startswith("media/"):
-                continue
-            if path not in pages and path + "/" not in pages:
-                slug = path.strip("/").split("/")[-1]
-                if path.startswith("posts/") and slug in drafts:
-                    findings.append(Finding(where, link.line, f"links to the draft post "
-                                            f"'{slug}', which is not in the archive"))
-                else:
-                    known = [p for p in pages if p.endswith("/")]
-                    findings.append(Finding(where, link.line, f"link to '{url}' will not exist "
-                                            "in the archive" + suggest(path, known)))
-            continue
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https"):
-            if not parts.netloc or " " in url or "." not in parts.netloc.split(":")[0]:
-                findings.append(Finding(where, link.line, f"malformed link '{url}'"))
-        elif parts.scheme == "mailto":
-            if "@" not in parts.path:
-                findings.append(Finding(where, link.line, f"malformed mailto link '{url}'"))
-        elif url.startswith("#"):
-            continue
+            problems = _image_problems(link, config)
+        elif link.url.startswith(base) or link.url == config.base_url:
+            problems = _archive_problems(link.url, base, pages, drafts)
         else:
-            findings.append(Finding(where, link.line, f"link '{url}' is not a full URL; email "
-                                    "links need https://…"))
+            problems = _external_problems(link.url)
+        findings += [Finding(post.source.display, link.line, message, level)
+                     for message, level in problems]
     return findings
+
+
+def _image_problems(link: Link, config: Config) -> list[tuple[str, str]]:
+    """(message, level) for an image: no alt text, a path leaving content/, a missing file."""
+    url = link.url
+    problems = []
+    if not link.alt:
+        problems.append((f"image '{url}' has no alt text; write ![what it shows](…)", "warning"))
+    if problem := media_problem("image", url, config.content_dir):
+        problems.append((problem, "error"))
+    elif not is_url(url) and not (config.content_dir / under_content(url)).is_file():
+        problems.append((f"image '{url}' not found under content/", "error"))
+    return problems
+
+
+def _archive_problems(url: str, base: str, pages: set[str],
+                      drafts: Mapping[str, Post]) -> list[tuple[str, str]]:
+    """(message, level) for a link into the archive that the build will not write."""
+    path = urlsplit(url[len(base):] if url.startswith(base) else "").path
+    if path.startswith("media/") or path in pages or path + "/" in pages:
+        return []
+    slug = path.strip("/").split("/")[-1]
+    if path.startswith("posts/") and slug in drafts:
+        return [(f"links to the draft post '{slug}', which is not in the archive", "error")]
+    known = [p for p in pages if p.endswith("/")]
+    return [(f"link to '{url}' will not exist in the archive" + suggest(path, known), "error")]
+
+
+def _external_problems(url: str) -> list[tuple[str, str]]:
+    """(message, level) for a link elsewhere: malformed, or not a full URL."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        if not parts.netloc or " " in url or "." not in parts.netloc.split(":")[0]:
+            return [(f"malformed link '{url}'", "error")]
+    elif parts.scheme == "mailto":
+        if "@" not in parts.path:
+            return [(f"malformed mailto link '{url}'", "error")]
+    elif not url.startswith("#"):
+        return [(f"link '{url}' is not a full URL; email links need https://…", "error")]
+    return []
 
 
 def check_exercise_media(resolved: Resolved, config: Config) -> list[Finding]:
