@@ -7,9 +7,12 @@ traceback.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +20,9 @@ from .commands.subscribers import open_store
 from .console import fail, plural, report, table, tally
 from .errors import Finding, RunletterError
 from .project import Project, open_project
+
+if TYPE_CHECKING:
+    from .deliver import Outcome
 
 # Verbs that are subsystems of their own, imported only when used (keeps `build` quick).
 LAZY_COMMANDS = {
@@ -349,7 +355,9 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
             outcome = send_post(resolved, ledger, provider, renderer, addresser,
                                 max_attempts=delivery.max_attempts,
                                 backoff_base=delivery.backoff_base,
-                                backoff_max=delivery.backoff_max, progress=bar.update)
+                                backoff_max=delivery.backoff_max, progress=bar.update,
+                                retry_after_max=delivery.retry_after_max,
+                                notice=_label_notice(bar, f"sending via {name}"))
         table = ledger.report(draft.slug)
         rows = [["segment", "sent", "rejected", "failed", "in-flight"]]
         for goal in goals:
@@ -364,11 +372,31 @@ def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | 
     except RunletterError as exc:  # another post's mistake must not fail a finished send
         click.echo(f"warning: the archive was not rebuilt ({exc.findings[0]}); fix it and "
                    "run 'runletter build'", err=True)
+    if outcome.resume_at is not None:
+        raise _stopped_early(outcome, getattr(cls, "label", "") or name,
+                             draft.source.display, delivery.retry_after_max)
     if sum(outcome.failed.values()):
         raise RunletterError(f"{sum(outcome.failed.values())} deliveries failed after "
                              f"{delivery.max_attempts} tries; run publish again to retry them")
 
 
+def _label_notice(bar: Any, label: str) -> Callable[[str], None]:
+    """Show a publish's notice (the provider asked to wait) in its progress line."""
+    def notice(text: str) -> None:
+        bar.label = f"{label} ({text})" if text else label
+        bar.render_progress()
+    return notice
+
+
+def _stopped_early(outcome: Outcome, provider: str, where: str,
+                   ceiling: float) -> RunletterError:
+    """The one line a publish stopped by a too-long Retry-After ends with."""
+    assert outcome.resume_at is not None and outcome.wait_asked is not None
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(math.ceil(outcome.resume_at)))
+    return RunletterError(Finding(where, None, f"stopped: {provider} asked to wait "
+                                  f"{math.ceil(outcome.wait_asked)} s, longer than [delivery] "
+                                  f"retry_after_max ({ceiling:g} s); the rest is not sent yet: "
+                                  f"run publish again after {when}"))
 
 
 @main.command("report")

@@ -55,6 +55,7 @@ class Delivery:
     max_attempts: int = 5
     backoff_base: float = 1.0
     backoff_max: float = 60.0
+    retry_after_max: float = 900.0  # a provider asking to wait longer stops the run
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ again only when the author asks (at most once, by default).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
@@ -30,6 +31,9 @@ from .render import EmailRenderer
 from .store import Store, now
 
 STATES = ("planned", "in-flight", "sent", "rejected", "failed")
+# The longest Retry-After a publish sits out ([delivery] retry_after_max); a provider asking
+# for more stops the run, which says when to run it again.
+RETRY_AFTER_MAX = 900.0
 
 
 @dataclass(frozen=True)
@@ -69,16 +73,68 @@ class Outcome:
     rejected: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     batches: int = 0
+    # Set when the provider asked to wait longer than retry_after_max and the run stopped:
+    # how long it asked, and the clock's time after which a re-run may send.
+    wait_asked: float | None = None
+    resume_at: float | None = None
 
 
 def backoff(attempt: int, base: float, cap: float, retry_after: float | None,
             rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before the next try: exponential with full jitter, Retry-After wins."""
+    """Seconds to wait before the next try: exponential with jitter, capped at `cap`; a
+    longer Retry-After wins, uncapped (the provider said when it will take calls again)."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
     delay = delay * (0.5 + rng() / 2)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, cap))
+        delay = max(delay, retry_after)
     return delay
+
+
+def told_to_wait(receipts: Iterable[Receipt]) -> float | None:
+    """The longest Retry-After among a call's failed receipts, or None when none said one."""
+    return max((r.retry_after for r in receipts
+                if r.status == FAILED and r.retry_after is not None), default=None)
+
+
+def call_backoff(receipts: Sequence[Receipt], attempts: dict[int, int], base: float,
+                 cap: float) -> float:
+    """One wait for all of a call's failed rows, so they come back together in full calls
+    (a jitter each would scatter a 1,000-reader call into many small ones)."""
+    tries = max((attempts.get(r.subscriber_id, 1) for r in receipts if r.status == FAILED),
+                default=1)
+    return backoff(tries, base, cap, told_to_wait(receipts))
+
+
+@dataclass
+class Pause:
+    """The provider's own Retry-After, kept for every goal and row: no call goes before
+    `until`, however many rows are due meanwhile (each would only burn an attempt)."""
+
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    label: str  # the provider, as the notice names it
+    notice: Callable[[str], None] | None = None
+    until: float = 0.0
+    asked: float = 0.0
+
+    def heed(self, receipts: Sequence[Receipt], at: float) -> None:
+        """Take a call's longest Retry-After, counted from `at` (when its answer came)."""
+        asked = told_to_wait(receipts)
+        if asked is not None and at + asked > self.until:
+            self.until, self.asked = at + asked, asked
+
+    def sit_out(self) -> bool:
+        """Sleep until the provider's wait has passed, saying so meanwhile; False when it
+        already had."""
+        if self.clock() >= self.until:
+            return False
+        if self.notice:
+            self.notice(f"{self.label} asked to wait {math.ceil(self.asked)} s")
+        while (left := self.until - self.clock()) > 0:
+            self.sleep(left)
+        if self.notice:
+            self.notice("")
+        return True
 
 
 class Ledger:
@@ -166,16 +222,30 @@ class Ledger:
         return found
 
     def mark_in_flight(self, post: str, rows: Iterable[Delivery]) -> set[int]:
-        """Mark rows in-flight (committed before they are sent); the ids actually marked."""
+        """Mark rows in-flight (committed before they are sent); the ids actually marked.
+
+        Rows are read while the previous call is out, so a reader may have left since: the
+        status is checked in the same transaction as the mark, and their row is settled
+        as rejected instead.
+        """
         ids = [d.subscriber_id for d in rows]
         if not ids:
             return set()
+        these = f"AND subscriber_id IN ({','.join('?' * len(ids))})"
+        stamp = now()
         with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = 'rejected', updated_at = ?, error = 'reader is ' "
+                "|| (SELECT status FROM subscribers s WHERE s.id = subscriber_id) "
+                f"WHERE post = ? AND state IN ('planned', 'failed') {these} AND subscriber_id "
+                "IN (SELECT id FROM subscribers WHERE status != 'active')",
+                (stamp, post, *ids))
             marked = conn.execute(
                 "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, "
-                "updated_at = ? WHERE post = ? AND state IN ('planned', 'failed') "
-                f"AND subscriber_id IN ({','.join('?' * len(ids))}) RETURNING subscriber_id",
-                (now(), post, *ids)).fetchall()
+                f"updated_at = ? WHERE post = ? AND state IN ('planned', 'failed') {these} "
+                "AND subscriber_id IN (SELECT id FROM subscribers WHERE status = 'active') "
+                "RETURNING subscriber_id",
+                (stamp, post, *ids)).fetchall()
         return {row[0] for row in marked}
 
     def claim(self, post: str, goal: str, limit: int, max_attempts: int,
@@ -187,8 +257,11 @@ class Ledger:
 
     def record(self, post: str, receipts: Iterable[Receipt], attempts: dict[int, int],
                base: float, cap: float, at: float) -> None:
-        """Settle a batch's rows from its receipts; a rejection marks the reader bounced."""
+        """Settle a batch's rows from its receipts; a rejection marks the reader bounced;
+        the failed rows share one retry time."""
         stamp = now()
+        receipts = list(receipts)
+        wait = call_backoff(receipts, attempts, base, cap)
         sent, rejected, failed = [], [], []
         for r in receipts:
             if r.status == ACCEPTED:
@@ -196,15 +269,15 @@ class Ledger:
             elif r.status == REJECTED:
                 rejected.append((r.reason[:500], stamp, post, r.subscriber_id))
             else:
-                wait = backoff(attempts.get(r.subscriber_id, 1), base, cap, r.retry_after)
-                failed.append((r.reason[:500], at + wait, stamp, post, r.subscriber_id))
+                failed.append((r.reason[:500], at + wait, stamp, int(not r.tried), post,
+                               r.subscriber_id))
         with self.store.transaction() as conn:
             conn.executemany("UPDATE deliveries SET state = 'sent', provider_id = ?, error = NULL, "
                              "updated_at = ? WHERE post = ? AND subscriber_id = ?", sent)
             conn.executemany("UPDATE deliveries SET state = 'rejected', error = ?, updated_at = ? "
                              "WHERE post = ? AND subscriber_id = ?", rejected)
             conn.executemany("UPDATE deliveries SET state = 'failed', error = ?, "
-                             "next_attempt_at = ?, updated_at = ? "
+                             "next_attempt_at = ?, updated_at = ?, attempts = attempts - ? "
                              "WHERE post = ? AND subscriber_id = ?", failed)
             for reason, _, _, sid in rejected:
                 self.store.set_status(sid, "bounced", f"rejected by provider: {reason}")
@@ -254,7 +327,9 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
               addresser: Addresser, *, max_attempts: int = 5, backoff_base: float = 1.0,
               backoff_max: float = 60.0, progress: Callable[[int], None] | None = None,
               sleep: Callable[[float], None] = time.sleep,
-              clock: Callable[[], float] = time.time) -> Outcome:
+              clock: Callable[[], float] = time.time,
+              retry_after_max: float = RETRY_AFTER_MAX,
+              notice: Callable[[str], None] | None = None) -> Outcome:
     """Send every planned row of a post, call by call; settle each call in the ledger.
 
     A call takes up to the provider's limit of rows, goal by goal; a provider that can mix
@@ -262,12 +337,16 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
     While one call is out (on a worker thread, waiting on the network), the next is read
     from the ledger and addressed; it is marked in-flight only once the previous call is
     settled and just before it goes, so a crash leaves at most one call in doubt.
+
+    A Retry-After holds back every call (all goals, all rows) until it has passed, and
+    `notice` is told so; one longer than `retry_after_max` stops the run (Outcome.resume_at).
     """
     outcome = Outcome()
     prepared = renderer.prepare(resolved)
     post = resolved.slug
     goals = list(resolved.audience)
     compiled: dict[str, Compiled] = {}  # a goal's edition is rendered once, when first needed
+    pause = Pause(clock, sleep, getattr(provider, "label", "") or provider.name, notice)
 
     def next_call(skip: frozenset[int]) -> Call | None:
         parts: list[tuple[Goal, tuple[Delivery, ...]]] = []
@@ -290,7 +369,9 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
 
     def settle(call: Call, receipts: list[Receipt]) -> None:
         attempts = {d.subscriber_id: d.attempts for d in call.rows}
-        ledger.record(post, receipts, attempts, backoff_base, backoff_max, clock())
+        at = clock()
+        ledger.record(post, receipts, attempts, backoff_base, backoff_max, at)
+        pause.heed(receipts, at)
         outcome.batches += 1
         goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows}
         for r in receipts:
@@ -315,13 +396,18 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
                     ledger.unclaim(post, call.rows)  # nothing went out: no trace of the try
                     raise
                 settle(call, receipts)
+                if pause.asked > retry_after_max:  # the call read meanwhile is not marked
+                    outcome.wait_asked, outcome.resume_at = pause.asked, pause.until
+                    break
             if upcoming is None:
                 if out is None:
                     retry_at = ledger.next_retry(post, [g.slug for g in goals], max_attempts)
                     if retry_at is None:
                         break
-                    sleep(max(0.0, min(retry_at - clock(), backoff_max)))
+                    if not pause.sit_out():
+                        sleep(max(0.0, min(retry_at - clock(), backoff_max)))
                 continue
+            pause.sit_out()
             marked = ledger.mark_in_flight(post, upcoming.rows)
             upcoming = _only(upcoming, marked)
             if upcoming.rows:
@@ -353,4 +439,4 @@ def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
     return Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
 
 
-__all__ = ["STATES", "Ledger", "Plan", "backoff", "send_post"]
+__all__ = ["RETRY_AFTER_MAX", "STATES", "Ledger", "Pause", "Plan", "backoff", "send_post"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -85,6 +85,7 @@ class _Checker:
 
 # Characters XML 1.0 forbids: MJML and Atom cannot carry them, and nobody types them on purpose.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+HEADER_KEYS = ("title", "subject")  # a post's values that go in an email header
 
 
 def _texts(key: str, value: Any) -> list[tuple[str, str]]:
@@ -98,14 +99,15 @@ def _texts(key: str, value: Any) -> list[tuple[str, str]]:
     return []
 
 
-def control_findings(doc: Document) -> list[Finding]:
-    """Each front matter value and body line holding a control character, on its line."""
+def control_findings(doc: Document, skip: Collection[str] = ()) -> list[Finding]:
+    """Each front matter value and body line holding a control character, on its line
+    (keys in `skip` are reported otherwise)."""
     src = doc.source
     findings = [Finding(src.display, src.line(where) or src.line(str(key)),
                         f"'{key}' holds the control character U+{ord(found[0]):04X}, which "
                         "email and feeds cannot carry; delete it")
-                for key, value in doc.meta.items() for where, text in _texts(str(key), value)
-                if (found := _CONTROL.search(text))]
+                for key, value in doc.meta.items() if key not in skip
+                for where, text in _texts(str(key), value) if (found := _CONTROL.search(text))]
     if _CONTROL.search(doc.body):
         for offset, line in enumerate(doc.body.split("\n")):
             if found := _CONTROL.search(line):
@@ -253,7 +255,8 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     doc = read_document(path, root, cache)
     check = _Checker(doc, POST_KEYS)
     check.findings.extend(_check_slug(path, doc.source.display, "post"))
-    check.findings.extend(control_findings(doc))
+    # A line break in a header value gets the header's own message, not a second one.
+    check.findings.extend(control_findings(doc, skip=HEADER_KEYS))
     raw_date = doc.meta.get("date")
     date = dt.date(1970, 1, 1)
     if raw_date is None:
@@ -291,6 +294,9 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     for key, value in (("title", post.title), ("subject", post.subject)):
         if value.splitlines() not in ([], [value]):  # any line break, U+2028 and NEL too
             check.error(key, f"'{key}' must be on one line (it goes in the email's header)")
+        elif key in doc.meta and (found := _CONTROL.search(value)):
+            check.error(key, f"'{key}' holds the control character U+{ord(found[0]):04X}, "
+                        "which email and feeds cannot carry; delete it")
     if check.findings:
         raise RunletterError(check.findings)
     return post

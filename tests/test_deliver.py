@@ -249,13 +249,48 @@ def test_a_reader_who_fails_every_try_ends_failed_after_the_limit(pipeline):
             return super().send(batch)
 
     Flaky.tried, Flaky.reject = Counter(), set()
+    clock = [1000.0]  # its Retry-After holds every call back 7 s: sit them out on a fake clock
+
+    def sleep(seconds):
+        clock[0] += seconds
+
     with AlwaysDown(project.config, addresser, {"path": ""}) as provider:
         outcome = send_post(resolved, ledger, provider, EmailRenderer(project.config),
-                            addresser, max_attempts=3, sleep=lambda s: None)
+                            addresser, max_attempts=3, sleep=sleep, clock=lambda: clock[0])
     assert outcome.failed == Counter({"ultra": 1})
     row = store.conn.execute("SELECT state, attempts FROM deliveries WHERE email = ?",
                              (victim.email,)).fetchone()
     assert row == ("failed", 3)
+
+
+def test_readers_the_provider_made_no_call_for_keep_their_try(pipeline):
+    project, resolved, addresser, ledger, store = pipeline
+    clock = [1000.0]
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    class AsksToWaitOnce(OutboxProvider):
+        """The first call: its first reader refused with Retry-After, the rest never sent."""
+
+        max_batch = 5
+        calls = 0
+
+        def send(self, batch):
+            type(self).calls += 1
+            if self.calls > 1:
+                return super().send(batch)
+            first, *rest = batch.recipients
+            return [Receipt(first.subscriber_id, FAILED, reason="429", retry_after=5),
+                    *(Receipt(r.subscriber_id, FAILED, reason="not sent", retry_after=5,
+                              tried=False) for r in rest)]
+
+    with AsksToWaitOnce(project.config, addresser, {"path": ""}) as provider:
+        send_post(resolved, ledger, provider, EmailRenderer(project.config), addresser,
+                  sleep=sleep, clock=lambda: clock[0])
+    attempts = Counter(row[0] for row in store.conn.execute(
+        "SELECT attempts FROM deliveries WHERE state = 'sent'"))
+    assert attempts == Counter({1: 58, 2: 1})
 
 
 def test_a_reader_who_leaves_after_planning_is_not_sent(pipeline):
@@ -288,7 +323,7 @@ def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after():
     assert backoff(4, 1, 60, None, rng=lambda: 0.0) == 4
     assert backoff(10, 1, 60, None, rng=lambda: 1.0) == 60
     assert backoff(1, 1, 60, 30, rng=lambda: 0.0) == 30
-    assert backoff(1, 1, 60, 3600, rng=lambda: 0.0) == 60
+    assert backoff(1, 1, 60, 3600, rng=lambda: 0.0) == 3600  # the provider's word, uncut
 
 
 def test_the_report_shows_the_ledger_per_segment(sample_root):

@@ -160,7 +160,8 @@ class Clock:
 
 
 def send_with_ledger(root: Path, cls: type[Provider], env: dict[str, str],
-                     clock: Clock | None = None, **kwargs: Any) -> Outcome:
+                     clock: Clock | None = None, ledger_class: type[Ledger] = Ledger,
+                     **kwargs: Any) -> Outcome:
     """send_post with the real ledger and the settings read the way the CLI reads them."""
     clock = clock or Clock()
     project = open_project(root)
@@ -169,7 +170,7 @@ def send_with_ledger(root: Path, cls: type[Provider], env: dict[str, str],
     addresser = Addresser(config, Signer(SECRET))
     settings = provider_settings(cls, config, environ=env)
     with Store.open(config.store_path) as store:
-        ledger = Ledger(store)
+        ledger = ledger_class(store)
         ledger.plan(POST, [g.slug for g in resolved.audience])
         with cls(config, addresser, settings) as provider:
             return send_post(resolved, ledger, provider, EmailRenderer(config), addresser,

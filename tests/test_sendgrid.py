@@ -17,6 +17,7 @@ from .contract import ContractServer, running
 from .test_deliver import Crash, import_sample
 from .test_postmark import (
     AUDIENCE,
+    Clock,
     assert_each_reader_got_their_own_copy,
     bounced_readers,
     ledger_states,
@@ -76,6 +77,18 @@ def test_429_5xx_and_a_dropped_connection_end_delivered_once_honouring_rate_limi
         sample_root):
     scenario_transient_faults("sendgrid", SendgridProvider, sample_root,
                               rate_limit_reset_in(12))
+
+
+def test_a_retry_after_later_than_the_rate_limit_reset_wins(sample_root):
+    import_sample(sample_root)
+    clock = Clock()
+    with running("sendgrid") as server:
+        server.clock = clock
+        server.fail_next(429, headers={"Retry-After": "40",
+                                       "X-RateLimit-Reset": str(int(time.time()) + 5)})
+        send_with_ledger(sample_root, SendgridProvider, provider_env("sendgrid", server), clock)
+        refused, following = server.requests[:2]
+        assert refused.status == 429 and following.at - refused.at >= 40
 
 
 def test_an_invalid_address_is_marked_bounced_and_the_rest_go_on(sample_root):

@@ -39,6 +39,9 @@ class Receipt:
     provider_id: str | None = None
     reason: str = ""
     retry_after: float | None = None  # seconds, when the provider said so
+    # False for a FAILED reader the provider made no call for (it had just asked to wait):
+    # that try does not count against max_attempts.
+    tried: bool = True
 
 
 class ProviderConfigError(RunletterError):

@@ -21,7 +21,8 @@ Outcomes of a call:
   413                → the call is split in two (a single reader's call: config). The
                        edition is sent once per call, so only the personalizations shrink;
                        splitting keeps going until a call fits or one reader is left.
-  429                → failed, retry after X-RateLimit-Reset (a unix time) or Retry-After
+  429                → failed, retry after the later of X-RateLimit-Reset (a unix time)
+                       and Retry-After
   5xx, dropped       → failed (retried later)
 """
 
@@ -180,10 +181,7 @@ class SendgridProvider(HttpProvider):
                                    (f": {response_text(response)}"
                                     if response_text(response) else ""))
         if status == 429:
-            retry_after = parse_rate_limit_reset(response.headers.get("X-RateLimit-Reset"))
-            if retry_after is None:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise Transient(said, retry_after)
+            raise Transient(said, _rate_limited_for(response))
         if status >= 500:
             raise Transient(said, parse_retry_after(response.headers.get("Retry-After")))
         if status == 400:
@@ -221,6 +219,15 @@ class SendgridProvider(HttpProvider):
                                  + (f" ({field})" if field else ""))
         receipts += [Receipt(sid, REJECTED, reason=reason) for sid, reason in named.items()]
         return [[entry for entry in group if entry[0].subscriber_id not in named]]
+
+
+def _rate_limited_for(response: requests.Response) -> float | None:
+    """How long a 429 asks to wait: the later of X-RateLimit-Reset and Retry-After, since
+    going back before either has passed only meets another 429."""
+    waits = [wait for wait in (
+        parse_rate_limit_reset(response.headers.get("X-RateLimit-Reset")),
+        parse_retry_after(response.headers.get("Retry-After"))) if wait is not None]
+    return max(waits, default=None)
 
 
 def _errors(response: requests.Response) -> list[tuple[str, str]]:

@@ -26,6 +26,7 @@ a receipt is never lost for a message that went out.
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import threading
 import time
@@ -131,28 +132,34 @@ def ses_address(address: str) -> str:
 
 
 class Pacer:
-    """Spaces call starts 1/rate seconds apart, shared by all workers (and all batches).
+    """Lets calls start no closer than 1/rate seconds apart, shared by all workers (and all
+    batches): a token bucket of one token, checked when a call starts.
 
-    Strict spacing, no burst: in any one-second window at most rate + 1 calls start, which
-    is what SES's "maximum send rate" allows.
+    The next start is counted from when this one actually began, not from a slot handed
+    out in advance: threads that wake late on a busy machine would otherwise all start
+    at once (24 calls in one second at a rate of 20). No burst: in any one-second window
+    at most rate + 1 calls start, which is what SES's "maximum send rate" allows.
     """
 
     def __init__(self, rate: float, clock=time.monotonic):
         self.interval = 1.0 / rate
         self.clock = clock
         self.lock = threading.Lock()
-        self.next_start = 0.0
+        self.next_start = -math.inf
 
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until this caller's slot; False when `stop` was set meanwhile."""
-        with self.lock:
-            now = self.clock()
-            start = max(now, self.next_start)
-            self.next_start = start + self.interval
-        delay = start - now
-        if delay > 0 and stop.wait(delay):
-            return False
-        return not stop.is_set()
+    def wait(self, stop: threading.Event) -> float | None:
+        """Block until a call may start; when it started (by `clock`), or None when `stop`
+        was set first."""
+        while not stop.is_set():
+            with self.lock:
+                now = self.clock()
+                if now >= self.next_start:
+                    self.next_start = now + self.interval
+                    return now
+                delay = self.next_start - now
+            if stop.wait(delay):
+                return None
+        return None
 
 
 class SesProvider(Provider):
@@ -166,6 +173,7 @@ class SesProvider(Provider):
     """
 
     name: ClassVar[str] = "ses"
+    label: ClassVar[str] = "SES"
     max_batch: ClassVar[int] = 50
     mixes_editions: ClassVar[bool] = True  # every call carries one complete message
     SETTINGS: ClassVar = {
@@ -273,6 +281,7 @@ class SesProvider(Provider):
         date = message_date()
         # Set by the first config error (or close()): start no further calls.
         stop = self._stop = threading.Event()
+        told: list[float] = []  # Retry-Afters SES answered in this batch: start no more calls
         receipts: list[Receipt] = []
         pending: list[tuple[Recipient, Future]] = []
         for batch in batches:
@@ -287,7 +296,7 @@ class SesProvider(Provider):
                                             reason=f"cannot send the message: {_plain(exc)}"))
                     continue
                 pending.append((recipient, self._executor.submit(
-                    self._send_paced, recipient, to, message, stop)))
+                    self._send_paced, recipient, to, message, stop, told)))
 
         fatal: ProviderConfigError | None = None
         unsent: list[Recipient] = []  # never called: a config error or close() came first
@@ -328,15 +337,22 @@ class SesProvider(Provider):
         return receipts
 
     def _send_paced(self, recipient: Recipient, to: str, message: Message,
-                    stop: threading.Event) -> Receipt | None:
-        """Wait for a start slot, then send; None when the batch was stopped first."""
-        if stop.is_set() or not self.pacer.wait(stop):
+                    stop: threading.Event, told: list[float]) -> Receipt | None:
+        """Wait for a start slot, then send; None when the batch was stopped first. Once SES
+        asked to wait (Retry-After), the calls not yet started are not made: FAILED with
+        that wait, which the publish sits out before any other call."""
+        if not told and self.pacer.wait(stop) is None:
             return None
+        if told:  # maybe said while this call waited for its slot
+            return _held(recipient, told)
         try:
-            return self._send_one(recipient, to, message)
+            receipt = self._send_one(recipient, to, message)
         except ProviderConfigError:
             stop.set()
             raise
+        if receipt.retry_after is not None:
+            told.append(receipt.retry_after)
+        return receipt
 
     def _send_one(self, recipient: Recipient, to: str, message: Message) -> Receipt:
         """One SendEmail call, mapped to a receipt; a config problem raises."""
@@ -412,6 +428,13 @@ class SesProvider(Provider):
             return Receipt(rid, REJECTED, reason=said)
         raise ProviderConfigError(f"ses: SES refused the request for {recipient.email} "
                                   f"({said}); check the ses settings and the sender")
+
+
+def _held(recipient: Recipient, told: list[float]) -> Receipt:
+    """The receipt of a call not made because SES asked to wait."""
+    wait = max(told)
+    return Receipt(recipient.subscriber_id, FAILED, reason=f"not sent: SES asked to wait "
+                   f"{math.ceil(wait)} s", retry_after=wait, tried=False)
 
 
 __all__ = ["Pacer", "SesProvider", "ses_address"]

@@ -6,7 +6,8 @@ Postmark (`POST /email/batch`), Mailgun (`POST /v3/{domain}/messages`) and SendG
 
     with running("postmark") as server:            # token "test-token"
         ...  # the adapter posts to server.url + "/email/batch"
-        server.requests      # [RequestRecord(method, path, status, recipients, size)]
+        server.requests      # [RequestRecord(method, path, status, recipients, size, at)]
+        server.clock = clock # what stamps `at` (default time.monotonic; tests lend a fake one)
         server.delivered     # [Delivered(to, subject, html, text, headers)], one per copy
         server.counts()      # Counter: address -> copies delivered
         server.fail_next(429, times=2)   # documented body, Retry-After: 1, nothing delivered

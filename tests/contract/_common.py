@@ -33,6 +33,9 @@ class RequestRecord:
     status: int
     recipients: int  # addresses (To + Cc + Bcc) in that call, counted as well as the body allowed
     size: int  # body bytes
+    # When the request arrived, by the server's clock (a test may lend it its fake clock);
+    # left out of ==, so records compare by what was sent.
+    at: float = field(default=0.0, compare=False)
 
 
 @dataclass

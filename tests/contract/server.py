@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,6 +43,7 @@ class ContractServer:
         self._counts: collections.Counter[str] = collections.Counter()
         self._deliveries = 0
         self._max_recipients = 0
+        self.clock = time.monotonic  # stamps RequestRecord.at; tests may set a fake clock
 
     # -- what tests and benchmarks call --------------------------------------------------
     def fail_next(self, status: int, *, times: int = 1, headers: dict | None = None,
@@ -99,7 +101,7 @@ class ContractServer:
             recipients = self._app.recipients_in(req)  # refused before the count was made
         with self._lock:
             self.requests.append(RequestRecord(req.method, req.path, status, recipients,
-                                               req.size))
+                                               req.size, self.clock()))
             self._max_recipients = max(self._max_recipients, recipients)
             if reply is None:
                 return
