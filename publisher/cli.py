@@ -7,22 +7,19 @@ traceback.
 
 from __future__ import annotations
 
-import math
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from .commands.subscribers import open_store
-from .console import fail, plural, report, table, tally
-from .errors import Finding, RunletterError
+from .console import fail, plural, progress_notice, report, table, tally
+from .errors import RunletterError
 from .project import Project, open_project
 
 if TYPE_CHECKING:
-    from .deliver import Outcome
+    from .commands.publish import Planned, Provider, Publication
+    from .tokens import Signer
 
 # Verbs that are subsystems of their own, imported only when used (keeps `build` quick).
 LAZY_COMMANDS = {
@@ -226,30 +223,6 @@ def audience() -> None:
     table([*rows, ["total", str(counted.total)]])
 
 
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
-
-
-def _signer_for(project: Project, provider_cls) -> object:
-    """The token signer; only the outbox may run on a generated, git-ignored secret."""
-    import os
-
-    from .tokens import SECRET_ENV, Signer, load_secret
-
-    if provider_cls.needs_secret_env and not os.environ.get(SECRET_ENV):
-        raise RunletterError(
-            f"{SECRET_ENV} is not set: the '{provider_cls.name}' provider sends real mail, "
-            "so reader links must be signed with your own secret; set it with "
-            f"export {SECRET_ENV}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    secret, told = load_secret(project.root, create=True)
-    if told:
-        click.echo(f"note: {told}", err=True)
-    return Signer(secret)
-
-
 @main.command()
 @click.argument("post")
 @click.option("--provider", "provider_name", help="Override [delivery] provider.")
@@ -264,139 +237,108 @@ def _signer_for(project: Project, provider_cls) -> object:
 def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | None,
             test_goal: str | None, yes: bool, resend_in_flight: bool) -> None:
     """Send POST to every active reader in its audience, each their goal's edition."""
-    from .address import Addresser
-    from .deliver import Ledger, send_post
-    from .errors import suggest
-    from .providers import provider_class
-    from .providers.base import Batch, provider_settings, unknown_env_settings
-    from .render import EmailRenderer
-    from .site import SiteBuilder
-    from .store import validate_email
+    from .commands import publish as publishing
 
     project = project_here()
-    config = project.config
-    resolved = project.resolve(project.post(post))
-    draft = resolved.post
-    if test_goal and not test_to:
-        raise RunletterError("--goal goes with --to (a test copy); a publish sends every "
-                             "reader their own goal's edition")
-    if draft.is_draft and not test_to:
-        raise RunletterError(Finding(draft.source.display, draft.source.line("status"),
-                                     "is a draft; set 'status: ready' to send it "
-                                     "(or send yourself a test copy with --to)"))
-    from .check import check_posts
-
-    findings = check_posts(project, [draft])
-    errors = [f for f in findings if f.level == "error"]
-    if errors:
-        report(findings)
-        raise RunletterError(Finding(draft.source.display, None, f"not sent: {len(errors)} "
-                                     "errors found by 'runletter check'; fix them first"))
-    report(findings)
-    name = provider_name or config.delivery.provider
-    cls = provider_class(name)
-    settings = provider_settings(cls, config)
-    for warning in unknown_env_settings(cls):
+    publication = publishing.prepare(project, post, test_to, test_goal)
+    _show_findings(publication)
+    provider = publishing.choose_provider(project, provider_name)
+    for warning in provider.unknown_env:
         click.echo(f"warning: {warning}", err=True)
-    renderer = EmailRenderer(config)
-    goals = [g.slug for g in resolved.audience]
-
     if test_to:
-        if reason := validate_email(test_to):
-            raise RunletterError(f"--to {test_to}: not an email address ({reason})")
-        goal_slug = test_goal or goals[0]
-        if goal_slug not in goals:
-            raise RunletterError(f"--goal {goal_slug}: not in the post's audience"
-                                 + suggest(goal_slug, goals) + f"; it is: {', '.join(goals)}")
-        addresser = Addresser(config, _signer_for(project, cls))
-        edition = renderer.edition(renderer.prepare(resolved), project.goals.get(goal_slug))
-        compiled = addresser.compile(edition)
-        # A Message-ID of its own each time, so a mail client shows every test copy.
-        recipient = addresser.recipient(f"test-{draft.slug}-{time.time_ns()}", 0, test_to, "")
-        with cls(config, addresser, settings) as provider:
-            [receipt] = provider.send(Batch(edition, compiled, (recipient,)))
-        if receipt.status != "accepted":
-            raise RunletterError(f"test copy to {test_to} not sent: {receipt.reason}")
-        click.echo(f"sent a test copy of the {goal_slug} edition to {test_to} via {name}")
+        goal = publishing.copy_goal(publication, test_to, test_goal)
+        publishing.send_test_copy(publication, provider, _signer(project, provider), test_to,
+                                  goal)
+        click.echo(f"sent a test copy of the {goal} edition to {test_to} via {provider.name}")
         return
+    planned = publishing.plan(publication, resend_in_flight)
+    _show_plan(publication, planned, resend_in_flight)
+    if dry_run or planned.to_send == 0:
+        click.echo(f"dry run: would send {plural(planned.to_send, 'message')} via "
+                   f"{provider.name}; nothing sent" if dry_run else _nothing_to_send(planned))
+        return
+    if not yes:
+        click.confirm(f"Send '{publication.post.subject}' to "
+                      f"{plural(planned.to_send, 'reader')} via {provider.name}?", abort=True)
+    _send(publication, provider, planned.to_send, resend_in_flight)
 
-    with open_store(project) as store:
-        ledger = Ledger(store)
-        plan = ledger.preview(draft.slug, goals, project.goals.slugs)
-        rows = [["segment", "to send", "already sent"]]
-        rows += [[g, str(plan.to_send[g]), str(plan.done[g])] for g in goals]
-        _table(rows)
-        for slug, count in plan.unmatched.items():
-            click.echo(f"warning: {count} active readers have the goal '{slug}', which is not "
-                       f"in {config.goals_path.name}; they get nothing", err=True)
-        if plan.in_flight:
-            verb = "will be sent again" if resend_in_flight else "will NOT be sent again"
-            click.echo(f"warning: {plan.in_flight} deliveries were in flight when an earlier "
-                       f"publish stopped; they may or may not have gone out and {verb}"
-                       + ("" if resend_in_flight else " (use --resend-in-flight to resend)"),
-                       err=True)
-        to_send = plan.total + (plan.in_flight if resend_in_flight else 0)
-        if dry_run:
-            click.echo(f"dry run: would send {to_send} messages via {name}; nothing sent")
-            return
-        if to_send == 0:
-            click.echo("nothing to send: every reader in the audience already has this post")
-            return
-        if not yes:
-            click.confirm(f"Send '{draft.subject}' to {to_send} readers via {name}?",
-                          abort=True)
-        addresser = Addresser(config, _signer_for(project, cls))
-        if resend_in_flight:
-            ledger.release_in_flight(draft.slug)
-        ledger.plan(draft.slug, goals)
-        delivery = config.delivery
-        with cls(config, addresser, settings) as provider, click.progressbar(
-                length=to_send, label=f"sending via {name}", file=sys.stderr) as bar:
-            outcome = send_post(resolved, ledger, provider, renderer, addresser,
-                                max_attempts=delivery.max_attempts,
-                                backoff_base=delivery.backoff_base,
-                                backoff_max=delivery.backoff_max, progress=bar.update,
-                                retry_after_max=delivery.retry_after_max,
-                                notice=_label_notice(bar, f"sending via {name}"))
-        table = ledger.report(draft.slug)
-        rows = [["segment", "sent", "rejected", "failed", "in-flight"]]
-        for goal in goals:
-            states = table.get(goal, {})
-            rows.append([goal, *(str(states.get(s, 0)) for s in
-                                 ("sent", "rejected", "failed", "in-flight"))])
-        _table(rows)
-        click.echo(f"sent {sum(outcome.sent.values())} messages in {outcome.batches} batches")
-    try:
-        builder = SiteBuilder(config, project.goals, project.catalogue)
-        builder.build(project.resolve_all())
-    except RunletterError as exc:  # another post's mistake must not fail a finished send
-        click.echo(f"warning: the archive was not rebuilt ({exc.findings[0]}); fix it and "
+
+def _show_findings(publication: Publication) -> None:
+    """What checking the editions found; any error stops the publish here."""
+    findings = publication.findings
+    report(findings)
+    if publication.errors:
+        click.echo(f"not sent: {tally(findings)} found by 'runletter check'; fix the errors "
+                   "first", err=True)
+        sys.exit(1)
+    if findings:
+        click.echo(tally(findings), err=True)
+
+
+def _signer(project: Project, provider: Provider) -> Signer:
+    """The signer of reader links, telling the author when a secret was generated."""
+    from .commands.publish import sign_links
+
+    signer, told = sign_links(project, provider)
+    if told:
+        click.echo(f"note: {told}", err=True)
+    return signer
+
+
+def _show_plan(publication: Publication, planned: Planned, resend_in_flight: bool) -> None:
+    """The plan per segment, and what the author should know before saying yes."""
+    plan = planned.plan
+    table([["segment", "to send", "already sent"],
+           *([g, str(plan.to_send[g]), str(plan.done[g])] for g in publication.goals)])
+    goals_file = publication.project.config.goals_path.name
+    for slug, count in plan.unmatched.items():
+        click.echo(f"warning: {plural(count, 'active reader')} "
+                   f"{'has' if count == 1 else 'have'} the goal '{slug}', which is not in "
+                   f"{goals_file}; they get nothing", err=True)
+    if plan.in_flight:
+        verb = "will be sent again" if resend_in_flight else "will NOT be sent again"
+        click.echo(f"warning: {plural(plan.in_flight, 'delivery')} "
+                   f"{'was' if plan.in_flight == 1 else 'were'} in flight when an earlier "
+                   f"publish stopped; they may or may not have gone out and {verb}"
+                   + ("" if resend_in_flight else " (use --resend-in-flight to resend)"),
+                   err=True)
+
+
+def _nothing_to_send(planned: Planned) -> str:
+    """Why a publish sends nothing: nobody to send to, or everybody has it."""
+    if planned.nobody:
+        return (f"nothing to send: no active readers in the post's audience "
+                f"({', '.join(planned.plan.to_send)}); 'runletter subscribers import FILE' "
+                "adds them")
+    return "nothing to send: every reader in the audience already has this post"
+
+
+def _send(publication: Publication, provider: Provider, to_send: int,
+          resend_in_flight: bool) -> None:
+    """Send with a progress bar, then show the ledger per segment and what went wrong."""
+    from .commands.publish import SENT_STATES, sending, settle
+
+    signer = _signer(publication.project, provider)
+    label = f"sending via {provider.name}"
+    with sending(publication, provider, signer, resend_in_flight) as send, click.progressbar(
+            length=to_send, label=label, file=sys.stderr) as bar:
+        outcome = send(progress=bar.update, notice=progress_notice(bar, label))
+    sent = settle(publication, provider, outcome)
+    table([["segment", *SENT_STATES],
+           *([goal, *(str(states.get(s, 0)) for s in SENT_STATES)]
+             for goal, states in sent.segments)])
+    click.echo(f"sent {plural(sum(outcome.sent.values()), 'message')} in "
+               f"{plural(outcome.batches, 'batch')}")
+    if sent.archive_problem:
+        click.echo(f"warning: the archive was not rebuilt ({sent.archive_problem}); fix it and "
                    "run 'runletter build'", err=True)
-    if outcome.resume_at is not None:
-        raise _stopped_early(outcome, getattr(cls, "label", "") or name,
-                             draft.source.display, delivery.retry_after_max)
-    if sum(outcome.failed.values()):
-        raise RunletterError(f"{sum(outcome.failed.values())} deliveries failed after "
-                             f"{delivery.max_attempts} tries; run publish again to retry them")
+    if sent.stopped:
+        raise RunletterError(sent.stopped)
+    if failed := sum(outcome.failed.values()):
+        raise RunletterError(f"{plural(failed, 'delivery')} failed after "
+                             f"{publication.project.config.delivery.max_attempts} tries; run "
+                             "publish again to retry them")
 
-
-def _label_notice(bar: Any, label: str) -> Callable[[str], None]:
-    """Show a publish's notice (the provider asked to wait) in its progress line."""
-    def notice(text: str) -> None:
-        bar.label = f"{label} ({text})" if text else label
-        bar.render_progress()
-    return notice
-
-
-def _stopped_early(outcome: Outcome, provider: str, where: str,
-                   ceiling: float) -> RunletterError:
-    """The one line a publish stopped by a too-long Retry-After ends with."""
-    assert outcome.resume_at is not None and outcome.wait_asked is not None
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(math.ceil(outcome.resume_at)))
-    return RunletterError(Finding(where, None, f"stopped: {provider} asked to wait "
-                                  f"{math.ceil(outcome.wait_asked)} s, longer than [delivery] "
-                                  f"retry_after_max ({ceiling:g} s); the rest is not sent yet: "
-                                  f"run publish again after {when}"))
 
 
 @main.command("report")
@@ -427,19 +369,12 @@ def layouts() -> None:
     """
 
 
-def config_here():
-    """The settings of the newsletter at or above the current folder (no content loaded)."""
-    from .config import find_root, load_config
-
-    return load_config(find_root(Path.cwd()))
-
-
 @layouts.command("list")
 def layouts_list() -> None:
     """Every built-in layout; the ones this newsletter overrides are marked."""
     from .commands.layouts import list_layouts
 
-    for layout in list_layouts(config_here()):
+    for layout in list_layouts(Path.cwd()):
         click.echo(layout.name + (f"  (overridden by {layout.override})" if layout.override
                                   else ""))
 
@@ -451,7 +386,7 @@ def layouts_eject(name: str, force: bool) -> None:
     """Copy the built-in layout NAME (e.g. email/partials/footer.mjml.j2) into layouts/."""
     from .commands.layouts import eject_layout
 
-    path = eject_layout(config_here(), name, force)
+    path = eject_layout(Path.cwd(), name, force)
     click.echo(f"created {path} (a copy of the built-in, to edit)")
 
 

@@ -3,7 +3,8 @@ that agree in number, and tables with a header row."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import click
 
@@ -51,3 +52,11 @@ def table(rows: Sequence[Sequence[str]]) -> None:
     for row in rows:
         click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                              for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+
+
+def progress_notice(bar: Any, label: str) -> Callable[[str], None]:
+    """Show a notice (the provider asked to wait) in a progress bar's line, or clear it."""
+    def notice(text: str) -> None:
+        bar.label = f"{label} ({text})" if text else label
+        bar.render_progress()
+    return notice

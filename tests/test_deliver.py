@@ -397,3 +397,28 @@ def test_publish_counts_one_message_and_one_batch_in_the_singular(sample_root):
     assert "Send 'Hip Drive: six moves for stronger hips' to 1 reader via outbox?" in asked.output
     result = run("publish", POST, "--yes")
     assert result.stdout.splitlines()[-1] == "sent 1 message in 1 batch"
+
+
+def test_a_publish_renders_each_edition_once(sample_root, monkeypatch):
+    import jinja2
+    import mjml
+
+    import_sample(sample_root)
+    goals = len(open_project(sample_root).resolve(open_project(sample_root).post(POST)).audience)
+    calls: Counter = Counter()
+    compile_mjml, render_template = mjml.mjml2html, jinja2.Template.render
+
+    def counted_mjml(source, *args, **kwargs):
+        calls["mjml"] += 1
+        return compile_mjml(source, *args, **kwargs)
+
+    def counted_render(self, *args, **kwargs):
+        calls[self.name] += 1
+        return render_template(self, *args, **kwargs)
+
+    monkeypatch.setattr(mjml, "mjml2html", counted_mjml)
+    monkeypatch.setattr(jinja2.Template, "render", counted_render)
+    result = run("publish", POST, "--yes")
+    assert result.exit_code == 0, result.output
+    assert len(outbox_messages(sample_root)) == 59
+    assert (calls["mjml"], calls["base.mjml.j2"], calls["base.txt.j2"]) == (goals, goals, goals)
