@@ -335,8 +335,8 @@ def _send(publication: Publication, provider: Provider, to_send: int,
     if sent.stopped:
         raise RunletterError(sent.stopped)
     if failed := sum(outcome.failed.values()):
-        raise RunletterError(f"{plural(failed, 'delivery')} failed after "
-                             f"{publication.project.config.delivery.max_attempts} tries; run "
+        tries = plural(publication.project.config.delivery.max_attempts, "try")
+        raise RunletterError(f"{plural(failed, 'delivery')} failed after {tries}; run "
                              "publish again to retry them")
 
 

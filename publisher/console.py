@@ -11,7 +11,7 @@ import click
 from .errors import Finding
 
 # Nouns whose plural is not noun + "s"; every count the CLI prints goes through plural().
-_IRREGULAR = {"batch": "batches", "copy": "copies", "delivery": "deliveries"}
+_IRREGULAR = {"batch": "batches", "copy": "copies", "delivery": "deliveries", "try": "tries"}
 
 
 def plural(n: int, noun: str) -> str:
