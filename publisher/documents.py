@@ -1,6 +1,7 @@
-"""A Markdown file with YAML front matter, split into its keys (with their lines) and body.
+"""A Markdown file with YAML front matter, read into a Document whose every key knows its line,
+and the shape checks every kind of document shares (types, choices, slugs, control characters).
 
-The one place that parses front matter: `load` checks the keys' shape on top of this.
+Posts and exercises (`load`) are documents; so will be a sequence's steps.
 """
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from __future__ import annotations
 import functools
 import re
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import Finding, RunletterError, display_path
+from .errors import Finding, RunletterError, display_path, suggest
 from .model import Source
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 @functools.cache
@@ -133,3 +137,102 @@ def _closing_line(text: str) -> int | None:
         if re.fullmatch(r"-{3,}\s*", line):
             return number
     return None
+
+
+class Checker:
+    """Collects findings while reading one document's front matter."""
+
+    def __init__(self, doc: Document, allowed: tuple[str, ...]):
+        self.doc = doc
+        self.findings: list[Finding] = []
+        for key in doc.meta:
+            if key not in allowed:
+                self.error(str(key), f"unknown front matter key '{key}'" + suggest(key, allowed)
+                           + f"; allowed keys: {', '.join(allowed)}")
+
+    def error(self, key: str, message: str) -> None:
+        self.findings.append(Finding(self.doc.source.display, self.doc.source.line(key), message))
+
+    def missing(self, key: str, message: str) -> None:
+        """A required key that is absent, at the closing '---': where to add it."""
+        source = self.doc.source
+        self.findings.append(Finding(source.display, source.line(key) or source.front_end,
+                                     message))
+
+    def text(self, key: str, required: bool = False, default: str = "") -> str:
+        value = self.doc.meta.get(key)
+        if value is None:
+            if required:
+                self.missing(key, f"missing required key '{key}'")
+            return default
+        if isinstance(value, bool | dict | list):
+            self.error(key, f"'{key}' must be text")
+            return default
+        return str(value).strip()
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.doc.meta.get(key)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+            self.error(key, f"'{key}' must be a list, e.g. {key}: [a, b]")
+            return ()
+        return tuple(str(v).strip() for v in value)
+
+    def slugs(self, key: str) -> tuple[str, ...]:
+        items = self.strings(key)
+        for i, item in enumerate(items):
+            if not SLUG_RE.match(item):
+                self.error(f"{key}[{i}]", f"'{item}' in '{key}' is not a slug "
+                           "(lowercase letters, digits and hyphens)")
+        return items
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self.text(key, required=default is None, default=default or "")
+        if value and value not in choices:
+            self.error(key, f"'{key}' is '{value}'; use one of: {', '.join(choices)}"
+                       + suggest(value, choices))
+        return value
+
+
+# Characters XML 1.0 forbids: MJML and Atom cannot carry them, and nobody types them on purpose.
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+HEADER_KEYS = ("title", "subject")  # a post's values that go in an email header
+
+
+def _texts(key: str, value: Any) -> list[tuple[str, str]]:
+    """(where, text) for every string in a front matter value: 'cues[1]', 'dose.marathon'."""
+    if isinstance(value, str):
+        return [(key, value)]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _texts(f"{key}.{k}", v)]
+    if isinstance(value, list):
+        return [t for i, v in enumerate(value) for t in _texts(f"{key}[{i}]", v)]
+    return []
+
+
+def control_findings(doc: Document, skip: Collection[str] = ()) -> list[Finding]:
+    """Each front matter value and body line holding a control character, on its line
+    (keys in `skip` are reported otherwise)."""
+    src = doc.source
+    findings = [Finding(src.display, src.line(where) or src.line(str(key)),
+                        f"'{key}' holds the control character U+{ord(found[0]):04X}, which "
+                        "email and feeds cannot carry; delete it")
+                for key, value in doc.meta.items() if key not in skip
+                for where, text in _texts(str(key), value) if (found := CONTROL.search(text))]
+    if CONTROL.search(doc.body):
+        for offset, line in enumerate(doc.body.split("\n")):
+            if found := CONTROL.search(line):
+                findings.append(Finding(src.display, src.body_line + offset,
+                                        f"the control character U+{ord(found[0]):04X} cannot "
+                                        "go in an email or a feed; delete it"))
+    return findings
+
+
+def check_slug(path: Path, shown: str, kind: str) -> list[Finding]:
+    if SLUG_RE.match(path.stem):
+        return []
+    return [Finding(shown, None, f"file name '{path.name}' is not a valid {kind} slug; "
+                    "rename it with lowercase letters, digits and hyphens")]

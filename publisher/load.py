@@ -10,122 +10,26 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .documents import Document, read_document
+from .documents import (
+    CONTROL,
+    HEADER_KEYS,
+    SLUG_RE,
+    Checker,
+    check_slug,
+    control_findings,
+    read_document,
+)
 from .errors import Finding, RunletterError, display_path, suggest
 from .media import media_problem
 from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 LEVELS = ("beginner", "intermediate", "advanced")
 STATUSES = ("draft", "ready")
-
-
-class _Checker:
-    """Collects findings while reading one document's front matter."""
-
-    def __init__(self, doc: Document, allowed: tuple[str, ...]):
-        self.doc = doc
-        self.findings: list[Finding] = []
-        for key in doc.meta:
-            if key not in allowed:
-                self.error(str(key), f"unknown front matter key '{key}'" + suggest(key, allowed)
-                           + f"; allowed keys: {', '.join(allowed)}")
-
-    def error(self, key: str, message: str) -> None:
-        self.findings.append(Finding(self.doc.source.display, self.doc.source.line(key), message))
-
-    def missing(self, key: str, message: str) -> None:
-        """A required key that is absent, at the closing '---': where to add it."""
-        source = self.doc.source
-        self.findings.append(Finding(source.display, source.line(key) or source.front_end,
-                                     message))
-
-    def text(self, key: str, required: bool = False, default: str = "") -> str:
-        value = self.doc.meta.get(key)
-        if value is None:
-            if required:
-                self.missing(key, f"missing required key '{key}'")
-            return default
-        if isinstance(value, bool | dict | list):
-            self.error(key, f"'{key}' must be text")
-            return default
-        return str(value).strip()
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        value = self.doc.meta.get(key)
-        if value is None:
-            return ()
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-            self.error(key, f"'{key}' must be a list, e.g. {key}: [a, b]")
-            return ()
-        return tuple(str(v).strip() for v in value)
-
-    def slugs(self, key: str) -> tuple[str, ...]:
-        items = self.strings(key)
-        for i, item in enumerate(items):
-            if not SLUG_RE.match(item):
-                self.error(f"{key}[{i}]", f"'{item}' in '{key}' is not a slug "
-                           "(lowercase letters, digits and hyphens)")
-        return items
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
-        value = self.text(key, required=default is None, default=default or "")
-        if value and value not in choices:
-            self.error(key, f"'{key}' is '{value}'; use one of: {', '.join(choices)}"
-                       + suggest(value, choices))
-        return value
-
-
-# Characters XML 1.0 forbids: MJML and Atom cannot carry them, and nobody types them on purpose.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-HEADER_KEYS = ("title", "subject")  # a post's values that go in an email header
-
-
-def _texts(key: str, value: Any) -> list[tuple[str, str]]:
-    """(where, text) for every string in a front matter value: 'cues[1]', 'dose.marathon'."""
-    if isinstance(value, str):
-        return [(key, value)]
-    if isinstance(value, dict):
-        return [t for k, v in value.items() for t in _texts(f"{key}.{k}", v)]
-    if isinstance(value, list):
-        return [t for i, v in enumerate(value) for t in _texts(f"{key}[{i}]", v)]
-    return []
-
-
-def control_findings(doc: Document, skip: Collection[str] = ()) -> list[Finding]:
-    """Each front matter value and body line holding a control character, on its line
-    (keys in `skip` are reported otherwise)."""
-    src = doc.source
-    findings = [Finding(src.display, src.line(where) or src.line(str(key)),
-                        f"'{key}' holds the control character U+{ord(found[0]):04X}, which "
-                        "email and feeds cannot carry; delete it")
-                for key, value in doc.meta.items() if key not in skip
-                for where, text in _texts(str(key), value) if (found := _CONTROL.search(text))]
-    if _CONTROL.search(doc.body):
-        for offset, line in enumerate(doc.body.split("\n")):
-            if found := _CONTROL.search(line):
-                findings.append(Finding(src.display, src.body_line + offset,
-                                        f"the control character U+{ord(found[0]):04X} cannot "
-                                        "go in an email or a feed; delete it"))
-    return findings
-
-
-def _slug_of(path: Path) -> str:
-    return path.stem
-
-
-def _check_slug(path: Path, shown: str, kind: str) -> list[Finding]:
-    if SLUG_RE.match(path.stem):
-        return []
-    return [Finding(shown, None, f"file name '{path.name}' is not a valid {kind} slug; "
-                    "rename it with lowercase letters, digits and hyphens")]
 
 
 def _read_goal(shown: str, slug: str, spec: Any, findings: list[Finding]) -> Goal | None:
@@ -211,8 +115,8 @@ EXERCISE_KEYS = ("name", "focus", "muscles", "equipment", "level", "dose", "cues
 def read_exercise(path: Path, root: Path, cache: dict | None = None) -> Exercise:
     """Read one content/exercises/<slug>.md, checking its front matter's shape."""
     doc = read_document(path, root, cache)
-    check = _Checker(doc, EXERCISE_KEYS)
-    check.findings.extend(_check_slug(path, doc.source.display, "exercise"))
+    check = Checker(doc, EXERCISE_KEYS)
+    check.findings.extend(check_slug(path, doc.source.display, "exercise"))
     check.findings.extend(control_findings(doc))
     dose_raw = doc.meta.get("dose", {})
     dose: dict[str, str] = {}
@@ -226,7 +130,7 @@ def read_exercise(path: Path, root: Path, cache: dict | None = None) -> Exercise
                 continue
             dose[str(goal)] = str(text).strip()
     exercise = Exercise(
-        slug=_slug_of(path),
+        slug=path.stem,
         name=check.text("name", required=True),
         focus=check.strings("focus"),
         muscles=check.strings("muscles"),
@@ -253,8 +157,8 @@ POST_KEYS = ("title", "date", "topic", "audience", "exercises", "subject", "preh
 def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     """Read one content/posts/<slug>.md, checking its front matter's shape."""
     doc = read_document(path, root, cache)
-    check = _Checker(doc, POST_KEYS)
-    check.findings.extend(_check_slug(path, doc.source.display, "post"))
+    check = Checker(doc, POST_KEYS)
+    check.findings.extend(check_slug(path, doc.source.display, "post"))
     # A line break in a header value gets the header's own message, not a second one.
     check.findings.extend(control_findings(doc, skip=HEADER_KEYS))
     raw_date = doc.meta.get("date")
@@ -278,7 +182,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
         check.error("audience", "'audience' is empty; list goals, or remove the key "
                     "to send to everyone")
     post = Post(
-        slug=_slug_of(path),
+        slug=path.stem,
         title=title,
         date=date,
         topic=check.text("topic", required=True),
@@ -294,7 +198,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     for key, value in (("title", post.title), ("subject", post.subject)):
         if value.splitlines() not in ([], [value]):  # any line break, U+2028 and NEL too
             check.error(key, f"'{key}' must be on one line (it goes in the email's header)")
-        elif key in doc.meta and (found := _CONTROL.search(value)):
+        elif key in doc.meta and (found := CONTROL.search(value)):
             check.error(key, f"'{key}' holds the control character U+{ord(found[0]):04X}, "
                         "which email and feeds cannot carry; delete it")
     if check.findings:
