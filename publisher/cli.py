@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .console import fail, plural, progress_notice, report, table, tally
+from .console import plural, progress_notice, report, summarize, table, tally
 from .errors import RunletterError
 from .project import Project, open_project
 
@@ -46,7 +46,7 @@ class Runletter(click.Group):
         try:
             return super().invoke(ctx)
         except RunletterError as exc:
-            fail(exc.findings)
+            summarize(exc.findings)
             ctx.exit(1)
 
 
@@ -160,7 +160,7 @@ def subscribers_import(csv_file: Path) -> None:
 
     result = import_readers(project_here(), csv_file)
     if result.findings:
-        fail(result.findings)
+        summarize(result.findings)
     click.echo(f"imported {csv_file}: {result.added} added, {result.updated} updated, "
                f"{result.unchanged} unchanged, {result.skipped} skipped")
     if result.skipped:

@@ -40,8 +40,8 @@ def report(findings: Iterable[Finding]) -> None:
         click.echo(finding_line(finding), err=True)
 
 
-def fail(findings: Sequence[Finding]) -> None:
-    """Print findings and their tally: how every verb ends on a user's mistake."""
+def summarize(findings: Sequence[Finding]) -> None:
+    """Print findings and their summary line (how every verb ends on a user's mistake)."""
     report(findings)
     click.echo(tally(findings), err=True)
 
