@@ -1,9 +1,5 @@
-"""The `runletter` command: click wiring and printing over the services in commands/.
-
-Each verb parses its options, calls `publisher.commands.<verb>` (which returns data) and
-prints; user mistakes print as `path:line: level: message` and one summary line, never a
-traceback.
-"""
+"""The `runletter` command: each verb parses its options, calls its service in
+`publisher.commands` (which returns data) and prints, in the voice of `console`."""
 
 from __future__ import annotations
 
@@ -13,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .console import plural, progress_notice, report, summarize, table, tally
-from .errors import RunletterError
+from .console import VoicedGroup, plural, progress_notice, report, summarize, table, tally
+from .errors import RunletterError, display_path
 from .project import Project, open_project
 
 if TYPE_CHECKING:
@@ -28,26 +24,10 @@ LAZY_COMMANDS = {
 }
 
 
-class Runletter(click.Group):
-    """Prints RunletterError findings and their summary line and exits 1, with no traceback."""
+class Runletter(VoicedGroup):
+    """`runletter`: every verb in the CLI's voice, preview and serve loaded only when used."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in LAZY_COMMANDS:
-            import importlib
-
-            module, _, attr = LAZY_COMMANDS[name].partition(":")
-            return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except RunletterError as exc:
-            summarize(exc.findings)
-            ctx.exit(1)
+    lazy = LAZY_COMMANDS
 
 
 def project_here() -> Project:
@@ -117,7 +97,6 @@ def new() -> None:
 def new_post_command(title: str) -> None:
     """Create content/posts/<date>-<slug>.md as a draft."""
     from .commands.new import new_post
-    from .errors import display_path
 
     project = project_here()
     click.echo(f"created {display_path(new_post(project.config, title), project.root)}")
@@ -128,7 +107,6 @@ def new_post_command(title: str) -> None:
 def new_exercise_command(name: str) -> None:
     """Create content/exercises/<slug>.md."""
     from .commands.new import new_exercise
-    from .errors import display_path
 
     project = project_here()
     click.echo(f"created {display_path(new_exercise(project.config, name), project.root)}")
@@ -154,17 +132,36 @@ def subscribers() -> None:
 
 @subscribers.command("import")
 @click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
-def subscribers_import(csv_file: Path) -> None:
-    """Import readers from CSV (email, first_name, goal, tags[, status]) in one transaction."""
+@click.option("--from", "source", default="auto", show_default=True, metavar="FORMAT",
+              help="Which tool wrote the file: runletter, mailchimp, substack, ghost, "
+              "listmonk, buttondown or kit; auto reads it from the header.")
+@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced",
+                                             "complained"]),
+              help="Status of rows with none of their own (e.g. bounced for a suppression "
+              "list); it never makes a row more permissive than its file says.")
+@click.option("--goal", help="Goal (slug or label) of rows without one (default: general).")
+@click.option("--map", "maps", multiple=True, metavar='"COLUMN=field"',
+              help="Read COLUMN as email, first_name, name (first word kept), goal, tags or "
+              "status; repeatable.")
+@click.option("--dry-run", is_flag=True, help="Show the format, the column mapping and the "
+              "counts per status and goal, with every row error; write nothing.")
+def subscribers_import(csv_file: Path, source: str, status: str | None, goal: str | None,
+                       maps: tuple[str, ...], dry_run: bool) -> None:
+    """Import readers from a CSV export (Runletter's own, or Mailchimp, Substack, Ghost,
+    listmonk, Buttondown or Kit) in one transaction."""
     from .commands.subscribers import import_readers
 
-    result = import_readers(project_here(), csv_file)
+    result = import_readers(project_here(), csv_file, source, status, goal, maps, dry_run)
+    click.echo(result.format_line())
+    if dry_run:
+        for line in ["columns:", *result.mapping_lines(), *result.count_lines()]:
+            click.echo(line)
     if result.findings:
         summarize(result.findings)
-    click.echo(f"imported {csv_file}: {result.added} added, {result.updated} updated, "
-               f"{result.unchanged} unchanged, {result.skipped} skipped")
+    click.echo(result.summary(str(csv_file)))
     if result.skipped:
         sys.exit(1)
+
 
 
 @subscribers.command("add")

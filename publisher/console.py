@@ -8,10 +8,36 @@ from typing import Any
 
 import click
 
-from .errors import Finding
+from .errors import Finding, RunletterError
 
 # Nouns whose plural is not noun + "s"; every count the CLI prints goes through plural().
 _IRREGULAR = {"batch": "batches", "copy": "copies", "delivery": "deliveries", "try": "tries"}
+
+
+class VoicedGroup(click.Group):
+    """A click group whose verbs speak in this voice: a RunletterError prints as its findings
+    and one summary line and exits 1, never a traceback. Verbs in `lazy` (name ->
+    "module:attribute") are imported only when used."""
+
+    lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, _, attr = self.lazy[name].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RunletterError as exc:
+            summarize(exc.findings)
+            ctx.exit(1)
 
 
 def plural(n: int, noun: str) -> str:

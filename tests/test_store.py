@@ -308,7 +308,7 @@ def test_export_csv_writes_the_header_then_one_row_per_reader(store):
     assert store.export_csv(out) == 2
     lines = out.getvalue().splitlines()
     assert lines[0] == ('"email","first_name","goal","tags","status","consent_source",'
-                        '"consent_at","created_at"')
+                        '"consent_at","consent_ip","created_at","updated_at"')
     assert lines[1].startswith('"a@example.com","","general","","unsubscribed","cli",')
     assert lines[2].startswith('"b@example.com","Bo","half","road;masters","active","cli",')
     only_half = io.StringIO()
@@ -532,7 +532,7 @@ def test_import_gives_a_new_row_without_status_the_active_status(store, tmp_path
     report = store.import_csv(path, GOALS, display="r.csv")
     reader = store.get("new@example.com")
     assert (reader.status, reader.goal, reader.consent_source) == (
-        "active", "general", "import:r.csv")
+        "active", "general", "import:runletter:readers.csv")
     assert reader.consent_at is not None
     assert report.added == 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -10,7 +11,8 @@ from ..errors import RunletterError, suggest
 from ..project import Project
 
 if TYPE_CHECKING:
-    from ..store import ImportReport, Store, Subscriber
+    from ..arrivals.report import ArrivalReport
+    from ..store import Store, Subscriber
 
 
 def open_store(project: Project) -> Store:
@@ -20,12 +22,34 @@ def open_store(project: Project) -> Store:
     return Store.open(project.config.store_path)
 
 
-def import_readers(project: Project, csv_file: Path) -> ImportReport:
-    """Import readers from CSV in one transaction; bad rows are findings, and skipped."""
+def import_readers(project: Project, csv_file: Path, source: str = "auto",
+                   status: str | None = None, goal: str | None = None,
+                   maps: tuple[str, ...] = (), dry_run: bool = False) -> ArrivalReport:
+    """Import readers from a CSV export (`source`: the tool that wrote it, or auto) in one
+    transaction; bad rows are findings, and skipped. A dry run writes nothing."""
+    from ..arrivals import ArrivalOptions, import_file
+
     if not csv_file.is_file():
         raise RunletterError(f"{csv_file}: no such file")
-    with open_store(project) as store:
-        return store.import_csv(csv_file, project.goals, display=str(csv_file))
+    options = ArrivalOptions(source=source, status=status, goal=goal, maps=maps,
+                             dry_run=dry_run)
+    with _import_store(project, dry_run) as store:
+        return import_file(store, csv_file, project.goals, options, display=str(csv_file))
+
+
+@contextlib.contextmanager
+def _import_store(project: Project, dry_run: bool) -> Iterator[Store]:
+    """The store to import into; a dry run with no store yet reads an empty throwaway one."""
+    import tempfile
+
+    from ..store import Store
+
+    if not dry_run or project.config.store_path.exists():
+        with open_store(project) as store:
+            yield store
+        return
+    with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "dry.db") as store:
+        yield store
 
 
 def add_reader(project: Project, email: str, goal: str, first_name: str,

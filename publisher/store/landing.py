@@ -1,0 +1,191 @@
+"""Imported readers landing in the store: one transaction per file, duplicates within the file
+named by line, every status change audited, and a reader who left never made active (or
+pending) again by an import."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+from ..emails import fold_email
+from ..model import EVERYONE
+from .readers import COLUMNS, LEFT, Store, Subscriber, now, subscriber_from_row
+
+# Audit rows are written in batches so a 100,000-row import never holds them all.
+_AUDIT_BATCH = 1000
+_INSERT = ("INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
+           "consent_at, consent_ip, created_at, updated_at) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(email) DO NOTHING")
+_UPDATE = ("UPDATE subscribers SET first_name = ?, goal = ?, tags = ?, status = ?, "
+           "updated_at = ? WHERE id = ?")
+_IN_LIMIT = 500  # addresses per "email IN (…)" query, well under SQLite's variable limit
+_AUDIT = ("INSERT INTO audit(subscriber_id, email, old_status, new_status, reason, at) "
+          "VALUES (?, ?, ?, ?, ?, ?)")
+
+
+class Landing(NamedTuple):
+    """One reader as a file gives them; None leaves a stored reader's field as it is."""
+
+    email: str
+    first_name: str | None
+    goal: str | None
+    tags: tuple[str, ...] | None
+    status: str | None  # None: a new reader is active, a stored one keeps their status
+    consent_source: str
+    consent_at: str | None = None  # None: the import time
+    consent_ip: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class Landed(NamedTuple):
+    """What landing one row did, and the reader's status and goal afterwards."""
+
+    outcome: str  # added | updated | unchanged
+    status: str
+    goal: str
+    kept: str | None = None  # the status kept against the file's, for a warning
+
+
+class _DryRun(Exception):
+    """Raised inside the transaction to roll a dry run back."""
+
+
+class Lander:
+    """Writes one file's rows inside its transaction, a batch at a time (a few statements
+    per batch rather than several per row); use through `importing()`."""
+
+    def __init__(self, conn: sqlite3.Connection, shown: str):
+        self._conn = conn
+        self._shown = shown
+        self._stamp = now()
+        self._audit: list[tuple] = []
+        # Readers with a higher id were inserted by this import.
+        self._top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM subscribers").fetchone()[0]
+        # Addresses seen in this file live in a temporary table, not in Python, so memory
+        # stays flat however long the file is; NOCASE folds as the UNIQUE email column does.
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen(email TEXT PRIMARY KEY "
+                     "COLLATE NOCASE, line INTEGER NOT NULL) WITHOUT ROWID")
+        conn.execute("DELETE FROM temp.import_seen")
+
+    def claim(self, claims: list[tuple[str, int]]) -> dict[int, int]:
+        """Note each (address, line); return {line: earlier line} for addresses seen before."""
+        if not claims:
+            return {}
+        changes = self._conn.total_changes
+        self._conn.executemany("INSERT INTO temp.import_seen(email, line) VALUES (?, ?) "
+                               "ON CONFLICT(email) DO NOTHING", claims)
+        if self._conn.total_changes - changes == len(claims):
+            return {}  # every address new: nothing to look up
+        first = {fold_email(email): line for email, line in self._select(
+            "SELECT email, line FROM temp.import_seen", [email for email, _ in claims])}
+        return {line: first[fold_email(email)] for email, line in claims
+                if first[fold_email(email)] != line}
+
+    def land(self, rows: list[tuple[int, Landing]]) -> list[Landed]:
+        """Insert new readers and update stored ones, never making a leaver active; the rows
+        have distinct addresses (claim() finds the repeats)."""
+        if not rows:
+            return []
+        stamp = self._stamp
+        self._conn.executemany(_INSERT, [(
+            row.email, row.first_name or "", row.goal or EVERYONE, ";".join(row.tags or ()),
+            row.status or "active", row.consent_source, row.consent_at or stamp,
+            row.consent_ip, row.created_at or stamp, row.updated_at or stamp)
+            for _, row in rows])
+        # The rows just inserted are those above the highest id so far (a range scan), with
+        # the address exactly as the file gave it; only the others are looked up by address.
+        inserted = {email: (id_, goal, status) for id_, email, goal, status in
+                    self._conn.execute("SELECT id, email, goal, status FROM subscribers "
+                                       "WHERE id > ?", (self._top,))}
+        self._top = max([self._top, *(id_ for id_, _, _ in inserted.values())])
+        stored = {fold_email(found[1]): found for found in self._select(
+            f"SELECT {COLUMNS} FROM subscribers",
+            [row.email for _, row in rows if row.email not in inserted])}
+        out, updates = [], []
+        for line, row in rows:
+            hit = inserted.get(row.email)
+            if hit is None:
+                existing = subscriber_from_row(stored[fold_email(row.email)])
+                out.append(self._merge(existing, row, line, updates))
+                continue
+            self._audit.append((hit[0], row.email, None, hit[2],
+                                f"imported from {self._shown}:{line}", stamp))
+            out.append(Landed("added", hit[2], hit[1]))
+        self._conn.executemany(_UPDATE, updates)
+        if len(self._audit) >= _AUDIT_BATCH:
+            self._flush()
+        return out
+
+    def keep_opt_outs(self, rows: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+        """For rows that could not land but say the person left (line, address, status): a
+        stored reader still active or pending gets that status. Returns (line, address, old
+        status) for each reader changed."""
+        changed = []
+        for line, email, status in rows:
+            found = self._conn.execute("SELECT id, email, status FROM subscribers "
+                                       "WHERE email = ?", (email,)).fetchone()
+            if found is None or found[2] in LEFT:
+                continue
+            self._conn.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
+                               (status, self._stamp, found[0]))
+            self._record(found[0], found[1], found[2], status, line)
+            changed.append((line, found[1], found[2]))
+        return changed
+
+    def _merge(self, existing: Subscriber, row: Landing, line: int,
+               updates: list[tuple]) -> Landed:
+        """A stored reader with the file's values; a leaver keeps their status."""
+        status, kept = row.status or existing.status, None
+        if existing.status in LEFT and status in ("active", "pending"):
+            status, kept = existing.status, existing.status
+        new = (existing.first_name if row.first_name is None else row.first_name,
+               existing.goal if row.goal is None else row.goal,
+               existing.tags if row.tags is None else row.tags,
+               status)
+        if new == (existing.first_name, existing.goal, existing.tags, existing.status):
+            return Landed("unchanged", status, new[1], kept)
+        updates.append((new[0], new[1], ";".join(new[2]), status, self._stamp, existing.id))
+        if status != existing.status:
+            self._record(existing.id, existing.email, existing.status, status, line)
+        return Landed("updated", status, new[1], kept)
+
+    def _select(self, sql: str, emails: list[str]) -> list[tuple]:
+        """Rows of `sql` whose email is one of `emails`."""
+        found: list[tuple] = []
+        for start in range(0, len(emails), _IN_LIMIT):
+            part = emails[start:start + _IN_LIMIT]
+            found += self._conn.execute(f"{sql} WHERE email IN ({', '.join('?' * len(part))})",
+                                        part).fetchall()
+        return found
+
+    def _record(self, subscriber_id: int | None, email: str, old: str | None, new: str,
+                line: int) -> None:
+        self._audit.append((subscriber_id, email, old, new,
+                            f"imported from {self._shown}:{line}", self._stamp))
+
+    def _flush(self) -> None:
+        self._conn.executemany(_AUDIT, self._audit)
+        self._audit.clear()
+
+    def finish(self) -> None:
+        """Write the audit rows still held and forget the file's addresses."""
+        self._flush()
+        self._conn.execute("DROP TABLE temp.import_seen")
+
+
+@contextmanager
+def importing(store: Store, shown: str, *, dry_run: bool = False) -> Iterator[Lander]:
+    """A Lander in one write transaction: committed at the end, rolled back on any error,
+    and rolled back anyway on a dry run, which therefore writes nothing."""
+    try:
+        with store.transaction() as conn:
+            lander = Lander(conn, shown)
+            yield lander
+            lander.finish()
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
