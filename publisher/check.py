@@ -84,22 +84,21 @@ def archive_paths(posts: Iterable[Post], catalogue: Catalogue, goals: Goals) -> 
 def check_links(post: Post, links: Iterable[Link], config: Config, pages: set[str],
                 drafts: Mapping[str, Post]) -> list[Finding]:
     """Archive links that will not exist, malformed external links, images without alt."""
+    where = post.source.display
     findings: list[Finding] = []
-    base = config.base_url + "/"
     for link in links:
         if link.image:
             problems = _image_problems(link, config)
-        elif link.url.startswith(base) or link.url == config.base_url:
-            problems = _archive_problems(link.url, base, pages, drafts)
+        elif link.url == config.base_url or link.url.startswith(config.base_url + "/"):
+            problems = _archive_link_problems(link.url, config.base_url, pages, drafts)
         else:
-            problems = _external_problems(link.url)
-        findings += [Finding(post.source.display, link.line, message, level)
-                     for message, level in problems]
+            problems = _external_link_problems(link.url)
+        findings += [Finding(where, link.line, message, level) for message, level in problems]
     return findings
 
 
 def _image_problems(link: Link, config: Config) -> list[tuple[str, str]]:
-    """(message, level) for an image: no alt text, a path leaving content/, a missing file."""
+    """An image in the body: alt text, and a local file that is under content/ and exists."""
     url = link.url
     problems = []
     if not link.alt:
@@ -111,9 +110,10 @@ def _image_problems(link: Link, config: Config) -> list[tuple[str, str]]:
     return problems
 
 
-def _archive_problems(url: str, base: str, pages: set[str],
-                      drafts: Mapping[str, Post]) -> list[tuple[str, str]]:
-    """(message, level) for a link into the archive that the build will not write."""
+def _archive_link_problems(url: str, base_url: str, pages: set[str],
+                           drafts: Mapping[str, Post]) -> list[tuple[str, str]]:
+    """A link into the archive must name a page the build writes (and not a draft)."""
+    base = base_url + "/"
     path = urlsplit(url[len(base):] if url.startswith(base) else "").path
     if path.startswith("media/") or path in pages or path + "/" in pages:
         return []
@@ -124,8 +124,8 @@ def _archive_problems(url: str, base: str, pages: set[str],
     return [(f"link to '{url}' will not exist in the archive" + suggest(path, known), "error")]
 
 
-def _external_problems(url: str) -> list[tuple[str, str]]:
-    """(message, level) for a link elsewhere: malformed, or not a full URL."""
+def _external_link_problems(url: str) -> list[tuple[str, str]]:
+    """An outside link must be a well-formed http(s) or mailto URL (or a #fragment)."""
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         if not parts.netloc or " " in url or "." not in parts.netloc.split(":")[0]:

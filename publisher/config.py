@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import Finding, RunletterError, suggest
-from .schema import read_table
+from .schema import read_table, toml_line
 
 CONFIG_NAME = "runletter.toml"
 
@@ -122,23 +122,6 @@ class Config:
         return f"{self.base_url}/{path.lstrip('/')}"
 
 
-def _line_of(text: str, table: str, key: str | None = None) -> int | None:
-    """Best-effort line of `[table]` (or of `key` inside it) for error messages."""
-    lines = text.splitlines()
-    current = None
-    for number, raw in enumerate(lines, 1):
-        line = raw.strip()
-        header = re.match(r"^\[\s*([^\]]+?)\s*\]", line)
-        if header:
-            current = header.group(1)
-            if key is None and current == table:
-                return number
-            continue
-        if key is not None and current == table and re.match(rf"^{re.escape(key)}\s*=", line):
-            return number
-    return None
-
-
 def find_root(start: Path | None = None) -> Path:
     """The nearest folder at or above `start` that holds a runletter.toml."""
     here = (start or Path.cwd()).resolve()
@@ -170,17 +153,17 @@ def load_config(root: Path) -> Config:
     findings: list[Finding] = []
     for table in data:
         if table not in TABLES and table not in FREE_TABLES:
-            findings.append(Finding(rel, _line_of(text, table), f"unknown table [{table}]"
+            findings.append(Finding(rel, toml_line(text, table), f"unknown table [{table}]"
                                     + suggest(table, [*TABLES, *FREE_TABLES])))
     tables: dict[str, Any] = {}
     for table, cls in TABLES.items():
         tables[table], problems = read_table(
             cls, data.get(table, {}), table, rel,
-            lambda key, table=table: _line_of(text, table, key))
+            lambda key, table=table: toml_line(text, table, key))
         findings.extend(problems)
     providers = data.get("providers", {})
     if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
-        findings.append(Finding(rel, _line_of(text, "providers"),
+        findings.append(Finding(rel, toml_line(text, "providers"),
                                 "[providers] must hold one table per provider, "
                                 "e.g. [providers.smtp]"))
         providers = {}
@@ -188,15 +171,15 @@ def load_config(root: Path) -> Config:
     news: Newsletter = tables["newsletter"]
     sender: Sender = tables["sender"]
     if news.base_url and not re.match(r"^https?://[^/\s]+", news.base_url):
-        findings.append(Finding(rel, _line_of(text, "newsletter", "base_url"),
+        findings.append(Finding(rel, toml_line(text, "newsletter", "base_url"),
                                 "[newsletter] base_url must start with https:// (or http://)"))
     if sender.email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", sender.email):
-        findings.append(Finding(rel, _line_of(text, "sender", "email"),
+        findings.append(Finding(rel, toml_line(text, "sender", "email"),
                                 f"[sender] email '{sender.email}' is not an email address"))
     for key in ("name", "email", "reply_to"):
         value = getattr(sender, key)
         if "\r" in value or "\n" in value:
-            findings.append(Finding(rel, _line_of(text, "sender", key),
+            findings.append(Finding(rel, toml_line(text, "sender", key),
                                     f"[sender] {key} must be on one line (it goes in a header)"))
     if findings:
         raise RunletterError(findings)

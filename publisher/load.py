@@ -27,57 +27,35 @@ from .documents import (
 from .errors import Finding, RunletterError, display_path, suggest
 from .media import media_problem
 from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post
+from .schema import toml_line
 
 LEVELS = ("beginner", "intermediate", "advanced")
 STATUSES = ("draft", "ready")
-
-
-def _read_goal(shown: str, slug: str, spec: Any, findings: list[Finding]) -> Goal | None:
-    """One [goals.<slug>] table as a Goal; its problems go to `findings` (None if unusable)."""
-    if not SLUG_RE.match(slug):
-        findings.append(Finding(shown, None, f"goal '{slug}' is not a slug "
-                                "(lowercase letters, digits and hyphens)"))
-        return None
-    if not isinstance(spec, dict):
-        findings.append(Finding(shown, None, f"[goals.{slug}] must be a table"))
-        return None
-    for key in spec:
-        if key not in ("label", "description"):
-            findings.append(Finding(shown, None, f"[goals.{slug}] unknown key '{key}'"
-                                    + suggest(key, ("label", "description"))))
-    label = spec.get("label")
-    if not isinstance(label, str) or not label.strip():
-        findings.append(Finding(shown, None, f"[goals.{slug}] needs a label, e.g. "
-                                f'label = "{slug.title()}"'))
-        label = slug
-    description = spec.get("description", "")
-    if not isinstance(description, str):
-        findings.append(Finding(shown, None, f"[goals.{slug}] description must be text"))
-        description = ""
-    return Goal(slug=slug, label=label.strip(), description=description.strip())
 
 
 def load_goals(path: Path, root: Path) -> Goals:
     """Read subscribers/goals.toml; the fallback goal 'general' is always present."""
     shown = display_path(path, root)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise RunletterError(Finding(shown, None, "goals file not found; create it with one "
                                      "[goals.<slug>] table per runner goal")) from None
     except tomllib.TOMLDecodeError as exc:
-        raise RunletterError(Finding(shown, None, f"not valid TOML: {exc}")) from None
-    findings: list[Finding] = []
-    unknown = [k for k in data if k != "goals"]
-    for key in unknown:
-        findings.append(Finding(shown, None, f"unknown table '{key}'; goals go in [goals.<slug>]"))
-    items: list[Goal] = []
+        raise RunletterError(Finding(shown, getattr(exc, "lineno", None),
+                                     f"not valid TOML: {exc}")) from None
+    findings = [Finding(shown, toml_line(text, key), f"unknown table '{key}'; goals go in "
+                        "[goals.<slug>]") for key in data if key != "goals"]
     table = data.get("goals", {})
     if not isinstance(table, dict):
         findings.append(Finding(shown, None, "'goals' must be tables: [goals.<slug>]"))
         table = {}
+    items: list[Goal] = []
     for slug, spec in table.items():
-        goal = _read_goal(shown, slug, spec, findings)
+        goal, problems = _read_goal(slug, spec, shown,
+                                    lambda key, slug=slug: toml_line(text, f"goals.{slug}", key))
+        findings.extend(problems)
         if goal is not None:
             items.append(goal)
     if findings:
@@ -85,6 +63,30 @@ def load_goals(path: Path, root: Path) -> Goals:
     if not any(g.slug == EVERYONE for g in items):
         items.append(Goal(EVERYONE, "Everyone", "Readers who have not picked a goal."))
     return Goals(items=tuple(items), path=path)
+
+
+def _read_goal(slug: str, spec: Any, shown: str,
+               line_of: Callable[[str | None], int | None]) -> tuple[Goal | None, list[Finding]]:
+    """One [goals.<slug>] table: the Goal, or None, and its problems on their lines."""
+    if not SLUG_RE.match(slug):
+        return None, [Finding(shown, line_of(None), f"goal '{slug}' is not a slug "
+                              "(lowercase letters, digits and hyphens)")]
+    if not isinstance(spec, dict):
+        return None, [Finding(shown, line_of(None), f"[goals.{slug}] must be a table")]
+    findings = [Finding(shown, line_of(key), f"[goals.{slug}] unknown key '{key}'"
+                        + suggest(key, ("label", "description")))
+                for key in spec if key not in ("label", "description")]
+    label = spec.get("label")
+    if not isinstance(label, str) or not label.strip():
+        findings.append(Finding(shown, line_of("label") or line_of(None),
+                                f"[goals.{slug}] needs a label, e.g. label = \"{slug.title()}\""))
+        label = slug
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        findings.append(Finding(shown, line_of("description"),
+                                f"[goals.{slug}] description must be text"))
+        description = ""
+    return Goal(slug=slug, label=label.strip(), description=description.strip()), findings
 
 
 def document_paths(folder: Path) -> list[Path]:

@@ -50,64 +50,79 @@ def map_prose(markdown: str, fn: Callable[[str, int], str]) -> str:
     return "\n".join(out)
 
 
+class _Fences:
+    """Walks a body's lines, cutting Blocks at `::: only` fences and noting bad fences."""
+
+    def __init__(self, post: Post):
+        self.where = post.source.display
+        self.findings: list[Finding] = []
+        self.blocks: list[Block] = []
+        self.current: list[str] = []
+        self.start = post.source.body_line
+        self.goals: tuple[str, ...] | None = None
+        self.open_line = 0
+
+    def flush(self, next_start: int) -> None:
+        """End the block gathered so far (blank leading lines are not part of it)."""
+        lead = 0
+        while lead < len(self.current) and not self.current[lead].strip():
+            lead += 1
+        text = "\n".join(self.current[lead:]).rstrip()
+        if text or self.goals:
+            self.blocks.append(Block(markdown=text + "\n", line=self.start + lead,
+                                     goals=self.goals,
+                                     opened=self.open_line if self.goals else 0))
+        self.current = []
+        self.start = next_start
+
+    def problem(self, number: int, message: str) -> None:
+        self.findings.append(Finding(self.where, number, message))
+
+    def fence(self, line: str, number: int) -> None:
+        """A `:::` line: open a goal block, close one, or report it."""
+        opening = ONLY_OPEN.match(line)
+        if opening:
+            if self.goals is not None:
+                self.problem(number, "'::: only' block opened inside another (opened on line "
+                             f"{self.open_line}); close it with ':::' first")
+                return
+            named = tuple(opening.group(1).replace(",", " ").split())
+            if not named:
+                self.problem(number, "'::: only' names no goal; write '::: only marathon ultra'")
+            self.flush(number + 1)
+            self.goals, self.open_line = named, number
+        elif line.strip() == ":::":
+            if self.goals is None:
+                self.problem(number, "':::' closes no block; open one with '::: only GOAL'")
+                return
+            self.flush(number + 1)
+            self.goals = None
+        else:
+            self.problem(number, f"unknown block '{line.strip()}'; "
+                         "the only block is '::: only GOAL…'")
+
+    def finish(self) -> None:
+        """Close the body: an unclosed goal block is reported where it opened."""
+        if self.goals is not None:
+            self.problem(self.open_line, "'::: only' block is never closed; "
+                         "add a ':::' line after it")
+            self.goals = None
+        self.flush(0)
+
+
 def split_blocks(post: Post) -> tuple[tuple[Block, ...], list[Finding]]:
     """Cut the body at `::: only GOAL…` / `:::` fences into Blocks; report bad fences."""
-    findings: list[Finding] = []
-    blocks: list[Block] = []
-    where = post.source.display
-    current: list[str] = []
-    start = post.source.body_line
-    goals: tuple[str, ...] | None = None
-    open_line = 0
+    fences = _Fences(post)
     in_code = False
-
-    def flush(next_start: int) -> None:
-        nonlocal current, start
-        lead = 0
-        while lead < len(current) and not current[lead].strip():
-            lead += 1
-        text = "\n".join(current[lead:]).rstrip()
-        if text or goals:
-            blocks.append(Block(markdown=text + "\n", line=start + lead, goals=goals,
-                                opened=open_line if goals else 0))
-        current = []
-        start = next_start
-
     for offset, line in enumerate(post.body.split("\n")):
-        number = post.source.body_line + offset
         if line.lstrip().startswith(("```", "~~~")):
             in_code = not in_code
         if in_code or not FENCE.match(line):
-            current.append(line)
-            continue
-        opening = ONLY_OPEN.match(line)
-        if opening:
-            if goals is not None:
-                findings.append(Finding(where, number, "'::: only' block opened inside another "
-                                        f"(opened on line {open_line}); close it with ':::' first"))
-                continue
-            named = tuple(opening.group(1).replace(",", " ").split())
-            if not named:
-                findings.append(Finding(where, number, "'::: only' names no goal; write "
-                                        "'::: only marathon ultra'"))
-            flush(number + 1)
-            goals, open_line = named, number
-        elif line.strip() == ":::":
-            if goals is None:
-                findings.append(Finding(where, number, "':::' closes no block; open one with "
-                                        "'::: only GOAL'"))
-                continue
-            flush(number + 1)
-            goals = None
+            fences.current.append(line)
         else:
-            findings.append(Finding(where, number, f"unknown block '{line.strip()}'; "
-                                    "the only block is '::: only GOAL…'"))
-    if goals is not None:
-        findings.append(Finding(where, open_line, "'::: only' block is never closed; "
-                                "add a ':::' line after it"))
-        goals = None
-    flush(0)
-    return tuple(blocks), findings
+            fences.fence(line, post.source.body_line + offset)
+    fences.finish()
+    return tuple(fences.blocks), fences.findings
 
 
 def _goal_findings(where: str, line: int | None, named: Iterable[str], goals: Goals,

@@ -8,6 +8,7 @@ are the keys, their annotations the types, a field without a default is required
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -30,6 +31,22 @@ def _kind(hint: Any) -> tuple[type, type | None]:
     if origin in (typing.Union, types.UnionType):  # `float` fields accept ints: int | float
         return float, None
     return hint, None
+
+
+def toml_line(text: str, table: str, key: str | None = None) -> int | None:
+    """Best-effort line of `[table]` (or of `key` inside it) in a TOML text, for errors."""
+    current = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        header = re.match(r"^\[\s*([^\]]+?)\s*\]", line)
+        if header:
+            current = header.group(1)
+            if key is None and current == table:
+                return number
+            continue
+        if key is not None and current == table and re.match(rf"^{re.escape(key)}\s*=", line):
+            return number
+    return None
 
 
 def type_name(hint: Any) -> str:

@@ -1,4 +1,5 @@
-"""Shared fixtures: copies of the sample newsletter in tmp folders; tests never write the repo."""
+"""Shared fixtures and constants: copies of the sample newsletter in tmp folders; tests never
+write the repo. Plain helpers are in support.py and the other helper modules beside it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,36 @@ from pathlib import Path
 
 import pytest
 
+from publisher.address import Addresser
+from publisher.model import Goal, Goals
+from publisher.project import open_project
+from publisher.render import EmailRenderer
+from publisher.tokens import Signer
+
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "test-secret-0123456789abcdef"
+HOST = "127.0.0.1"  # every server the tests start listens on loopback only
+
+# The fixture newsletter: small, with one post that uses every feature.
+FIXTURE = Path(__file__).parent / "fixtures" / "project"
+FIXTURE_SLUG = "2026-01-01-everything"
+NEW_POST = "content/posts/2026-01-01-test.md"  # where a test writes a post of its own
+HTML_NAME = '<img src=x onerror="alert(1)"> Bridge & <b>co</b>'  # an exercise name
+
+# The sample newsletter (the repo's own): its Hip Drive post has an audience.
+HIP_DRIVE = "2026-11-24-hip-drive"
+HIP_DRIVE_GOALS = ["5k", "10k", "half", "marathon", "ultra", "comeback"]
+HIP_DRIVE_SENTENCE = "Give it two weeks and reply to tell me how your hips feel on the hills."
+AUDIENCE = 59  # active sample readers whose goal is in the Hip Drive audience
+GOALS = Goals(items=tuple(Goal(slug, slug.title(), "") for slug in
+                          ("5k", "10k", "half", "marathon", "ultra", "comeback", "general")))
+HEADER = "email,first_name,goal,tags,status\n"  # of a readers CSV
+
+ATOM = "{http://www.w3.org/2005/Atom}"  # how ElementTree prefixes an Atom feed's tags
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; the browser tests never `playwright install`
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def copy_sample(target: Path) -> Path:
@@ -30,3 +59,23 @@ def sample_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(root)
     monkeypatch.setenv("RUNLETTER_SECRET", SECRET)
     return root
+
+
+@pytest.fixture
+def project_dir(tmp_path, monkeypatch) -> Path:
+    """The fixture newsletter (no layouts/ of its own), as the current folder."""
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """(project, editions, addresser) of the sample's Hip Drive post, read from the repo."""
+    project = open_project(REPO)
+    renderer = EmailRenderer(project.config)
+    resolved = project.resolve(project.post(HIP_DRIVE))
+    editions = renderer.editions(resolved)
+    addresser = Addresser(project.config, Signer(SECRET))
+    return project, editions, addresser

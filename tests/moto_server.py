@@ -24,7 +24,8 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-HOST = "127.0.0.1"
+from .conftest import HOST
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 HTTP_TIMEOUT = 5.0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -25,16 +24,11 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-HOST = "127.0.0.1"
+from .conftest import HOST
+from .support import free_port
+
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (older Controllers cannot bind port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 class RecordingHandler:

@@ -11,21 +11,10 @@ import re
 import pytest
 
 from publisher.address import Addresser, HeaderInjection, encode_header
-from publisher.project import open_project
-from publisher.render import EmailRenderer
 from publisher.tokens import Signer
 
-from .conftest import REPO, SECRET
-
-
-@pytest.fixture(scope="module")
-def setup():
-    project = open_project(REPO)
-    renderer = EmailRenderer(project.config)
-    resolved = project.resolve(project.post("2026-11-24-hip-drive"))
-    editions = renderer.editions(resolved)
-    addresser = Addresser(project.config, Signer(SECRET))
-    return project, editions, addresser
+from .conftest import SECRET
+from .support import address_in
 
 
 def build(setup, goal="marathon", name="Zoë", addr="zoe@example.com", sid=7):
@@ -112,22 +101,6 @@ def test_a_line_break_in_an_address_is_refused(setup):
 
 
 LONG_ADDR = "anna-katharina.vonderheide-lindqvist@example.com"
-
-
-def address_in(data: bytes, field: str = "To") -> tuple[str, str]:
-    """A header's one address as (display name, addr-spec), refusing any parse defect.
-
-    The addr-spec is as email.policy.SMTP parses it. The display name is decoded with the
-    RFC 2047 decoder of email.header: the policy parser keeps a space between adjacent
-    encoded-words, which RFC 2047 6.2 says to drop (and mail clients do).
-    """
-    header = email.message_from_bytes(data, policy=email.policy.SMTP)[field]
-    assert header.defects == ()
-    [address] = header.addresses
-    raw = email.message_from_bytes(data, policy=email.policy.compat32)[field]
-    phrase, _ = email.utils.parseaddr(raw.replace("\r\n", ""))
-    name = str(email.header.make_header(email.header.decode_header(phrase)))
-    return name, address.addr_spec
 
 
 @pytest.mark.parametrize("name", [

@@ -22,10 +22,11 @@ from publisher.project import open_project
 from publisher.render import EmailRenderer
 from publisher.site import SiteBuilder
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-SLUG = "2026-01-01-everything"
+from .conftest import ATOM as A
+from .conftest import FIXTURE
+from .conftest import FIXTURE_SLUG as SLUG
+
 CARD = "single-leg-balance"  # linked inline with [[…]] and shown as a card
-A = "{http://www.w3.org/2005/Atom}"
 EVALUATED = "zqjx"  # appears only if a template evaluated what the author wrote
 
 PIECES = [

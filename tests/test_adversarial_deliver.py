@@ -37,9 +37,9 @@ from publisher.render import EmailRenderer
 from publisher.store import Store
 from publisher.tokens import Signer
 
+from .conftest import HIP_DRIVE as POST
 from .conftest import SECRET, copy_sample
-from .test_deliver import POST
-from .test_postmark import Clock
+from .support import Clock
 
 READERS = 12
 GOALS = ("5k", "10k", "half")  # three of the post's six goals; the others have no readers

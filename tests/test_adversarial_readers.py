@@ -34,10 +34,10 @@ from publisher.store import (
     validate_email,
 )
 
-from .test_address import address_in, setup  # noqa: F401 - setup is a fixture used below
-from .test_store import GOALS, HEADER
+from .conftest import GOALS, HEADER
+from .conftest import HIP_DRIVE as SLUG
+from .support import address_in
 
-SLUG = "2026-11-24-hip-drive"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
@@ -340,7 +340,7 @@ def test_export_then_import_restores_every_stored_value_exactly(people):
 # -- headers: every To: parses back, nothing injects a header -----------------------------------
 
 
-def message_for(setup, name: str, addr: str, subject: str | None = None) -> bytes:  # noqa: F811
+def message_for(setup, name: str, addr: str, subject: str | None = None) -> bytes:
     _, editions, addresser = setup
     edition = editions["marathon"]
     if subject is not None:
@@ -351,7 +351,7 @@ def message_for(setup, name: str, addr: str, subject: str | None = None) -> byte
 
 @FAST
 @given(name=names, addr=addresses)
-def test_every_to_header_parses_back_to_exactly_the_stored_address(setup, name, addr):  # noqa: F811
+def test_every_to_header_parses_back_to_exactly_the_stored_address(setup, name, addr):
     data = message_for(setup, name, addr)
     assert address_in(data) == (name, as_header(addr))
     head = data.split(b"\r\n\r\n", 1)[0]
@@ -360,7 +360,7 @@ def test_every_to_header_parses_back_to_exactly_the_stored_address(setup, name, 
 
 @FAST
 @given(text=address_like, name=names)
-def test_an_address_the_store_accepts_never_breaks_a_to_header(setup, text, name):  # noqa: F811
+def test_an_address_the_store_accepts_never_breaks_a_to_header(setup, text, name):
     assume(validate_email(text) is None)
     addr = text.strip()
     assert address_in(message_for(setup, name, addr)) == (name, as_header(addr))
@@ -373,7 +373,7 @@ def header_names(data: bytes) -> list[str]:
 @FAST
 @given(text=st.one_of(tricky_text, unicode_text, st.sampled_from(list(LINE_BREAKS)).map(
     lambda brk: f"Hi{brk}Bcc: victim@example.com")))
-def test_no_name_or_subject_ever_adds_a_header(setup, text):  # noqa: F811
+def test_no_name_or_subject_ever_adds_a_header(setup, text):
     expected = header_names(message_for(setup, "Ana", "ana@example.com"))
     breaks = any(brk in text for brk in LINE_BREAKS)
     for name, subject in ((text, None), ("Ana", text)):

@@ -24,7 +24,8 @@ from publisher.webhooks import json_depth
 
 from . import webhooks as wh
 from .conftest import copy_sample
-from .test_serve import free_port, post_json, start_site, store_contents, token_for
+from .live_server import post_json, start_site, store_contents, token_for
+from .support import free_port
 
 READERS = ["amara.okafor@example.com", "ngozi.eze@example.com", "ana.souza@example.com",
            "nikolai.ivanov@example.com", "carmen.vidal@example.com", "yuki.sato@example.com"]

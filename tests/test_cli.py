@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from publisher.cli import main
 from publisher.load import read_exercise, read_post
 from publisher.project import open_project
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-SLUG = "2026-01-01-everything"
-
-
-@pytest.fixture
-def project_dir(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "project"
-    shutil.copytree(FIXTURE, root)
-    monkeypatch.chdir(root)
-    return root
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def assert_user_error(result, expected: str) -> None:
-    """Exit 1, exactly the expected lines, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    assert result.stderr == expected
+from .conftest import FIXTURE_SLUG as SLUG
+from .support import assert_user_error, outbox_messages, run
 
 
 def test_build_exits_0_and_prints_the_counts(project_dir):
@@ -234,8 +209,6 @@ def test_init_writes_no_layout_only_a_readme_on_overriding_them(tmp_path, monkey
 
 def test_a_newsletter_made_by_init_builds_renders_and_publishes_to_the_outbox(tmp_path,
                                                                               monkeypatch):
-    from .test_deliver import outbox_messages
-
     monkeypatch.chdir(tmp_path)
     assert run("init", "letter").exit_code == 0
     root = tmp_path / "letter"

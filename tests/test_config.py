@@ -9,8 +9,8 @@ import pytest
 from publisher.config import load_config
 from publisher.errors import RunletterError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
+from .conftest import FIXTURE
+from .conftest import REPO as REPO_ROOT
 
 BASE = """\
 [newsletter]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -21,28 +18,10 @@ from publisher.render import EmailRenderer
 from publisher.store import Store
 from publisher.tokens import Signer
 
+from .conftest import HIP_DRIVE as POST
 from .conftest import SECRET
-
-POST = "2026-11-24-hip-drive"
-
-
-def outbox_messages(root: Path) -> list[email.message.EmailMessage]:
-    """Every message the outbox provider wrote."""
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-            for p in sorted((root / "outbox" / "new").glob("*"))]
-
-
-def run(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result
-
-
-def import_sample(root: Path) -> None:
-    assert run("subscribers", "import", "subscribers/sample.csv").exit_code == 0
-
-
-class Crash(BaseException):
-    """Stands for SIGKILL: nothing after it runs, not even `except Exception`."""
+from .support import Crash, import_sample, outbox_messages
+from .support import run_raising as run
 
 
 class CrashAfterFirstBatch(OutboxProvider):

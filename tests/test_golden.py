@@ -18,9 +18,10 @@ from publisher.project import open_project
 from publisher.render import EmailRenderer
 from publisher.site import SiteBuilder
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
+from .conftest import FIXTURE
+from .conftest import FIXTURE_SLUG as SLUG
+
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
-SLUG = "2026-01-01-everything"
 
 
 def normalise(html: str) -> str:

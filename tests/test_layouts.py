@@ -15,11 +15,9 @@ from publisher.project import open_project
 from publisher.render import EmailRenderer
 from publisher.site import SiteBuilder
 
+from .conftest import FIXTURE_SLUG as SLUG
 from .conftest import REPO
-from .test_cli import assert_user_error, run
-
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-SLUG = "2026-01-01-everything"
+from .support import assert_user_error, run
 
 
 def repo_layouts() -> list[str]:
@@ -27,15 +25,6 @@ def repo_layouts() -> list[str]:
     return sorted(p.relative_to(REPO / "layouts").as_posix()
                   for kind in ("email", "web") for p in (REPO / "layouts" / kind).rglob("*")
                   if p.is_file())
-
-
-@pytest.fixture
-def project_dir(tmp_path, monkeypatch) -> Path:
-    """The fixture newsletter (no layouts/ of its own), as the current folder."""
-    root = tmp_path / "project"
-    shutil.copytree(FIXTURE, root)
-    monkeypatch.chdir(root)
-    return root
 
 
 def marathon_html(root: Path) -> str:

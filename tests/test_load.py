@@ -16,8 +16,9 @@ from publisher.load import (
     read_post,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-POST = "content/posts/2026-01-01-test.md"
+from .conftest import FIXTURE
+from .conftest import NEW_POST as POST
+
 EXERCISE = "content/exercises/test-move.md"
 
 GOOD_FRONT = """\
@@ -257,7 +258,7 @@ def test_a_goal_with_an_unknown_key_gets_a_suggestion(tmp_path):
     with pytest.raises(RunletterError) as caught:
         load_goals(path, tmp_path)
     assert [str(f) for f in caught.value.findings] == [
-        "subscribers/goals.toml: [goals.5k] unknown key 'labl' (did you mean 'label'?)"
+        "subscribers/goals.toml:3: [goals.5k] unknown key 'labl' (did you mean 'label'?)"
     ]
 
 
@@ -388,3 +389,13 @@ def test_a_control_character_in_the_body_is_an_error_on_its_line(tmp_path):
         read_post(path, tmp_path)
     assert [str(f) for f in caught.value.findings] == [
         f"{POST}:8: the control character U+000C cannot go in an email or a feed; delete it"]
+
+
+def test_a_goal_without_a_label_is_an_error_on_its_tables_line(tmp_path):
+    path = write(tmp_path, "subscribers/goals.toml",
+                 '[goals.5k]\nlabel = "5K"\n\n[goals.half]\ndescription = "21.1 km"\n')
+    with pytest.raises(RunletterError) as caught:
+        load_goals(path, tmp_path)
+    assert [str(f) for f in caught.value.findings] == [
+        'subscribers/goals.toml:4: [goals.half] needs a label, e.g. label = "Half"'
+    ]

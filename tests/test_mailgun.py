@@ -1,6 +1,6 @@
 """The Mailgun provider against the Mailgun contract server on 127.0.0.1.
 
-The scenarios are shared with the other HTTP providers (see test_postmark.py); what is
+The scenarios are shared with the other HTTP providers (see provider_scenarios.py); what is
 Mailgun's own: one call per batch with recipient-variables, the refused address found by
 halving the batch, the sending domain.
 """
@@ -18,11 +18,9 @@ from publisher.providers.mailgun import MailgunProvider
 from publisher.store import Store
 from publisher.tokens import Signer
 
-from .conftest import SECRET
+from .conftest import AUDIENCE, SECRET
 from .contract import running
-from .test_deliver import Crash, import_sample
-from .test_postmark import (
-    AUDIENCE,
+from .provider_scenarios import (
     assert_each_reader_got_their_own_copy,
     bounced_readers,
     ledger_states,
@@ -40,6 +38,7 @@ from .test_postmark import (
     scenario_transient_faults,
     send_with_ledger,
 )
+from .support import Crash, import_sample
 
 
 class CrashingMailgun(MailgunProvider):

@@ -21,11 +21,11 @@ from click.testing import CliRunner
 from publisher.errors import RunletterError
 from publisher.preview import PreviewServer, preview_command
 
-from .test_deliver import import_sample
+from .conftest import HIP_DRIVE as POST
+from .conftest import HIP_DRIVE_GOALS
+from .conftest import HIP_DRIVE_SENTENCE as SENTENCE
+from .support import import_sample
 
-POST = "2026-11-24-hip-drive"
-HIP_DRIVE_GOALS = ["5k", "10k", "half", "marathon", "ultra", "comeback"]
-SENTENCE = "Give it two weeks and reply to tell me how your hips feel on the hills."
 TIMEOUT = 10  # seconds for any one HTTP answer
 
 

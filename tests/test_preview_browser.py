@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from .conftest import CHROMIUM
+from .conftest import CHROMIUM_ARGS as ARGS
+from .conftest import HIP_DRIVE as POST
+from .conftest import HIP_DRIVE_GOALS as GOALS
+from .conftest import HIP_DRIVE_SENTENCE as OLD
+
 if not CHROMIUM.exists():
     pytest.skip("headless preview tests need Chromium at /usr/bin/chromium "
                 "(Debian: apt-get install chromium)", allow_module_level=True)
@@ -20,12 +25,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 from publisher.preview import PreviewServer  # noqa: E402
 
-POST = "2026-11-24-hip-drive"
-GOALS = ["5k", "10k", "half", "marathon", "ultra", "comeback"]
-OLD = "Give it two weeks and reply to tell me how your hips feel on the hills."
 NEW = "Give it three weeks, then reply and tell me how the hills felt."
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 provider asks to wait: nobody who left is sent to, a Retry-After holds back every request,
 and a failed call comes back whole.
 
-Time is the publish's own fake clock (tests.test_postmark.Clock), lent to the contract
+Time is the publish's own fake clock (tests.support.Clock), lent to the contract
 server so each request is stamped with it: a 45 s Retry-After takes no real time. The CLI
 tests run on real time and bound the recorded request times from one side only.
 """
@@ -19,11 +19,9 @@ from publisher.providers.mailgun import MailgunProvider
 from publisher.providers.sendgrid import SendgridProvider
 from publisher.store import Store
 
+from .conftest import AUDIENCE
 from .contract import running
-from .test_deliver import import_sample
-from .test_postmark import (
-    AUDIENCE,
-    Clock,
+from .provider_scenarios import (
     assert_each_reader_got_their_own_copy,
     ledger_states,
     provider_env,
@@ -31,6 +29,7 @@ from .test_postmark import (
     register,
     send_with_ledger,
 )
+from .support import Clock, import_sample
 
 GOALS = 6  # one call per goal for Mailgun and SendGrid, which send one edition per call
 

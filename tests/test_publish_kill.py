@@ -12,10 +12,10 @@ from collections import Counter
 from publisher.deliver import Ledger
 from publisher.store import Store
 
+from .conftest import AUDIENCE
+from .conftest import HIP_DRIVE as POST
 from .smtp_server import running_smtp
-from .test_deliver import POST, import_sample
-
-AUDIENCE = 59  # active sample readers whose goal is in the Hip Drive audience
+from .support import import_sample
 
 
 def publish(env: dict[str, str], *extra: str) -> subprocess.Popen:

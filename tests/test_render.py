@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,8 +14,10 @@ from publisher.model import Slot
 from publisher.project import open_project
 from publisher.render import EmailRenderer
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-SLUG = "2026-01-01-everything"
+from .conftest import FIXTURE, HTML_NAME
+from .conftest import FIXTURE_SLUG as SLUG
+from .support import with_exercise_name
+
 BASE = "https://fixture.example.org"
 ADDRESS = "Fixture Weekly, 1 Test Lane, Testville, TS 00001, USA"
 LONG_BLOCK = "Long-distance runners: keep the deadlift heavy right through your build."
@@ -281,21 +282,6 @@ def test_rendering_twice_gives_the_same_bytes(project, resolved, editions):
     again = EmailRenderer(project.config).editions(resolved)
     assert again["marathon"].html() == editions["marathon"].html()
     assert again["marathon"].text() == editions["marathon"].text()
-
-
-HTML_NAME = '<img src=x onerror="alert(1)"> Bridge & <b>co</b>'
-
-
-def with_exercise_name(tmp_path: Path, slug: str, name: str) -> Path:
-    """A copy of the fixture project where one exercise has this name."""
-    root = tmp_path / "project"
-    shutil.copytree(FIXTURE, root)
-    path = root / "content" / "exercises" / f"{slug}.md"
-    text = path.read_text(encoding="utf-8")
-    start = text.index("\nname:") + 1
-    end = text.index("\n", start)
-    path.write_text(text[:start] + f"name: '{name}'" + text[end:], encoding="utf-8")
-    return root
 
 
 def test_html_in_an_exercise_name_is_text_in_an_inline_link(tmp_path):

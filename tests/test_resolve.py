@@ -12,8 +12,9 @@ from publisher.load import load_catalogue, load_goals, read_post
 from publisher.project import open_project
 from publisher.resolve import check_catalogue, resolve
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-POST = "content/posts/2026-01-01-test.md"
+from .conftest import FIXTURE
+from .conftest import NEW_POST as POST
+
 TOPICS = ("strength", "physio")
 FRONT = 'title: "Test"\ndate: 2026-01-01\ntopic: strength\n'  # lines 2-4; body starts on 6
 

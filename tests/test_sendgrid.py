@@ -1,6 +1,6 @@
 """The SendGrid provider against the SendGrid contract server on 127.0.0.1.
 
-The scenarios are shared with the other HTTP providers (see test_postmark.py); what is
+The scenarios are shared with the other HTTP providers (see provider_scenarios.py); what is
 SendGrid's own: personalizations with substitutions, X-RateLimit-Reset, 400 errors that
 point at one personalization, 413 splitting.
 """
@@ -13,11 +13,9 @@ from collections import Counter
 from publisher.providers.sendgrid import SendgridProvider
 from publisher.store import Store
 
+from .conftest import AUDIENCE
 from .contract import ContractServer, running
-from .test_deliver import Crash, import_sample
-from .test_postmark import (
-    AUDIENCE,
-    Clock,
+from .provider_scenarios import (
     assert_each_reader_got_their_own_copy,
     bounced_readers,
     ledger_states,
@@ -34,6 +32,7 @@ from .test_postmark import (
     scenario_transient_faults,
     send_with_ledger,
 )
+from .support import Clock, Crash, import_sample
 
 
 class CrashingSendgrid(SendgridProvider):

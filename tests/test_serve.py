@@ -6,20 +6,11 @@ publish, every provider's signed webhook, tokens, CSRF, the rate limit and the a
 
 from __future__ import annotations
 
-import email
-import email.policy
 import html
 import json
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 import requests
@@ -27,121 +18,32 @@ from click.testing import CliRunner
 
 from publisher.cli import main
 from publisher.errors import RunletterError
-from publisher.project import open_project
-from publisher.serve import MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV, prepare, serve_command
+from publisher.serve import prepare, serve_command
 from publisher.store import Store, now
-from publisher.tokens import PURPOSES, Signer
+from publisher.tokens import PURPOSES
 from publisher.webhooks import SENDGRID_TOLERANCE
 
 from . import webhooks as wh
-from .conftest import REPO, SECRET, copy_sample
+from .conftest import HIP_DRIVE as SENT  # the post whose (made-up) ledger rows webhooks update
+from .conftest import HOST, SECRET, copy_sample
+from .live_server import (
+    CONFIRM_HOURS,
+    LiveServer,
+    configure,
+    link_in,
+    messages_to,
+    post_json,
+    signer,
+    start_site,
+    store_contents,
+    token_for,
+)
+from .support import free_port
 
-HOST = "127.0.0.1"
 POST = "2026-09-15-motor-unit-activation"  # no audience: every goal gets an edition
-SENT = "2026-11-24-hip-drive"  # the post whose (made-up) ledger rows webhooks update
-CONFIRM_HOURS = 48
 
 
 # -- the live server ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def configure(root: Path, port: int, **serve: object) -> None:
-    """Point base_url at the test server and add a [serve] table."""
-    path = root / "runletter.toml"
-    text = re.sub(r"(?m)^base_url = .*$", f'base_url = "http://{HOST}:{port}"',
-                  path.read_text(encoding="utf-8"))
-    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in serve.items())
-    path.write_text(f"{text}\n[serve]\n{table}\n", encoding="utf-8")
-
-
-class LiveServer:
-    """`python -m publisher.serve` (gunicorn) in a subprocess, started and stopped in bounds."""
-
-    def __init__(self, root: Path, port: int, env: dict[str, str] | None = None,
-                 workers: int = 2):
-        self.root, self.port, self.workers = root, port, workers
-        self.env = {**os.environ, "RUNLETTER_SECRET": SECRET,
-                    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-                    **(env or {})}
-        self.log_path = root.parent / f"serve-{port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
-
-    def start(self, timeout: float = 20.0) -> LiveServer:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes it until stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "publisher.serve", "--host", HOST, "--port", str(self.port),
-             "--workers", str(self.workers)],
-            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited:\n{self.log()}")
-            try:
-                if requests.get(self.url("/healthz"), timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the server did not answer in {timeout}s:\n{self.log()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # gunicorn: graceful stop of master + workers
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: master and workers
-            self.proc.wait(timeout=5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    # -- reading the store the server writes --------------------------------------------
-
-    def store(self) -> Store:
-        return Store.open(self.root / "subscribers" / "runletter.db")
-
-    def reader(self, address: str):
-        with self.store() as store:
-            return store.get(address)
-
-    def history(self, address: str) -> list[tuple[str | None, str, str]]:
-        with self.store() as store:
-            return [(h.old_status, h.new_status, h.reason) for h in store.history(address)]
-
-
-def webhook_env() -> dict[str, str]:
-    return {POSTMARK_PASSWORD_ENV: wh.POSTMARK_PASSWORD, MAILGUN_KEY_ENV: wh.MAILGUN_KEY}
-
-
-def start_site(root: Path, port: int, **serve: object) -> LiveServer:
-    """Configure a copied sample newsletter, import its readers and start the server."""
-    (root / "sns-cert.pem").write_bytes(wh.sns_certificate_pem())
-    settings = {"confirm_hours": CONFIRM_HOURS, "signups_per_hour": 1000,
-                "postmark_webhook_user": wh.POSTMARK_USER,
-                "sendgrid_public_key": wh.sendgrid_public_key(),
-                "ses_certificate": "sns-cert.pem", "ses_topic_arn": wh.TOPIC_ARN, **serve}
-    configure(root, port, **settings)
-    project = open_project(root)
-    with Store.open(project.config.store_path) as store:
-        report = store.import_csv(root / "subscribers" / "sample.csv", project.goals)
-    assert report.skipped == 0
-    return LiveServer(root, port, webhook_env()).start()
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +56,6 @@ def site(tmp_path_factory: pytest.TempPathFactory):
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-signer = Signer(SECRET)
-
 
 def form_token(html: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', html)
@@ -174,23 +73,6 @@ def signup(site: LiveServer, address: str, first_name: str = "", goal: str = "ge
         "csrf": form_token(page.text)})
 
 
-def messages_to(root: Path, address: str) -> list[EmailMessage]:
-    """Messages in the outbox Maildir for one address, oldest first."""
-    found = []
-    for path in sorted((root / "outbox" / "new").glob("*"), key=lambda p: p.name):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        if address.lower() in str(message["To"]).lower():
-            found.append(message)
-    return found
-
-
-def link_in(message: EmailMessage, purpose: str) -> str:
-    text = message.get_body(("plain",)).get_content()
-    match = re.search(rf"https?://\S+/{purpose}/\S+", text)
-    assert match, f"no /{purpose}/ link in:\n{text}"
-    return match.group(0)
-
-
 def press_confirm(link: str) -> requests.Response:
     """What a reader does: open the confirmation link, then press the page's button."""
     page = requests.get(link, timeout=10)
@@ -201,12 +83,6 @@ def press_confirm(link: str) -> requests.Response:
 def same_page(response: requests.Response) -> tuple[int, str]:
     """Status and body with the per-response CSP nonce taken out."""
     return response.status_code, re.sub(r'nonce="[^"]*"', 'nonce=""', response.text)
-
-
-def token_for(site: LiveServer, purpose: str, address: str, ttl: int | None = None) -> str:
-    reader = site.reader(address)
-    assert reader is not None
-    return signer.sign(purpose, reader.id, ttl, bind=reader.email)
 
 
 def add_sent_row(site: LiveServer, address: str, provider_id: str, post: str = SENT) -> None:
@@ -224,12 +100,6 @@ def ledger_row(site: LiveServer, address: str, post: str = SENT) -> tuple[str, s
         reader = store.get(address)
         return store.conn.execute("SELECT state, error FROM deliveries WHERE post = ? AND "
                                   "subscriber_id = ?", (post, reader.id)).fetchone()
-
-
-def store_contents(site: LiveServer) -> list[str]:
-    """Every row of every table of the server's store, as SQL."""
-    with site.store() as store:
-        return list(store.conn.iterdump())
 
 
 # -- signup and double opt-in ---------------------------------------------------------------
@@ -557,12 +427,6 @@ def test_pause_resume_and_unsubscribe_from_preferences(site):
 
 
 # -- webhooks -------------------------------------------------------------------------------
-
-
-def post_json(site: LiveServer, provider: str, payload, headers=None) -> requests.Response:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return requests.post(site.url(f"/webhooks/{provider}"), data=body, timeout=10,
-                         headers={"Content-Type": "application/json", **(headers or {})})
 
 
 def test_postmark_webhooks(site):

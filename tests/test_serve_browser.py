@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from .test_serve import free_port, link_in, messages_to, start_site, token_for
+from .conftest import CHROMIUM
+from .conftest import CHROMIUM_ARGS as ARGS
+from .live_server import link_in, messages_to, start_site, token_for
+from .support import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 TEAL = "rgb(15, 118, 110)"  # --accent in the archive's style.css: proves both stylesheets load
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),

@@ -41,11 +41,10 @@ from publisher.render import EmailRenderer
 from publisher.store import Store
 from publisher.tokens import Signer
 
+from .conftest import HIP_DRIVE as POST
 from .conftest import REPO, SECRET
 from .moto_server import running_moto
-from .smtp_server import free_port
-from .test_deliver import POST, import_sample
-from .test_postmark import Clock
+from .support import Clock, free_port, import_sample
 
 SENDER = "maya@runfreely.example.org"
 SENDER_DOMAIN = "runfreely.example.org"

@@ -21,12 +21,12 @@ from publisher.model import Catalogue
 from publisher.project import open_project
 from publisher.site import SiteBuilder
 
-from .test_render import HTML_NAME, with_exercise_name
+from .conftest import ATOM as A
+from .conftest import FIXTURE, HTML_NAME
+from .conftest import FIXTURE_SLUG as SLUG
+from .support import with_exercise_name
 
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-SLUG = "2026-01-01-everything"
 DRAFT = "2026-01-02-draft"
-A = "{http://www.w3.org/2005/Atom}"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 

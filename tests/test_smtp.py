@@ -6,7 +6,6 @@ import dataclasses
 import email
 from collections import Counter
 from email import policy
-from pathlib import Path
 
 import pytest
 
@@ -24,10 +23,11 @@ from publisher.providers.smtp import SmtpProvider
 from publisher.render import EmailRenderer
 from publisher.tokens import Signer
 
+from .conftest import REPO as ROOT
 from .conftest import SECRET
-from .smtp_server import free_port, running_smtp
+from .smtp_server import running_smtp
+from .support import free_port
 
-ROOT = Path(__file__).parents[1]
 SLUG = "2026-10-27-synchronicity"
 
 

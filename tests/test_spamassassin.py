@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .test_deliver import POST, import_sample, run
+from .conftest import HIP_DRIVE as POST
+from .support import import_sample
+from .support import run_raising as run
 
 SPAMASSASSIN = shutil.which("spamassassin")
 pytestmark = pytest.mark.skipif(

@@ -12,7 +12,6 @@ import pytest
 
 from publisher.errors import RunletterError
 from publisher.load import load_goals
-from publisher.model import Goal, Goals
 from publisher.store import (
     LATEST,
     MIGRATIONS,
@@ -23,10 +22,7 @@ from publisher.store import (
     validate_email,
 )
 
-REPO = Path(__file__).parents[1]
-GOALS = Goals(items=tuple(Goal(slug, slug.title(), "") for slug in
-                          ("5k", "10k", "half", "marathon", "ultra", "comeback", "general")))
-HEADER = "email,first_name,goal,tags,status\n"
+from .conftest import GOALS, HEADER, REPO
 
 
 @pytest.fixture

@@ -12,14 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.conftest import REPO
 from tests.contract import Delivered, RequestRecord, running, stats_of
 
-REPO = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
 
 # -- requests as the docs show them -----------------------------------------------------

@@ -1,0 +1,105 @@
+"""Plain helpers many test modules call: the CLI in-process, the outbox, a fake clock, ports.
+
+Fixtures and constants are in conftest.py; the servers the tests start have modules of their
+own (smtp_server.py, moto_server.py, live_server.py, contract/).
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.policy
+import email.utils
+import shutil
+import socket
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from publisher.cli import main
+
+from .conftest import FIXTURE, HOST
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (older Controllers cannot bind port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def run(*args: str):
+    """`runletter ARGS` in-process; an exception ends up in the result, as exit code 1."""
+    return CliRunner().invoke(main, list(args))
+
+
+def run_raising(*args: str):
+    """`runletter ARGS` in-process; an exception the CLI does not handle fails the test."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def assert_user_error(result, expected: str) -> None:
+    """Exit 1, exactly the expected lines, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert result.stderr == expected
+
+
+def import_sample(root: Path) -> None:
+    """Import the sample's readers into the store of the newsletter in the current folder."""
+    assert run_raising("subscribers", "import", "subscribers/sample.csv").exit_code == 0
+
+
+def outbox_messages(root: Path) -> list[email.message.EmailMessage]:
+    """Every message the outbox provider wrote."""
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted((root / "outbox" / "new").glob("*"))]
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL: nothing after it runs, not even `except Exception`."""
+
+
+class Clock:
+    """A fake clock that only moves when the publish sleeps; records every wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def with_exercise_name(tmp_path: Path, slug: str, name: str) -> Path:
+    """A copy of the fixture project where one exercise has this name."""
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    path = root / "content" / "exercises" / f"{slug}.md"
+    text = path.read_text(encoding="utf-8")
+    start = text.index("\nname:") + 1
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f"name: '{name}'" + text[end:], encoding="utf-8")
+    return root
+
+
+def address_in(data: bytes, field: str = "To") -> tuple[str, str]:
+    """A header's one address as (display name, addr-spec), refusing any parse defect.
+
+    The addr-spec is as email.policy.SMTP parses it. The display name is decoded with the
+    RFC 2047 decoder of email.header: the policy parser keeps a space between adjacent
+    encoded-words, which RFC 2047 6.2 says to drop (and mail clients do).
+    """
+    header = email.message_from_bytes(data, policy=email.policy.SMTP)[field]
+    assert header.defects == ()
+    [address] = header.addresses
+    raw = email.message_from_bytes(data, policy=email.policy.compat32)[field]
+    phrase, _ = email.utils.parseaddr(raw.replace("\r\n", ""))
+    name = str(email.header.make_header(email.header.decode_header(phrase)))
+    return name, address.addr_spec
