@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -67,10 +67,7 @@ class Serve:
     workers: int = 2
     signups_per_hour: int = 10        # per IP address
     confirm_hours: int = 48           # how long a confirmation link works
-    postmark_webhook_user: str = "runletter"  # password from the environment
-    sendgrid_public_key: str = ""     # Event Webhook verification key (base64 DER)
-    ses_certificate: str = ""         # path to the SNS signing certificate (PEM)
-    ses_topic_arn: str = ""           # the SNS topic allowed to post notifications
+    # A provider's webhook settings are in its own table, [providers.NAME] (see Moved).
 
 
 @dataclass(frozen=True)
@@ -83,6 +80,17 @@ class Paths:
     store: str = "subscribers/runletter.db"
     site: str = "site"
     outbox: str = "outbox"
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A setting found where it used to be: read from there, with a warning naming its new
+    place (a key in a provider's table)."""
+
+    old: str  # "[serve] key"
+    table: str  # "providers.NAME"
+    key: str
+    warning: Finding
 
 
 TABLES: dict[str, type] = {"newsletter": Newsletter, "sender": Sender, "utm": Utm,
@@ -116,6 +124,11 @@ class Config:
     site_dir: Path
     outbox_dir: Path
     source: Path = field(default=Path(CONFIG_NAME))
+    moved: tuple[Moved, ...] = ()
+
+    def moved_to(self, table: str, key: str) -> Moved | None:
+        """Where a setting was read from when it was written in its old place."""
+        return next((m for m in self.moved if (m.table, m.key) == (table, key)), None)
 
     def archive_url(self, path: str = "") -> str:
         """Absolute URL of a page in the web archive."""
@@ -150,6 +163,7 @@ def load_config(root: Path) -> Config:
             Finding(rel, int(match.group(1)) if match else None, f"not valid TOML: {exc}")
         ) from None
 
+    moved = _move_old_keys(data, text, rel)
     findings: list[Finding] = []
     for table in data:
         if table not in TABLES and table not in FREE_TABLES:
@@ -165,7 +179,7 @@ def load_config(root: Path) -> Config:
     if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
         findings.append(Finding(rel, toml_line(text, "providers"),
                                 "[providers] must hold one table per provider, "
-                                "e.g. [providers.smtp]"))
+                                "e.g. [providers.<provider>]"))
         providers = {}
 
     news: Newsletter = tables["newsletter"]
@@ -208,4 +222,29 @@ def load_config(root: Path) -> Config:
         site_dir=root / paths.site,
         outbox_dir=root / paths.outbox,
         source=path,
+        moved=moved,
     )
+
+
+def _move_old_keys(data: dict[str, Any], text: str, rel: str) -> tuple[Moved, ...]:
+    """Provider settings still written where they used to be, in [serve], moved into their
+    provider's table (where a value already given wins); each with its warning."""
+    serve, providers = data.get("serve"), data.get("providers", {})
+    known = {f.name for f in fields(Serve)}
+    if not isinstance(serve, dict) or not isinstance(providers, dict) or set(serve) <= known:
+        return ()
+    from .providers import moved_settings  # imports the providers: only for older files
+
+    places = moved_settings("serve")
+    found = []
+    for old in [key for key in serve if key in places]:  # in the file's order
+        provider, key = places[old]
+        table = providers.setdefault(provider, {})
+        if not isinstance(table, dict):
+            continue
+        table.setdefault(key, serve.pop(old))
+        warning = Finding(rel, toml_line(text, "serve", old), f"[serve] {old} has moved: "
+                          f"write it as {key} in [providers.{provider}]", "warning")
+        found.append(Moved(f"[serve] {old}", f"providers.{provider}", key, warning))
+    data["providers"] = providers
+    return tuple(found)

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .ledger_events import LedgerEvents
 from .providers.base import ACCEPTED, REJECTED, Receipt
 from .retry import call_backoff
 from .store import Store, now
@@ -48,8 +49,9 @@ class Plan:
         return sum(self.to_send.values())
 
 
-class Ledger:
-    """The deliveries table: what was planned, what is in flight, what is settled."""
+class Ledger(LedgerEvents):
+    """The deliveries table: what was planned, what is in flight, what is settled (and, in
+    `ledger_events`, what providers report afterwards)."""
 
     def __init__(self, store: Store):
         self.store = store

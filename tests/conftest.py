@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from publisher.address import Addresser
 from publisher.model import Goal, Goals
 from publisher.project import open_project
 from publisher.render import EmailRenderer
+from publisher.store import Store
 from publisher.tokens import Signer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,3 +81,16 @@ def setup():
     editions = renderer.editions(resolved)
     addresser = Addresser(project.config, Signer(SECRET))
     return project, editions, addresser
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """A real, empty SQLite store in tmp_path."""
+    with Store.open(tmp_path / "db" / "runletter.db") as opened:
+        yield opened
+
+
+# Property tests over readers: enough examples to find a hole, few enough for CI.
+FAST = settings(max_examples=100, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])

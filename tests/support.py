@@ -10,13 +10,16 @@ import email
 import email.header
 import email.policy
 import email.utils
+import functools
 import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from publisher.cli import main
+from publisher.store import Store
 
 from .conftest import FIXTURE, HOST
 
@@ -103,3 +106,26 @@ def address_in(data: bytes, field: str = "To") -> tuple[str, str]:
     phrase, _ = email.utils.parseaddr(raw.replace("\r\n", ""))
     name = str(email.header.make_header(email.header.decode_header(phrase)))
     return name, address.addr_spec
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "readers.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+@functools.cache
+def empty_store_file() -> bytes:
+    """A migrated, empty store file, made once: copying it is cheaper than migrating."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "template.db"
+        Store.open(path).close()
+        return path.read_bytes()
+
+
+def open_store(path: Path) -> Store:
+    """A real store file, fresh per example; no fsync per commit, which examples wait on."""
+    path.write_bytes(empty_store_file())
+    store = Store.open(path)
+    store.conn.execute("PRAGMA synchronous = OFF")
+    return store

@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import email
 import email.policy
-import functools
 import io
 import re
 import string
@@ -34,9 +33,9 @@ from publisher.store import (
     validate_email,
 )
 
-from .conftest import GOALS, HEADER
+from .conftest import FAST, GOALS, HEADER
 from .conftest import HIP_DRIVE as SLUG
-from .support import address_in
+from .support import address_in, open_store
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
@@ -47,9 +46,6 @@ TRICKY = ['"', "\\", ",", "<", ">", "(", ")", ";", ":", "@", "=?", "?=", "=?utf-
           "  ", "'", "=", "+", "-", "Zoë", "Ægir", "中文", "🏃", "é", "\u00a0", "A" * 80,
           "\u2028", "\u2029", "\x85", "\r\n", "\n", "\r", "\t", "\v", "\x00"]
 
-FAST = settings(max_examples=100, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
 SLOW = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -134,23 +130,6 @@ def write_rows(rows: list[Row], terminator: str, quoting: int) -> tuple[str, lis
         starts.append(len(re.findall(r"\r\n|\r|\n", out.getvalue())) + 1)
         writer.writerow(row.cells)
     return out.getvalue(), starts
-
-
-@functools.cache
-def empty_store_file() -> bytes:
-    """A migrated, empty store file, made once: copying it is cheaper than migrating."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "template.db"
-        Store.open(path).close()
-        return path.read_bytes()
-
-
-def open_store(path: Path) -> Store:
-    """A real store file, fresh per example; no fsync per commit, which examples wait on."""
-    path.write_bytes(empty_store_file())
-    store = Store.open(path)
-    store.conn.execute("PRAGMA synchronous = OFF")
-    return store
 
 
 def stored(store: Store) -> set[tuple]:

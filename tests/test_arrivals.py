@@ -18,11 +18,8 @@ from publisher.errors import RunletterError
 from publisher.load import load_goals
 from publisher.store import LEFT, Store
 
-from . import test_store
-from .test_adversarial_readers import FAST, open_store
-from .test_store import REPO, write_csv
-
-store = test_store.store  # the store fixture: a real SQLite file in tmp_path
+from .conftest import FAST, REPO
+from .support import open_store, write_csv
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"
 GOALS = load_goals(REPO / "subscribers/goals.toml", REPO)

@@ -335,7 +335,7 @@ def test_each_test_copy_has_its_own_message_id(sample_root):
     assert len(ids) == 2
 
 
-EVERY_GOAL = "2026-09-15-motor-unit-activation"  # no audience: every goal's edition
+EVERY_GOAL = "2026-11-10-what-physical-therapy-offers-runners"  # no audience: every goal
 GOALS_ORDER = ["5k", "10k", "half", "marathon", "ultra", "comeback", "general"]
 
 

@@ -23,18 +23,7 @@ from publisher.store import (
 )
 
 from .conftest import GOALS, HEADER, REPO
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with Store.open(tmp_path / "db" / "runletter.db") as opened:
-        yield opened
-
-
-def write_csv(tmp_path: Path, text: str, name: str = "readers.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8", newline="")
-    return path
+from .support import write_csv
 
 
 def emails(store: Store) -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from typing import Any
 
 from ..errors import RunletterError, suggest
-from .base import Provider
+from .base import Provider, schemas
 
 # name -> "module:Class"; imported only when chosen, so optional SDKs stay optional.
 REGISTRY: dict[str, str] = {
@@ -19,7 +21,19 @@ REGISTRY: dict[str, str] = {
 
 
 def provider_class(name: str) -> type[Provider]:
-    """The Provider class registered under `name`."""
+    """The Provider class registered under `name`, with the packages it sends with."""
+    cls = registered_class(name)
+    for package in cls.requires:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise _not_installed(name, package) from None
+    return cls
+
+
+def registered_class(name: str) -> type[Provider]:
+    """The Provider class registered under `name` (its sending packages not checked: its
+    webhook needs none of them)."""
     if name not in REGISTRY:
         raise RunletterError(f"unknown provider '{name}'" + suggest(name, REGISTRY)
                              + f"; providers are: {', '.join(REGISTRY)}")
@@ -27,7 +41,51 @@ def provider_class(name: str) -> type[Provider]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise RunletterError(f"provider '{name}' needs a package that is not installed "
-                             f"({exc.name}); install it with: pip install 'runletter[{name}]'"
-                             ) from None
+        raise _not_installed(name, exc.name) from None
     return getattr(module, class_name)
+
+
+def _not_installed(name: str, package: str | None) -> RunletterError:
+    return RunletterError(f"provider '{name}' needs a package that is not installed "
+                          f"({package}); install it with: pip install 'runletter[{name}]'")
+
+
+def webhook_classes() -> dict[str, type[Provider]]:
+    """Every registered provider that receives webhooks, by name (those that cannot be
+    imported are left out)."""
+    found = {}
+    for name in REGISTRY:
+        try:
+            cls = registered_class(name)
+        except RunletterError:
+            continue
+        if cls.WebhookSettings is not None:
+            found[name] = cls
+    return found
+
+
+def moved_settings(table: str) -> dict[str, tuple[str, str]]:
+    """Keys of a runletter.toml table that are now provider settings: old key ->
+    (provider, setting), from each registered provider's settings."""
+    found = {}
+    for name in REGISTRY:
+        try:
+            cls = registered_class(name)
+        except RunletterError:
+            continue
+        for schema in schemas(cls):
+            for f in dataclasses.fields(schema):
+                old = f.metadata.get("moved_from")
+                if old and old[0] == table:
+                    found[old[1]] = (name, f.name)
+    return found
+
+
+def provider_constant(name: str) -> Any:
+    """`<PROVIDER>_<CONSTANT>` from its provider's module (e.g. a webhook's tolerance), for
+    the old import paths that named it; AttributeError when there is none."""
+    provider, _, constant = name.partition("_")
+    target = REGISTRY.get(provider.lower())
+    if target is None or not constant:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(target.partition(":")[0]), constant)

@@ -12,7 +12,6 @@ another one, tests point it at 127.0.0.1) and `timeout` (seconds, per connect an
 
 from __future__ import annotations
 
-import email.utils
 import html
 import re
 import time
@@ -28,7 +27,18 @@ from ..address import Addresser, Recipient
 from ..config import Config
 from ..errors import RunletterError
 from ..model import Edition, Slot
-from .base import ACCEPTED, FAILED, Batch, Provider, ProviderConfigError, Receipt
+from .base import (
+    ACCEPTED,
+    FAILED,
+    REJECTED,
+    Batch,
+    Provider,
+    ProviderConfigError,
+    Receipt,
+    parse_retry_after,
+    plain,
+    secret_names,
+)
 
 
 def _version() -> str:
@@ -39,34 +49,6 @@ def _version() -> str:
 
 
 USER_AGENT = f"runletter/{_version()}"
-
-
-def plain(exc: BaseException) -> str:
-    """An error as a receipt reason: without the 'runletter:' place a RunletterError adds."""
-    if isinstance(exc, RunletterError):
-        return "; ".join(finding.message for finding in exc.findings)
-    return str(exc) or exc.__class__.__name__
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """`Retry-After` as seconds from now: either delay-seconds or an HTTP-date (RFC 9110).
-
-    None when absent or unreadable; never negative.
-    """
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - now())
 
 
 def parse_rate_limit_reset(value: str | None,
@@ -204,51 +186,38 @@ class BulkBody:
 class HttpProvider(Provider):
     """Base for HTTP API providers: settings, one pooled session, error mapping helpers.
 
-    Subclasses set `name`, `max_batch`, `SETTINGS` (including `base_url` with the
-    provider's documented default), `SECRETS`, `SECRET_HELP`, and implement send().
+    Subclasses set `name`, `max_batch`, `Settings` (with `base_url`, the provider's
+    documented default, `timeout`, and its secrets), `SECRET_HELP`, and implement send().
     """
 
     pool_maxsize: ClassVar[int] = 4
     # secret setting -> what it is, for the "missing" message
     SECRET_HELP: ClassVar[Mapping[str, str]] = {}
-    # the provider's name as people write it, for messages
-    label: ClassVar[str] = ""
 
-    def __init__(self, config: Config, addresser: Addresser, settings: Mapping[str, Any]):
+    def __init__(self, config: Config, addresser: Addresser, settings: Mapping[str, Any] | Any):
         """Check settings and secrets now, so a typo stops the publish before anything is sent."""
         super().__init__(config, addresser, settings)
-        # Callers may pass only some settings (tests, bench); the rest take their defaults.
-        self.options = {key: settings.get(key, default)
-                        for key, (_kind, default) in self.SETTINGS.items()}
         label = self.label or self.name
-        for secret in self.SECRETS:
-            if not str(self.options.get(secret) or "").strip():
+        for secret in secret_names(self.Settings):
+            if not str(getattr(self.settings, secret) or "").strip():
                 what = self.SECRET_HELP.get(secret, secret.replace("_", " "))
                 raise ProviderConfigError(
                     f"{label}: the {what} is not set; set {self.env_name(secret)} in the "
                     f"environment (never in runletter.toml)")
-        base_url = str(self.options.get("base_url") or "").strip().rstrip("/")
+        base_url = str(self.settings.base_url or "").strip().rstrip("/")
         if not base_url.startswith(("https://", "http://")):
             raise ProviderConfigError(
                 f"{label}: base_url must start with https:// (or http:// for a local test "
-                f"server), not {self.options.get('base_url')!r}; set it in "
+                f"server), not {self.settings.base_url!r}; set it in "
                 f"[providers.{self.name}] or {self.env_name('base_url')}")
         self.base_url = base_url
         try:
-            self.timeout = float(self.options.get("timeout", 30.0))
+            self.timeout = float(self.settings.timeout)
         except (TypeError, ValueError):
             raise ProviderConfigError(f"{label}: timeout must be a number of seconds") from None
         if self.timeout <= 0:
             raise ProviderConfigError(f"{label}: timeout must be more than 0 seconds")
         self.session: requests.Session | None = None
-        # A config problem met after part of a batch went out: the rest of that batch gets
-        # FAILED receipts (their rows stay retryable) and the next send() raises it.
-        self._fatal: ProviderConfigError | None = None
-
-    @classmethod
-    def env_name(cls, setting: str) -> str:
-        """RUNLETTER_<NAME>_<SETTING>, where provider_settings reads the setting."""
-        return f"RUNLETTER_{cls.name.upper()}_{setting.upper()}"
 
     # -- session ----------------------------------------------------------------------
 
@@ -320,13 +289,37 @@ class HttpProvider(Provider):
                                              exc.retry_after)
         if not any(r.status == ACCEPTED for r in receipts):
             raise exc
-        self._fatal = exc
+        self.stick(exc)
         return receipts + failed_for_all(rest, plain(exc))
 
-    def check_fatal(self) -> None:
-        """Raise the config error met in the previous batch, before sending anything."""
-        if self._fatal is not None:
-            raise self._fatal
+    def send_groups(self, batch: Batch, build: Callable[[Recipient], Any],
+                    send_group: Callable[[list, list[Receipt]], list[list]]) -> list[Receipt]:
+        """The skeleton of a bulk send: each reader's part built (a reader whose part cannot
+        be built is rejected, the others go on), then groups posted until none is left
+        (`send_group` appends receipts and returns the groups still to send: halves after
+        a 413, the rest after a 400 named some readers); a stop part-way is settled."""
+        self.check_fatal()
+        receipts: list[Receipt] = []
+        entries = []
+        for recipient in batch.recipients:
+            try:
+                entries.append(build(recipient))
+            except (RunletterError, ValueError, KeyError) as exc:
+                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
+                                        reason=f"cannot build the message: {plain(exc)}"))
+        pending = [entries]
+        try:
+            while pending:
+                group = pending.pop()
+                if group:
+                    pending += send_group(group, receipts)
+        except (Transient, ProviderConfigError) as exc:
+            return self.settle(batch, receipts, exc)
+        return receipts
+
+    def edition_error(self, exc: RunletterError) -> ProviderConfigError:
+        """An edition the provider cannot carry (a line break in the sender or subject)."""
+        return ProviderConfigError(f"{self.label or self.name}: {plain(exc)}")
 
 
 def halves(group: list) -> list[list]:

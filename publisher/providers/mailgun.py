@@ -26,19 +26,34 @@ Outcomes of a call (Mailgun answers once for the whole batch):
   429, 5xx, dropped  → failed (retried later, honouring Retry-After)
 Literal text `%recipient.…%` in a post would be substituted by Mailgun too; it has no
 escape for it, and posts are not expected to contain it.
+
+Webhook: `signature` {timestamp, token, signature} = HMAC-SHA256(timestamp + token) with the
+webhook signing key (RUNLETTER_MAILGUN_WEBHOOK_SIGNING_KEY); a timestamp more than
+TOLERANCE seconds off is refused, and so is a token seen before (a replay).
 """
 
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import hmac
 import json
 import re
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..address import Recipient, format_address, header_safe
 from ..errors import RunletterError
 from ..model import Edition
-from .base import ACCEPTED, REJECTED, Batch, ProviderConfigError, Receipt
+from .base import (
+    ACCEPTED,
+    REJECTED,
+    Batch,
+    ProviderConfigError,
+    Receipt,
+    parse_retry_after,
+    secret,
+)
 from .http import (
     BulkBody,
     HttpProvider,
@@ -47,11 +62,22 @@ from .http import (
     halve_or_refuse,
     halves,
     json_or_none,
-    parse_retry_after,
-    plain,
     response_text,
 )
+from .webhook import (
+    Event,
+    WebhookError,
+    WebhookReport,
+    WebhookRequest,
+    address,
+    dict_in,
+    fresh,
+    read_json,
+    text,
+)
 
+KEY_ENV = "RUNLETTER_MAILGUN_WEBHOOK_SIGNING_KEY"
+TOLERANCE = 300  # seconds a webhook's signed timestamp may be off
 MAX_RECIPIENTS = 1000  # documented batch sending limit
 # "'to' parameter is not a valid address. please check documentation" (and cc/bcc)
 INVALID_ADDRESS = re.compile(r"'(to|cc|bcc)' parameter is not a valid address", re.I)
@@ -59,6 +85,24 @@ INVALID_ADDRESS = re.compile(r"'(to|cc|bcc)' parameter is not a valid address", 
 
 def _marker(variable: str) -> str:
     return f"%recipient.{variable}%"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """[providers.mailgun]: where and as which domain to send; the key from the environment."""
+
+    base_url: str = "https://api.mailgun.net"
+    domain: str = ""
+    tag: str = ""
+    timeout: float = 30.0
+    api_key: str = secret()
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The webhook signing key (not the API key), only from the environment."""
+
+    webhook_signing_key: str = secret()
 
 
 class MailgunProvider(HttpProvider):
@@ -71,21 +115,16 @@ class MailgunProvider(HttpProvider):
 
     name: ClassVar[str] = "mailgun"
     label: ClassVar[str] = "Mailgun"
+    webhook_tolerance: ClassVar[float] = TOLERANCE
     max_batch: ClassVar[int] = MAX_RECIPIENTS
-    SETTINGS: ClassVar = {
-        "base_url": (str, "https://api.mailgun.net"),
-        "domain": (str, ""),
-        "tag": (str, ""),
-        "timeout": (float, 30.0),
-        "api_key": (str, ""),
-    }
-    SECRETS: ClassVar = ("api_key",)
+    Settings = Settings
+    WebhookSettings = WebhookSettings
     SECRET_HELP: ClassVar = {"api_key": "Mailgun API key"}
 
     def __init__(self, *args, **kwargs):
         """The domain is required: it is part of the URL every batch is posted to."""
         super().__init__(*args, **kwargs)
-        domain = str(self.options["domain"]).strip()
+        domain = str(self.settings.domain).strip()
         if not domain or "/" in domain or " " in domain:
             raise ProviderConfigError(
                 "Mailgun: set domain to your Mailgun sending domain (e.g. "
@@ -93,7 +132,7 @@ class MailgunProvider(HttpProvider):
                 + (f"; {domain!r} is not a domain" if domain else ""))
         self.domain = domain
         self.path = f"/v3/{domain}/messages"
-        self.auth = ("api", str(self.options["api_key"]).strip())
+        self.auth = ("api", str(self.settings.api_key).strip())
         self._cache: tuple[Edition, BulkBody, list[tuple[str, str]]] | None = None
 
     def _edition_fields(self, edition: Edition) -> tuple[BulkBody, list[tuple[str, str]]]:
@@ -117,8 +156,8 @@ class MailgunProvider(HttpProvider):
             ("v:post", edition.post_slug),
             ("v:goal", edition.goal),
         ]
-        if str(self.options["tag"]).strip():
-            fields.append(("o:tag", str(self.options["tag"]).strip()))
+        if str(self.settings.tag).strip():
+            fields.append(("o:tag", str(self.settings.tag).strip()))
         self._cache = (edition, body, fields)
         return body, fields
 
@@ -130,30 +169,20 @@ class MailgunProvider(HttpProvider):
         try:
             body, fields = self._edition_fields(batch.edition)
         except RunletterError as exc:  # a line break in the sender or subject
-            raise ProviderConfigError(f"Mailgun: {plain(exc)}") from None
-        receipts: list[Receipt] = []
-        entries: list[tuple[Recipient, str, str, dict[str, str]]] = []
-        for recipient in batch.recipients:
-            try:
-                to = format_address(recipient.first_name, recipient.email)
-                address = email.utils.parseaddr(to)[1]  # as Mailgun will key it (IDNA)
-                variables = body.values(recipient.values)
-                for key in ("unsubscribe_url", "unsubscribe_mailto", "message_id"):
-                    variables[key] = header_safe(recipient.values[key], key)
-            except (RunletterError, ValueError, KeyError) as exc:
-                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                        reason=f"cannot build the message: {plain(exc)}"))
-                continue
-            entries.append((recipient, to, address, variables))
-        pending = [entries]
-        try:
-            while pending:
-                group = pending.pop()
-                if group:
-                    pending += self._send_group(group, fields, receipts)
-        except (Transient, ProviderConfigError) as exc:
-            return self.settle(batch, receipts, exc)
-        return receipts
+            raise self.edition_error(exc) from None
+        return self.send_groups(batch, lambda recipient: self._entry(body, recipient),
+                                lambda group, receipts: self._send_group(group, fields,
+                                                                         receipts))
+
+    @staticmethod
+    def _entry(body: BulkBody, recipient: Recipient
+               ) -> tuple[Recipient, str, str, dict[str, str]]:
+        """A reader's `to`, their address as Mailgun keys it (IDNA), and their variables."""
+        to = format_address(recipient.first_name, recipient.email)
+        variables = body.values(recipient.values)
+        for key in ("unsubscribe_url", "unsubscribe_mailto", "message_id"):
+            variables[key] = header_safe(recipient.values[key], key)
+        return recipient, to, email.utils.parseaddr(to)[1], variables
 
     def _send_group(self, group: list[tuple[Recipient, str, str, dict[str, str]]],
                     fields: list[tuple[str, str]], receipts: list[Receipt]
@@ -216,6 +245,71 @@ class MailgunProvider(HttpProvider):
             return halve_or_refuse(group, "Mailgun", said, "Mailgun's 25 MB limit")
         raise ProviderConfigError(f"Mailgun answered {said} at {self.base_url}{self.path}; "
                                   f"check base_url and domain")
+
+    # -- webhook ----------------------------------------------------------------------
+
+    @classmethod
+    def verify_webhook(cls, settings: WebhookSettings, request: WebhookRequest) -> Any:
+        """The payload, when its `signature` is the key's and its timestamp recent."""
+        key = settings.webhook_signing_key
+        if not key:
+            raise WebhookError(403, f"the mailgun webhook is not configured ({KEY_ENV})")
+        payload = read_json(request.read())
+        signature = payload.get("signature") if isinstance(payload, dict) else None
+        if not isinstance(signature, dict):
+            raise WebhookError(400, "no signature object")
+        timestamp, token, sig = _signature_fields(signature)
+        expected = hmac.new(key.encode(), (timestamp + token).encode(),
+                            hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, sig.lower()):
+            raise WebhookError(403, "bad signature")
+        if not fresh(timestamp, TOLERANCE, request.clock):
+            raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
+        return payload
+
+    @classmethod
+    def parse_events(cls, payload: Any) -> WebhookReport:
+        """A permanent failure, a complaint or an unsubscribe; its token marks replays."""
+        token = payload["signature"]["token"]
+        data = payload.get("event-data")
+        if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+            raise WebhookError(400, "no event-data")
+        kind, detail = _kind(data)
+        events: tuple[Event, ...] = ()
+        if kind is not None:
+            to = address(data.get("recipient"))
+            if to is None:
+                raise WebhookError(400, "event-data without a valid recipient")
+            headers = dict_in(dict_in(data, "message"), "headers")
+            ids = (str(headers["message-id"]),) if headers.get("message-id") else ()
+            events = (Event(to, kind, detail or "permanent failure", ids),)
+        return WebhookReport(events=events, request_id=token, replay_refusal="replayed token")
+
+
+def _signature_fields(signature: dict) -> tuple[str, str, str]:
+    """(timestamp, token, signature) of a complete signature object; WebhookError if not."""
+    timestamp, token, sig = (signature.get(k) for k in ("timestamp", "token", "signature"))
+    timestamp = str(timestamp) if isinstance(timestamp, int | str) else ""
+    if not (timestamp.isascii() and timestamp.isdigit() and isinstance(token, str)
+            and token.isascii() and 0 < len(token) <= 256
+            and isinstance(sig, str) and sig.isascii()):
+        raise WebhookError(400, "the signature object is incomplete")
+    return timestamp, token, sig
+
+
+def _kind(data: dict) -> tuple[str | None, str]:
+    """(bounce | complaint | unsubscribe, detail) of an event, or (None, "")."""
+    event = data["event"]
+    if event == "failed" and data.get("severity") == "permanent":
+        status = data.get("delivery-status") or {}
+        return "bounce", text((status.get("description") or status.get("message")
+                               or data.get("reason") or "permanent failure")
+                              if isinstance(status, dict) else "")
+    if event == "complained":
+        return "complaint", "spam complaint"
+    if event == "unsubscribed":
+        return "unsubscribe", "unsubscribed at Mailgun"
+    return None, ""
 
 
 __all__ = ["MailgunProvider"]

@@ -9,11 +9,19 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from ..address import message_date
 from .base import ACCEPTED, Batch, Provider, Receipt
+
+
+@dataclass(frozen=True)
+class Settings:
+    """[providers.outbox]: another folder for the Maildir (empty: [paths] outbox)."""
+
+    path: str = ""
 
 
 class OutboxProvider(Provider):
@@ -26,11 +34,11 @@ class OutboxProvider(Provider):
     name: ClassVar[str] = "outbox"
     max_batch: ClassVar[int] = 500
     needs_secret_env: ClassVar[bool] = False
-    SETTINGS: ClassVar = {"path": (str, "")}
+    Settings = Settings
 
     def open(self) -> None:
         """Create the Maildir folders."""
-        path = self.settings.get("path")
+        path = self.settings.path
         self.root = Path(path) if path else self.config.outbox_dir
         for sub in ("tmp", "new", "cur"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)

@@ -23,33 +23,48 @@ Outcomes:
                connection refused, reset or timed out → failed
 Unknown per-message codes are retried rather than rejected: a rejection marks the reader
 bounced for good, which only Postmark's own verdict about that reader should do.
+
+Webhook: HTTP Basic auth on the URL (webhook_user, and the password from
+RUNLETTER_POSTMARK_WEBHOOK_PASSWORD), checked before the body is read; one record a call.
 """
 
 from __future__ import annotations
 
-import html
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring  # C-accelerated, ensure_ascii=False
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import requests
 
 from ..address import format_address, header_safe
 from ..errors import RunletterError
-from ..model import Edition, Slot
-from .base import ACCEPTED, FAILED, REJECTED, Batch, ProviderConfigError, Receipt
-from .http import (
-    ChunkedBody,
-    HttpProvider,
-    Transient,
-    json_or_none,
+from ..model import Edition
+from .base import (
+    ACCEPTED,
+    FAILED,
+    REJECTED,
+    Batch,
+    ProviderConfigError,
+    Receipt,
     parse_retry_after,
     plain,
-    response_text,
+    secret,
+    setting,
+)
+from .http import ChunkedBody, HttpProvider, Transient, halves, json_or_none, response_text
+from .postmark_message import Template, build_template
+from .webhook import (
+    Event,
+    WebhookError,
+    WebhookReport,
+    WebhookRequest,
+    address,
+    basic_auth_ok,
+    read_json,
+    text,
 )
 
+PASSWORD_ENV = "RUNLETTER_POSTMARK_WEBHOOK_PASSWORD"
 BATCH_PATH = "/email/batch"
 MAX_MESSAGES = 500  # documented limit per call
 MAX_BODY = 50 * 1000 * 1000  # documented: "up to 50 MB payload size"
@@ -71,74 +86,24 @@ SENDER_WORDS = ("'from'", "from address", "sender signature", "replyto", "reply 
                 "reply-to", "messagestream", "message stream")
 
 
-def _json_str(value: str) -> bytes:
-    """A JSON string literal (quotes included), UTF-8."""
-    return encode_basestring(value).encode("utf-8")
+@dataclass(frozen=True)
+class Settings:
+    """[providers.postmark]: where and how to send; the token only from the environment."""
 
-
-def _json_inner(value: str) -> bytes:
-    """A string JSON-escaped without its quotes, to sit inside a literal."""
-    return encode_basestring(value)[1:-1].encode("utf-8")
-
-
-# The holes of a message other than slots.
-TO, UNSUBSCRIBE, MESSAGE_ID, SUBSCRIBER_ID = range(4)
-BIG = 4096  # fixed runs this long are sent as they are: shared, never copied per message
+    base_url: str = "https://api.postmarkapp.com"
+    message_stream: str = "broadcast"  # newsletters belong on a Broadcast stream
+    track_opens: bool = False
+    tag: str = ""
+    timeout: float = 30.0
+    server_token: str = secret()
 
 
 @dataclass(frozen=True)
-class _Template:
-    """One edition as Postmark message bytes with holes for each reader's values.
+class WebhookSettings:
+    """[providers.postmark] webhook_*: the HTTP Basic credentials of the webhook URL."""
 
-    `segments` is the message object in order: fixed bytes (From, Subject, the JSON-escaped
-    literal runs of the HTML and text, the fixed headers), slots as (Slot, html-escaped?),
-    and the other holes (TO, UNSUBSCRIBE, MESSAGE_ID, SUBSCRIBER_ID).
-    """
-
-    edition: Edition
-    segments: tuple[bytes | int | tuple[Slot, bool], ...]
-
-    def message(self, values: Mapping[str, str], to: str, subscriber_id: int,
-                unsubscribe: str) -> tuple[list[bytes], int]:
-        """One reader's message object as chunks, and its size; nothing rendered.
-
-        Long fixed runs (the bulk of the HTML) are the template's own bytes objects, shared
-        by every message of the batch; only the short runs around the reader's values are
-        joined into new bytes.
-        """
-        chunks: list[bytes] = []
-        small: list[bytes] = []
-        size = 0
-        for segment in self.segments:
-            kind = segment.__class__
-            if kind is bytes:
-                if len(segment) >= BIG:  # type: ignore[arg-type]
-                    if small:
-                        joined = b"".join(small)
-                        chunks.append(joined)
-                        size += len(joined)
-                        small = []
-                    chunks.append(segment)  # type: ignore[arg-type]
-                    size += len(segment)  # type: ignore[arg-type]
-                else:
-                    small.append(segment)  # type: ignore[arg-type]
-            elif kind is tuple:
-                slot, escaped = segment  # type: ignore[misc]
-                value = values.get(slot.name) or slot.default
-                small.append(_json_inner(html.escape(value, quote=True) if escaped else value))
-            elif segment == TO:
-                small.append(_json_str(to))
-            elif segment == UNSUBSCRIBE:
-                small.append(_json_str(unsubscribe))
-            elif segment == MESSAGE_ID:
-                small.append(_json_str(header_safe(values["message_id"], "Message-ID")))
-            else:
-                small.append(_json_str(str(subscriber_id)))
-        if small:
-            joined = b"".join(small)
-            chunks.append(joined)
-            size += len(joined)
-        return chunks, size
+    webhook_user: str = setting("runletter", moved_from=("serve", "postmark_webhook_user"))
+    webhook_password: str = secret()
 
 
 class PostmarkProvider(HttpProvider):
@@ -154,77 +119,35 @@ class PostmarkProvider(HttpProvider):
     max_batch: ClassVar[int] = MAX_MESSAGES
     max_body: ClassVar[int] = MAX_BODY
     mixes_editions: ClassVar[bool] = True  # every message in a batch call is complete
-    SETTINGS: ClassVar = {
-        "base_url": (str, "https://api.postmarkapp.com"),
-        "message_stream": (str, "broadcast"),
-        "track_opens": (bool, False),
-        "tag": (str, ""),
-        "timeout": (float, 30.0),
-        "server_token": (str, ""),
-    }
-    SECRETS: ClassVar = ("server_token",)
+    Settings = Settings
+    WebhookSettings = WebhookSettings
     SECRET_HELP: ClassVar = {"server_token": "Postmark server API token"}
 
     def __init__(self, *args, **kwargs):
         """Settings are checked now; the token travels in every request's header."""
         super().__init__(*args, **kwargs)
-        if not str(self.options["message_stream"]).strip():
+        if not str(self.settings.message_stream).strip():
             raise ProviderConfigError("Postmark: message_stream must not be empty "
                                       "(newsletters go on a Broadcast stream, e.g. "
                                       "\"broadcast\")")
         self.request_headers = {
-            "X-Postmark-Server-Token": str(self.options["server_token"]).strip(),
+            "X-Postmark-Server-Token": str(self.settings.server_token).strip(),
             "Content-Type": "application/json",
         }
-        self._templates: dict[int, _Template] = {}
+        self._templates: dict[int, Template] = {}
 
     # -- building ---------------------------------------------------------------------
 
-    def _template(self, edition: Edition) -> _Template:
+    def _template(self, edition: Edition) -> Template:
         """The edition encoded once; reused for every batch of the same edition."""
         cached = self._templates.get(id(edition))
         if cached is not None and cached.edition is edition:
             return cached
-        config = self.config
-        fixed: dict[str, object] = {
-            "From": format_address(config.sender_name, config.sender_email),
-            "ReplyTo": header_safe(config.reply_to, "the Reply-To address"),
-            "Subject": header_safe(edition.subject, "the subject"),
-            "MessageStream": str(self.options["message_stream"]).strip(),
-            "TrackOpens": bool(self.options["track_opens"]),
-        }
-        if str(self.options["tag"]).strip():
-            fixed["Tag"] = str(self.options["tag"]).strip()
-        head = json.dumps(fixed, ensure_ascii=False, separators=(",", ":"))[:-1]
-        edition_header = header_safe(f"{edition.post_slug}/{edition.goal}", "the edition")
-        headers_head = (
-            ',"Headers":[{"Name":"X-Runletter-Edition","Value":' + encode_basestring(
-                edition_header) + '},{"Name":"List-Unsubscribe-Post",'
-            '"Value":"List-Unsubscribe=One-Click"},{"Name":"List-Unsubscribe","Value":')
-        metadata = json.dumps({"post": edition.post_slug, "goal": edition.goal},
-                              ensure_ascii=False, separators=(",", ":"))[:-1]
-        segments: list[bytes | int | tuple[Slot, bool]] = []
-
-        def add(*items: bytes | str | int | tuple[Slot, bool]) -> None:
-            for item in items:
-                if isinstance(item, str):
-                    item = item.encode("utf-8")
-                if isinstance(item, bytes) and segments and isinstance(segments[-1], bytes):
-                    segments[-1] += item  # adjacent fixed runs become one
-                elif item != b"":
-                    segments.append(item)
-
-        add(head + ',"To":', TO, ',"HtmlBody":"')
-        add(*(_json_inner(p) if isinstance(p, str) else (p, True) for p in edition.html_parts))
-        add('","TextBody":"')
-        add(*(_json_inner(p) if isinstance(p, str) else (p, False) for p in edition.text_parts))
-        add('"', headers_head, UNSUBSCRIBE, '},{"Name":"X-Runletter-Message-ID","Value":',
-            MESSAGE_ID, '}],"Metadata":', metadata, ',"subscriber_id":', SUBSCRIBER_ID, "}}")
-        template = _Template(edition=edition, segments=tuple(segments))
+        template = build_template(edition, self.config, self.settings)
         self._templates[id(edition)] = template
         return template
 
-    def _calls(self, items: list[tuple[_Template, Batch]], receipts: list[Receipt]
+    def _calls(self, items: list[tuple[Template, Batch]], receipts: list[Receipt]
                ) -> Iterator[list[tuple[int, list[bytes]]]]:
         """The batch as calls of (subscriber id, message chunks), each within max_body.
 
@@ -270,7 +193,7 @@ class PostmarkProvider(HttpProvider):
         try:
             items = [(self._template(b.edition), b) for b in batches]
         except RunletterError as exc:  # a line break in the sender or subject
-            raise ProviderConfigError(f"Postmark: {plain(exc)}") from None
+            raise self.edition_error(exc) from None
         everyone = Batch(batches[0].edition, batches[0].compiled,
                          tuple(r for b in batches for r in b.recipients))
         receipts: list[Receipt] = []
@@ -312,9 +235,8 @@ class PostmarkProvider(HttpProvider):
             self._map_results(call, results, retry_after, receipts, settled)
             return
         if status == 413 and len(call) > 1:
-            half = len(call) // 2
-            self._post_call(call[:half], receipts, settled)
-            self._post_call(call[half:], receipts, settled)
+            for half in reversed(halves(call)):  # in the order they were in the call
+                self._post_call(half, receipts, settled)
             return
         raise self._call_error(response, status, retry_after)
 
@@ -365,10 +287,10 @@ class PostmarkProvider(HttpProvider):
             return ProviderConfigError(
                 f"Postmark refused the server token ({said}); check "
                 f"RUNLETTER_POSTMARK_SERVER_TOKEN (the Server API token of the server that "
-                f"owns message stream '{self.options['message_stream']}')")
+                f"owns message stream '{self.settings.message_stream}')")
         if status == 422:
             hint = CONFIG_CODES.get(code) or (f"check [sender] in runletter.toml and message_"
-                                              f"stream '{self.options['message_stream']}'")
+                                              f"stream '{self.settings.message_stream}'")
             return ProviderConfigError(f"Postmark refused the batch ({said}); {hint}")
         if status == 413:
             return ProviderConfigError(
@@ -377,6 +299,62 @@ class PostmarkProvider(HttpProvider):
         return ProviderConfigError(
             f"Postmark answered {said} at {self.base_url}{BATCH_PATH}; check base_url "
             f"({self.env_name('base_url')})")
+
+    # -- webhook ----------------------------------------------------------------------
+
+    @classmethod
+    def verify_webhook(cls, settings: WebhookSettings, request: WebhookRequest) -> Any:
+        """Postmark's HTTP Basic credentials, checked before the body is read."""
+        if not settings.webhook_password:
+            raise WebhookError(403, f"the postmark webhook is not configured ({PASSWORD_ENV})")
+        if not basic_auth_ok(request.headers.get("Authorization"), settings.webhook_user,
+                             settings.webhook_password):
+            raise WebhookError(401, "missing or wrong credentials")
+        return read_json(request.read())
+
+    @classmethod
+    def parse_events(cls, record: Any) -> WebhookReport:
+        """A hard Bounce, a SpamComplaint or a manual SubscriptionChange; other records
+        (Delivery, Open, Click…) report nothing."""
+        if not isinstance(record, dict) or not isinstance(record.get("RecordType"), str):
+            raise WebhookError(400, "not a Postmark webhook record (no RecordType)")
+        event = _EVENTS.get(record["RecordType"], lambda _record: None)(record)
+        return WebhookReport(events=(event,) if event else ())
+
+
+def _recipient(record: dict, field: str) -> str:
+    """The record's address; a record about nobody is a malformed request."""
+    found = address(record.get(field))
+    if found is None:
+        raise WebhookError(400, f"a {record['RecordType']} record without a valid {field}")
+    return found
+
+
+def _ids(record: dict) -> tuple[str, ...]:
+    return (str(record["MessageID"]),) if record.get("MessageID") else ()
+
+
+def _bounce(record: dict) -> Event | None:
+    to = _recipient(record, "Email")
+    if record.get("Type") not in ("HardBounce", "BadEmailAddress"):
+        return None
+    detail = text(record.get("Description") or record.get("Details") or record["Type"])
+    return Event(to, "bounce", f"{record['Type']}: {detail}", _ids(record))
+
+
+def _complaint(record: dict) -> Event | None:
+    return Event(_recipient(record, "Email"), "complaint", "spam complaint", _ids(record))
+
+
+def _unsubscribe(record: dict) -> Event | None:
+    to = _recipient(record, "Recipient")
+    if record.get("SuppressSending") is not True or \
+            record.get("SuppressionReason") != "ManualSuppression":
+        return None
+    return Event(to, "unsubscribe", "unsubscribed at Postmark", _ids(record))
+
+
+_EVENTS = {"Bounce": _bounce, "SpamComplaint": _complaint, "SubscriptionChange": _unsubscribe}
 
 
 __all__ = ["PostmarkProvider"]

@@ -24,20 +24,39 @@ Outcomes of a call:
   429                → failed, retry after the later of X-RateLimit-Reset (a unix time)
                        and Retry-After
   5xx, dropped       → failed (retried later)
+
+Webhook: the signed Event Webhook, ECDSA P-256 / SHA-256 over timestamp + raw body, with
+the verification key SendGrid shows (webhook_public_key: base64 DER, or PEM); a signed
+timestamp more than TOLERANCE seconds off is refused (SendGrid documents no window: without
+one, a captured batch could be replayed for ever once its event ids are forgotten).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
 
 from ..address import Recipient, format_address, header_safe
+from ..config import Config
 from ..errors import RunletterError
 from ..model import Edition
-from .base import ACCEPTED, REJECTED, Batch, ProviderConfigError, Receipt
+from .base import (
+    ACCEPTED,
+    REJECTED,
+    Batch,
+    ProviderConfigError,
+    Receipt,
+    parse_retry_after,
+    secret,
+    setting,
+    setting_error,
+)
 from .http import (
     BulkBody,
     HttpProvider,
@@ -46,11 +65,22 @@ from .http import (
     halve_or_refuse,
     json_or_none,
     parse_rate_limit_reset,
-    parse_retry_after,
-    plain,
     response_text,
 )
+from .webhook import (
+    Event,
+    WebhookError,
+    WebhookReport,
+    WebhookRequest,
+    address,
+    fresh,
+    read_json,
+    text,
+)
 
+TOLERANCE = 300  # seconds a webhook's signed timestamp may be off (Mailgun's window)
+SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_PERSONALIZATIONS = 1000  # documented per request
 SEND_PATH = "/v3/mail/send"
 PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\b")
@@ -58,6 +88,22 @@ PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\b")
 
 def _tag(variable: str) -> str:
     return f"-{variable}-"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """[providers.sendgrid]: where to send; the API key only from the environment."""
+
+    base_url: str = "https://api.sendgrid.com"
+    timeout: float = 30.0
+    api_key: str = secret()
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """[providers.sendgrid] webhook_public_key: the Event Webhook's verification key."""
+
+    webhook_public_key: str = setting("", moved_from=("serve", "sendgrid_public_key"))
 
 
 class SendgridProvider(HttpProvider):
@@ -69,20 +115,17 @@ class SendgridProvider(HttpProvider):
 
     name: ClassVar[str] = "sendgrid"
     label: ClassVar[str] = "SendGrid"
+    webhook_tolerance: ClassVar[float] = TOLERANCE
     max_batch: ClassVar[int] = MAX_PERSONALIZATIONS
-    SETTINGS: ClassVar = {
-        "base_url": (str, "https://api.sendgrid.com"),
-        "timeout": (float, 30.0),
-        "api_key": (str, ""),
-    }
-    SECRETS: ClassVar = ("api_key",)
+    Settings = Settings
+    WebhookSettings = WebhookSettings
     SECRET_HELP: ClassVar = {"api_key": "SendGrid API key"}
 
     def __init__(self, *args, **kwargs):
         """The key travels as a Bearer token in every request."""
         super().__init__(*args, **kwargs)
         self.request_headers = {
-            "Authorization": f"Bearer {str(self.options['api_key']).strip()}",
+            "Authorization": f"Bearer {str(self.settings.api_key).strip()}",
             "Content-Type": "application/json",
         }
         self._cache: tuple[Edition, BulkBody, dict[str, Any]] | None = None
@@ -140,25 +183,11 @@ class SendgridProvider(HttpProvider):
         try:
             bulk, fixed = self._edition_body(batch.edition)
         except RunletterError as exc:  # a line break in the sender or subject
-            raise ProviderConfigError(f"SendGrid: {plain(exc)}") from None
-        receipts: list[Receipt] = []
-        entries: list[tuple[Recipient, dict[str, Any]]] = []
-        for recipient in batch.recipients:
-            try:
-                entries.append((recipient, self._personalization(
-                    bulk, batch.edition.post_slug, recipient)))
-            except (RunletterError, ValueError, KeyError) as exc:
-                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                        reason=f"cannot build the message: {plain(exc)}"))
-        pending = [entries]
-        try:
-            while pending:
-                group = pending.pop()
-                if group:
-                    pending += self._send_group(group, fixed, receipts)
-        except (Transient, ProviderConfigError) as exc:
-            return self.settle(batch, receipts, exc)
-        return receipts
+            raise self.edition_error(exc) from None
+        post = batch.edition.post_slug
+        return self.send_groups(
+            batch, lambda r: (r, self._personalization(bulk, post, r)),
+            lambda group, receipts: self._send_group(group, fixed, receipts))
 
     def _send_group(self, group: list[tuple[Recipient, dict[str, Any]]],
                     fixed: dict[str, Any], receipts: list[Receipt]
@@ -220,6 +249,35 @@ class SendgridProvider(HttpProvider):
         receipts += [Receipt(sid, REJECTED, reason=reason) for sid, reason in named.items()]
         return [[entry for entry in group if entry[0].subscriber_id not in named]]
 
+    # -- webhook ----------------------------------------------------------------------
+
+    @classmethod
+    def load_webhook(cls, settings: WebhookSettings, config: Config) -> Any:
+        """The verification key, parsed once at start-up (None when not configured)."""
+        if not settings.webhook_public_key:
+            return None
+        return load_key(settings.webhook_public_key, lambda problem: setting_error(
+            cls, config, "webhook_public_key", problem))
+
+    @classmethod
+    def verify_webhook(cls, public_key: Any, request: WebhookRequest) -> Any:
+        """The events, when signed with the key and recently; the signature headers are
+        checked before the body is read."""
+        if public_key is None:
+            raise WebhookError(403, "the sendgrid webhook is not configured "
+                                    "([providers.sendgrid] webhook_public_key)")
+        items = read_json(_check_signature(public_key, request))
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise WebhookError(400, "the body is not an array of events")
+        return items
+
+    @classmethod
+    def parse_events(cls, items: Any) -> WebhookReport:
+        """Bounces, drops, spam reports and unsubscribes; each with its sg_event_id, as
+        SendGrid retries whole batches."""
+        events = (_event(item) for item in items)
+        return WebhookReport(events=tuple(e for e in events if e is not None))
+
 
 def _rate_limited_for(response: requests.Response) -> float | None:
     """How long a 429 asks to wait: the later of X-RateLimit-Reset and Retry-After, since
@@ -228,6 +286,84 @@ def _rate_limited_for(response: requests.Response) -> float | None:
         parse_rate_limit_reset(response.headers.get("X-RateLimit-Reset")),
         parse_retry_after(response.headers.get("Retry-After"))) if wait is not None]
     return max(waits, default=None)
+
+
+def load_key(text: str, where: Any):
+    """The EC public key from SendGrid's verification key (base64 DER, or PEM); `where`
+    makes the error for a key that is not one."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        load_der_public_key,
+        load_pem_public_key,
+    )
+
+    text = text.strip()
+    try:
+        key = (load_pem_public_key(text.encode()) if text.startswith("-----")
+               else load_der_public_key(base64.b64decode(text, validate=True)))
+    except (ValueError, binascii.Error, TypeError):
+        raise where("is not a public key (paste the verification key SendGrid shows, "
+                    "base64)") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise where("must be an ECDSA P-256 key")
+    return key
+
+
+def _check_signature(public_key: Any, request: WebhookRequest) -> bytes:
+    """The body, when the signature headers sign it with the key and recently."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    signature, timestamp = request.headers.get(SIGNATURE), request.headers.get(TIMESTAMP)
+    if not signature or not timestamp:
+        raise WebhookError(401, f"unsigned (no {SIGNATURE})")
+    body = request.read()
+    try:
+        raw = base64.b64decode(signature, validate=True)
+        public_key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    except (binascii.Error, ValueError, InvalidSignature):
+        raise WebhookError(403, "bad signature") from None
+    if not fresh(timestamp, TOLERANCE, request.clock):
+        raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
+    return body
+
+
+_DROPPED = (("bounce", "bounce"), ("invalid", "bounce"), ("spam", "complaint"),
+            ("unsubscribe", "unsubscribe"))
+
+
+def _kind(item: dict) -> tuple[str | None, str | None]:
+    """(bounce | complaint | unsubscribe, detail) of one event, or (None, None)."""
+    name = item.get("event")
+    if name == "bounce" and item.get("type", "bounce") == "bounce":  # not "blocked"
+        return "bounce", text(item.get("reason") or "bounce")
+    if name == "dropped":
+        reason = str(item.get("reason") or "").lower()
+        kind = next((k for word, k in _DROPPED if word in reason), None)
+        return kind, f"dropped: {text(item.get('reason'))}"
+    if name == "spamreport":
+        return "complaint", "spam report"
+    if name in ("unsubscribe", "group_unsubscribe"):
+        return "unsubscribe", name.replace("_", " ")
+    return None, None
+
+
+def _event(item: dict) -> Event | None:
+    """One event that concerns us, with the ids it may be found by; None for the others."""
+    kind, detail = _kind(item)
+    if kind is None:
+        return None
+    to = address(item.get("email"))
+    if to is None:
+        raise WebhookError(400, f"a {item.get('event')} event without a valid email")
+    ids: list[str] = []
+    if isinstance(item.get("sg_message_id"), str):  # its X-Message-Id, then a suffix
+        ids += [item["sg_message_id"], item["sg_message_id"].split(".", 1)[0]]
+    if isinstance(item.get("smtp-id"), str):
+        ids.append(item["smtp-id"])
+    event_id = item.get("sg_event_id") if isinstance(item.get("sg_event_id"), str) else None
+    return Event(to, kind, detail or str(item.get("event")), tuple(ids), event_id)
 
 
 def _errors(response: requests.Response) -> list[tuple[str, str]]:

@@ -21,115 +21,43 @@ Outcomes map onto receipts like this:
 A config error is raised only while nothing of the batch was accepted; otherwise the rest of
 the batch gets FAILED receipts and the error is raised at the next send (as in smtp.py), so
 a receipt is never lost for a message that went out.
+
+Webhook: SES's bounce and complaint notifications through SNS (see sns.py), with the
+certificate saved in webhook_certificate, for the topic webhook_topic_arn. boto3 is needed
+to send, not to receive webhooks, so it is imported when sending starts.
 """
 
 from __future__ import annotations
 
-import email.utils
 import math
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, ClassVar
-
-import boto3  # the optional extra: pip install 'runletter[ses]'
-from botocore import exceptions as botoerrors
-from botocore.config import Config as BotoConfig
 
 from ..address import Addresser, Message, Recipient, message_date
 from ..config import Config
 from ..errors import RunletterError
-from .base import ACCEPTED, FAILED, REJECTED, Batch, Provider, ProviderConfigError, Receipt
+from . import sns
+from .base import (
+    ACCEPTED,
+    FAILED,
+    REJECTED,
+    Batch,
+    Provider,
+    ProviderConfigError,
+    Receipt,
+    plain,
+    setting,
+    setting_error,
+)
+from .ses_answers import notification_events, receipt_for_error, ses_address
+from .webhook import WebhookError, WebhookReport, WebhookRequest, read_json
 
 CONNECT_TIMEOUT = 10.0  # seconds
 READ_TIMEOUT = 30.0
-
-# Error codes that no retry fixes: stop the publish, mark nothing.
-ACCOUNT_CODES = {
-    "AccountSuspendedException": "the SES account's sending is suspended",
-    "SendingPausedException": "sending is paused for this account or configuration set",
-    "AccountSendingPausedException": "sending is paused for this account",
-    "ConfigurationSetSendingPausedException": "sending is paused for the configuration set",
-    "MailFromDomainNotVerifiedException": "the sender's custom MAIL FROM domain is not "
-                                          "verified (check its MX and SPF records)",
-    "NotFoundException": "SES did not find a resource the call names (is configuration_set "
-                         "right, and does it exist in this region?)",
-    "ConfigurationSetDoesNotExistException": "the configuration set does not exist in this "
-                                             "region",
-}
-CREDENTIAL_CODES = {
-    "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException",
-    "SignatureDoesNotMatch", "IncompleteSignature", "MissingAuthenticationToken",
-    "InvalidAccessKeyId", "ExpiredToken", "ExpiredTokenException", "RequestExpired",
-    "AuthFailure", "NotAuthorized", "OptInRequired", "AccessDenied", "AccessDeniedException",
-}
-# Error codes worth a later try.
-TRANSIENT_CODES = {
-    "Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException",
-    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "SlowDown",
-    "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure",
-    "InternalServerError", "InternalError", "InternalServiceError", "RequestTimeout",
-    "RequestTimeoutException", "PriorRequestNotComplete", "BandwidthLimitExceeded",
-}
-# MessageRejected says these when the account, not the reader, is the problem: the sender
-# identity is not verified in this region (or, in the sandbox, the reader is not), or the
-# edition itself is refused. Marking every reader bounced for them would be a disaster.
-ACCOUNT_REJECTIONS = ("not verified", "did not have authority", "not authorized",
-                      "message length")
-SANDBOX_HINT = ("verify the sender address or its domain in this region; if the identity "
-                "named is a reader's, the account is in the SES sandbox, which sends only to "
-                "verified addresses: request production access")
-
-
-def _plain(exc: Exception) -> str:
-    """An error as a receipt reason: without the 'runletter:' place a RunletterError adds."""
-    if isinstance(exc, RunletterError):
-        return "; ".join(finding.message for finding in exc.findings)
-    return str(exc)
-
-
-def _error_text(message: str) -> str:
-    """The service's words on one line (some front ends answer in XML; keep its Message)."""
-    found = re.search(r"<Message>(.*?)</Message>", message, re.S)
-    if found:
-        message = found.group(1)
-    return " ".join(message.split())[:300]
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Retry-After in seconds, from a number or an HTTP date; None when absent or odd."""
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def ses_address(address: str) -> str:
-    """The address as SES takes it: 7-bit ASCII, an international domain in Punycode.
-
-    SES does not support SMTPUTF8, so a non-ASCII local part cannot be sent at all;
-    raises ValueError for it.
-    """
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        raise ValueError(f"SES cannot send to {address!r}: it does not support non-ASCII "
-                         "characters before the @ (no SMTPUTF8)")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise ValueError(f"the domain of {address!r} cannot be encoded: {exc}") from None
-    return f"{local}@{domain}"
-
 
 class Pacer:
     """Lets calls start no closer than 1/rate seconds apart, shared by all workers (and all
@@ -162,6 +90,27 @@ class Pacer:
         return None
 
 
+@dataclass(frozen=True)
+class Settings:
+    """[providers.ses]: region, endpoint, configuration set and pace; credentials come from
+    the standard AWS chain, never from runletter.toml."""
+
+    region: str = "us-east-1"
+    endpoint_url: str = ""
+    configuration_set: str = ""
+    max_rate: float = 14.0
+    max_workers: int = 8
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """[providers.ses] webhook_*: the SNS signing certificate (a PEM file, relative to the
+    project) and the topic allowed to post."""
+
+    webhook_certificate: str = setting("", moved_from=("serve", "ses_certificate"))
+    webhook_topic_arn: str = setting("", moved_from=("serve", "ses_topic_arn"))
+
+
 class SesProvider(Provider):
     """Delivers each recipient's MIME message with SES v2 SendEmail (raw content).
 
@@ -176,34 +125,27 @@ class SesProvider(Provider):
     label: ClassVar[str] = "SES"
     max_batch: ClassVar[int] = 50
     mixes_editions: ClassVar[bool] = True  # every call carries one complete message
-    SETTINGS: ClassVar = {
-        "region": (str, "us-east-1"),
-        "endpoint_url": (str, ""),
-        "configuration_set": (str, ""),
-        "max_rate": (float, 14.0),
-        "max_workers": (int, 8),
-    }
-    SECRETS: ClassVar = ()
+    requires: ClassVar[tuple[str, ...]] = ("boto3",)  # pip install 'runletter[ses]'
+    Settings = Settings
+    WebhookSettings = WebhookSettings
 
-    def __init__(self, config: Config, addresser: Addresser, settings: Mapping[str, Any]):
+    def __init__(self, config: Config, addresser: Addresser, settings: Mapping[str, Any] | Any):
         """Check the settings now, so a typo stops the publish before anything is sent."""
         super().__init__(config, addresser, settings)
-        self.options = {key: settings.get(key, default)
-                        for key, (_kind, default) in self.SETTINGS.items()}
-        self.region = str(self.options["region"]).strip()
+        self.region = str(self.settings.region).strip()
         if not self.region:
             raise ProviderConfigError("ses setting 'region' is empty; set it to the region "
                                       "where the sender identity is verified, e.g. us-east-1")
-        self.max_rate = float(self.options["max_rate"])
+        self.max_rate = float(self.settings.max_rate)
         if not self.max_rate > 0:
             raise ProviderConfigError(f"ses setting 'max_rate' must be more than 0 messages "
-                                      f"per second, not {self.options['max_rate']!r}")
-        self.max_workers = int(self.options["max_workers"])
+                                      f"per second, not {self.settings.max_rate!r}")
+        self.max_workers = int(self.settings.max_workers)
         if not 1 <= self.max_workers <= 64:
             raise ProviderConfigError(f"ses setting 'max_workers' must be 1 to 64, not "
-                                      f"{self.options['max_workers']!r}")
-        self.endpoint_url = str(self.options["endpoint_url"]).strip() or None
-        self.configuration_set = str(self.options["configuration_set"]).strip()
+                                      f"{self.settings.max_workers!r}")
+        self.endpoint_url = str(self.settings.endpoint_url).strip() or None
+        self.configuration_set = str(self.settings.configuration_set).strip()
         try:
             self.from_address = ses_address(config.sender_email)
         except ValueError as exc:
@@ -214,9 +156,6 @@ class SesProvider(Provider):
         self._executor: ThreadPoolExecutor | None = None
         self._reached = False  # any HTTP answer from SES yet (even an error)
         self._stop = threading.Event()  # the batch being sent: set to start no more calls
-        # A config problem found mid-batch, after some messages went out: reported as
-        # FAILED receipts for the rest of that batch, raised at the start of the next one.
-        self._fatal: ProviderConfigError | None = None
 
     # -- connection -------------------------------------------------------------------
 
@@ -224,6 +163,10 @@ class SesProvider(Provider):
         """One session, one client (pooled, thread-safe) and the worker pool for the publish."""
         if self.client is not None:
             return
+        import boto3
+        from botocore import exceptions as botoerrors
+        from botocore.config import Config as BotoConfig
+
         try:
             session = boto3.session.Session(region_name=self.region)
             if session.get_credentials() is None:
@@ -273,16 +216,22 @@ class SesProvider(Provider):
     def send_many(self, batches: Sequence[Batch]) -> list[Receipt]:
         """Like send(), for the batches of several editions at once (one call per message
         either way, so a goal's last few readers need not wait for the next goal's)."""
-        if self._fatal is not None:
-            raise self._fatal
+        self.check_fatal()
         if self.client is None or self._executor is None:
             self.open()
+        receipts: list[Receipt] = []
+        pending = self._submit(batches, receipts)
+        return self._gather(pending, receipts)
+
+    def _submit(self, batches: Sequence[Batch], receipts: list[Receipt]
+                ) -> list[tuple[Recipient, Future]]:
+        """Each reader's call, queued on the workers; a reader whose message cannot be
+        sent is rejected at once (appended to `receipts`)."""
         assert self._executor is not None
         date = message_date()
         # Set by the first config error (or close()): start no further calls.
         stop = self._stop = threading.Event()
         told: list[float] = []  # Retry-Afters SES answered in this batch: start no more calls
-        receipts: list[Receipt] = []
         pending: list[tuple[Recipient, Future]] = []
         for batch in batches:
             for recipient in batch.recipients:
@@ -293,11 +242,15 @@ class SesProvider(Provider):
                     # A line break in this reader's name, an address SES cannot carry:
                     # their message cannot be sent, and no retry would change that.
                     receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                            reason=f"cannot send the message: {_plain(exc)}"))
+                                            reason=f"cannot send the message: {plain(exc)}"))
                     continue
                 pending.append((recipient, self._executor.submit(
                     self._send_paced, recipient, to, message, stop, told)))
+        return pending
 
+    def _gather(self, pending: list[tuple[Recipient, Future]],
+                receipts: list[Receipt]) -> list[Receipt]:
+        """Every call's receipt; the calls a config error or close() stopped are FAILED."""
         fatal: ProviderConfigError | None = None
         unsent: list[Recipient] = []  # never called: a config error or close() came first
         broken: list[Recipient] = []  # their own call met the config error
@@ -326,8 +279,8 @@ class SesProvider(Provider):
         if fatal is not None:
             if not any(r.status == ACCEPTED for r in receipts):
                 raise fatal
-            self._fatal = fatal
-            reason = _plain(fatal)
+            self.stick(fatal)
+            reason = plain(fatal)
             receipts += [Receipt(r.subscriber_id, FAILED, reason=reason) for r in broken]
             receipts += [Receipt(r.subscriber_id, FAILED, reason=f"not sent: {reason}")
                          for r in unsent]
@@ -356,6 +309,8 @@ class SesProvider(Provider):
 
     def _send_one(self, recipient: Recipient, to: str, message: Message) -> Receipt:
         """One SendEmail call, mapped to a receipt; a config problem raises."""
+        from botocore import exceptions as botoerrors
+
         params: dict[str, Any] = {
             "FromEmailAddress": self.from_address,
             "Destination": {"ToAddresses": [to]},
@@ -368,7 +323,7 @@ class SesProvider(Provider):
             response = self.client.send_email(**params)
         except botoerrors.ClientError as exc:
             self._reached = True
-            return self._by_error(recipient, exc)
+            return receipt_for_error(recipient, exc, self.from_address, self.region)
         except (botoerrors.NoCredentialsError, botoerrors.PartialCredentialsError,
                 botoerrors.CredentialRetrievalError) as exc:
             raise ProviderConfigError(f"ses: AWS credentials missing or unreadable: {exc}; "
@@ -396,38 +351,43 @@ class SesProvider(Provider):
         self._reached = True
         return Receipt(rid, ACCEPTED, provider_id=response.get("MessageId"))
 
-    def _by_error(self, recipient: Recipient, exc: botoerrors.ClientError) -> Receipt:
-        """An error answer from SES: a receipt, or ProviderConfigError for the account."""
-        error = exc.response.get("Error", {})
-        meta = exc.response.get("ResponseMetadata", {})
-        code = str(error.get("Code", ""))
-        status = int(meta.get("HTTPStatusCode") or 0)
-        text = _error_text(str(error.get("Message", "")))
-        said = f"{code}: {text}" if text else code
-        rid = recipient.subscriber_id
-        if code in TRANSIENT_CODES or status == 429 or status >= 500:
-            return Receipt(rid, FAILED, reason=said,
-                           retry_after=_retry_after(meta.get("HTTPHeaders", {})))
-        if code in ACCOUNT_CODES:
-            raise ProviderConfigError(f"ses: {ACCOUNT_CODES[code]} ({said})")
-        if code in CREDENTIAL_CODES or code.startswith("AccessDenied") or status in (401, 403):
-            raise ProviderConfigError(
-                f"ses: AWS refused the credentials or their permissions ({said}); check "
-                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and that the key may call "
-                "ses:SendEmail (and ses:SendRawEmail) in this region")
-        if code == "MessageRejected":
-            if any(marker in text.lower() for marker in ACCOUNT_REJECTIONS):
-                raise ProviderConfigError(
-                    f"ses: SES refused the sender {self.from_address} in {self.region} "
-                    f"({said}); {SANDBOX_HINT}")
-            return Receipt(rid, REJECTED, reason=said)
-        # BadRequestException and any other refusal of the request: when SES names this
-        # reader's address, the address is the problem; otherwise the request itself is,
-        # and it would fail the same way for every reader: never bounce them all for it.
-        if recipient.email.lower() in text.lower():
-            return Receipt(rid, REJECTED, reason=said)
-        raise ProviderConfigError(f"ses: SES refused the request for {recipient.email} "
-                                  f"({said}); check the ses settings and the sender")
+    # -- webhook ----------------------------------------------------------------------
+
+    @classmethod
+    def load_webhook(cls, settings: WebhookSettings, config: Config) -> Any:
+        """(the SNS signing certificate, the topic), read once at start-up."""
+        if not settings.webhook_certificate:
+            return None, settings.webhook_topic_arn
+        path = config.root / settings.webhook_certificate
+        try:
+            certificate = sns.load_certificate(path.read_bytes())
+        except OSError as exc:
+            raise setting_error(cls, config, "webhook_certificate", f"names {path}, which "
+                                f"cannot be read: {exc.strerror or exc}") from None
+        except ValueError:
+            raise setting_error(cls, config, "webhook_certificate",
+                                f"names {path}, which is not a PEM certificate") from None
+        return certificate, settings.webhook_topic_arn
+
+    @classmethod
+    def verify_webhook(cls, loaded: tuple[Any, str], request: WebhookRequest) -> Any:
+        """The SNS message, when signed with the certificate for the topic."""
+        certificate, topic_arn = loaded
+        if certificate is None or not topic_arn:
+            raise WebhookError(403, "the ses webhook is not configured ([providers.ses] "
+                                    "webhook_certificate and webhook_topic_arn)")
+        return sns.verified_message(request, certificate, topic_arn)
+
+    @classmethod
+    def parse_events(cls, message: Any) -> WebhookReport:
+        """The bounces and complaints of a Notification (SNS keeps its MessageId on
+        retries); a (un)subscription confirmation is only logged."""
+        if message["Type"] != "Notification":
+            note = "subscription confirmation logged" if \
+                message["Type"] == "SubscriptionConfirmation" else ""
+            return WebhookReport(note=note, log=(sns.confirmation_notice(message),))
+        events = notification_events(read_json(message["Message"].encode("utf-8")))
+        return WebhookReport(events=tuple(events), request_id=str(message.get("MessageId")))
 
 
 def _held(recipient: Recipient, told: list[float]) -> Receipt:

@@ -17,12 +17,23 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..address import Addresser, Message, Recipient, message_date
 from ..config import Config
 from ..errors import RunletterError
-from .base import ACCEPTED, FAILED, REJECTED, Batch, Provider, ProviderConfigError, Receipt
+from .base import (
+    ACCEPTED,
+    FAILED,
+    REJECTED,
+    Batch,
+    Provider,
+    ProviderConfigError,
+    Receipt,
+    plain,
+    secret,
+)
 
 SECURITY_MODES = ("starttls", "ssl", "none")
 
@@ -38,11 +49,21 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
-def _plain(exc: Exception) -> str:
-    """An error as a receipt reason: without the 'runletter:' place a RunletterError adds."""
-    if isinstance(exc, RunletterError):
-        return "; ".join(finding.message for finding in exc.findings)
-    return str(exc)
+@dataclass(frozen=True)
+class Settings:
+    """[providers.smtp]: the server and how to reach it; the password only from the
+    environment."""
+
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"  # starttls | ssl | none
+    username: str = ""
+    password: str = secret()
+    timeout: float = 30.0
+    verify_tls: bool = True
+    cafile: str = ""
+    envelope_from: str = ""
+    local_hostname: str = ""
 
 
 class SmtpProvider(Provider):
@@ -55,54 +76,36 @@ class SmtpProvider(Provider):
 
     name: ClassVar[str] = "smtp"
     max_batch: ClassVar[int] = 100
-    SETTINGS: ClassVar = {
-        "host": (str, "localhost"),
-        "port": (int, 587),
-        "security": (str, "starttls"),
-        "username": (str, ""),
-        "password": (str, ""),
-        "timeout": (float, 30.0),
-        "verify_tls": (bool, True),
-        "cafile": (str, ""),
-        "envelope_from": (str, ""),
-        "local_hostname": (str, ""),
-    }
-    SECRETS: ClassVar = ("password",)
+    Settings = Settings
 
-    def __init__(self, config: Config, addresser: Addresser, settings: Mapping[str, Any]):
+    def __init__(self, config: Config, addresser: Addresser, settings: Mapping[str, Any] | Any):
         """Check the settings now, so a typo stops the publish before anything is sent."""
         super().__init__(config, addresser, settings)
-        # Callers may pass only some settings (tests, bench); the rest take their defaults.
-        self.options = {key: settings.get(key, default)
-                        for key, (_kind, default) in self.SETTINGS.items()}
-        security = str(self.options["security"]).lower()
+        security = str(self.settings.security).lower()
         if security not in SECURITY_MODES:
             raise ProviderConfigError(
                 f"smtp setting 'security' must be one of {', '.join(SECURITY_MODES)}, "
-                f"not {self.options['security']!r}")
+                f"not {self.settings.security!r}")
         self.security = security
-        if self.options["username"] and not self.options["password"]:
+        if self.settings.username and not self.settings.password:
             raise ProviderConfigError(
                 "smtp: username is set but the password is empty; "
                 "set RUNLETTER_SMTP_PASSWORD in the environment")
-        self.envelope_from = self.options["envelope_from"] or config.sender_email
-        self.where = f"{self.options['host']}:{self.options['port']}"
+        self.envelope_from = self.settings.envelope_from or config.sender_email
+        self.where = f"{self.settings.host}:{self.settings.port}"
         self._smtp: smtplib.SMTP | None = None
         self._connected_once = False
-        # A config problem found mid-batch, after some messages went out: reported as
-        # FAILED receipts for the rest of that batch, raised at the start of the next one.
-        self._fatal: ProviderConfigError | None = None
 
     # -- connection -------------------------------------------------------------------
 
     def _tls_context(self) -> ssl.SSLContext:
         """The context for STARTTLS or SMTPS: system CAs, or `cafile` for a private CA."""
         try:
-            context = ssl.create_default_context(cafile=self.options["cafile"] or None)
+            context = ssl.create_default_context(cafile=self.settings.cafile or None)
         except OSError as exc:  # ssl.SSLError included
             raise ProviderConfigError(
-                f"smtp: cannot load cafile {self.options['cafile']!r}: {exc}") from None
-        if not self.options["verify_tls"]:
+                f"smtp: cannot load cafile {self.settings.cafile!r}: {exc}") from None
+        if not self.settings.verify_tls:
             # Only for a test relay: encryption without knowing who is at the other end.
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -114,9 +117,9 @@ class SmtpProvider(Provider):
         Raises ProviderConfigError for what no retry fixes, and OSError/SMTPException for
         what might be transient (refused, timed out, dropped).
         """
-        host, port = self.options["host"], int(self.options["port"])
-        timeout = float(self.options["timeout"])
-        local = self.options["local_hostname"] or None
+        host, port = self.settings.host, int(self.settings.port)
+        timeout = float(self.settings.timeout)
+        local = self.settings.local_hostname or None
         try:
             if self.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -135,7 +138,7 @@ class SmtpProvider(Provider):
             smtp.ehlo()
             if self.security == "starttls":
                 self._starttls(smtp)
-            if self.options["username"]:
+            if self.settings.username:
                 self._login(smtp)
         except BaseException:
             self._drop(smtp)
@@ -162,10 +165,10 @@ class SmtpProvider(Provider):
     def _login(self, smtp: smtplib.SMTP) -> None:
         """AUTH with the configured username and the password from the environment."""
         try:
-            smtp.login(self.options["username"], self.options["password"])
+            smtp.login(self.settings.username, self.settings.password)
         except smtplib.SMTPAuthenticationError as exc:
             raise ProviderConfigError(
-                f"smtp: {self.where} refused the login for {self.options['username']!r}: "
+                f"smtp: {self.where} refused the login for {self.settings.username!r}: "
                 f"{_reply(exc.smtp_code, exc.smtp_error)}; check RUNLETTER_SMTP_PASSWORD"
             ) from None
         except smtplib.SMTPNotSupportedError:
@@ -216,8 +219,7 @@ class SmtpProvider(Provider):
         for a config problem met in the previous batch), so a receipt is never lost for a
         message that went out.
         """
-        if self._fatal is not None:
-            raise self._fatal
+        self.check_fatal()
         if not self._connected_once:
             self.open()
         receipts: list[Receipt] = []
@@ -228,7 +230,7 @@ class SmtpProvider(Provider):
             try:
                 self._smtp = self._connect()
             except ProviderConfigError as exc:
-                self._fatal = exc
+                self.stick(exc)
                 raise
             except OSError as exc:
                 return self._fail_rest(recipients, f"cannot reconnect to {self.where}: {exc}")
@@ -239,7 +241,7 @@ class SmtpProvider(Provider):
                 # A line break in this reader's name, an address the headers cannot carry:
                 # their message cannot be built, and no retry would change that.
                 receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                        reason=f"cannot build the message: {_plain(exc)}"))
+                                        reason=f"cannot build the message: {plain(exc)}"))
                 continue
             try:
                 receipt = self._send_retrying(recipient, message)
@@ -247,8 +249,8 @@ class SmtpProvider(Provider):
                 if not any(r.status == ACCEPTED for r in receipts):
                     self.close()
                     raise
-                self._fatal = exc
-                receipts += self._fail_rest(recipients[index:], _plain(exc))
+                self.stick(exc)
+                receipts += self._fail_rest(recipients[index:], plain(exc))
                 break
             except _ConnectionLost as exc:
                 receipts += self._fail_rest(recipients[index:], str(exc))
@@ -296,12 +298,7 @@ class SmtpProvider(Provider):
             code, text = exc.recipients.get(message.to, (0, b"refused"))
             return self._by_code(rid, code, text, "RCPT")
         except smtplib.SMTPSenderRefused as exc:
-            if exc.smtp_code >= 500:
-                raise ProviderConfigError(
-                    f"smtp: {self.where} refused the envelope sender {self.envelope_from!r}: "
-                    f"{_reply(exc.smtp_code, exc.smtp_error)}; check envelope_from and the "
-                    f"account's sending rights") from None
-            return self._by_code(rid, exc.smtp_code, exc.smtp_error, "MAIL FROM")
+            return self._sender_refused(rid, exc)
         except smtplib.SMTPDataError as exc:
             return self._by_code(rid, exc.smtp_code, exc.smtp_error, "DATA")
         except smtplib.SMTPNotSupportedError as exc:
@@ -323,6 +320,15 @@ class SmtpProvider(Provider):
             code, text = refused[message.to]
             return self._by_code(rid, code, text, "RCPT")
         return Receipt(rid, ACCEPTED, provider_id=message.message_id)
+
+    def _sender_refused(self, rid: int, exc: smtplib.SMTPSenderRefused) -> Receipt:
+        """MAIL FROM refused: for good (5xx) it is about our sender, for every reader."""
+        if exc.smtp_code >= 500:
+            raise ProviderConfigError(
+                f"smtp: {self.where} refused the envelope sender {self.envelope_from!r}: "
+                f"{_reply(exc.smtp_code, exc.smtp_error)}; check envelope_from and the "
+                f"account's sending rights") from None
+        return self._by_code(rid, exc.smtp_code, exc.smtp_error, "MAIL FROM")
 
     def _by_code(self, rid: int, code: int, text: bytes | str, stage: str) -> Receipt:
         """5xx is permanent, 421 means reconnect, any other 4xx is worth a later retry."""

@@ -1,7 +1,9 @@
-"""The subscriber store, in SQLite: readers (`readers`), the schema and its migrations
-(`schema`), CSV import and export (`csvio`). Address rules are in `publisher.emails`."""
+"""The subscriber store, in SQLite: readers (`readers`), what readers and providers change
+(`changes`), the schema and its migrations (`schema`), CSV import and export (`csvio`).
+Address rules are in `publisher.emails`."""
 
 from ..emails import normalize_email, validate_email
+from .changes import LEFT
 from .csvio import (
     EXPORT_COLUMNS,
     IMPORT_COLUMNS,
@@ -10,16 +12,16 @@ from .csvio import (
     restore_cell,
 )
 from .readers import (
-    LEFT,
     MAX_NAME,
     STATUSES,
     AuditEntry,
     Store,
     Subscriber,
+    name_problem,
     now,
 )
 from .schema import LATEST, MIGRATIONS
 
 __all__ = ["EXPORT_COLUMNS", "IMPORT_COLUMNS", "LATEST", "LEFT", "MAX_NAME", "MIGRATIONS",
-           "STATUSES", "AuditEntry", "ImportReport", "Store", "Subscriber", "neutralise_cell",
-           "normalize_email", "now", "restore_cell", "validate_email"]
+           "STATUSES", "AuditEntry", "ImportReport", "Store", "Subscriber", "name_problem",
+           "neutralise_cell", "normalize_email", "now", "restore_cell", "validate_email"]

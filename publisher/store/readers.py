@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, TextIO
 from ..emails import CONTROL_RE, check_email, normalize_email, show_value
 from ..errors import Finding, RunletterError, suggest
 from ..model import EVERYONE, Goals
+from .changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
 from .schema import create_private, migrate
 
 if TYPE_CHECKING:
     from .csvio import ImportReport
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-LEFT = frozenset({"unsubscribed", "bounced", "complained"})  # readers who chose or had to go
 MAX_NAME = 100
 
 COLUMNS = ("id, email, first_name, goal, tags, status, consent_source, consent_at, consent_ip, "
@@ -105,8 +105,9 @@ def subscriber_from_row(row: tuple) -> Subscriber:
                       consent_ip=consent_ip, created_at=created_at, updated_at=updated_at)
 
 
-class Store:
-    """The subscriber database. Open with `Store.open(path)`; use as a context manager."""
+class Store(ReaderChanges):
+    """The subscriber database. Open with `Store.open(path)`; use as a context manager.
+    What readers and providers change (confirm, pause, change_goal, …) is in `changes`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self._conn = conn

@@ -1,0 +1,25 @@
+"""`runletter serve`: the other end of every link in a message, and the providers' webhooks.
+
+A Flask app in the shape of Flask's own tutorial: `app.create_app` (the factory), `pages`
+(the reader pages' blueprint), `webhooks` (the providers' blueprint), `db` (the request's
+store on `g`), `security` (CSRF, headers, rate limit), `ui` (pages, links, error pages),
+`mailer` (the confirmation emails), `server` (gunicorn and the command). What each
+endpoint does, and why, is in docs/serve.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..providers import provider_constant
+from .app import create_app
+from .server import THREADS, gunicorn_options, main, prepare, run_server, serve_command
+
+__all__ = ["THREADS", "create_app", "gunicorn_options", "main", "prepare", "run_server",
+           "serve_command"]
+
+
+def __getattr__(name: str) -> Any:
+    """A provider's constant under the name this module once gave it (e.g. the environment
+    variable of a webhook's key), from that provider's module."""
+    return provider_constant(name)

@@ -1,0 +1,58 @@
+"""The application factory: one Flask app for one newsletter."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import Flask
+from itsdangerous import URLSafeTimedSerializer
+
+from ..config import Config
+from ..model import Goals
+from ..store import Store
+from . import db, security, ui
+from .context import EXTENSION, Site
+from .mailer import Mailer
+from .pages import bp as pages
+from .webhooks import Receivers
+from .webhooks import bp as webhooks
+
+LAYOUTS = ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferences", "email")
+
+
+def create_app(config: Config, goals: Goals, secret: str) -> Flask:
+    """The Flask app for one newsletter (used by `runletter serve`, and by tests)."""
+    from ..render import layout_environment
+    from ..tokens import Signer
+
+    _log_to_stderr()
+    signer = Signer(secret)
+    env = layout_environment(config, "web")
+    env.globals["csrf_field"] = security.CSRF_FIELD
+    for name in LAYOUTS:
+        env.get_template(f"serve/{name}.html.j2")  # a broken layout fails at start-up
+    Store.open(config.store_path).close()  # create or migrate the store before workers start
+
+    app = Flask("runletter.serve")
+    app.extensions[EXTENSION] = Site(
+        config=config, goals=goals, signer=signer, env=env,
+        mailer=Mailer(config, signer, env), readers=db.Connections(config.store_path),
+        csrf=URLSafeTimedSerializer(secret, salt="runletter.serve.csrf"),
+        receivers=Receivers(config))
+    security.init_app(app)
+    db.init_app(app)
+    ui.init_app(app)
+    app.register_blueprint(pages)
+    app.register_blueprint(webhooks)
+    return app
+
+
+def _log_to_stderr() -> None:
+    log = logging.getLogger("runletter.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[runletter serve] %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False

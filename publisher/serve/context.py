@@ -1,0 +1,50 @@
+"""What every request of one newsletter's app shares, built once by `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+
+if TYPE_CHECKING:
+    from itsdangerous import URLSafeTimedSerializer
+    from jinja2 import Environment
+
+    from ..config import Config
+    from ..model import Goals
+    from ..tokens import Signer
+    from .db import Connections
+    from .mailer import Mailer
+    from .webhooks import Receivers
+
+EXTENSION = "runletter"  # the key of app.extensions
+
+
+@dataclass(frozen=True)
+class Site:
+    """One newsletter's settings, goals, signer, layouts, mailer, store connections and
+    webhook receivers; `app.extensions["runletter"]`."""
+
+    config: Config
+    goals: Goals
+    signer: Signer
+    env: Environment
+    mailer: Mailer
+    readers: Connections
+    csrf: URLSafeTimedSerializer
+    receivers: Receivers
+
+    def __getitem__(self, key: str) -> Any:
+        """Attributes by name too, the way Flask extensions are usually looked up."""
+        return getattr(self, key)
+
+    @property
+    def confirm_ttl(self) -> int:
+        """Seconds a confirmation link works."""
+        return self.config.serve.confirm_hours * 3600
+
+
+def site() -> Site:
+    """The Site of the app handling the current request."""
+    return current_app.extensions[EXTENSION]

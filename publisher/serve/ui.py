@@ -1,0 +1,157 @@
+"""Pages and links: rendering with the archive's look, the reader's signed links, the pages
+that say no, and the confirmation email sent from a page."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from flask import Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import RunletterError
+from ..store import Subscriber
+from .context import site
+from .db import get_store
+from .security import WEBHOOKS, issue_csrf, set_csrf_cookie
+
+log = logging.getLogger("runletter.serve")
+TOKEN_MAX = 200  # characters; longer is no token of ours
+
+
+def render(template: str, status: int = 200, title: str = "", **context: Any):
+    """A page from layouts/web/serve/, with the newsletter's look and the CSP nonce."""
+    config = site().config
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    html = site().env.get_template(f"serve/{template}.html.j2").render(
+        newsletter=config, goals=site().goals, root="/", url=_url, csp_nonce=g.csp_nonce,
+        confirm_hours=config.serve.confirm_hours,
+        title=f"{title} · {config.name}" if title else config.name, **context)
+    return current_app.response_class(html, status=status, mimetype="text/html")
+
+
+def _url(path: str) -> str:
+    return "/style.css" if path == "style.css" else site().config.archive_url(path)
+
+
+def message(status: int, title: str, heading: str, *paragraphs: str,
+            link: tuple[str, str] | None = None):
+    """A page with a heading, a few paragraphs and at most one link."""
+    return render("message", status, title=title, heading=heading, paragraphs=paragraphs,
+                  link=link)
+
+
+def with_csrf(template: str, status: int = 200, **context: Any):
+    """A page with a form: its CSRF token in the field, its nonce in the cookie."""
+    nonce, token = issue_csrf()
+    return set_csrf_cookie(render(template, status, csrf_token=token, **context), nonce)
+
+
+def csrf_refused():
+    """The page for a form whose CSRF token is missing, forged or expired."""
+    return message(400, "Form expired", "This form has expired",
+                   "For your safety, forms only work for a few hours and only from this "
+                   "site. Please go back, reload the page and try again.")
+
+
+# -- the reader's signed links ----------------------------------------------------------------
+
+
+def link_for(purpose: str, reader: Subscriber) -> str:
+    """A signed link to one of the reader's pages (confirm links expire)."""
+    ttl = site().confirm_ttl if purpose == "confirm" else None
+    signed = site().signer.sign(purpose, reader.id, ttl, bind=reader.email)
+    return site().config.archive_url(f"{purpose}/{signed}")
+
+
+def verified(purpose: str, token: str) -> tuple[Subscriber | None, Any]:
+    """(the reader, the token's data) for a good link; (None, the page to show) otherwise."""
+    found: dict[int, Subscriber | None] = {}
+
+    def bind(subscriber_id: int) -> str | None:
+        found[subscriber_id] = get_store().by_id(subscriber_id)
+        return found[subscriber_id].email if found[subscriber_id] else ""
+
+    data = site().signer.verify(purpose, token, bind=bind) if len(token) <= TOKEN_MAX else None
+    if data is None:
+        if found and all(r is None for r in found.values()):
+            return None, message(410, "Link no longer works", "This link no longer works",
+                                 "We don't have this subscription any more, so there is "
+                                 "nothing to change.")
+        return None, _token_refused(purpose, token)
+    return found[data.subscriber_id], data
+
+
+def _address_of(subscriber_id: int) -> str | None:
+    reader = get_store().by_id(subscriber_id)
+    return reader.email if reader else None
+
+
+def _token_refused(purpose: str, token: str):
+    if len(token) <= TOKEN_MAX and site().signer.is_expired(purpose, token, bind=_address_of):
+        return message(410, "Link expired", "This link has expired",
+                       "Links in our emails only work for a while. "
+                       + ("Sign up again and we'll send you a fresh one."
+                          if purpose == "confirm" else "Use the link in a newer email."),
+                       link=("/subscribe", "Sign up again") if purpose == "confirm" else None)
+    return message(400, "Link not valid", "This link isn't valid",
+                   "It may have been cut off or changed when it was copied. Open it "
+                   "straight from the email, or copy the whole address.")
+
+
+def send_confirmation(reader: Subscriber, kind: str = "confirm"):
+    """Send the confirmation (or 'already subscribed') email and return None, or return
+    the page to show when it could not be sent."""
+    link = link_for("confirm" if kind == "confirm" else "preferences", reader)
+    try:
+        status = site().mailer.send(kind, reader, link)
+    except Exception:  # noqa: BLE001 - a provider outage must not show a trace
+        log.exception("sending the %s email failed", kind)
+        status = "failed"
+    if status == "failed":
+        return message(503, "Try again later", "We couldn't send the email just now",
+                       "Please try again in a few minutes.")
+    return None
+
+
+# -- errors: a page for readers, JSON for providers; never a trace ---------------------------
+
+
+_HTTP_TEXT = {404: "There is no page here.", 405: "This page doesn't take that kind of "
+              "request.", 413: "That was more data than this page accepts."}
+
+
+def http_error(exc: HTTPException):
+    """Not found, wrong method, too large…"""
+    if request.path.startswith(WEBHOOKS):
+        return jsonify(error=exc.name), exc.code
+    return message(exc.code or 500, exc.name, exc.name,
+                   _HTTP_TEXT.get(exc.code or 0, "Something about the request was wrong."))
+
+
+def runletter_error(exc: RunletterError):
+    """The store is locked or a provider is misconfigured: try again later."""
+    log.error("%s", exc)
+    if request.path.startswith(WEBHOOKS):
+        return jsonify(error="temporarily unavailable"), 503
+    return message(503, "Try again later", "Please try again in a moment",
+                   "We couldn't complete that just now.")
+
+
+def server_error(exc: Exception):
+    """A bug: logged with its trace, answered without it."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    if request.path.startswith(WEBHOOKS):
+        return jsonify(error="internal error"), 500
+    return message(500, "Something went wrong", "Something went wrong on our side",
+                   "Nothing was changed. Please try again later.")
+
+
+def init_app(app: Flask) -> None:
+    """Install the error pages."""
+    app.config.update(PROPAGATE_EXCEPTIONS=False, TRAP_HTTP_EXCEPTIONS=False)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(RunletterError, runletter_error)
+    app.register_error_handler(Exception, server_error)
