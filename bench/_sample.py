@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import resource
@@ -13,6 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 WORDS = ("stride hip glute tendon cadence load tempo easy threshold recovery strength power "
          "spring ankle knee calf hamstring core balance drill interval hill form breath "
          "fatigue sleep fuel effort rhythm posture").split()
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """A parser whose --help shows the script's docstring as written: what it measures."""
+    return argparse.ArgumentParser(description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def copy_sample(target: Path | None = None) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _sample import copy_sample, machine  # noqa: E402
+from _sample import arguments, copy_sample, machine  # noqa: E402
 
 HEADER = ["Email Address", "First Name", "Last Name", "Race Distance", "MEMBER_RATING",
           "OPTIN_TIME", "OPTIN_IP", "CONFIRM_TIME", "CONFIRM_IP", "LATITUDE", "LONGITUDE",
@@ -97,8 +97,10 @@ def run(readers: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readers", type=int, default=100_000)
+    parser = arguments(__doc__)
+    parser.add_argument("--readers", type=int, default=100_000, metavar="N",
+                        help="rows in the generated export (default: 100,000, then 10,000 "
+                        "for memory)")
     parser.add_argument("--traced", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.traced:

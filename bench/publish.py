@@ -10,7 +10,6 @@ within 20 MB of each other, <= 1.3x the floor.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from _sample import copy_sample, machine  # noqa: E402
+from _sample import arguments, copy_sample, machine  # noqa: E402
 
 from publisher.address import Addresser  # noqa: E402
 from publisher.project import open_project  # noqa: E402
@@ -119,8 +118,9 @@ def run(readers: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--readers", type=int, default=100_000)
+    parser = arguments(__doc__)
+    parser.add_argument("--readers", type=int, default=100_000, metavar="N",
+                        help="readers to publish to (default: 100,000, then 10,000 for memory)")
     args = parser.parse_args()
     sizes = [args.readers] + ([10_000] if args.readers == 100_000 else [])
     print(f"machine: {machine()}")

@@ -1,7 +1,8 @@
 """Time to render one edition of a 1,500-word post with six exercise cards.
 
-Run by hand: `python bench/render.py`. Compares the MJML step with node's `mjml` on the
-same source when node and the npm package are there (`npm install --prefix bench/.node mjml`).
+Run by hand: `python bench/render.py [--words N] [--cards N]`. Compares the MJML step with
+node's `mjml` on the same source when node and the npm package are there
+(`npm install --prefix bench/.node mjml`).
 Targets: <= 2 ms per edition, >= 20x faster than node's mjml.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import mjml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sample import copy_sample, machine, write_post  # noqa: E402
+from _sample import arguments, copy_sample, machine, write_post  # noqa: E402
 
 from publisher.project import open_project  # noqa: E402
 from publisher.render import EmailRenderer  # noqa: E402
@@ -65,8 +66,14 @@ console.log(best);
 
 
 def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("--words", type=int, default=1500, metavar="N",
+                        help="words in the generated post (default: 1500)")
+    parser.add_argument("--cards", type=int, default=6, metavar="N",
+                        help="exercise cards in it (default: 6)")
+    args = parser.parse_args()
     root = copy_sample()
-    write_post(root, "2026-11-20-bench", words=1500, cards=6)
+    write_post(root, "2026-11-20-bench", words=args.words, cards=args.cards)
     project = open_project(root)
     resolved = project.resolve(project.post("2026-11-20-bench"))
     renderer = EmailRenderer(project.config)

@@ -11,7 +11,6 @@ reader was lost or added. Every request has a timeout and the whole run a deadli
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import signal
@@ -27,7 +26,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sample import copy_sample  # noqa: E402
+from _sample import arguments, copy_sample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -129,11 +128,15 @@ def load(urls: list[str], clients: int) -> tuple[float, list[float], dict[str, i
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readers", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--repeat", type=int, default=1, help="POSTs per reader")
+    parser = arguments(__doc__)
+    parser.add_argument("--readers", type=int, default=2000, metavar="N",
+                        help="readers to import and unsubscribe (default: 2000)")
+    parser.add_argument("--clients", type=int, default=20, metavar="C",
+                        help="concurrent client threads (default: 20)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="gunicorn worker processes (default: 2)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="POSTs per reader, shuffled (default: 1)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="runletter-bench-serve-") as tmp:

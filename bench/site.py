@@ -6,7 +6,6 @@ way an author does (a fresh process each time). Targets: <= 10 s full, <= 0.5 s 
 
 from __future__ import annotations
 
-import argparse
 import random
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sample import copy_sample, machine, paragraph  # noqa: E402
+from _sample import arguments, copy_sample, machine, paragraph  # noqa: E402
 
 GOALS = ["5k", "10k", "half", "marathon", "ultra", "comeback"]
 
@@ -99,9 +98,11 @@ def rebuild_in_process(root: Path, post: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--posts", type=int, default=500)
-    parser.add_argument("--exercises", type=int, default=200)
+    parser = arguments(__doc__)
+    parser.add_argument("--posts", type=int, default=500, metavar="N",
+                        help="posts to generate (default: 500)")
+    parser.add_argument("--exercises", type=int, default=200, metavar="N",
+                        help="exercises to generate (default: 200)")
     args = parser.parse_args()
     root = copy_sample()
     generate(root, args.posts, args.exercises)

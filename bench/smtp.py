@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from _sample import REPO, machine  # noqa: E402
+from _sample import REPO, arguments, machine  # noqa: E402
 
 from publisher.address import Addresser  # noqa: E402
 from publisher.project import open_project  # noqa: E402
@@ -139,8 +139,9 @@ def measure(kind: str, n: int) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=500)
+    parser = arguments(__doc__)
+    parser.add_argument("--messages", type=int, default=500, metavar="N",
+                        help="messages sent each way, to each server (default: 500)")
     parser.add_argument("--serve", choices=["aiosmtpd", "sink"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "aiosmtpd":

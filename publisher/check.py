@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .config import Config
@@ -20,6 +21,9 @@ from .markup import convert, new_markdown
 from .media import is_url, media_problem, under_content
 from .model import Catalogue, Edition, Goals, Post, Resolved
 from .urls import exercise_path, goal_path, post_path
+
+if TYPE_CHECKING:
+    from .render import Rendered
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips a message body larger than about 102 KB
 SUBJECT_MAX = 78
@@ -244,34 +248,59 @@ def check_resolved(resolved: Resolved, editions: Iterable[Edition], config: Conf
     return sorted(findings, key=lambda f: (f.level != "error", f.line or 0))
 
 
+class _Checks:
+    """Findings gathered over several rendered posts, with what they are checked against."""
+
+    def __init__(self, project, online: bool) -> None:
+        from .layout_files import layout_folders
+
+        every = project.posts()
+        self.project = project
+        self.online = online
+        self.pages = archive_paths(every, project.catalogue, project.goals)
+        self.drafts = {p.slug: p for p in every if p.is_draft}
+        self.layouts = layout_folders(project.config, "email")
+        self.findings: list[Finding] = []
+        self.layout_findings: dict[Finding, None] = {}  # the layouts are shared: each once
+
+    def add(self, rendered: Rendered) -> None:
+        """Check one post's editions, and lint the MJML each was compiled from."""
+        from . import mjml_lint
+
+        for rendition in rendered.renditions:
+            self.layout_findings.update(dict.fromkeys(
+                mjml_lint.findings(rendition.source, self.layouts, self.project.root)))
+        resolved = rendered.resolved
+        self.findings += check_resolved(resolved, rendered.editions.values(),
+                                        self.project.config, self.pages, self.drafts)
+        if self.online:
+            self.findings += check_links_online(resolved.post, body_links(resolved))
+
+    def result(self) -> list[Finding]:
+        """Every finding, errors first."""
+        return sorted([*self.findings, *self.layout_findings], key=lambda f: f.level != "error")
+
+
+def check_rendered(project, rendered: Iterable[Rendered], online: bool = False) -> list[Finding]:
+    """Check posts already rendered (as a publish does, to send what it checked)."""
+    checks = _Checks(project, online)
+    for one in rendered:
+        checks.add(one)
+    return checks.result()
+
+
 def check_posts(project, posts: Iterable[Post], online: bool = False) -> list[Finding]:
     """Resolve, render and check each post; reference errors become findings too."""
-    from . import mjml_lint
     from .errors import RunletterError
-    from .layout_files import layout_folders
     from .render import EmailRenderer
 
-    every = project.posts()
-    pages = archive_paths(every, project.catalogue, project.goals)
-    drafts = {p.slug: p for p in every if p.is_draft}
     renderer = EmailRenderer(project.config)
-    layouts = layout_folders(project.config, "email")
-    findings: list[Finding] = []
-    layout_findings: dict[Finding, None] = {}  # the layouts are shared: report each once
+    checks = _Checks(project, online)
     for post in posts:
         try:
-            resolved = project.resolve(post)
-            prepared = renderer.prepare(resolved)
-            editions = [renderer.edition(prepared, g) for g in resolved.audience]
+            rendered = renderer.render(project.resolve(post))
         except RunletterError as exc:
-            findings.extend(exc.findings)
+            checks.findings.extend(exc.findings)
             continue
-        for goal in resolved.audience:
-            source, _ = renderer.sources(prepared, goal)
-            layout_findings.update(dict.fromkeys(
-                mjml_lint.findings(source, layouts, project.root)))
-        findings += check_resolved(resolved, editions, project.config, pages, drafts)
-        if online:
-            findings += check_links_online(post, body_links(resolved))
-    findings += layout_findings
-    return sorted(findings, key=lambda f: f.level != "error")
+        checks.add(rendered)
+    return checks.result()

@@ -1,62 +1,33 @@
-"""The `runletter` command: thin verbs over the pipeline; user mistakes print, never trace."""
+"""The `runletter` command: each verb parses its options, calls its service in
+`publisher.commands` (which returns data) and prints, in the voice of `console`."""
 
 from __future__ import annotations
 
-import contextlib
-import math
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from .errors import Finding, RunletterError, display_path
+from .console import VoicedGroup, plural, progress_notice, report, summarize, table, tally
+from .errors import RunletterError, display_path
 from .project import Project, open_project
 
 if TYPE_CHECKING:
-    from .deliver import Outcome
+    from .commands.publish import Planned, Provider, Publication
+    from .tokens import Signer
 
-# Verbs in their own modules, imported only when used (keeps `runletter build` quick).
+# Verbs that are subsystems of their own, imported only when used (keeps `build` quick).
 LAZY_COMMANDS = {
-    "layouts": "publisher.layouts_command:layouts_command",
     "preview": "publisher.preview:preview_command",
     "serve": "publisher.serve:serve_command",
 }
 
 
-class Runletter(click.Group):
-    """Prints RunletterError findings one per line and exits 1, with no traceback."""
+class Runletter(VoicedGroup):
+    """`runletter`: every verb in the CLI's voice, preview and serve loaded only when used."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in LAZY_COMMANDS:
-            import importlib
-
-            module, _, attr = LAZY_COMMANDS[name].partition(":")
-            return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except RunletterError as exc:
-            report(exc.findings, levels=False)
-            ctx.exit(1)
-
-
-def report(findings: tuple[Finding, ...] | list[Finding], levels: bool = True) -> None:
-    """Errors before warnings, each as `path:line: level: message` (as `runletter check`
-    prints them), or with levels=False as `path:line: message`, naming warnings only."""
-    ordered = sorted(findings, key=lambda f: f.level != "error")
-    for finding in ordered:
-        where = f"{finding.path}:{finding.line}" if finding.line else finding.path
-        placeless = finding.path == "runletter"
-        level = f"{finding.level}: " if levels or placeless or finding.level != "error" else ""
-        click.echo(f"{where}: {level}{finding.message}", err=True)
+    lazy = LAZY_COMMANDS
 
 
 def project_here() -> Project:
@@ -80,16 +51,12 @@ def main() -> None:
               help="Write somewhere other than the configured site/ folder.")
 def build(drafts: bool, out: Path | None) -> None:
     """Build the web archive (posts, exercises, goals, feeds) into site/."""
-    from .site import SiteBuilder
+    from .commands.build import build as build_site
 
-    project = open_project(Path.cwd(), cache=True)
-    resolved = project.resolve_all(include_drafts=drafts)
-    builder = SiteBuilder(project.config, project.goals, project.catalogue)
-    site = builder.build(resolved, out)
-    project.save_cache()
-    click.echo(f"built {display_path(site, project.root)}/: {len(resolved)} posts, "
-               f"{len(project.catalogue)} exercises, {len(project.goals.items)} goals "
-               f"({builder.written} files written)")
+    built = build_site(open_project(Path.cwd(), cache=True), drafts, out)
+    click.echo(f"built {built.site}/: {plural(built.posts, 'post')}, "
+               f"{plural(built.exercises, 'exercise')}, {plural(built.goals, 'goal')} "
+               f"({plural(built.written, 'file')} written)")
 
 
 @main.command()
@@ -99,26 +66,10 @@ def build(drafts: bool, out: Path | None) -> None:
 @click.option("--text", is_flag=True, help="Print the plain-text part instead of the HTML.")
 def render(post: str, goal_slug: str | None, text: bool) -> None:
     """Print one edition of POST (a slug or a path) to stdout."""
-    from .errors import suggest
-    from .render import EmailRenderer
+    from .commands.render import render as render_edition
+    from .commands.render import shown
 
-    project = project_here()
-    resolved = project.resolve(project.post(post))
-    slugs = [g.slug for g in resolved.audience]
-    if goal_slug is None:
-        goal_slug = "general" if "general" in slugs else slugs[0]
-    if project.goals.get(goal_slug) is None:
-        slugs_all = project.goals.slugs
-        raise RunletterError(f"unknown goal '{goal_slug}'" + suggest(goal_slug, slugs_all)
-                             + f"; goals are: {', '.join(slugs_all)}")
-    if goal_slug not in slugs:
-        raise RunletterError(Finding(resolved.post.source.display, None,
-                                     f"the post's audience is {', '.join(slugs)}; "
-                                     f"there is no '{goal_slug}' edition"))
-    renderer = EmailRenderer(project.config)
-    prepared = renderer.prepare(resolved)
-    edition = renderer.edition(prepared, project.goals.get(goal_slug))
-    sys.stdout.write(edition.text() if text else edition.html())
+    sys.stdout.write(shown(render_edition(project_here(), post, goal_slug), text))
 
 
 @main.command()
@@ -127,16 +78,12 @@ def render(post: str, goal_slug: str | None, text: bool) -> None:
 @click.option("--links", is_flag=True, help="Also ask every external link (needs network).")
 def check(posts: tuple[str, ...], strict: bool, links: bool) -> None:
     """Check every edition of POSTS (default: all posts) before sending."""
-    from .check import check_posts
+    from .commands.check import check as check_posts
 
-    project = project_here()
-    chosen = [project.post(p) for p in posts] if posts else list(project.posts())
-    findings = check_posts(project, chosen, online=links)
-    report(findings)
-    errors = sum(f.level == "error" for f in findings)
-    warnings = len(findings) - errors
-    click.echo(f"checked {len(chosen)} posts: {errors} errors, {warnings} warnings", err=True)
-    if errors or (strict and warnings):
+    checked = check_posts(project_here(), posts, links)
+    report(checked.findings)
+    click.echo(f"checked {plural(checked.posts, 'post')}: {tally(checked.findings)}", err=True)
+    if checked.errors or (strict and checked.warnings):
         sys.exit(1)
 
 
@@ -149,39 +96,33 @@ def new() -> None:
 @click.argument("title")
 def new_post_command(title: str) -> None:
     """Create content/posts/<date>-<slug>.md as a draft."""
-    from .scaffold import new_post
+    from .commands.new import new_post
 
     project = project_here()
-    path = new_post(project.config, title)
-    click.echo(f"created {display_path(path, project.root)}")
+    click.echo(f"created {display_path(new_post(project.config, title), project.root)}")
 
 
 @new.command("exercise")
 @click.argument("name")
 def new_exercise_command(name: str) -> None:
     """Create content/exercises/<slug>.md."""
-    from .scaffold import new_exercise
+    from .commands.new import new_exercise
 
     project = project_here()
-    path = new_exercise(project.config, name)
-    click.echo(f"created {display_path(path, project.root)}")
+    click.echo(f"created {display_path(new_exercise(project.config, name), project.root)}")
 
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
     """Start a new newsletter in DIRECTORY with a minimal example."""
-    from .scaffold import init_project
+    from .commands.init import NEXT_STEPS, init_project
 
     init_project(directory)
-    click.echo(f"created a newsletter in {directory}/ — next: cd {directory} && runletter build")
-
-
-def open_store(project: Project):
-    """The subscriber store named in runletter.toml (created on first use)."""
-    from .store import Store
-
-    return Store.open(project.config.store_path)
+    click.echo(f"created a newsletter in {directory}/ — next:")
+    width = max(len(step) for step, _ in NEXT_STEPS)
+    for line in (f"cd {directory}", *(f"{s:<{width}}  # {why}" for s, why in NEXT_STEPS)):
+        click.echo(f"  {line}")
 
 
 @main.group()
@@ -208,38 +149,19 @@ def subscribers_import(csv_file: Path, source: str, status: str | None, goal: st
                        maps: tuple[str, ...], dry_run: bool) -> None:
     """Import readers from a CSV export (Runletter's own, or Mailchimp, Substack, Ghost,
     listmonk, Buttondown or Kit) in one transaction."""
-    from .arrivals import ArrivalOptions, import_file
+    from .commands.subscribers import import_readers
 
-    project = project_here()
-    if not csv_file.is_file():
-        raise RunletterError(f"{csv_file}: no such file")
-    options = ArrivalOptions(source=source, status=status, goal=goal, maps=maps,
-                             dry_run=dry_run)
-    with _import_store(project, dry_run) as store:
-        result = import_file(store, csv_file, project.goals, options, display=str(csv_file))
+    result = import_readers(project_here(), csv_file, source, status, goal, maps, dry_run)
     click.echo(result.format_line())
     if dry_run:
         for line in ["columns:", *result.mapping_lines(), *result.count_lines()]:
             click.echo(line)
-    report(result.findings, levels=False)
+    if result.findings:
+        summarize(result.findings)
     click.echo(result.summary(str(csv_file)))
     if result.skipped:
         sys.exit(1)
 
-
-@contextlib.contextmanager
-def _import_store(project: Project, dry_run: bool):
-    """The store to import into; a dry run with no store yet reads an empty throwaway one."""
-    import tempfile
-
-    from .store import Store
-
-    if not dry_run or project.config.store_path.exists():
-        with open_store(project) as store:
-            yield store
-        return
-    with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "dry.db") as store:
-        yield store
 
 
 @subscribers.command("add")
@@ -249,15 +171,9 @@ def _import_store(project: Project, dry_run: bool):
 @click.option("--tags", default="", help="Tags, separated by ';'.")
 def subscribers_add(email: str, goal: str, first_name: str, tags: str) -> None:
     """Add one active reader (consent source: cli)."""
-    from .errors import suggest
+    from .commands.subscribers import add_reader
 
-    project = project_here()
-    if project.goals.get(goal) is None:
-        raise RunletterError(f"unknown goal '{goal}'" + suggest(goal, project.goals.slugs)
-                             + f"; goals are: {', '.join(project.goals.slugs)}")
-    with open_store(project) as store:
-        reader = store.add(email, goal=goal, first_name=first_name,
-                           tags=[t for t in tags.split(";") if t.strip()], consent_source="cli")
+    reader = add_reader(project_here(), email, goal, first_name, tags)
     click.echo(f"added {reader.email} ({reader.goal})")
 
 
@@ -265,10 +181,9 @@ def subscribers_add(email: str, goal: str, first_name: str, tags: str) -> None:
 @click.argument("email")
 def subscribers_remove(email: str) -> None:
     """Delete a reader and their delivery history (the audit trail keeps the removal)."""
-    project = project_here()
-    with open_store(project) as store:
-        if not store.remove(email):
-            raise RunletterError(f"no reader {email}; 'runletter subscribers list' shows them")
+    from .commands.subscribers import remove_reader
+
+    remove_reader(project_here(), email)
     click.echo(f"removed {email}")
 
 
@@ -278,10 +193,10 @@ def subscribers_remove(email: str) -> None:
                                              "complained"]), help="Only this status.")
 def subscribers_list(goal: str | None, status: str | None) -> None:
     """List readers, one per line: email, goal, status, name."""
-    project = project_here()
-    with open_store(project) as store:
-        for reader in store.list(goal=goal, status=status):
-            click.echo(f"{reader.email}\t{reader.goal}\t{reader.status}\t{reader.first_name}")
+    from .commands.subscribers import list_readers
+
+    for reader in list_readers(project_here(), goal, status):
+        click.echo(f"{reader.email}\t{reader.goal}\t{reader.status}\t{reader.first_name}")
 
 
 @subscribers.command("export")
@@ -289,48 +204,20 @@ def subscribers_list(goal: str | None, status: str | None) -> None:
 @click.option("--status", help="Only this status.")
 def subscribers_export(goal: str | None, status: str | None) -> None:
     """Write readers as CSV to stdout."""
-    project = project_here()
-    with open_store(project) as store:
-        store.export_csv(sys.stdout, goal=goal, status=status)
+    from .commands.subscribers import export_readers
+
+    export_readers(project_here(), sys.stdout, goal, status)
 
 
 @main.command()
 def audience() -> None:
     """Count active readers per goal."""
-    project = project_here()
-    with open_store(project) as store:
-        counts = store.count_by_goal("active")
-    total = sum(counts.values())
-    width = max([len(g.label) for g in project.goals] + [8]) + 16
-    for goal in project.goals:
-        click.echo(f"{goal.label:<{width}}{counts.pop(goal.slug, 0):>7}")
-    for slug, count in sorted(counts.items()):
-        click.echo(f"{slug + ' (not in goals.toml)':<{width}}{count:>7}")
-    click.echo(f"{'Total active':<{width}}{total:>7}")
+    from .commands.audience import audience as count_audience
 
-
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
-
-
-def _signer_for(project: Project, provider_cls) -> object:
-    """The token signer; only the outbox may run on a generated, git-ignored secret."""
-    import os
-
-    from .tokens import SECRET_ENV, Signer, load_secret
-
-    if provider_cls.needs_secret_env and not os.environ.get(SECRET_ENV):
-        raise RunletterError(
-            f"{SECRET_ENV} is not set: the '{provider_cls.name}' provider sends real mail, "
-            "so reader links must be signed with your own secret; set it with "
-            f"export {SECRET_ENV}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    secret, told = load_secret(project.root, create=True)
-    if told:
-        click.echo(f"note: {told}", err=True)
-    return Signer(secret)
+    counted = count_audience(project_here())
+    rows = [["segment", "active readers"], *([slug, str(n)] for slug, n in counted.segments)]
+    rows += [[f"{slug} (not in goals.toml)", str(n)] for slug, n in counted.unlisted]
+    table([*rows, ["total", str(counted.total)]])
 
 
 @main.command()
@@ -347,160 +234,157 @@ def _signer_for(project: Project, provider_cls) -> object:
 def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | None,
             test_goal: str | None, yes: bool, resend_in_flight: bool) -> None:
     """Send POST to every active reader in its audience, each their goal's edition."""
-    from .address import Addresser
-    from .deliver import Ledger, send_post
-    from .errors import suggest
-    from .providers import provider_class
-    from .providers.base import Batch, provider_settings, unknown_env_settings
-    from .render import EmailRenderer
-    from .site import SiteBuilder
-    from .store import validate_email
+    from .commands import publish as publishing
 
     project = project_here()
-    config = project.config
-    resolved = project.resolve(project.post(post))
-    draft = resolved.post
-    if test_goal and not test_to:
-        raise RunletterError("--goal goes with --to (a test copy); a publish sends every "
-                             "reader their own goal's edition")
-    if draft.is_draft and not test_to:
-        raise RunletterError(Finding(draft.source.display, draft.source.line("status"),
-                                     "is a draft; set 'status: ready' to send it "
-                                     "(or send yourself a test copy with --to)"))
-    from .check import check_posts
-
-    findings = check_posts(project, [draft])
-    errors = [f for f in findings if f.level == "error"]
-    if errors:
-        report(findings)
-        raise RunletterError(Finding(draft.source.display, None, f"not sent: {len(errors)} "
-                                     "errors found by 'runletter check'; fix them first"))
-    report(findings)
-    name = provider_name or config.delivery.provider
-    cls = provider_class(name)
-    settings = provider_settings(cls, config)
-    for warning in unknown_env_settings(cls):
+    publication = publishing.prepare(project, post, test_to, test_goal)
+    _show_findings(publication)
+    provider = publishing.choose_provider(project, provider_name)
+    for warning in provider.unknown_env:
         click.echo(f"warning: {warning}", err=True)
-    renderer = EmailRenderer(config)
-    goals = [g.slug for g in resolved.audience]
-
     if test_to:
-        if reason := validate_email(test_to):
-            raise RunletterError(f"--to {test_to}: not an email address ({reason})")
-        goal_slug = test_goal or goals[0]
-        if goal_slug not in goals:
-            raise RunletterError(f"--goal {goal_slug}: not in the post's audience"
-                                 + suggest(goal_slug, goals) + f"; it is: {', '.join(goals)}")
-        addresser = Addresser(config, _signer_for(project, cls))
-        edition = renderer.edition(renderer.prepare(resolved), project.goals.get(goal_slug))
-        compiled = addresser.compile(edition)
-        # A Message-ID of its own each time, so a mail client shows every test copy.
-        recipient = addresser.recipient(f"test-{draft.slug}-{time.time_ns()}", 0, test_to, "")
-        with cls(config, addresser, settings) as provider:
-            [receipt] = provider.send(Batch(edition, compiled, (recipient,)))
-        if receipt.status != "accepted":
-            raise RunletterError(f"test copy to {test_to} not sent: {receipt.reason}")
-        click.echo(f"sent a test copy of the {goal_slug} edition to {test_to} via {name}")
+        goal = publishing.copy_goal(publication, test_to, test_goal)
+        publishing.send_test_copy(publication, provider, _signer(project, provider), test_to,
+                                  goal)
+        click.echo(f"sent a test copy of the {goal} edition to {test_to} via {provider.name}")
         return
+    planned = publishing.plan(publication, resend_in_flight)
+    _show_plan(publication, planned, resend_in_flight)
+    if dry_run or planned.to_send == 0:
+        click.echo(f"dry run: would send {plural(planned.to_send, 'message')} via "
+                   f"{provider.name}; nothing sent" if dry_run else _nothing_to_send(planned))
+        return
+    if not yes:
+        click.confirm(f"Send '{publication.post.subject}' to "
+                      f"{plural(planned.to_send, 'reader')} via {provider.name}?", abort=True)
+    _send(publication, provider, planned.to_send, resend_in_flight)
 
-    with open_store(project) as store:
-        ledger = Ledger(store)
-        plan = ledger.preview(draft.slug, goals, project.goals.slugs)
-        rows = [["segment", "to send", "already sent"]]
-        rows += [[g, str(plan.to_send[g]), str(plan.done[g])] for g in goals]
-        _table(rows)
-        for slug, count in plan.unmatched.items():
-            click.echo(f"warning: {count} active readers have the goal '{slug}', which is not "
-                       f"in {config.goals_path.name}; they get nothing", err=True)
-        if plan.in_flight:
-            verb = "will be sent again" if resend_in_flight else "will NOT be sent again"
-            click.echo(f"warning: {plan.in_flight} deliveries were in flight when an earlier "
-                       f"publish stopped; they may or may not have gone out and {verb}"
-                       + ("" if resend_in_flight else " (use --resend-in-flight to resend)"),
-                       err=True)
-        to_send = plan.total + (plan.in_flight if resend_in_flight else 0)
-        if dry_run:
-            click.echo(f"dry run: would send {to_send} messages via {name}; nothing sent")
-            return
-        if to_send == 0:
-            click.echo("nothing to send: every reader in the audience already has this post")
-            return
-        if not yes:
-            click.confirm(f"Send '{draft.subject}' to {to_send} readers via {name}?",
-                          abort=True)
-        addresser = Addresser(config, _signer_for(project, cls))
-        if resend_in_flight:
-            ledger.release_in_flight(draft.slug)
-        ledger.plan(draft.slug, goals)
-        delivery = config.delivery
-        with cls(config, addresser, settings) as provider, click.progressbar(
-                length=to_send, label=f"sending via {name}", file=sys.stderr) as bar:
-            outcome = send_post(resolved, ledger, provider, renderer, addresser,
-                                max_attempts=delivery.max_attempts,
-                                backoff_base=delivery.backoff_base,
-                                backoff_max=delivery.backoff_max, progress=bar.update,
-                                retry_after_max=delivery.retry_after_max,
-                                notice=_label_notice(bar, f"sending via {name}"))
-        table = ledger.report(draft.slug)
-        rows = [["segment", "sent", "rejected", "failed", "in-flight"]]
-        for goal in goals:
-            states = table.get(goal, {})
-            rows.append([goal, *(str(states.get(s, 0)) for s in
-                                 ("sent", "rejected", "failed", "in-flight"))])
-        _table(rows)
-        click.echo(f"sent {sum(outcome.sent.values())} messages in {outcome.batches} batches")
-    try:
-        builder = SiteBuilder(config, project.goals, project.catalogue)
-        builder.build(project.resolve_all())
-    except RunletterError as exc:  # another post's mistake must not fail a finished send
-        click.echo(f"warning: the archive was not rebuilt ({exc.findings[0]}); fix it and "
+
+def _show_findings(publication: Publication) -> None:
+    """What checking the editions found; any error stops the publish here."""
+    findings = publication.findings
+    report(findings)
+    if publication.errors:
+        click.echo(f"not sent: {tally(findings)} found by 'runletter check'; fix the errors "
+                   "first", err=True)
+        sys.exit(1)
+    if findings:
+        click.echo(tally(findings), err=True)
+
+
+def _signer(project: Project, provider: Provider) -> Signer:
+    """The signer of reader links, telling the author when a secret was generated."""
+    from .commands.publish import sign_links
+
+    signer, told = sign_links(project, provider)
+    if told:
+        click.echo(f"note: {told}", err=True)
+    return signer
+
+
+def _show_plan(publication: Publication, planned: Planned, resend_in_flight: bool) -> None:
+    """The plan per segment, and what the author should know before saying yes."""
+    plan = planned.plan
+    table([["segment", "to send", "already sent"],
+           *([g, str(plan.to_send[g]), str(plan.done[g])] for g in publication.goals)])
+    goals_file = publication.project.config.goals_path.name
+    for slug, count in plan.unmatched.items():
+        click.echo(f"warning: {plural(count, 'active reader')} "
+                   f"{'has' if count == 1 else 'have'} the goal '{slug}', which is not in "
+                   f"{goals_file}; they get nothing", err=True)
+    if plan.in_flight:
+        verb = "will be sent again" if resend_in_flight else "will NOT be sent again"
+        click.echo(f"warning: {plural(plan.in_flight, 'delivery')} "
+                   f"{'was' if plan.in_flight == 1 else 'were'} in flight when an earlier "
+                   f"publish stopped; they may or may not have gone out and {verb}"
+                   + ("" if resend_in_flight else " (use --resend-in-flight to resend)"),
+                   err=True)
+
+
+def _nothing_to_send(planned: Planned) -> str:
+    """Why a publish sends nothing: nobody to send to, or everybody has it."""
+    if planned.nobody:
+        return (f"nothing to send: no active readers in the post's audience "
+                f"({', '.join(planned.plan.to_send)}); 'runletter subscribers import FILE' "
+                "adds them")
+    return "nothing to send: every reader in the audience already has this post"
+
+
+def _send(publication: Publication, provider: Provider, to_send: int,
+          resend_in_flight: bool) -> None:
+    """Send with a progress bar, then show the ledger per segment and what went wrong."""
+    from .commands.publish import SENT_STATES, sending, settle
+
+    signer = _signer(publication.project, provider)
+    label = f"sending via {provider.name}"
+    with sending(publication, provider, signer, resend_in_flight) as send, click.progressbar(
+            length=to_send, label=label, file=sys.stderr) as bar:
+        outcome = send(progress=bar.update, notice=progress_notice(bar, label))
+    sent = settle(publication, provider, outcome)
+    table([["segment", *SENT_STATES],
+           *([goal, *(str(states.get(s, 0)) for s in SENT_STATES)]
+             for goal, states in sent.segments)])
+    click.echo(f"sent {plural(sum(outcome.sent.values()), 'message')} in "
+               f"{plural(outcome.batches, 'batch')}")
+    if sent.archive_problem:
+        click.echo(f"warning: the archive was not rebuilt ({sent.archive_problem}); fix it and "
                    "run 'runletter build'", err=True)
-    if outcome.resume_at is not None:
-        raise _stopped_early(outcome, getattr(cls, "label", "") or name,
-                             draft.source.display, delivery.retry_after_max)
-    if sum(outcome.failed.values()):
-        raise RunletterError(f"{sum(outcome.failed.values())} deliveries failed after "
-                             f"{delivery.max_attempts} tries; run publish again to retry them")
+    if sent.stopped:
+        raise RunletterError(sent.stopped)
+    if failed := sum(outcome.failed.values()):
+        tries = plural(publication.project.config.delivery.max_attempts, "try")
+        raise RunletterError(f"{plural(failed, 'delivery')} failed after {tries}; run "
+                             "publish again to retry them")
 
-
-def _label_notice(bar: Any, label: str) -> Callable[[str], None]:
-    """Show a publish's notice (the provider asked to wait) in its progress line."""
-    def notice(text: str) -> None:
-        bar.label = f"{label} ({text})" if text else label
-        bar.render_progress()
-    return notice
-
-
-def _stopped_early(outcome: Outcome, provider: str, where: str,
-                   ceiling: float) -> RunletterError:
-    """The one line a publish stopped by a too-long Retry-After ends with."""
-    assert outcome.resume_at is not None and outcome.wait_asked is not None
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(math.ceil(outcome.resume_at)))
-    return RunletterError(Finding(where, None, f"stopped: {provider} asked to wait "
-                                  f"{math.ceil(outcome.wait_asked)} s, longer than [delivery] "
-                                  f"retry_after_max ({ceiling:g} s); the rest is not sent yet: "
-                                  f"run publish again after {when}"))
 
 
 @main.command("report")
 @click.argument("post")
 def report_command(post: str) -> None:
     """Show the ledger of POST per segment and state."""
-    from .deliver import STATES, Ledger
+    from .commands.report import ledger_report
+    from .deliver import STATES
 
-    project = project_here()
-    slug = project.post(post).slug
-    with open_store(project) as store:
-        table = Ledger(store).report(slug)
-    if not table:
-        click.echo(f"{slug}: not published yet")
+    ledger = ledger_report(project_here(), post)
+    if not ledger.segments:
+        click.echo(f"{ledger.post}: not published yet")
         return
     rows = [["segment", *STATES, "total"]]
-    for goal, states in table.items():
+    for goal, states in ledger.segments:
         rows.append([goal, *(str(states.get(s, 0)) for s in STATES), str(sum(states.values()))])
-    totals = [sum(t.get(s, 0) for t in table.values()) for s in STATES]
+    totals = [sum(t.get(s, 0) for _, t in ledger.segments) for s in STATES]
     rows.append(["total", *(str(n) for n in totals), str(sum(totals))])
-    _table(rows)
+    table(rows)
+
+
+@main.group("layouts")
+def layouts() -> None:
+    """List the built-in layouts, or copy one into layouts/ to edit.
+
+    A file in layouts/ replaces the built-in one of the same name; a layout that starts with
+    {% extends "!builtin/email/base.mjml.j2" %} overrides only the blocks it names.
+    """
+
+
+@layouts.command("list")
+def layouts_list() -> None:
+    """Every built-in layout; the ones this newsletter overrides are marked."""
+    from .commands.layouts import list_layouts
+
+    for layout in list_layouts(Path.cwd()):
+        click.echo(layout.name + (f"  (overridden by {layout.override})" if layout.override
+                                  else ""))
+
+
+@layouts.command("eject")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Replace an existing override with the built-in.")
+def layouts_eject(name: str, force: bool) -> None:
+    """Copy the built-in layout NAME (e.g. email/partials/footer.mjml.j2) into layouts/."""
+    from .commands.layouts import eject_layout
+
+    path = eject_layout(Path.cwd(), name, force)
+    click.echo(f"created {path} (a copy of the built-in, to edit)")
 
 
 if __name__ == "__main__":  # pragma: no cover

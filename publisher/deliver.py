@@ -1,8 +1,5 @@
-"""Deliver a post: send the rows the ledger plans, in full provider calls, pipelined.
-
-The ledger (`ledger.py`) is written before and after every call; the retry policy
-(`retry.py`) decides when a failed call goes again. Rows left in flight by a crash are
-reported and sent again only when the author asks (at most once, by default).
+"""Deliver a post: send the editions rendered once to every reader planned in the ledger,
+call by call, settling each call in the ledger (see `ledger`) and waiting as `retry` says.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from .providers.base import (
     ProviderConfigError,
     Receipt,
 )
-from .render import EmailRenderer
+from .render import EmailRenderer, Rendered
 from .retry import RETRY_AFTER_MAX, Pause, backoff
 
 
@@ -56,99 +53,160 @@ class Call:
         return [d for _, rows in self.parts for d in rows]
 
 
-def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: EmailRenderer,
-              addresser: Addresser, *, max_attempts: int = 5, backoff_base: float = 1.0,
-              backoff_max: float = 60.0, progress: Callable[[int], None] | None = None,
-              sleep: Callable[[float], None] = time.sleep,
-              clock: Callable[[], float] = time.time,
-              retry_after_max: float = RETRY_AFTER_MAX,
-              notice: Callable[[str], None] | None = None) -> Outcome:
+def send_rendered(rendered: Rendered, ledger: Ledger, provider: Provider, addresser: Addresser,
+                  *, max_attempts: int = 5, backoff_base: float = 1.0,
+                  backoff_max: float = 60.0, progress: Callable[[int], None] | None = None,
+                  sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.time,
+                  retry_after_max: float = RETRY_AFTER_MAX,
+                  notice: Callable[[str], None] | None = None) -> Outcome:
     """Send every planned row of a post, call by call; settle each call in the ledger.
 
-    A call takes up to the provider's limit of rows, goal by goal; a provider that can mix
-    editions in one call gets the next goal's rows to fill a goal's last, partial one.
-    While one call is out (on a worker thread, waiting on the network), the next is read
-    from the ledger and addressed; it is marked in-flight only once the previous call is
-    settled and just before it goes, so a crash leaves at most one call in doubt.
+    The editions are `rendered`'s, made once before (the ones check looked at); per reader
+    only slots and headers are filled. A call takes up to the provider's limit of rows, goal
+    by goal; a provider that can mix editions in one call gets the next goal's rows to fill
+    a goal's last, partial one. While one call is out (on a worker thread, waiting on the
+    network), the next is read from the ledger and addressed; it is marked in-flight only
+    once the previous call is settled and just before it goes, so a crash leaves at most one
+    call in doubt.
 
     A Retry-After holds back every call (all goals, all rows) until it has passed, and
     `notice` is told so; one longer than `retry_after_max` stops the run (Outcome.resume_at).
     """
-    outcome = Outcome()
-    prepared = renderer.prepare(resolved)
-    post = resolved.slug
-    goals = list(resolved.audience)
-    compiled: dict[str, Compiled] = {}  # a goal's edition is rendered once, when first needed
-    pause = Pause(clock, sleep, getattr(provider, "label", "") or provider.name, notice)
+    run = _Run(rendered, ledger, provider, addresser, max_attempts=max_attempts,
+               backoff_base=backoff_base, backoff_max=backoff_max, progress=progress,
+               sleep=sleep, clock=clock, retry_after_max=retry_after_max,
+               pause=Pause(clock, sleep, getattr(provider, "label", "") or provider.name,
+                           notice))
+    return run.run()
 
-    def next_call(skip: frozenset[int]) -> Call | None:
+
+def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: EmailRenderer,
+              addresser: Addresser, **options) -> Outcome:
+    """Render every edition of a post once and send them (options as `send_rendered`'s)."""
+    return send_rendered(renderer.render(resolved), ledger, provider, addresser, **options)
+
+
+@dataclass
+class _Run:
+    """One publish run: calls read from the ledger, sent one at a time, settled in turn."""
+
+    rendered: Rendered
+    ledger: Ledger
+    provider: Provider
+    addresser: Addresser
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    progress: Callable[[int], None] | None
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    retry_after_max: float
+    pause: Pause
+    outcome: Outcome = field(default_factory=Outcome)
+    compiled: dict[str, Compiled] = field(default_factory=dict)  # per goal, when first needed
+
+    @property
+    def post(self) -> str:
+        return self.rendered.resolved.slug
+
+    @property
+    def goals(self) -> list[Goal]:
+        return [r.goal for r in self.rendered.renditions]
+
+    def run(self) -> Outcome:
+        """Read the next call while the last one is out; stop when nothing is left to try."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send") as worker:
+            out: tuple[Call, Future[list[Receipt]]] | None = None
+            while True:
+                upcoming = self.next_call(frozenset(d.subscriber_id for d in out[0].rows)
+                                          if out else frozenset())
+                if out is not None:
+                    done, out = out, None
+                    if self.collect(*done):
+                        break
+                if upcoming is None:
+                    if out is None and not self.wait_for_retry():
+                        break
+                    continue
+                out = self.launch(upcoming, worker)
+        for goal_slug, states in self.ledger.report(self.post).items():
+            if states["failed"]:
+                self.outcome.failed[goal_slug] = states["failed"]
+        return self.outcome
+
+    def next_call(self, skip: frozenset[int]) -> Call | None:
+        """The next call's rows and batches, read but not yet marked (None: none is due)."""
         parts: list[tuple[Goal, tuple[Delivery, ...]]] = []
-        room = provider.max_batch
-        for goal in goals:
-            rows = ledger.peek(post, goal.slug, room, max_attempts, clock(), skip)
+        room = self.provider.max_batch
+        for goal in self.goals:
+            rows = self.ledger.peek(self.post, goal.slug, room, self.max_attempts,
+                                    self.clock(), skip)
             if rows:
                 parts.append((goal, tuple(rows)))
                 room -= len(rows)
-            if room == 0 or (parts and not provider.mixes_editions):
+            if room == 0 or (parts and not self.provider.mixes_editions):
                 break
         if not parts:
             return None
-        batches = []
-        for goal, rows in parts:
-            if goal.slug not in compiled:
-                compiled[goal.slug] = addresser.compile(renderer.edition(prepared, goal))
-            batches.append(_batch(compiled[goal.slug], rows, addresser, post))
-        return Call(tuple(parts), tuple(batches))
+        return Call(tuple(parts), tuple(_batch(self.compiled_for(goal), rows, self.addresser,
+                                               self.post) for goal, rows in parts))
 
-    def settle(call: Call, receipts: list[Receipt]) -> None:
+    def compiled_for(self, goal: Goal) -> Compiled:
+        """A goal's edition made ready for addressing, once."""
+        if goal.slug not in self.compiled:
+            self.compiled[goal.slug] = self.addresser.compile(
+                self.rendered.editions[goal.slug])
+        return self.compiled[goal.slug]
+
+    def launch(self, call: Call, worker: ThreadPoolExecutor
+               ) -> tuple[Call, Future[list[Receipt]]] | None:
+        """Mark a call's rows in-flight (after any wait the provider asked for) and send it."""
+        self.pause.sit_out()
+        call = _only(call, self.ledger.mark_in_flight(self.post, call.rows))
+        if not call.rows:
+            return None
+        return call, worker.submit(self.provider.send_many, list(call.batches))
+
+    def collect(self, call: Call, future: Future[list[Receipt]]) -> bool:
+        """Settle a call that was out; True when the provider asked to wait past the ceiling
+        (the run stops; the call read meanwhile is not marked)."""
+        try:
+            receipts = future.result()
+        except ProviderConfigError:
+            self.ledger.unclaim(self.post, call.rows)  # nothing went out: no trace of the try
+            raise
+        self.settle(call, receipts)
+        if self.pause.asked > self.retry_after_max:
+            self.outcome.wait_asked, self.outcome.resume_at = self.pause.asked, self.pause.until
+            return True
+        return False
+
+    def settle(self, call: Call, receipts: list[Receipt]) -> None:
+        """Record a call's receipts in the ledger and the outcome, and heed its Retry-After."""
         attempts = {d.subscriber_id: d.attempts for d in call.rows}
-        at = clock()
-        ledger.record(post, receipts, attempts, backoff_base, backoff_max, at)
-        pause.heed(receipts, at)
-        outcome.batches += 1
+        at = self.clock()
+        self.ledger.record(self.post, receipts, attempts, self.backoff_base, self.backoff_max, at)
+        self.pause.heed(receipts, at)
+        self.outcome.batches += 1
         goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows}
         for r in receipts:
             if r.status == ACCEPTED:
-                outcome.sent[goal_of[r.subscriber_id]] += 1
+                self.outcome.sent[goal_of[r.subscriber_id]] += 1
             elif r.status == REJECTED:
-                outcome.rejected[goal_of[r.subscriber_id]] += 1
-            if progress and r.status != FAILED:
-                progress(1)
+                self.outcome.rejected[goal_of[r.subscriber_id]] += 1
+            if self.progress and r.status != FAILED:
+                self.progress(1)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send") as worker:
-        out: tuple[Call, Future[list[Receipt]]] | None = None
-        while True:
-            upcoming = next_call(frozenset(d.subscriber_id for d in out[0].rows)
-                                 if out else frozenset())
-            if out is not None:
-                call, future = out
-                out = None
-                try:
-                    receipts = future.result()
-                except ProviderConfigError:
-                    ledger.unclaim(post, call.rows)  # nothing went out: no trace of the try
-                    raise
-                settle(call, receipts)
-                if pause.asked > retry_after_max:  # the call read meanwhile is not marked
-                    outcome.wait_asked, outcome.resume_at = pause.asked, pause.until
-                    break
-            if upcoming is None:
-                if out is None:
-                    retry_at = ledger.next_retry(post, [g.slug for g in goals], max_attempts)
-                    if retry_at is None:
-                        break
-                    if not pause.sit_out():
-                        sleep(max(0.0, min(retry_at - clock(), backoff_max)))
-                continue
-            pause.sit_out()
-            marked = ledger.mark_in_flight(post, upcoming.rows)
-            upcoming = _only(upcoming, marked)
-            if upcoming.rows:
-                out = (upcoming, worker.submit(provider.send_many, list(upcoming.batches)))
-    for goal_slug, states in ledger.report(post).items():
-        if states["failed"]:
-            outcome.failed[goal_slug] = states["failed"]
-    return outcome
+    def wait_for_retry(self) -> bool:
+        """Nothing is due now: sleep until the earliest retry; False when nothing is left."""
+        goals = [g.slug for g in self.goals]
+        retry_at = self.ledger.next_retry(self.post, goals, self.max_attempts)
+        if retry_at is None:
+            return False
+        if not self.pause.sit_out():
+            self.sleep(max(0.0, min(retry_at - self.clock(), self.backoff_max)))
+        return True
 
 
 def _only(call: Call, marked: set[int]) -> Call:
@@ -172,4 +230,5 @@ def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
     return Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
 
 
-__all__ = ["RETRY_AFTER_MAX", "STATES", "Ledger", "Pause", "Plan", "backoff", "send_post"]
+__all__ = ["RETRY_AFTER_MAX", "STATES", "Delivery", "Ledger", "Outcome", "Pause", "Plan", "backoff",
+           "send_post", "send_rendered"]

@@ -83,11 +83,11 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
     stamp = (len(raw), zlib.crc32(raw))
     if cache is not None:
         hit = cache.get(str(path))
-        if hit is not None and hit[0] == stamp:
-            meta, body, key_lines, body_line = hit[1]
+        if hit is not None and hit[0] == stamp and len(hit[1]) == 5:
+            meta, body, key_lines, body_line, front_end = hit[1]
             return Document(meta=meta, body=body, source=Source(
                 path=path, display=shown, key_lines=MappingProxyType(key_lines),
-                body_line=body_line, stamp=stamp))
+                body_line=body_line, stamp=stamp, front_end=front_end))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -123,11 +123,20 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
     lead = len(body) - len(body.lstrip("\n"))
     key_lines = _key_lines(front, 1)
     body_line = text[: body_start + lead].count("\n") + 1
+    front_end = _closing_line(text)
     if cache is not None:
-        cache[str(path)] = (stamp, (meta, body.lstrip("\n"), key_lines, body_line))
+        cache[str(path)] = (stamp, (meta, body.lstrip("\n"), key_lines, body_line, front_end))
     source = Source(path=path, display=shown, key_lines=MappingProxyType(key_lines),
-                    body_line=body_line, stamp=stamp)
+                    body_line=body_line, stamp=stamp, front_end=front_end)
     return Document(meta=meta, body=body.lstrip("\n"), source=source)
+
+
+def _closing_line(text: str) -> int | None:
+    """The line of the '---' that closes the front matter (the opening one is line 1)."""
+    for number, line in enumerate(text.split("\n")[1:], 2):
+        if re.fullmatch(r"-{3,}\s*", line):
+            return number
+    return None
 
 
 class Checker:
@@ -144,11 +153,17 @@ class Checker:
     def error(self, key: str, message: str) -> None:
         self.findings.append(Finding(self.doc.source.display, self.doc.source.line(key), message))
 
+    def missing(self, key: str, message: str) -> None:
+        """A required key that is absent, at the closing '---': where to add it."""
+        source = self.doc.source
+        self.findings.append(Finding(source.display, source.line(key) or source.front_end,
+                                     message))
+
     def text(self, key: str, required: bool = False, default: str = "") -> str:
         value = self.doc.meta.get(key)
         if value is None:
             if required:
-                self.error(key, f"missing required key '{key}'")
+                self.missing(key, f"missing required key '{key}'")
             return default
         if isinstance(value, bool | dict | list):
             self.error(key, f"'{key}' must be text")

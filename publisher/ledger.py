@@ -1,6 +1,10 @@
-"""The ledger (table `deliveries`, one row per post and reader): what was planned, what is in
-flight, what is settled. Rows go planned → in-flight → sent | rejected | failed, written before
-and after every call, so a re-run sends only what is planned or transiently failed."""
+"""The ledger: table `deliveries`, one row per post and reader, written before and after
+every batch, so a publish is safe to re-run and never sends twice.
+
+Rows go planned → in-flight → sent | rejected | failed. A re-run sends only planned or
+transiently failed rows; rows left in-flight by a crash are reported and sent again only
+when the author asks (at most once, by default).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from .retry import call_backoff
 from .store import Store, now
 
 STATES = ("planned", "in-flight", "sent", "rejected", "failed")
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One row of the ledger: one reader's copy of one post."""

@@ -166,7 +166,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     raw_date = doc.meta.get("date")
     date = dt.date(1970, 1, 1)
     if raw_date is None:
-        check.error("date", "missing required key 'date' (YYYY-MM-DD)")
+        check.missing("date", "missing required key 'date' (YYYY-MM-DD)")
     elif isinstance(raw_date, dt.datetime):
         date = raw_date.date()
     elif isinstance(raw_date, dt.date):
@@ -246,9 +246,19 @@ def find_post(content_dir: Path, root: Path, name: str) -> Path:
         return path
     slugs = sorted(p.stem for p in folder.glob("*.md"))
     # A slug without its date prefix is enough when it names one post.
-    undated = [s for s in slugs if re.sub(r"^\d{4}-\d{2}-\d{2}-", "", s) == candidate.stem]
+    undated = [s for s in slugs if _undated(s) == candidate.stem]
     if len(undated) == 1:
         return folder / f"{undated[0]}.md"
     raise RunletterError(f"no post '{name}' in {display_path(folder, root)}"
-                         + suggest(candidate.stem, slugs)
+                         + suggest(candidate.stem, [*slugs, *_unique_undated(slugs)])
                          + "; give a slug (file name without .md) or a path")
+
+
+def _undated(slug: str) -> str:
+    return re.sub(r"^\d{4}-\d{2}-\d{2}-", "", slug)
+
+
+def _unique_undated(slugs: list[str]) -> list[str]:
+    """Slugs without their date, where that still names one post (what an author types)."""
+    short = [_undated(s) for s in slugs]
+    return [s for s in short if short.count(s) == 1 and s not in slugs]

@@ -50,6 +50,7 @@ class Source:
     key_lines: Mapping[str, int]  # "topic" -> 4, "exercises[2]" -> 7
     body_line: int  # line number of the first body line
     stamp: tuple[int, int] = (0, 0)  # (size, crc32) of the file as read: what rebuilds compare
+    front_end: int | None = None  # line of the closing '---', where a missing key would go
 
     def line(self, key: str) -> int | None:
         """Line of a front matter key (or list item `key[i]`), falling back to the key."""

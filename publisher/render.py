@@ -128,6 +128,29 @@ class Prepared:
     markers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Rendition:
+    """One goal's edition and the MJML source it was compiled from (what the linter reads)."""
+
+    goal: Goal
+    source: str
+    edition: Edition
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A post rendered once for every goal of its audience; check, the MJML linter and
+    delivery all read this one object, so a publish renders each edition once."""
+
+    resolved: Resolved
+    renditions: tuple[Rendition, ...]  # in the audience's (goals.toml) order
+
+    @property
+    def editions(self) -> dict[str, Edition]:
+        """Every edition by goal slug."""
+        return {r.goal.slug: r.edition for r in self.renditions}
+
+
 class EmailRenderer:
     """Renders editions with the newsletter's email layouts."""
 
@@ -179,10 +202,11 @@ class EmailRenderer:
             raise RunletterError(f"layouts/email: layout error while rendering "
                                  f"'{post.slug}' for {goal.slug}: {exc}") from None
 
-    def edition(self, prepared: Prepared, goal: Goal) -> Edition:
-        """Render one goal's edition of a prepared post."""
+    def edition(self, prepared: Prepared, goal: Goal,
+                sources: tuple[str, str] | None = None) -> Edition:
+        """Render one goal's edition of a prepared post (from its `sources`, when given)."""
         post = prepared.resolved.post
-        source, text = self.sources(prepared, goal)
+        source, text = sources or self.sources(prepared, goal)
         try:
             html = mjml.mjml2html(source)
         except Exception as exc:  # MRML reports bad MJML as a plain exception
@@ -200,3 +224,13 @@ class EmailRenderer:
         """Every edition of a post, one per goal in its audience."""
         prepared = self.prepare(resolved)
         return {g.slug: self.edition(prepared, g) for g in resolved.audience}
+
+    def render(self, resolved: Resolved) -> Rendered:
+        """Every edition of a post with its MJML source: Markdown once, Jinja2 and MJML once
+        per goal."""
+        prepared = self.prepare(resolved)
+        renditions = []
+        for goal in resolved.audience:
+            sources = self.sources(prepared, goal)
+            renditions.append(Rendition(goal, sources[0], self.edition(prepared, goal, sources)))
+        return Rendered(resolved=resolved, renditions=tuple(renditions))

@@ -1,5 +1,5 @@
-"""How long to wait before trying again: backoff with jitter, and the Retry-After a provider
-asked for, which holds back every call to it (not only the rows it refused)."""
+"""How long to wait before trying again: exponential backoff with jitter, and the
+provider's own Retry-After, which holds back every call of a publish until it has passed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from .providers.base import FAILED, Receipt
 # The longest Retry-After a publish sits out ([delivery] retry_after_max); a provider asking
 # for more stops the run, which says when to run it again.
 RETRY_AFTER_MAX = 900.0
-
 
 
 def backoff(attempt: int, base: float, cap: float, retry_after: float | None,

@@ -518,9 +518,9 @@ def test_the_command_says_which_format_it_detected_and_names_bad_rows(sample_roo
     result = run(str(FIXTURES / "kit_unknown_state.csv"))
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0] == "detected format: kit (from the header)"
-    assert result.stderr == (f"{FIXTURES / 'kit_unknown_state.csv'}:3: unknown kit status "
-                             "'frozen' (known: active, cold, inactive, cancelled, bounced, "
-                             "complained) (row skipped)\n")
+    assert result.stderr == (f"{FIXTURES / 'kit_unknown_state.csv'}:3: error: unknown kit "
+                             "status 'frozen' (known: active, cold, inactive, cancelled, "
+                             "bounced, complained) (row skipped)\n1 error\n")
     assert stored_readers(sample_root)["kenji.sato@example.com"][0] == "unsubscribed"
 
 
@@ -540,7 +540,7 @@ def test_the_command_dry_run_prints_the_plan_and_leaves_the_store_file_as_it_was
                            "goal: 5k 1, general 1, half 1, marathon 1, ultra 1"]
     assert lines[-1].endswith("would be 5 added, 0 updated, 0 unchanged, 1 skipped; "
                               "nothing written")
-    assert ":7: duplicate: Hannah.Muller@example.org is already on line 2" in result.stderr
+    assert ":7: error: duplicate: Hannah.Muller@example.org is already on line 2" in result.stderr
     assert db.read_bytes() == before
     assert "hannah.muller@example.org" not in stored_readers(sample_root)
 
@@ -585,7 +585,7 @@ def test_the_command_refuses_an_unknown_format_on_one_line(sample_root):
     assert result.exit_code == 1
     assert result.stderr == ("runletter: error: --from 'mailchimps': unknown format (did you "
                              "mean 'mailchimp'?); formats: auto, mailchimp, ghost, substack, "
-                             "listmonk, buttondown, kit, runletter\n")
+                             "listmonk, buttondown, kit, runletter\n1 error\n")
 
 
 # -- the property: nothing lands active unless its source says subscribed ----------------------

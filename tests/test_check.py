@@ -151,7 +151,7 @@ def test_publish_refuses_a_post_with_an_error(sample_root):
                               ).exit_code == 0
     write(sample_root, "See [this](https://runfreely.example.org/posts/nope/).\n")
     result = CliRunner().invoke(main, ["publish", "2026-11-01-c", "--yes"])
-    assert result.exit_code == 1 and "not sent: 1 errors" in result.output
+    assert result.exit_code == 1 and "not sent: 1 error found" in result.output
     assert not (sample_root / "outbox").exists()
 
 

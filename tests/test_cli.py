@@ -16,7 +16,7 @@ from .support import assert_user_error, outbox_messages, run
 def test_build_exits_0_and_prints_the_counts(project_dir):
     result = run("build")
     assert result.exit_code == 0, result.output
-    assert result.output == ("built site/: 1 posts, 4 exercises, 5 goals "
+    assert result.output == ("built site/: 1 post, 4 exercises, 5 goals "
                              "(19 files written)\n")
     assert (project_dir / "site" / "posts" / SLUG / "index.html").is_file()
 
@@ -55,7 +55,8 @@ def test_render_with_text_prints_the_plain_text_part(project_dir):
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Fixture Weekly · Comeback edition\nEverything at once\n")
     assert "* Single-leg deadlift: 2 x 10 each side, bodyweight" in result.stdout
-    assert "<" not in result.stdout
+    assert "<" not in result.stdout.replace("<preferences link>", "").replace(
+        "<unsubscribe link>", "")
 
 
 def test_render_without_a_goal_picks_the_posts_first_goal(project_dir):
@@ -67,29 +68,29 @@ def test_render_without_a_goal_picks_the_posts_first_goal(project_dir):
 def test_render_with_an_unknown_goal_is_a_one_line_error(project_dir):
     assert_user_error(run("render", SLUG, "--goal", "marathn"),
                       "runletter: error: unknown goal 'marathn' (did you mean 'marathon'?); "
-                      "goals are: 5k, marathon, ultra, comeback, general\n")
+                      "goals are: 5k, marathon, ultra, comeback, general\n1 error\n")
 
 
 def test_render_for_a_goal_outside_the_audience_is_a_one_line_error(project_dir):
     result = run("render", SLUG, "--goal", "general")
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)
-    assert len(result.stderr.splitlines()) == 1
+    assert len(result.stderr.splitlines()) == 2
     assert result.stderr.endswith("the post's audience is 5k, marathon, ultra, comeback; "
-                                  "there is no 'general' edition\n")
+                                  "there is no 'general' edition\n1 error\n")
 
 
 def test_an_error_about_a_post_file_is_printed_under_that_files_name(project_dir):
     assert_user_error(run("render", SLUG, "--goal", "general"),
-                      f"content/posts/{SLUG}.md: the post's audience is 5k, marathon, "
-                      "ultra, comeback; there is no 'general' edition\n")
+                      f"content/posts/{SLUG}.md: error: the post's audience is 5k, "
+                      "marathon, ultra, comeback; there is no 'general' edition\n1 error\n")
 
 
 def test_render_of_an_unknown_post_suggests_the_closest(project_dir):
     result = run("render", "2026-01-01-everythin")
     assert_user_error(result, "runletter: error: no post '2026-01-01-everythin' in "
                       "content/posts (did you mean '2026-01-01-everything'?); give a slug "
-                      "(file name without .md) or a path\n")
+                      "(file name without .md) or a path\n1 error\n")
 
 
 def test_a_post_with_an_unknown_exercise_fails_the_build_with_file_and_line(project_dir):
@@ -97,8 +98,8 @@ def test_a_post_with_an_unknown_exercise_fails_the_build_with_file_and_line(proj
     post.write_text(post.read_text().replace(
         "exercises: [single-leg-deadlift,", "exercises: [single-leg-dedlift,"))
     assert_user_error(run("build"),
-                      f"content/posts/{SLUG}.md:6: unknown exercise "
-                      "'single-leg-dedlift' (did you mean 'single-leg-deadlift'?)\n")
+                      f"content/posts/{SLUG}.md:6: error: unknown exercise "
+                      "'single-leg-dedlift' (did you mean 'single-leg-deadlift'?)\n1 error\n")
     assert not (project_dir / "site").exists()
 
 
@@ -109,10 +110,11 @@ def test_every_problem_in_a_build_is_printed_one_per_line(project_dir):
     result = run("build")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f"content/posts/{SLUG}.md:4: unknown topic 'strenght' (did you mean "
+        f"content/posts/{SLUG}.md:4: error: unknown topic 'strenght' (did you mean "
         "'strength'?); topics in runletter.toml are: strength, physio",
-        f"content/posts/{SLUG}.md:30: unknown exercise 'glute-brige' "
+        f"content/posts/{SLUG}.md:30: error: unknown exercise 'glute-brige' "
         "(did you mean 'glute-bridge'?)",
+        "2 errors",
     ]
 
 
@@ -149,7 +151,7 @@ def test_a_new_draft_does_not_break_the_build(project_dir):
     run("new", "post", "Tempo Tuesday")
     result = run("build")
     assert result.exit_code == 0, result.output
-    assert "1 posts" in result.output
+    assert "1 post," in result.output
 
 
 def test_new_exercise_creates_an_exercise_that_loads(project_dir):
@@ -171,15 +173,15 @@ def test_new_exercise_creates_an_exercise_that_loads(project_dir):
 def test_creating_the_same_file_twice_is_an_error(project_dir, args, rel):
     assert run(*args).exit_code == 0
     before = (project_dir / rel).read_text()
-    assert_user_error(run(*args), f"runletter: error: {rel}: already exists; "
-                      "pick another title or edit that file\n")
+    assert_user_error(run(*args), f"{rel}: error: already exists; "
+                      "pick another title or edit that file\n1 error\n")
     assert (project_dir / rel).read_text() == before
 
 
 def test_a_title_with_no_letters_or_digits_is_an_error(project_dir):
     assert_user_error(run("new", "post", "!!!"),
                       "runletter: error: cannot make a file name from '!!!'; "
-                      "use letters or digits\n")
+                      "use letters or digits\n1 error\n")
 
 
 def test_init_makes_a_project_that_builds(tmp_path, monkeypatch):
@@ -191,7 +193,7 @@ def test_init_makes_a_project_that_builds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "letter")
     result = run("build")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("built site/: 1 posts, ")
+    assert result.output.startswith("built site/: 1 post, ")
     assert (tmp_path / "letter" / "site" / "index.html").is_file()
 
 
@@ -231,8 +233,8 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
-    assert_user_error(run("init", "full"), "runletter: error: full: folder is not empty; "
-                      "pick a new folder name\n")
+    assert_user_error(run("init", "full"), "full: error: folder is not empty; "
+                      "pick a new folder name\n1 error\n")
 
 
 @pytest.mark.parametrize("verb", [
@@ -278,7 +280,7 @@ def test_the_webhook_variables_of_serve_are_not_taken_for_misspellings(sample_ro
 def test_subscribers_add_refuses_an_address_with_specials_in_one_line(project_dir):
     assert_user_error(run("subscribers", "add", "angle<x>@example.org"),
                       "runletter: error: invalid email 'angle<x>@example.org': the part "
-                      "before the '@' contains '<', which mail providers refuse\n")
+                      "before the '@' contains '<', which mail providers refuse\n1 error\n")
     assert run("subscribers", "export").stdout.count("\n") == 1  # the header only
 
 
@@ -291,6 +293,86 @@ def test_a_card_image_outside_content_stops_every_command_with_one_line(project_
     exercise = project_dir / "content" / "exercises" / "single-leg-deadlift.md"
     exercise.write_text(exercise.read_text().replace(
         "video:", 'image: "../.runletter-secret"\nvideo:'))
-    assert_user_error(run(*verb), "content/exercises/single-leg-deadlift.md:16: image "
-                      "'../.runletter-secret' is outside content/\n")
+    assert_user_error(run(*verb), "content/exercises/single-leg-deadlift.md:16: error: image "
+                      "'../.runletter-secret' is outside content/\n1 error\n")
     assert not (project_dir / "site").exists()
+
+
+# --- one voice: every verb speaks the same way (issue 12) ----------------------------------
+
+def test_an_error_in_a_post_is_path_line_level_message_then_a_summary_line(project_dir):
+    post = project_dir / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace("topic: strength", "topic: strenght"))
+    assert_user_error(run("render", SLUG),
+                      f"content/posts/{SLUG}.md:4: error: unknown topic 'strenght' (did you "
+                      "mean 'strength'?); topics in runletter.toml are: strength, physio\n"
+                      "1 error\n")
+
+
+def test_a_missing_topic_is_reported_at_the_closing_line_of_the_front_matter(project_dir):
+    post = project_dir / "content" / "posts" / f"{SLUG}.md"
+    post.write_text(post.read_text().replace("topic: strength\n", ""))
+    assert_user_error(run("build"), f"content/posts/{SLUG}.md:10: error: missing required "
+                      "key 'topic'\n1 error\n")
+
+
+def test_check_counts_one_post_and_one_error_in_the_singular(project_dir):
+    result = run("check", SLUG)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"content/posts/{SLUG}.md:22: error: link to 'https://fixture.example.org/posts/other/' "
+        "will not exist in the archive",
+        "checked 1 post: 1 error",
+    ]
+
+
+def test_check_counts_posts_errors_and_warnings_in_the_plural(project_dir):
+    result = run("check")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == "checked 2 posts: 1 error, 1 warning"
+
+
+def test_render_text_shows_placeholders_for_the_readers_own_links(project_dir):
+    result = run("render", SLUG, "--goal", "comeback", "--text")
+    assert result.exit_code == 0, result.output
+    assert ("Change your goal or pause: <preferences link>\n"
+            "Unsubscribe: <unsubscribe link>\n") in result.stdout
+
+
+@pytest.mark.parametrize("verb", ["render", "check", "publish", "report"])
+def test_an_unknown_slug_without_its_date_suggests_the_closest_post(project_dir, verb):
+    assert_user_error(run(verb, "everythin"),
+                      "runletter: error: no post 'everythin' in content/posts (did you mean "
+                      "'everything'?); give a slug (file name without .md) or a path\n"
+                      "1 error\n")
+
+
+def test_init_names_the_next_steps_including_importing_readers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("init", "letter")
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "created a newsletter in letter/ — next:\n"
+        "  cd letter\n"
+        "  runletter build                                      # the web archive in site/\n"
+        "  runletter subscribers import subscribers/sample.csv  # your readers, from a CSV\n"
+        "  runletter publish welcome --dry-run                  # who would get which edition\n")
+
+
+def add_readers(*goals: str) -> None:
+    for i, goal in enumerate(goals):
+        assert run("subscribers", "add", f"reader{i}@example.org", "--goal", goal
+                   ).exit_code == 0
+
+
+def test_audience_lists_segments_in_goals_order_with_a_header_and_general(project_dir):
+    add_readers("comeback", "general", "5k", "comeback")
+    result = run("audience")
+    assert result.exit_code == 0, result.output
+    assert result.output == ("segment   active readers\n"
+                             "5k                     1\n"
+                             "marathon               0\n"
+                             "ultra                  0\n"
+                             "comeback               2\n"
+                             "general                1\n"
+                             "total                  4\n")

@@ -333,3 +333,71 @@ def test_each_test_copy_has_its_own_message_id(sample_root):
     run("publish", POST, "--to", "me@example.org")
     ids = {m["Message-ID"] for m in outbox_messages(sample_root)}
     assert len(ids) == 2
+
+
+EVERY_GOAL = "2026-11-10-what-physical-therapy-offers-runners"  # no audience: every goal
+GOALS_ORDER = ["5k", "10k", "half", "marathon", "ultra", "comeback", "general"]
+
+
+def first_words(text: str) -> list[str]:
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
+def test_publish_lists_segments_in_goals_order_under_a_header(sample_root):
+    import_sample(sample_root)
+    result = run("publish", EVERY_GOAL, "--yes")
+    assert result.exit_code == 0, result.output
+    words = first_words(result.stdout)
+    assert words == ["segment", *GOALS_ORDER, "segment", *GOALS_ORDER, "sent"]
+
+
+def test_report_lists_segments_in_goals_order_under_a_header(sample_root):
+    import_sample(sample_root)
+    run("publish", EVERY_GOAL, "--yes")
+    words = first_words(run("report", EVERY_GOAL).stdout)
+    assert words[0] == "segment" and words[-1] == "total"
+    assert "general" in words
+    assert words[1:-1] == sorted(words[1:-1], key=GOALS_ORDER.index)
+
+
+def test_publish_with_no_readers_in_the_audience_says_so(sample_root):
+    result = run("publish", POST, "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == (
+        "nothing to send: no active readers in the post's audience (5k, 10k, half, marathon, "
+        "ultra, comeback); 'runletter subscribers import FILE' adds them")
+
+
+def test_publish_counts_one_message_and_one_batch_in_the_singular(sample_root):
+    assert run("subscribers", "add", "ana@example.org", "--goal", "marathon").exit_code == 0
+    assert run("publish", POST, "--dry-run").stdout.splitlines()[-1] == (
+        "dry run: would send 1 message via outbox; nothing sent")
+    asked = CliRunner().invoke(main, ["publish", POST], input="n\n")
+    assert "Send 'Hip Drive: six moves for stronger hips' to 1 reader via outbox?" in asked.output
+    result = run("publish", POST, "--yes")
+    assert result.stdout.splitlines()[-1] == "sent 1 message in 1 batch"
+
+
+def test_a_publish_renders_each_edition_once(sample_root, monkeypatch):
+    import jinja2
+    import mjml
+
+    import_sample(sample_root)
+    goals = len(open_project(sample_root).resolve(open_project(sample_root).post(POST)).audience)
+    calls: Counter = Counter()
+    compile_mjml, render_template = mjml.mjml2html, jinja2.Template.render
+
+    def counted_mjml(source, *args, **kwargs):
+        calls["mjml"] += 1
+        return compile_mjml(source, *args, **kwargs)
+
+    def counted_render(self, *args, **kwargs):
+        calls[self.name] += 1
+        return render_template(self, *args, **kwargs)
+
+    monkeypatch.setattr(mjml, "mjml2html", counted_mjml)
+    monkeypatch.setattr(jinja2.Template, "render", counted_render)
+    result = run("publish", POST, "--yes")
+    assert result.exit_code == 0, result.output
+    assert len(outbox_messages(sample_root)) == 59
+    assert (calls["mjml"], calls["base.mjml.j2"], calls["base.txt.j2"]) == (goals, goals, goals)

@@ -153,8 +153,8 @@ def test_eject_refuses_to_overwrite_an_override(project_dir):
     header.parent.mkdir(parents=True)
     header.write_text("my header\n", encoding="utf-8")
     assert_user_error(run("layouts", "eject", "email/partials/header.mjml.j2"),
-                      "layouts/email/partials/header.mjml.j2: already exists; edit it, or "
-                      "pass --force to replace it with the built-in\n")
+                      "layouts/email/partials/header.mjml.j2: error: already exists; edit it, or "
+                      "pass --force to replace it with the built-in\n1 error\n")
     assert header.read_text() == "my header\n"
 
 
@@ -170,5 +170,5 @@ def test_eject_of_an_unknown_layout_suggests_one_and_how_to_list_them(project_di
     assert_user_error(run("layouts", "eject", "email/partials/card.mjml.j2"),
                       "runletter: error: unknown layout 'email/partials/card.mjml.j2' (did you "
                       "mean 'email/partials/exercise_card.mjml.j2'?); 'runletter layouts list' "
-                      "shows them all\n")
+                      "shows them all\n1 error\n")
     assert not (project_dir / "layouts").exists()

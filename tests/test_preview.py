@@ -276,6 +276,32 @@ def test_command_serves_until_interrupted(sample_root: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_command_prints_the_projects_problems_as_check_does_then_a_summary_line(
+        sample_root: Path) -> None:
+    exercise = sample_root / "content/exercises/clam-shell.md"
+    text = exercise.read_text()
+    exercise.write_text(text.replace('name: "Clam shell"\n', ""))
+    closing = text.split("\n").index("---", 1)  # its line number once 'name' is gone
+    child = subprocess.Popen(
+        [sys.executable, "-u", "-c", "from publisher.preview import preview_command; "
+         "preview_command(['--port', '0'])"],
+        cwd=sample_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        ready, _, _ = select.select([child.stdout], [], [], 15)
+        assert ready, "the preview printed nothing within 15 s"
+        child.stdout.readline()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=15)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert err.splitlines()[:2] == [
+        f"content/exercises/clam-shell.md:{closing}: error: missing required key 'name'",
+        "1 error"]
+
+
 # -- readers ---------------------------------------------------------------------------------
 
 

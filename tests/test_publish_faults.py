@@ -146,7 +146,8 @@ def test_a_retry_after_past_the_ceiling_stops_the_run_and_says_when_to_rerun(sam
         after = time.time()
         assert result.exit_code == 1
         assert [r.status for r in server.requests] == [429]
-    last = result.output.strip().splitlines()[-1]
+    *_, last, summary = result.output.strip().splitlines()
+    assert summary == "1 error"
     assert "Mailgun asked to wait 7200 s" in last and "Traceback" not in result.output
     when = re.search(r"run publish again after (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", last)
     assert when, last

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..config import CONFIG_NAME, find_root
+from ..console import summarize
 from .server import PreviewServer
-from .workspace import finding_line
 
 
 @click.command("preview")
@@ -24,8 +24,8 @@ def preview_command(port: int, host: str, reader: str | None) -> None:
     server = PreviewServer(root, host=host, port=port, reader=reader,
                            log=lambda message: click.echo(f"preview: {message}", err=True))
     workspace = server.workspace
-    for finding in workspace.problems:
-        click.echo(finding_line(finding), err=True)
+    if workspace.problems:
+        summarize(workspace.problems)
     if reader:
         note = workspace.readers(reader)[2]
         if note:

@@ -1,17 +1,14 @@
-"""Create files for the author: a new post, a new exercise, a whole new newsletter."""
+"""`runletter new`: a post or an exercise, created with its front matter filled in."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import unicodedata
 from pathlib import Path
 
-from .config import Config
-from .errors import RunletterError, display_path
-
-SKELETON = Path(__file__).parent / "skeleton"
+from ..config import Config
+from ..errors import Finding, RunletterError, display_path
 
 
 def slugify(text: str) -> str:
@@ -33,8 +30,8 @@ def _create(path: Path, text: str, root: Path) -> Path:
         with open(path, "x", encoding="utf-8") as handle:
             handle.write(text)
     except FileExistsError:
-        raise RunletterError(f"{display_path(path, root)}: already exists; "
-                             "pick another title or edit that file") from None
+        raise RunletterError(Finding(display_path(path, root), None, "already exists; "
+                                     "pick another title or edit that file")) from None
     return path
 
 
@@ -92,12 +89,3 @@ How to do it, step by step.
 """
     return _create(path, text, config.root)
 
-
-def init_project(target: Path) -> Path:
-    """Copy the starter newsletter into an empty (or new) folder."""
-    if target.exists() and any(target.iterdir()):
-        raise RunletterError(f"{target}: folder is not empty; pick a new folder name")
-    shutil.copytree(SKELETON, target, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (target / "gitignore").rename(target / ".gitignore")
-    return target

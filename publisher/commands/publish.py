@@ -1,0 +1,241 @@
+"""`runletter publish`: a post rendered once, checked, planned, sent; then the archive rebuilt.
+
+The verb runs in steps so the CLI can print between them and ask before anything goes out:
+`prepare` (resolve, render every edition once, check them) → `choose_provider` → `plan`
+(what the ledger would send) → `sending` then `settle`, or `send_test_copy`. The editions
+`prepare` rendered are the ones checked, linted and sent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Finding, RunletterError, suggest
+from ..project import Project
+from .subscribers import open_store
+
+if TYPE_CHECKING:
+    from ..deliver import Outcome, Plan
+    from ..model import Post
+    from ..render import Rendered
+    from ..tokens import Signer
+
+# The ledger states a publish's summary shows per segment, in this order.
+SENT_STATES = ("sent", "rejected", "failed", "in-flight")
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A post ready to go out: every edition rendered once, and what checking them found."""
+
+    project: Project
+    rendered: Rendered
+    findings: tuple[Finding, ...]
+
+    @property
+    def post(self) -> Post:
+        """The post as the author wrote it."""
+        return self.rendered.resolved.post
+
+    @property
+    def goals(self) -> tuple[str, ...]:
+        """The segments of its audience, in goals.toml order."""
+        return tuple(r.goal.slug for r in self.rendered.renditions)
+
+    @property
+    def errors(self) -> int:
+        """How many findings are errors (any one stops the publish)."""
+        return sum(f.level == "error" for f in self.findings)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """The provider chosen for this run, its settings, and environment variables it ignores."""
+
+    name: str
+    cls: type
+    settings: Any
+    unknown_env: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a publish would send now, per segment, and what is settled already."""
+
+    plan: Plan
+    to_send: int
+
+    @property
+    def nobody(self) -> bool:
+        """The audience has no active reader at all (as opposed to everyone having it)."""
+        plan = self.plan
+        return not (plan.total or sum(plan.done.values()) or plan.in_flight)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a send did, and what the author should know after it."""
+
+    outcome: Outcome
+    segments: tuple[tuple[str, Counter], ...]  # the ledger per segment after the run
+    archive_problem: Finding | None  # why the archive was not rebuilt, if it was not
+    stopped: Finding | None  # why the run stopped before the end, if it did
+
+
+def prepare(project: Project, post: str, test_to: str | None = None,
+            test_goal: str | None = None) -> Publication:
+    """Resolve POST, render each of its editions once and check them; a draft only goes
+    out as a test copy (to `test_to`)."""
+    from ..check import check_rendered
+    from ..render import EmailRenderer
+
+    resolved = project.resolve(project.post(post))
+    draft = resolved.post
+    if test_goal and not test_to:
+        raise RunletterError("--goal goes with --to (a test copy); a publish sends every "
+                             "reader their own goal's edition")
+    if draft.is_draft and not test_to:
+        raise RunletterError(Finding(draft.source.display, draft.source.line("status"),
+                                     "is a draft; set 'status: ready' to send it "
+                                     "(or send yourself a test copy with --to)"))
+    rendered = EmailRenderer(project.config).render(resolved)
+    return Publication(project, rendered, tuple(check_rendered(project, [rendered])))
+
+
+def choose_provider(project: Project, name: str | None) -> Provider:
+    """The provider named (or runletter.toml's) with its settings from file and environment."""
+    from ..providers import provider_class
+    from ..providers.base import provider_settings, unknown_env_settings
+
+    chosen = name or project.config.delivery.provider
+    cls = provider_class(chosen)
+    settings = provider_settings(cls, project.config)
+    return Provider(chosen, cls, settings, tuple(unknown_env_settings(cls)))
+
+
+def sign_links(project: Project, provider: Provider) -> tuple[Signer, str | None]:
+    """The signer of reader links, and a note when a secret was generated for the outbox;
+    every provider that sends real mail needs RUNLETTER_SECRET."""
+    import os
+
+    from ..tokens import SECRET_ENV, Signer, load_secret
+
+    if provider.cls.needs_secret_env and not os.environ.get(SECRET_ENV):
+        raise RunletterError(
+            f"{SECRET_ENV} is not set: the '{provider.cls.name}' provider sends real mail, "
+            "so reader links must be signed with your own secret; set it with "
+            f"export {SECRET_ENV}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    secret, told = load_secret(project.root, create=True)
+    return Signer(secret), told
+
+
+def copy_goal(publication: Publication, to: str, goal: str | None) -> str:
+    """The goal whose edition a test copy to `to` gets (default: the first of the audience)."""
+    from ..store import validate_email
+
+    if reason := validate_email(to):
+        raise RunletterError(f"--to {to}: not an email address ({reason})")
+    goals = publication.goals
+    chosen = goal or goals[0]
+    if chosen not in goals:
+        raise RunletterError(f"--goal {chosen}: not in the post's audience"
+                             + suggest(chosen, goals) + f"; it is: {', '.join(goals)}")
+    return chosen
+
+
+def send_test_copy(publication: Publication, provider: Provider, signer: Signer, to: str,
+                   goal: str) -> None:
+    """Send one copy of `goal`'s edition to `to`, outside the ledger."""
+    from ..address import Addresser
+    from ..providers.base import Batch
+
+    config = publication.project.config
+    addresser = Addresser(config, signer)
+    edition = publication.rendered.editions[goal]
+    # A Message-ID of its own each time, so a mail client shows every test copy.
+    recipient = addresser.recipient(f"test-{publication.post.slug}-{time.time_ns()}", 0, to, "")
+    with provider.cls(config, addresser, provider.settings) as sender:
+        [receipt] = sender.send(Batch(edition, addresser.compile(edition), (recipient,)))
+    if receipt.status != "accepted":
+        raise RunletterError(f"test copy to {to} not sent: {receipt.reason}")
+
+
+def plan(publication: Publication, resend_in_flight: bool = False) -> Planned:
+    """What the ledger would send now (nothing is written)."""
+    from ..deliver import Ledger
+
+    project = publication.project
+    with open_store(project) as store:
+        found = Ledger(store).preview(publication.post.slug, publication.goals,
+                                      project.goals.slugs)
+    return Planned(found, found.total + (found.in_flight if resend_in_flight else 0))
+
+
+@contextmanager
+def sending(publication: Publication, provider: Provider, signer: Signer,
+            resend_in_flight: bool = False) -> Iterator[Callable[..., Outcome]]:
+    """Plan every reader in the ledger and open the provider; yields `send(progress=None,
+    notice=None)`, which sends the editions `prepare` rendered and returns the Outcome."""
+    from ..address import Addresser
+    from ..deliver import Ledger, send_rendered
+
+    project, slug = publication.project, publication.post.slug
+    delivery = project.config.delivery
+    addresser = Addresser(project.config, signer)
+    with open_store(project) as store:
+        ledger = Ledger(store)
+        if resend_in_flight:
+            ledger.release_in_flight(slug)
+        ledger.plan(slug, publication.goals)
+        with provider.cls(project.config, addresser, provider.settings) as sender:
+            yield partial(send_rendered, publication.rendered, ledger, sender, addresser,
+                          max_attempts=delivery.max_attempts,
+                          backoff_base=delivery.backoff_base,
+                          backoff_max=delivery.backoff_max,
+                          retry_after_max=delivery.retry_after_max)
+
+
+def settle(publication: Publication, provider: Provider, outcome: Outcome) -> Sent:
+    """After a send: the ledger per segment, the archive rebuilt, and why the run stopped."""
+    from ..deliver import Ledger
+
+    project = publication.project
+    with open_store(project) as store:
+        table = Ledger(store).report(publication.post.slug)
+    segments = tuple((goal, table.get(goal, Counter())) for goal in publication.goals)
+    return Sent(outcome, segments, rebuild_archive(project),
+                stopped_early(publication, provider, outcome))
+
+
+def stopped_early(publication: Publication, provider: Provider,
+                  outcome: Outcome) -> Finding | None:
+    """The line a publish stopped by a too-long Retry-After ends with (None if it was not)."""
+    if outcome.resume_at is None or outcome.wait_asked is None:
+        return None
+    ceiling = publication.project.config.delivery.retry_after_max
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(math.ceil(outcome.resume_at)))
+    label = getattr(provider.cls, "label", "") or provider.name
+    return Finding(publication.post.source.display, None,
+                   f"stopped: {label} asked to wait {math.ceil(outcome.wait_asked)} s, longer "
+                   f"than [delivery] retry_after_max ({ceiling:g} s); the rest is not sent "
+                   f"yet: run publish again after {when}")
+
+
+def rebuild_archive(project: Project) -> Finding | None:
+    """Rebuild the archive; another post's mistake is returned, not raised, so it cannot
+    fail a send that has finished."""
+    from ..site import SiteBuilder
+
+    try:
+        SiteBuilder(project.config, project.goals, project.catalogue).build(
+            project.resolve_all())
+    except RunletterError as exc:
+        return exc.findings[0]
+    return None

@@ -1,0 +1,83 @@
+"""`runletter subscribers`: import, add, remove, list and export readers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from ..errors import RunletterError, suggest
+from ..project import Project
+
+if TYPE_CHECKING:
+    from ..arrivals.report import ArrivalReport
+    from ..store import Store, Subscriber
+
+
+def open_store(project: Project) -> Store:
+    """The subscriber store named in runletter.toml (created on first use)."""
+    from ..store import Store
+
+    return Store.open(project.config.store_path)
+
+
+def import_readers(project: Project, csv_file: Path, source: str = "auto",
+                   status: str | None = None, goal: str | None = None,
+                   maps: tuple[str, ...] = (), dry_run: bool = False) -> ArrivalReport:
+    """Import readers from a CSV export (`source`: the tool that wrote it, or auto) in one
+    transaction; bad rows are findings, and skipped. A dry run writes nothing."""
+    from ..arrivals import ArrivalOptions, import_file
+
+    if not csv_file.is_file():
+        raise RunletterError(f"{csv_file}: no such file")
+    options = ArrivalOptions(source=source, status=status, goal=goal, maps=maps,
+                             dry_run=dry_run)
+    with _import_store(project, dry_run) as store:
+        return import_file(store, csv_file, project.goals, options, display=str(csv_file))
+
+
+@contextlib.contextmanager
+def _import_store(project: Project, dry_run: bool) -> Iterator[Store]:
+    """The store to import into; a dry run with no store yet reads an empty throwaway one."""
+    import tempfile
+
+    from ..store import Store
+
+    if not dry_run or project.config.store_path.exists():
+        with open_store(project) as store:
+            yield store
+        return
+    with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "dry.db") as store:
+        yield store
+
+
+def add_reader(project: Project, email: str, goal: str, first_name: str,
+               tags: str) -> Subscriber:
+    """Add one active reader (consent source: cli); tags are separated by ';'."""
+    if project.goals.get(goal) is None:
+        raise RunletterError(f"unknown goal '{goal}'" + suggest(goal, project.goals.slugs)
+                             + f"; goals are: {', '.join(project.goals.slugs)}")
+    with open_store(project) as store:
+        return store.add(email, goal=goal, first_name=first_name,
+                         tags=[t for t in tags.split(";") if t.strip()], consent_source="cli")
+
+
+def remove_reader(project: Project, email: str) -> None:
+    """Delete a reader and their delivery history (the audit trail keeps the removal)."""
+    with open_store(project) as store:
+        if not store.remove(email):
+            raise RunletterError(f"no reader {email}; 'runletter subscribers list' shows them")
+
+
+def list_readers(project: Project, goal: str | None,
+                 status: str | None) -> Iterator[Subscriber]:
+    """Readers by email, streamed from the store (only one goal and/or status when given)."""
+    with open_store(project) as store:
+        yield from store.list(goal=goal, status=status)
+
+
+def export_readers(project: Project, out: TextIO, goal: str | None, status: str | None) -> int:
+    """Write readers as CSV to `out`; how many rows were written."""
+    with open_store(project) as store:
+        return store.export_csv(out, goal=goal, status=status)
