@@ -18,7 +18,8 @@ from pathlib import Path
 import requests
 
 from publisher.project import open_project
-from publisher.serve import MAILGUN_KEY_ENV, POSTMARK_PASSWORD_ENV
+from publisher.providers.mailgun import KEY_ENV as MAILGUN_KEY_ENV
+from publisher.providers.postmark import PASSWORD_ENV as POSTMARK_PASSWORD_ENV
 from publisher.store import Store
 from publisher.tokens import Signer
 

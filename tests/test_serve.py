@@ -18,10 +18,10 @@ from click.testing import CliRunner
 
 from publisher.cli import main
 from publisher.errors import RunletterError
+from publisher.providers.sendgrid import TOLERANCE as SENDGRID_TOLERANCE
 from publisher.serve import prepare, serve_command
 from publisher.store import Store, now
 from publisher.tokens import PURPOSES
-from publisher.webhooks import SENDGRID_TOLERANCE
 
 from . import webhooks as wh
 from .conftest import HIP_DRIVE as SENT  # the post whose (made-up) ledger rows webhooks update

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any
 
 from ..errors import RunletterError, suggest
 from .base import Provider, schemas
@@ -79,13 +78,3 @@ def moved_settings(table: str) -> dict[str, tuple[str, str]]:
                 if old and old[0] == table:
                     found[old[1]] = (name, f.name)
     return found
-
-
-def provider_constant(name: str) -> Any:
-    """`<PROVIDER>_<CONSTANT>` from its provider's module (e.g. a webhook's tolerance), for
-    the old import paths that named it; AttributeError when there is none."""
-    provider, _, constant = name.partition("_")
-    target = REGISTRY.get(provider.lower())
-    if target is None or not constant:
-        raise AttributeError(name)
-    return getattr(importlib.import_module(target.partition(":")[0]), constant)

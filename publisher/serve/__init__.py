@@ -9,17 +9,9 @@ endpoint does, and why, is in docs/serve.md.
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..providers import provider_constant
 from .app import create_app
 from .server import THREADS, gunicorn_options, main, prepare, run_server, serve_command
 
 __all__ = ["THREADS", "create_app", "gunicorn_options", "main", "prepare", "run_server",
            "serve_command"]
 
-
-def __getattr__(name: str) -> Any:
-    """A provider's constant under the name this module once gave it (e.g. the environment
-    variable of a webhook's key), from that provider's module."""
-    return provider_constant(name)
