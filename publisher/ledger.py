@@ -150,14 +150,16 @@ class Ledger(LedgerEvents):
             conn.execute(
                 "UPDATE deliveries SET state = 'rejected', updated_at = ?, error = 'reader is ' "
                 "|| (SELECT status FROM subscribers s WHERE s.id = subscriber_id) "
-                f"WHERE post = ? AND state IN ('planned', 'failed') {these} AND subscriber_id "
-                "IN (SELECT id FROM subscribers WHERE status != 'active')",
+                f"WHERE post = ? AND state IN ('planned', 'failed') {these} AND EXISTS ("
+                "SELECT 1 FROM subscribers s WHERE s.id = subscriber_id AND s.status != 'active')",
                 (stamp, post, *ids))
             marked = conn.execute(
                 "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, "
                 f"updated_at = ? WHERE post = ? AND state IN ('planned', 'failed') {these} "
-                "AND subscriber_id IN (SELECT id FROM subscribers WHERE status = 'active') "
-                "RETURNING subscriber_id",
+                # Correlated on the primary key: `IN (SELECT id … WHERE status = 'active')`
+                # would list every active reader of the store for each call.
+                "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
+                "AND s.status = 'active') RETURNING subscriber_id",
                 (stamp, post, *ids)).fetchall()
         return {row[0] for row in marked}
 
