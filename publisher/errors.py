@@ -22,6 +22,22 @@ class Finding:
         return f"{where}: {self.message}"
 
 
+class Counted:
+    """Error and warning counts for anything holding `findings` (a check's result, a view)."""
+
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> int:
+        """How many findings are errors."""
+        return sum(f.level == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        """How many findings are warnings."""
+        return len(self.findings) - self.errors
+
+
 class RunletterError(Exception):
     """A user-facing error: the CLI prints it on one line and exits 1, with no traceback."""
 

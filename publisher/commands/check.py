@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import Finding
+from ..errors import Counted, Finding
 from ..project import Project
 
 
 @dataclass(frozen=True)
-class Checked:
+class Checked(Counted):
     """How many posts were checked, and what was found, errors first."""
 
     posts: int
     findings: tuple[Finding, ...]
-
-    @property
-    def errors(self) -> int:
-        """How many findings are errors."""
-        return sum(f.level == "error" for f in self.findings)
-
-    @property
-    def warnings(self) -> int:
-        """How many findings are warnings."""
-        return len(self.findings) - self.errors
 
 
 def check(project: Project, names: tuple[str, ...] = (), links: bool = False) -> Checked:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import CONFIG_NAME, Config, load_config
-from ..errors import Finding, RunletterError, suggest
+from ..errors import Counted, Finding, RunletterError, suggest
 from ..load import SLUG_RE, document_paths, read_post
 from ..model import Edition, Goal, Post
 from ..project import Project, open_project
@@ -85,7 +85,7 @@ class ReaderChoice:
 
 
 @dataclass(frozen=True)
-class PostView:
+class PostView(Counted):
     """One post rendered for every goal in its audience, with its check findings."""
 
     slug: str
@@ -94,16 +94,6 @@ class PostView:
     editions: dict[str, Edition] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
     blocked: bool = False  # the project itself does not load: findings are its problems
-
-    @property
-    def errors(self) -> int:
-        """How many findings are errors."""
-        return sum(f.level == "error" for f in self.findings)
-
-    @property
-    def warnings(self) -> int:
-        """How many findings are warnings."""
-        return len(self.findings) - self.errors
 
 
 class Workspace:
