@@ -71,6 +71,15 @@ class Serve:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """[schedule]: when dated items (scheduled posts, sequence steps) reach each reader."""
+
+    timezone: str = "UTC"  # for readers who have not given their own
+    send_hour: int = 6  # local hour at which a dated item goes out
+    grace_days: int = 2  # a dated item more than this late is skipped, never sent
+
+
+@dataclass(frozen=True)
 class Paths:
     """[paths]: where things are, relative to the project root."""
 
@@ -94,7 +103,8 @@ class Moved:
 
 
 TABLES: dict[str, type] = {"newsletter": Newsletter, "sender": Sender, "utm": Utm,
-                           "delivery": Delivery, "serve": Serve, "paths": Paths}
+                           "delivery": Delivery, "serve": Serve, "schedule": Schedule,
+                           "paths": Paths}
 FREE_TABLES = {"providers"}  # provider settings are read by each provider's own schema
 
 
@@ -116,6 +126,7 @@ class Config:
     utm: Utm
     delivery: Delivery
     serve: Serve
+    schedule: Schedule
     providers: Mapping[str, Mapping[str, Any]]
     content_dir: Path
     layouts_dir: Path
@@ -195,6 +206,7 @@ def load_config(root: Path) -> Config:
         if "\r" in value or "\n" in value:
             findings.append(Finding(rel, toml_line(text, "sender", key),
                                     f"[sender] {key} must be on one line (it goes in a header)"))
+    findings.extend(_schedule_findings(tables["schedule"], text, rel))
     if findings:
         raise RunletterError(findings)
 
@@ -214,6 +226,7 @@ def load_config(root: Path) -> Config:
         utm=tables["utm"],
         delivery=tables["delivery"],
         serve=tables["serve"],
+        schedule=tables["schedule"],
         providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items()}),
         content_dir=root / paths.content,
         layouts_dir=root / paths.layouts,
@@ -224,6 +237,25 @@ def load_config(root: Path) -> Config:
         source=path,
         moved=moved,
     )
+
+
+def _schedule_findings(schedule: Schedule, text: str, rel: str) -> list[Finding]:
+    """[schedule] values that cannot time anything: an unknown zone, an hour off the clock."""
+    from .store.records import known_timezone
+
+    found = []
+    if not known_timezone(schedule.timezone):
+        found.append(Finding(rel, toml_line(text, "schedule", "timezone"),
+                             f"[schedule] timezone '{schedule.timezone}' is not an IANA time "
+                             "zone; write e.g. \"UTC\" or \"Europe/Madrid\""))
+    if not 0 <= schedule.send_hour <= 23:
+        found.append(Finding(rel, toml_line(text, "schedule", "send_hour"),
+                             f"[schedule] send_hour must be 0 to 23 (a local hour), "
+                             f"not {schedule.send_hour}"))
+    if schedule.grace_days < 0:
+        found.append(Finding(rel, toml_line(text, "schedule", "grace_days"),
+                             "[schedule] grace_days cannot be negative"))
+    return found
 
 
 def _move_old_keys(data: dict[str, Any], text: str, rel: str) -> tuple[Moved, ...]:

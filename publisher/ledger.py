@@ -17,7 +17,7 @@ from .providers.base import ACCEPTED, REJECTED, Receipt
 from .retry import call_backoff
 from .store import Store, now
 
-STATES = ("planned", "in-flight", "sent", "rejected", "failed")
+STATES = ("planned", "in-flight", "sent", "rejected", "failed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class Ledger(LedgerEvents):
         sent, rejected, failed = [], [], []
         for r in receipts:
             if r.status == ACCEPTED:
-                sent.append((r.provider_id, stamp, post, r.subscriber_id))
+                sent.append((r.provider_id, stamp, stamp, post, r.subscriber_id))
             elif r.status == REJECTED:
                 rejected.append((r.reason[:500], stamp, post, r.subscriber_id))
             else:
@@ -188,7 +188,8 @@ class Ledger(LedgerEvents):
                                r.subscriber_id))
         with self.store.transaction() as conn:
             conn.executemany("UPDATE deliveries SET state = 'sent', provider_id = ?, error = NULL, "
-                             "updated_at = ? WHERE post = ? AND subscriber_id = ?", sent)
+                             "updated_at = ?, sent_at = ? WHERE post = ? AND subscriber_id = ?",
+                             sent)
             conn.executemany("UPDATE deliveries SET state = 'rejected', error = ?, updated_at = ? "
                              "WHERE post = ? AND subscriber_id = ?", rejected)
             conn.executemany("UPDATE deliveries SET state = 'failed', error = ?, "

@@ -21,7 +21,7 @@ from .errors import Finding, RunletterError
 
 SECRET_ENV = "RUNLETTER_SECRET"
 SECRET_FILE = ".runletter-secret"
-PURPOSES = ("unsubscribe", "preferences", "confirm")
+PURPOSES = ("unsubscribe", "preferences", "confirm", "ready", "calendar")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class TokenData:
     purpose: str
     subscriber_id: int
     expires: int  # unix seconds; 0 = never
+    item: str = ""  # what the token is about beyond the reader (a gated step for "ready")
 
 
 def _b64(data: bytes) -> str:
@@ -59,11 +60,13 @@ class Signer:
                            "sha256")[:18]
 
     def sign(self, purpose: str, subscriber_id: int, ttl: int | None = None,
-             bind: str = "") -> str:
+             bind: str = "", item: str = "") -> str:
         """A token for one reader (id, bound to their address) and purpose, valid for ttl
-        seconds (or forever)."""
+        seconds (or forever); `item` (e.g. a step) is carried in the token and signed."""
         expires = int(time.time()) + ttl if ttl else 0
         body = f"{subscriber_id:x}.{expires:x}"
+        if item:
+            body += "." + base64.urlsafe_b64encode(item.encode()).decode("ascii").rstrip("=")
         return f"{body}.{_b64(self._mac(purpose, body, bind))}"
 
     def verify(self, purpose: str, token: str, now: float | None = None,
@@ -71,19 +74,24 @@ class Signer:
         """The token's data if it is genuine, for this purpose, this reader's address (bind,
         or a function from the token's reader id to their address) and not expired."""
         try:
-            id_hex, exp_hex, mac_text = token.split(".")
+            *body_parts, mac_text = token.split(".")
+            if len(body_parts) not in (2, 3):
+                return None
+            id_hex, exp_hex = body_parts[:2]
             subscriber_id, expires = int(id_hex, 16), int(exp_hex, 16)
             address = bind(subscriber_id) if callable(bind) else bind
             if address is None:
                 return None
-            expected = self._mac(purpose, f"{id_hex}.{exp_hex}", address)
+            expected = self._mac(purpose, ".".join(body_parts), address)
             if not hmac.compare_digest(expected, _unb64(mac_text)):
                 return None
-        except (ValueError, KeyError):
+            item = _unb64(body_parts[2]).decode() if len(body_parts) == 3 else ""
+        except (ValueError, KeyError, UnicodeDecodeError):
             return None
         if expires and (now if now is not None else time.time()) > expires:
             return None
-        return TokenData(purpose=purpose, subscriber_id=subscriber_id, expires=expires)
+        return TokenData(purpose=purpose, subscriber_id=subscriber_id, expires=expires,
+                         item=item)
 
     def is_expired(self, purpose: str, token: str,
                    bind: str | Callable[[int], str | None] = "") -> bool:

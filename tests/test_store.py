@@ -37,7 +37,7 @@ def test_open_creates_the_database_at_the_latest_schema_version(tmp_path):
     path = tmp_path / "nested" / "dir" / "runletter.db"
     with Store.open(path) as store:
         assert path.exists()
-        assert store.schema_version == LATEST == 5
+        assert store.schema_version == LATEST == 6
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
@@ -65,6 +65,29 @@ def test_schema_migrates_from_the_first_version(tmp_path):
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"subscribers", "deliveries", "audit", "schema_version"} <= tables
         assert store.conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+
+
+def test_upgrading_a_version_5_store_keeps_its_ledger_and_dates_the_sent_rows(tmp_path):
+    path = tmp_path / "v5.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_version(version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (5)")
+    for script in MIGRATIONS[:5]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO subscribers(email, status, created_at, updated_at) VALUES "
+                 "('ran@example.com', 'active', '2026-01-01T00:00:00+00:00', "
+                 "'2026-01-01T00:00:00+00:00')")
+    conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
+                 "updated_at) VALUES ('hips', 1, 'ran@example.com', 'general', 'sent', 1, "
+                 "'2026-02-03T06:00:00+00:00')")
+    conn.commit()
+    conn.close()
+
+    with Store.open(path) as store:
+        row = store.conn.execute("SELECT state, sent_at FROM deliveries").fetchone()
+        reader = store.get("ran@example.com")
+    assert row == ("sent", "2026-02-03T06:00:00+00:00")
+    assert (reader.race_date, reader.race_name, reader.timezone) == (None, "", "")
 
 
 def test_reopening_an_up_to_date_database_keeps_its_readers(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from .. import clock
 from ..emails import CONTROL_RE, show_value
 from ..errors import RunletterError, suggest
 from ..model import EVERYONE
@@ -15,13 +15,14 @@ STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 MAX_NAME = 100
 
 COLUMNS = ("id, email, first_name, goal, tags, status, consent_source, consent_at, consent_ip, "
-           "created_at, updated_at")
+           "created_at, updated_at, race_date, race_name, timezone")
+MAX_RACE_NAME = 120
 GOAL_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 def now() -> str:
-    """The current time as an ISO-8601 UTC string, to the second."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """The current time (by the run's clock) as an ISO-8601 UTC string, to the second."""
+    return clock.now().isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class Subscriber:
     consent_ip: str | None
     created_at: str
     updated_at: str
+    race_date: str | None = None  # YYYY-MM-DD
+    race_name: str = ""
+    timezone: str = ""  # IANA name; "" = the newsletter's [schedule] timezone
+
+    @property
+    def signed_up(self) -> str:
+        """When the reader gave consent (their signup time), as stored."""
+        return self.consent_at or self.created_at
 
     @property
     def is_active(self) -> bool:
@@ -84,11 +93,12 @@ def split_tags(items: Iterable[str]) -> tuple[str, ...]:
 def subscriber_from_row(row: tuple) -> Subscriber:
     """A Subscriber from a row selected with COLUMNS."""
     (id_, email, first_name, goal, tags, status, consent_source, consent_at, consent_ip,
-     created_at, updated_at) = row
+     created_at, updated_at, race_date, race_name, timezone) = row
     return Subscriber(id=id_, email=email, first_name=first_name, goal=goal,
                       tags=tuple(t for t in tags.split(";") if t), status=status,
                       consent_source=consent_source, consent_at=consent_at,
-                      consent_ip=consent_ip, created_at=created_at, updated_at=updated_at)
+                      consent_ip=consent_ip, created_at=created_at, updated_at=updated_at,
+                      race_date=race_date, race_name=race_name, timezone=timezone)
 
 
 def check_goal(goal: str) -> str:
@@ -111,3 +121,62 @@ def check_status(status: str) -> None:
     if status not in STATUSES:
         raise RunletterError(f"unknown status {show_value(status)}" + suggest(status, STATUSES)
                              + f"; use one of: {', '.join(STATUSES)}")
+
+
+def check_race_date(text: str | None) -> str | None:
+    """A race date as stored (YYYY-MM-DD), None for none; RunletterError says why not."""
+    import datetime as dt
+
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise RunletterError(f"race_date {show_value(text)} is not a date; write it as "
+                             "YYYY-MM-DD, e.g. 2027-03-28") from None
+
+
+def check_race_name(name: str | None) -> str:
+    """A race name as stored; refused where it could break a header or a page."""
+    name = (name or "").strip()
+    if CONTROL_RE.search(name) or "\n" in name or "\r" in name:
+        raise RunletterError("race_name contains a line break or control character; "
+                             "write it on one line")
+    if len(name) > MAX_RACE_NAME:
+        raise RunletterError(f"race_name is {len(name)} characters long; the limit is "
+                             f"{MAX_RACE_NAME}")
+    return name
+
+
+def check_timezone(name: str | None) -> str:
+    """An IANA time zone name as stored ("" for none), with a suggestion when misspelt."""
+    name = (name or "").strip()
+    if not name:
+        return ""
+    if known_timezone(name):
+        return name
+    raise RunletterError(f"timezone {show_value(name)} is not an IANA time zone"
+                         + suggest(name, _zone_names()) + ", e.g. Europe/Madrid or "
+                         "America/New_York")
+
+
+def known_timezone(name: str) -> bool:
+    """True when zoneinfo knows this zone name."""
+    import zoneinfo
+
+    if name != name.strip() or not name or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def _zone_names() -> list[str]:
+    import zoneinfo
+
+    return sorted(zoneinfo.available_timezones())

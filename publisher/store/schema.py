@@ -78,6 +78,56 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(provider, token)
     );
     """,
+    # 6: time. Readers' race and time zone; the ledger learns 'skipped' (a dated item more
+    # than grace_days late) and when each copy was sent ("N days after previous" counts from
+    # it); a reader's "ready" at a gated step; and where each reader stands in each sequence,
+    # so an hour when nothing is due is decided without reading the whole ledger. The
+    # deliveries table is rebuilt because SQLite cannot change a CHECK in place.
+    """
+    ALTER TABLE subscribers ADD COLUMN race_date TEXT;
+    ALTER TABLE subscribers ADD COLUMN race_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscribers ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
+    CREATE TABLE deliveries_new (
+        post TEXT NOT NULL,
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        email TEXT NOT NULL,
+        goal TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK(state IN ('planned','in-flight','sent','rejected','failed','skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        provider_id TEXT,
+        error TEXT,
+        next_attempt_at REAL,
+        updated_at TEXT NOT NULL,
+        sent_at TEXT,
+        PRIMARY KEY(post, subscriber_id)
+    );
+    INSERT INTO deliveries_new(post, subscriber_id, email, goal, state, attempts, provider_id,
+        error, next_attempt_at, updated_at, sent_at)
+        SELECT post, subscriber_id, email, goal, state, attempts, provider_id, error,
+               next_attempt_at, updated_at, CASE WHEN state = 'sent' THEN updated_at END
+        FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_new RENAME TO deliveries;
+    CREATE INDEX deliveries_post_state_goal ON deliveries(post, state, goal);
+    CREATE INDEX deliveries_claim ON deliveries(post, goal, state, subscriber_id);
+    CREATE INDEX deliveries_reader ON deliveries(subscriber_id, post);
+    CREATE TABLE ready (
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        step TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY(subscriber_id, step)
+    );
+    CREATE TABLE enrolments (
+        sequence TEXT NOT NULL,
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        basis TEXT NOT NULL,
+        next_at REAL,
+        waiting TEXT,
+        PRIMARY KEY(sequence, subscriber_id)
+    );
+    CREATE INDEX enrolments_next ON enrolments(sequence, next_at);
+    """,
 ]
 LATEST = len(MIGRATIONS)
 

@@ -1,0 +1,51 @@
+"""The clock every recorded time comes from, so `publish --due --now …` can stand a run at
+another moment and have everything it records (ledger, audit, schedule) say that moment.
+
+A pinned clock still advances with the real one from the pinned instant: retry waits and
+backoffs inside the run keep their meaning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+_offset = 0.0  # seconds added to the system clock while a run is pinned
+
+
+def timestamp() -> float:
+    """Unix seconds now, by the (possibly pinned) clock."""
+    return time.time() + _offset
+
+
+def now() -> datetime:
+    """The current instant as an aware UTC datetime."""
+    return datetime.fromtimestamp(timestamp(), UTC)
+
+
+@contextmanager
+def pinned(at: datetime | None) -> Iterator[None]:
+    """Run the block as if the clock read `at` when it began (None: the real clock)."""
+    global _offset
+    if at is None:
+        yield
+        return
+    saved = _offset
+    _offset = at.timestamp() - time.time()
+    try:
+        yield
+    finally:
+        _offset = saved
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant with a UTC offset ('Z' allowed); ValueError names the form."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"'{text}' is not a time; write it as 2027-01-10T05:30:00Z") from None
+    if value.tzinfo is None:
+        raise ValueError(f"'{text}' has no UTC offset; add one, e.g. Z or +01:00")
+    return value.astimezone(UTC)
