@@ -9,6 +9,7 @@ quoted-printable encoding of every literal run of HTML and text) is prepared onc
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 import email.utils
 import functools
 import html
@@ -18,12 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
+from typing import Protocol
 from urllib.parse import quote
 
+from . import clock
 from .config import Config
 from .errors import RunletterError
 from .model import Edition, Slot
 from .tokens import Signer
+from .when import zone
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -155,7 +159,7 @@ def _fold(start: str, tokens: tuple[str, ...]) -> str:
 
 def message_date(when: float | None = None) -> str:
     """An RFC 5322 Date: in UTC, marked +0000 (-0000 would say the zone is unknown)."""
-    moment = datetime.now(UTC) if when is None else datetime.fromtimestamp(when, UTC)
+    moment = clock.now() if when is None else datetime.fromtimestamp(when, UTC)
     return email.utils.format_datetime(moment)
 
 
@@ -202,6 +206,32 @@ class Compiled:
     text_head: bytes  # preamble, boundary and the text part's headers
     html_head: bytes  # boundary and the HTML part's headers
     tail: bytes
+    needs: frozenset[str] = frozenset()  # the slots the edition holds
+
+
+RACE_SLOTS = frozenset({"race_name", "race_date", "weeks_to_race"})
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+
+
+class RaceFacts(Protocol):
+    """What a reader's race merge values come from (a ledger Delivery has these)."""
+
+    race_date: str | None
+    race_name: str
+    timezone: str
+
+
+def race_values(reader: RaceFacts, default_zone: str) -> dict[str, str]:
+    """race_name, race_date ("28 March 2027") and weeks_to_race (whole weeks from the
+    reader's local date now to race day, rounded down); empty without a race date."""
+    if not reader.race_date:
+        return {"race_name": reader.race_name, "race_date": "", "weeks_to_race": ""}
+    race = dt.date.fromisoformat(reader.race_date)
+    today = clock.now().astimezone(zone(reader.timezone, default_zone)).date()
+    return {"race_name": reader.race_name,
+            "race_date": f"{race.day} {MONTHS[race.month - 1]} {race.year}",
+            "weeks_to_race": str((race - today).days // 7)}
 
 
 class Addresser:
@@ -232,11 +262,21 @@ class Addresser:
         }
 
     def recipient(self, post_slug: str, subscriber_id: int, email_addr: str,
-                  first_name: str) -> Recipient:
-        """A Recipient with its merge values filled in."""
+                  first_name: str, reader: RaceFacts | None = None,
+                  needs: frozenset[str] = frozenset()) -> Recipient:
+        """A Recipient with its merge values filled in (race values and sequence links only
+        when the edition has slots for them)."""
+        values = self.values_for(post_slug, subscriber_id, email_addr, first_name)
+        if needs & RACE_SLOTS and reader is not None:
+            values.update(race_values(reader, self.config.schedule.timezone))
+        if "ready_url" in needs:
+            token = self.signer.sign("ready", subscriber_id, bind=email_addr, item=post_slug)
+            values["ready_url"] = self.config.archive_url(f"ready/{token}")
+        if "calendar_url" in needs:
+            token = self.signer.sign("calendar", subscriber_id, bind=email_addr)
+            values["calendar_url"] = self.config.archive_url(f"calendar/{token}.ics")
         return Recipient(subscriber_id=subscriber_id, email=email_addr, first_name=first_name,
-                         values=self.values_for(post_slug, subscriber_id, email_addr,
-                                                first_name))
+                         values=values)
 
     def compile(self, edition: Edition) -> Compiled:
         """Everything about an edition's messages that no reader changes, encoded once."""
@@ -263,6 +303,7 @@ class Addresser:
                        + delimiter + CRLF + part_head % b"plain"),
             html_head=CRLF + delimiter + CRLF + part_head % b"html",
             tail=CRLF + delimiter + b"--" + CRLF,
+            needs=edition.slots,
         )
 
     def message(self, compiled: Compiled, recipient: Recipient, date: str | None = None

@@ -225,7 +225,8 @@ def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
            post: str) -> Batch:
     """A Batch of one edition; a recipient the provider gives no receipt for may or may not
     have been sent: its row is not settled, so it stays in-flight and is reported."""
-    recipients = tuple(addresser.recipient(post, d.subscriber_id, d.email, d.first_name)
+    recipients = tuple(addresser.recipient(post, d.subscriber_id, d.email, d.first_name,
+                                           reader=d, needs=compiled.needs)
                        for d in rows)
     return Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
 

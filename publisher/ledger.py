@@ -31,6 +31,9 @@ class Delivery:
     state: str
     attempts: int
     first_name: str = ""
+    race_date: str | None = None
+    race_name: str = ""
+    timezone: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,8 @@ class Ledger(LedgerEvents):
         plan are settled as rejected on the way)."""
         with self.store.transaction() as conn:
             rows = conn.execute(
-                "SELECT d.subscriber_id, d.email, d.attempts, s.first_name, s.status "
+                "SELECT d.subscriber_id, d.email, d.attempts, s.first_name, s.status, "
+                "s.race_date, s.race_name, s.timezone "
                 "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
                 "WHERE d.post = ? AND d.goal = ? AND d.state IN ('planned', 'failed') "
                 "AND d.attempts < ? AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) "
@@ -122,7 +126,7 @@ class Ledger(LedgerEvents):
                 (post, goal, max_attempts, at, limit + len(skip))).fetchall()
             stamp = now()
             found: list[Delivery] = []
-            for sid, addr, attempts, first_name, status in rows:
+            for sid, addr, attempts, first_name, status, race_date, race_name, tz in rows:
                 if sid in skip or len(found) == limit:
                     continue
                 if status != "active":  # left (or bounced) after the plan was made
@@ -131,7 +135,7 @@ class Ledger(LedgerEvents):
                                  (f"reader is {status}", stamp, post, sid))
                     continue
                 found.append(Delivery(post, sid, addr, goal, "in-flight", attempts + 1,
-                                      first_name))
+                                      first_name, race_date, race_name, tz))
         return found
 
     def mark_in_flight(self, post: str, rows: Iterable[Delivery]) -> set[int]:

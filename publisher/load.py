@@ -20,6 +20,7 @@ from .documents import (
     HEADER_KEYS,
     SLUG_RE,
     Checker,
+    Document,
     check_slug,
     control_findings,
     read_document,
@@ -153,7 +154,7 @@ def read_exercise(path: Path, root: Path, cache: dict | None = None) -> Exercise
 
 
 POST_KEYS = ("title", "date", "topic", "audience", "exercises", "subject", "preheader",
-             "summary", "status")
+             "summary", "status", "send_at")
 
 
 def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
@@ -161,34 +162,27 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
     doc = read_document(path, root, cache)
     check = Checker(doc, POST_KEYS)
     check.findings.extend(check_slug(path, doc.source.display, "post"))
-    # A line break in a header value gets the header's own message, not a second one.
-    check.findings.extend(control_findings(doc, skip=HEADER_KEYS))
-    raw_date = doc.meta.get("date")
-    date = dt.date(1970, 1, 1)
-    if raw_date is None:
-        check.missing("date", "missing required key 'date' (YYYY-MM-DD)")
-    elif isinstance(raw_date, dt.datetime):
-        date = raw_date.date()
-    elif isinstance(raw_date, dt.date):
-        date = raw_date
-    else:
-        try:
-            text = str(raw_date).strip()
-            date = (dt.date.fromisoformat(text) if len(text) <= 10
-                    else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date())
-        except ValueError:
-            check.error("date", f"date '{raw_date}' is not a date; write it as YYYY-MM-DD")
-    title = check.text("title", required=True)
     audience = check.slugs("audience") if "audience" in doc.meta else None
     if audience is not None and not audience:
         check.error("audience", "'audience' is empty; list goals, or remove the key "
                     "to send to everyone")
+    post = post_from(doc, check, path.stem, date=_post_date(doc, check), audience=audience,
+                     send_at=_send_at(doc, check))
+    if check.findings:
+        raise RunletterError(check.findings)
+    return post
+
+
+def post_from(doc: Document, check: Checker, slug: str, **fields: Any) -> Post:
+    """The Post a document's common keys describe (title, topic, exercises, subject…), the
+    shape of each checked into `check`; `fields` gives the rest (date, audience, send_at)."""
+    # A line break in a header value gets the header's own message, not a second one.
+    check.findings.extend(control_findings(doc, skip=HEADER_KEYS))
+    title = check.text("title", required=True)
     post = Post(
-        slug=path.stem,
+        slug=slug,
         title=title,
-        date=date,
         topic=check.text("topic", required=True),
-        audience=audience,
         exercises=check.slugs("exercises"),
         subject=check.text("subject") or title,
         preheader=check.text("preheader"),
@@ -196,6 +190,7 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
         status=check.choice("status", STATUSES, default="ready"),
         body=doc.body,
         source=doc.source,
+        **fields,
     )
     for key, value in (("title", post.title), ("subject", post.subject)):
         if value.splitlines() not in ([], [value]):  # any line break, U+2028 and NEL too
@@ -203,9 +198,54 @@ def read_post(path: Path, root: Path, cache: dict | None = None) -> Post:
         elif key in doc.meta and (found := CONTROL.search(value)):
             check.error(key, f"'{key}' holds the control character U+{ord(found[0]):04X}, "
                         "which email and feeds cannot carry; delete it")
-    if check.findings:
-        raise RunletterError(check.findings)
     return post
+
+
+def _post_date(doc: Document, check: Checker) -> dt.date:
+    raw_date = doc.meta.get("date")
+    if raw_date is None:
+        check.missing("date", "missing required key 'date' (YYYY-MM-DD)")
+    elif isinstance(raw_date, dt.datetime):
+        return raw_date.date()
+    elif isinstance(raw_date, dt.date):
+        return raw_date
+    else:
+        try:
+            text = str(raw_date).strip()
+            return (dt.date.fromisoformat(text) if len(text) <= 10
+                    else dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date())
+        except ValueError:
+            check.error("date", f"date '{raw_date}' is not a date; write it as YYYY-MM-DD")
+    return dt.date(1970, 1, 1)
+
+
+def _send_at(doc: Document, check: Checker) -> dt.date | dt.datetime | None:
+    """`send_at:` as a date (each reader's send_hour) or an aware instant; None when absent."""
+    raw = doc.meta.get("send_at")
+    if raw is None:
+        return None
+    if isinstance(raw, dt.datetime):
+        value: dt.date | dt.datetime = raw
+    elif isinstance(raw, dt.date):
+        return raw
+    else:
+        text = str(raw).strip()
+        try:
+            value = (dt.date.fromisoformat(text) if len(text) == 10 else
+                     dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            check.error("send_at", f"send_at '{raw}' is not a date or time; write "
+                        "2027-01-10 (each reader at send_hour in their zone) or "
+                        "2027-01-10T06:30:00+01:00 (one instant for everyone)")
+            return None
+        if not isinstance(value, dt.datetime):
+            return value
+    if value.tzinfo is None:
+        check.error("send_at", f"send_at '{raw}' has no UTC offset, so it names no instant; "
+                    "add one (e.g. +01:00 or Z), or give a date alone to send at each "
+                    "reader's send_hour")
+        return None
+    return value.astimezone(dt.UTC)
 
 
 def media_findings(exercise: Exercise, content_dir: Path) -> list[Finding]:

@@ -106,7 +106,7 @@ class Post:
 
     slug: str
     title: str
-    date: dt.date
+    date: dt.date | None  # None for a sequence step: its time is each reader's own
     topic: str
     audience: tuple[str, ...] | None  # None = every goal
     exercises: tuple[str, ...]
@@ -116,11 +116,20 @@ class Post:
     status: str
     body: str
     source: Source
+    # A scheduled post: a date (each reader at send_hour in their zone) or one aware instant.
+    send_at: dt.date | dt.datetime | None = None
+    gate: bool = False  # a step with `gate: ready`: its email carries the "ready" link
+    calendar: bool = False  # a race-sequence step: its email links the reader's calendar
 
     @property
     def is_draft(self) -> bool:
         """Drafts render and preview, but never send or appear in the archive."""
         return self.status == "draft"
+
+    @property
+    def is_step(self) -> bool:
+        """A sequence step (slug '<sequence>/<step>'): mailed, never in the archive."""
+        return "/" in self.slug
 
 
 @dataclass(frozen=True)

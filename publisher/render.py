@@ -173,6 +173,11 @@ class EmailRenderer:
             "unsubscribe_url": table.marker("unsubscribe_url"),
             "preferences_url": table.marker("preferences_url"),
         }
+        post = resolved.post
+        if post.gate:
+            markers["ready_url"] = table.marker("ready_url")
+        if post.calendar:
+            markers["calendar_url"] = table.marker("calendar_url")
         chunks = convert_blocks(
             resolved, table, lambda slug: self.config.archive_url(exercise_path(slug)))
         return Prepared(resolved=resolved, chunks=chunks, slot_table=table, markers=markers)
@@ -192,8 +197,11 @@ class EmailRenderer:
             "body_html": Markup("\n".join(c.html for c in chunks)),
             "body_text": "\n\n".join(c.text for c in chunks),
             "cards": [card_for(config, e, goal.slug) for e in resolved.exercises],
-            "web_url": config.archive_url(post_path(post.slug)),
+            # A sequence step has no page in the archive.
+            "web_url": None if post.is_step else config.archive_url(post_path(post.slug)),
             "archive_url": config.archive_url(),
+            "ready_url": None,
+            "calendar_url": None,
             **prepared.markers,
         }
         try:

@@ -19,7 +19,9 @@ EXERCISE_LINK = re.compile(r"\[\[\s*([^\]\n]*?)\s*\]\]")
 MERGE_FIELD = re.compile(r"\{\{(.*?)\}\}")
 MERGE_SYNTAX = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*"
                           r"(?:\|\s*default\(\s*(?:\"([^\"]*)\"|'([^']*)')\s*\)\s*)?$")
-MERGE_FIELDS = ("first_name",)
+# Per reader, filled when a message is addressed (race values are empty for a reader
+# without a race: give them a default).
+MERGE_FIELDS = ("first_name", "race_name", "race_date", "weeks_to_race")
 
 
 _CODE_SPAN = re.compile(r"(`+)(?:.+?)\1")

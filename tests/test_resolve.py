@@ -163,7 +163,7 @@ def test_an_unknown_merge_field_names_its_line_and_the_known_fields(tmp_path, ca
     post = make_post(tmp_path, body="Hello.\n\nHi {{ frist_name }}!\n")
     assert errors(post, catalogue, goals) == [
         f"{POST}:8: unknown merge field 'frist_name' (did you mean 'first_name'?); "
-        "fields are: first_name"
+        "fields are: first_name, race_name, race_date, weeks_to_race"
     ]
 
 
