@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 LAZY_COMMANDS = {
     "preview": "publisher.preview:preview_command",
     "serve": "publisher.serve:serve_command",
+    "due": "publisher.cli_due:due_command",
+    "report": "publisher.cli_due:report_command",
 }
 
 
@@ -221,7 +223,11 @@ def audience() -> None:
 
 
 @main.command()
-@click.argument("post")
+@click.argument("post", required=False)
+@click.option("--due", is_flag=True, help="Send every scheduled post and sequence step due "
+              "now (for cron or a timer; overlapping runs are safe).")
+@click.option("--now", "now_text", metavar="TIME", help="With --due: stand the run at this "
+              "moment, e.g. 2027-01-10T05:30:00Z.")
 @click.option("--provider", "provider_name", help="Override [delivery] provider.")
 @click.option("--dry-run", is_flag=True, help="Show the plan per segment; send nothing.")
 @click.option("--to", "test_to", metavar="EMAIL", help="Send one test copy to EMAIL, "
@@ -231,10 +237,22 @@ def audience() -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--resend-in-flight", is_flag=True, help="Send again to readers whose batch "
               "was in flight when an earlier publish stopped (they may get two copies).")
-def publish(post: str, provider_name: str | None, dry_run: bool, test_to: str | None,
-            test_goal: str | None, yes: bool, resend_in_flight: bool) -> None:
-    """Send POST to every active reader in its audience, each their goal's edition."""
+def publish(post: str | None, due: bool, now_text: str | None, provider_name: str | None,
+            dry_run: bool, test_to: str | None, test_goal: str | None, yes: bool,
+            resend_in_flight: bool) -> None:
+    """Send POST to every active reader in its audience, each their goal's edition
+    (or, with --due, every scheduled post and sequence step that is due)."""
     from .commands import publish as publishing
+
+    if due or post is None:
+        if not due or post or test_to or resend_in_flight:
+            raise click.UsageError("give a POST to publish, or --due alone (with --now, "
+                                   "--dry-run, --yes, --provider)")
+        from .cli_due import publish_due
+
+        return publish_due(provider_name, dry_run, yes, now_text)
+    if now_text:
+        raise click.UsageError("--now goes with --due")
 
     project = project_here()
     publication = publishing.prepare(project, post, test_to, test_goal)
@@ -336,25 +354,6 @@ def _send(publication: Publication, provider: Provider, to_send: int,
         raise RunletterError(f"{plural(failed, 'delivery')} failed after {tries}; run "
                              "publish again to retry them")
 
-
-
-@main.command("report")
-@click.argument("post")
-def report_command(post: str) -> None:
-    """Show the ledger of POST per segment and state."""
-    from .commands.report import ledger_report
-    from .deliver import STATES
-
-    ledger = ledger_report(project_here(), post)
-    if not ledger.segments:
-        click.echo(f"{ledger.post}: not published yet")
-        return
-    rows = [["segment", *STATES, "total"]]
-    for goal, states in ledger.segments:
-        rows.append([goal, *(str(states.get(s, 0)) for s in STATES), str(sum(states.values()))])
-    totals = [sum(t.get(s, 0) for _, t in ledger.segments) for s in STATES]
-    rows.append(["total", *(str(n) for n in totals), str(sum(totals))])
-    table(rows)
 
 
 @main.group("layouts")

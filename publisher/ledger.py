@@ -74,6 +74,12 @@ class Ledger(LedgerEvents):
                          "WHERE post = ? AND state = 'failed'", (post,))
         return cursor.rowcount
 
+    def retry_failed(self, post: str) -> None:
+        """Give an item's transiently failed rows a fresh set of tries (a new run)."""
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE deliveries SET attempts = 0, next_attempt_at = NULL "
+                         "WHERE post = ? AND state = 'failed'", (post,))
+
     def preview(self, post: str, goals: Sequence[str], known: Iterable[str]) -> Plan:
         """The plan without writing anything (for --dry-run and the confirmation prompt)."""
         marks = ",".join("?" * len(goals))

@@ -130,6 +130,7 @@ def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
             previous = local_date(due, reader.tz)
         else:
             out.send, out.next_at, ahead = step.key, now, True
+            out.upcoming.append(Upcoming(step.key, step.post.subject, now))
             previous = local_date(now, reader.tz)
     return out
 

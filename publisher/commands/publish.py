@@ -23,7 +23,7 @@ from .subscribers import open_store
 
 if TYPE_CHECKING:
     from ..deliver import Outcome, Plan
-    from ..model import Post
+    from ..model import Post, Resolved
     from ..render import Rendered
     from ..tokens import Signer
 
@@ -93,9 +93,6 @@ def prepare(project: Project, post: str, test_to: str | None = None,
             test_goal: str | None = None) -> Publication:
     """Resolve POST, render each of its editions once and check them; a draft only goes
     out as a test copy (to `test_to`)."""
-    from ..check import check_rendered
-    from ..render import EmailRenderer
-
     resolved = project.resolve(project.post(post))
     draft = resolved.post
     if test_goal and not test_to:
@@ -105,8 +102,42 @@ def prepare(project: Project, post: str, test_to: str | None = None,
         raise RunletterError(Finding(draft.source.display, draft.source.line("status"),
                                      "is a draft; set 'status: ready' to send it "
                                      "(or send yourself a test copy with --to)"))
+    if not test_to and (problem := scheduled_later(project, draft)):
+        raise RunletterError(problem)
+    return render_and_check(project, resolved)
+
+
+def render_and_check(project: Project, resolved: Resolved) -> Publication:
+    """Every edition of a resolved post (or step) rendered once, and checked."""
+    from ..check import check_rendered
+    from ..render import EmailRenderer
+
     rendered = EmailRenderer(project.config).render(resolved)
     return Publication(project, rendered, tuple(check_rendered(project, [rendered])))
+
+
+def scheduled_later(project: Project, post: Post) -> Finding | None:
+    """Why a plain publish refuses a post whose send_at is still ahead (None if it is not)."""
+    import datetime as dt
+
+    from .. import clock
+    from ..when import at_send_hour, zone
+
+    send_at = post.send_at
+    if send_at is None:
+        return None
+    if isinstance(send_at, dt.datetime):
+        if send_at <= clock.now():
+            return None
+        shown = send_at.strftime("%Y-%m-%d %H:%M UTC")
+    else:
+        schedule = project.config.schedule
+        if at_send_hour(send_at, zone("", schedule.timezone), schedule.send_hour) <= clock.now():
+            return None
+        shown = f"{send_at.isoformat()} at {schedule.send_hour:02d}:00 in each reader's time zone"
+    return Finding(post.source.display, post.source.line("send_at"),
+                   f"is scheduled for {shown} (send_at); 'runletter publish --due' sends it "
+                   "then, from cron or a timer")
 
 
 def choose_provider(project: Project, name: str | None) -> Provider:

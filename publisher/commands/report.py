@@ -27,6 +27,15 @@ def ledger_report(project: Project, post: str) -> LedgerReport:
     return LedgerReport(post=slug, segments=in_goals_order(table, project.goals.slugs))
 
 
+def step_report(project: Project, key: str) -> LedgerReport:
+    """The ledger of one sequence step (its key, '<sequence>/<step>')."""
+    from ..deliver import Ledger
+
+    with open_store(project) as store:
+        table = Ledger(store).report(key)
+    return LedgerReport(post=key, segments=in_goals_order(table, project.goals.slugs))
+
+
 def in_goals_order(table: dict[str, Counter],
                    order: tuple[str, ...]) -> tuple[tuple[str, Counter], ...]:
     """Rows by segment as goals.toml lists them; segments it does not list come last."""
