@@ -84,7 +84,9 @@ def check(posts: tuple[str, ...], strict: bool, links: bool) -> None:
 
     checked = check_posts(project_here(), posts, links)
     report(checked.findings)
-    click.echo(f"checked {plural(checked.posts, 'post')}: {tally(checked.findings)}", err=True)
+    steps = f" and {plural(checked.steps, 'sequence step')}" if checked.steps else ""
+    click.echo(f"checked {plural(checked.posts, 'post')}{steps}: {tally(checked.findings)}",
+               err=True)
     if checked.errors or (strict and checked.warnings):
         sys.exit(1)
 

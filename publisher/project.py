@@ -54,12 +54,20 @@ class Project:
         return resolve(post, self.catalogue, self.goals, self.config.topics)
 
     def resolve_all(self, include_drafts: bool = False) -> tuple[Resolved, ...]:
-        """Resolve every post, gathering all errors before raising."""
+        """Resolve every post in the archive (drafts too when asked; a post scheduled for
+        later counts as one), gathering all errors before raising."""
+        from . import clock
+        from .schedule import published_at
+
         resolved: list[Resolved] = []
         findings: list[Finding] = []
+        now = clock.now()
         for post in self.posts():
             if post.is_draft and not include_drafts:
                 continue
+            when = published_at(post, self.config.schedule)
+            if when is not None and when > now and not include_drafts:
+                continue  # scheduled: on the archive from its send time
             try:
                 resolved.append(self.resolve(post))
             except RunletterError as exc:

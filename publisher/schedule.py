@@ -144,6 +144,17 @@ def post_due(post: Post, reader: Reader, settings: Schedule) -> dt.datetime:
     return at_send_hour(send_at, reader.tz, settings.send_hour)
 
 
+def published_at(post: Post, settings: Schedule) -> dt.datetime | None:
+    """When a scheduled post joins the archive (and a plain publish may send it): its
+    instant, or send_hour on its date in the newsletter's zone; None when not scheduled."""
+    send_at = post.send_at
+    if send_at is None:
+        return None
+    if isinstance(send_at, dt.datetime):
+        return send_at
+    return at_send_hour(send_at, ZoneInfo(settings.timezone), settings.send_hour)
+
+
 def post_window(post: Post, settings: Schedule) -> tuple[dt.datetime, dt.datetime]:
     """From the first reader's moment anywhere on Earth to the last one's plus grace: the
     span in which runs look at a scheduled post."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,6 @@ from .documents import SLUG_RE, Checker, read_document
 from .errors import Finding, RunletterError, display_path, suggest
 from .load import document_paths, post_from
 from .model import Goals, Post
-from .schema import toml_line
 from .when import PREVIOUS, RACE, SIGNUP, When, parse_when
 
 ANCHORS = (RACE, SIGNUP)
@@ -110,7 +110,7 @@ def read_sequence(folder: Path, root: Path, goals: Goals,
     findings: list[Finding] = []
 
     def problem(key: str | None, message: str) -> None:
-        findings.append(Finding(shown, toml_line(text, key) if key else None, message))
+        findings.append(Finding(shown, _line(text, key) if key else None, message))
 
     name, anchor, since = _settings(data, folder.name, problem)
     audience = _audience(data, goals, problem)
@@ -122,11 +122,20 @@ def read_sequence(folder: Path, root: Path, goals: Goals,
             findings.extend(exc.findings)
     if not steps and not findings:
         problem(None, "has no steps; add one Markdown file per email (01-….md, 02-….md)")
-    findings.extend(_order_findings(steps, anchor))
+    if not findings:  # a step that did not load would make the order look wrong
+        findings.extend(_order_findings(steps, anchor))
     if findings:
         raise RunletterError(findings)
     return Sequence(slug=folder.name, name=name, anchor=anchor, audience=audience,
                     since=since, steps=tuple(steps), path=path, display=shown)
+
+
+def _line(text: str, key: str) -> int | None:
+    """The line of a top-level key in sequence.toml."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        if re.match(rf"^\s*{re.escape(key)}\s*=", raw):
+            return number
+    return None
 
 
 def _read_toml(path: Path, shown: str) -> tuple[str, dict]:

@@ -121,20 +121,16 @@ def scheduled_later(project: Project, post: Post) -> Finding | None:
     import datetime as dt
 
     from .. import clock
-    from ..when import at_send_hour, zone
+    from ..schedule import published_at
 
-    send_at = post.send_at
-    if send_at is None:
+    schedule = project.config.schedule
+    when = published_at(post, schedule)
+    if when is None or when <= clock.now():
         return None
-    if isinstance(send_at, dt.datetime):
-        if send_at <= clock.now():
-            return None
-        shown = send_at.strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(post.send_at, dt.datetime):
+        shown = when.strftime("%Y-%m-%d %H:%M UTC")
     else:
-        schedule = project.config.schedule
-        if at_send_hour(send_at, zone("", schedule.timezone), schedule.send_hour) <= clock.now():
-            return None
-        shown = f"{send_at.isoformat()} at {schedule.send_hour:02d}:00 in each reader's time zone"
+        shown = f"{post.send_at} at {schedule.send_hour:02d}:00 in each reader's time zone"
     return Finding(post.source.display, post.source.line("send_at"),
                    f"is scheduled for {shown} (send_at); 'runletter publish --due' sends it "
                    "then, from cron or a timer")
