@@ -166,7 +166,8 @@ class Agenda:
                 if not enrolled(sequence, reader, goal):
                     decision.enrolments.append((sequence.slug, sid, new_basis, None, None))
                     continue
-                step = walk(sequence, reader, mine, ready.get(sid, {}), at, self.settings)
+                step = walk(sequence, reader, mine, ready.get(sid, {}), at, self.settings,
+                            look_ahead=False)
                 for key in step.skip:
                     decision.item(key).skip.append((sid, goal))
                 if step.send:

@@ -92,13 +92,16 @@ def is_stale(due: dt.datetime, now: dt.datetime, dated: bool, settings: Schedule
 
 
 def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
-         ready: Mapping[str, dt.datetime], now: dt.datetime, settings: Schedule) -> Walk:
+         ready: Mapping[str, dt.datetime], now: dt.datetime, settings: Schedule,
+         look_ahead: bool = True) -> Walk:
     """Go through a reader's steps in order: what is settled, what to skip, what is due now,
-    and what is ahead (projected as if each step went out on time)."""
+    and (with `look_ahead`) what is ahead, projected as if each step went out on time."""
     out = Walk()
     previous: dt.date | None = None  # the date "after previous" counts from
     ahead = False  # past the reader's current step: only projecting
     for i, step in enumerate(sequence.steps):
+        if ahead and not look_ahead:
+            break
         if step.post.is_draft:
             break  # a draft holds the sequence at that step: nothing after it is timed
         due = due_at(step.when, reader, previous, settings)

@@ -13,6 +13,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .documents import SLUG_RE, Checker, read_document
@@ -61,7 +62,7 @@ class Sequence:
     path: Path  # sequence.toml
     display: str
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Changes whenever what times a step changes, so readers are looked at again."""
         parts = [self.anchor, str(self.since), ",".join(self.audience or ())]

@@ -12,6 +12,7 @@ at the newsletter's `send_hour` on that date.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -88,6 +89,7 @@ def zone(name: str, default: str) -> ZoneInfo:
         return ZoneInfo(default)
 
 
+@functools.lru_cache(maxsize=8192)  # readers share race dates and zones
 def at_send_hour(day: dt.date, tz: ZoneInfo, send_hour: int) -> dt.datetime:
     """The UTC instant of `send_hour` on a local date (a clock change's gap moves it later)."""
     local = dt.datetime(day.year, day.month, day.day, send_hour, tzinfo=tz)

@@ -1,0 +1,115 @@
+"""Deciding what is due, and sending it, for 100,000 readers with race dates.
+
+Run by hand: `python bench/due.py [--readers N]`. Three race sequences (seven steps each:
+12, 8, 4, 2 and 1 weeks before race, race day, 3 days after) share the readers by goal; race
+dates spread over one week, so at the send hour of any day a seventh of the readers have a
+step due. Measured, each on a copy of the sample newsletter with a fresh SQLite store:
+  first look   the first run ever: every reader enrolled (nothing due yet)
+  quiet hour   a run at an hour when nothing is due (target <= 1 s)
+  busy hour    a run when a seventh are due: the decision, then the send to the outbox
+  next run     the run after it, looking again at the readers just sent to
+Peak RSS is printed after each phase (memory should stay flat).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sample import arguments, copy_sample, machine, peak_rss_mb  # noqa: E402
+
+from publisher import clock  # noqa: E402
+from publisher.commands import due as dueing  # noqa: E402
+from publisher.commands.publish import choose_provider  # noqa: E402
+from publisher.project import open_project  # noqa: E402
+from publisher.store import Store  # noqa: E402
+from publisher.tokens import Signer  # noqa: E402
+
+READERS = 100_000
+SEQUENCES = {"marathon-build": ["marathon", "half"], "speed-build": ["5k", "10k"],
+             "ultra-build": ["ultra"]}
+STEPS = [("01-twelve", "12 weeks before race"), ("02-eight", "8 weeks before race"),
+         ("03-four", "4 weeks before race"), ("04-two", "2 weeks before race"),
+         ("05-one", "1 week before race"), ("06-race", "race day"),
+         ("07-after", "3 days after race")]
+RACE_DAY = dt.date(2027, 6, 6)  # the first of seven race dates
+
+
+def write_sequences(root: Path) -> None:
+    """Three race sequences of seven steps."""
+    shutil.rmtree(root / "content/sequences", ignore_errors=True)
+    for slug, audience in SEQUENCES.items():
+        folder = root / "content/sequences" / slug
+        folder.mkdir(parents=True)
+        (folder / "sequence.toml").write_text(
+            f'name = "{slug}"\nanchor = "race"\naudience = {audience!r}\n'.replace("'", '"'))
+        for name, when in STEPS:
+            (folder / f"{name}.md").write_text(
+                f'---\ntitle: "{slug} {name}"\ntopic: strength\nexercises: [hip-thrust]\n'
+                f'preheader: "Step {name}"\nwhen: "{when}"\n---\n'
+                'Hi {{ first_name | default("runner") }}, {{ weeks_to_race }} weeks to '
+                '{{ race_name | default("your race") }}.\n', encoding="utf-8")
+
+
+def fill_store(path: Path, readers: int) -> None:
+    """Readers spread over the sequences' goals and seven race dates, in one transaction."""
+    goals = [g for audience in SEQUENCES.values() for g in audience]
+    signup = "2026-12-01T08:00:00+00:00"
+    with Store.open(path) as store, store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO subscribers(email, first_name, goal, status, consent_source, "
+            "consent_at, created_at, updated_at, race_date, race_name) "
+            "VALUES (?, 'Runner', ?, 'active', 'bench', ?, ?, ?, ?, 'Bench Marathon')",
+            ((f"r{i}@example.com", goals[i % len(goals)], signup, signup, signup,
+              (RACE_DAY + dt.timedelta(days=i % 7)).isoformat()) for i in range(readers)))
+
+
+def run(project, at: dt.datetime, send: bool) -> tuple[float, float, int]:
+    """One `publish --due` run at `at`: seconds to decide, seconds to send, messages."""
+    with clock.pinned(at):
+        start = time.perf_counter()
+        decided = dueing.decide(project, at)
+        decide_s = time.perf_counter() - start
+        start = time.perf_counter()
+        if not send or decided.to_send == 0:
+            dueing.record_only(decided, project)
+            return decide_s, time.perf_counter() - start, 0
+        provider = choose_provider(project, "outbox")
+        with dueing.sending(decided, project, provider, Signer("b" * 32)) as go:
+            done = go()
+        sent = sum(sum(o.sent.values()) for _, o in done)
+    return decide_s, time.perf_counter() - start, sent
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("--readers", type=int, default=READERS, metavar="N",
+                        help=f"readers in the store (default: {READERS:,})")
+    args = parser.parse_args()
+    root = copy_sample()
+    write_sequences(root)
+    project = open_project(root)
+    start = time.perf_counter()
+    fill_store(project.config.store_path, args.readers)
+    print(f"machine: {machine()}; {args.readers:,} readers stored in "
+          f"{time.perf_counter() - start:.1f} s")
+    twelve_out = dt.datetime.combine(RACE_DAY - dt.timedelta(weeks=12), dt.time(6),
+                                     dt.UTC)
+    phases = [("first look", twelve_out - dt.timedelta(days=1), False),
+              ("quiet hour", twelve_out - dt.timedelta(hours=23), False),
+              ("busy hour", twelve_out, True),
+              ("next run", twelve_out + dt.timedelta(minutes=15), True),
+              ("quiet hour", twelve_out + dt.timedelta(hours=1), True)]
+    for name, at, send in phases:
+        decide_s, send_s, sent = run(project, at, send)
+        print(f"{name:11} {at:%Y-%m-%d %H:%M}Z  decide {decide_s:6.2f} s  "
+              f"write+send {send_s:6.2f} s  sent {sent:6,}  peak RSS {peak_rss_mb():6.1f} MB")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
