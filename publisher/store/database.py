@@ -1,0 +1,190 @@
+"""Where the store lives and the connection a Store talks through.
+
+The store is a SQLite file by default (`sqlite:///subscribers/runletter.db`) or a PostgreSQL
+database (`postgresql://user@host:port/db`), named by RUNLETTER_DATABASE_URL or `[store] url`
+(the environment wins). SQLAlchemy Core gives both the same connection: statements are
+`text()` with named parameters, written in the SQL both databases speak (ON CONFLICT DO
+NOTHING, RETURNING); psycopg 3 is the PostgreSQL driver.
+
+The connection runs in autocommit, as the store always has: reads see the latest commit, and
+`transaction()` opens a write transaction explicitly (BEGIN IMMEDIATE on SQLite, so two
+writers queue instead of failing on a lock upgrade).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import Finding, RunletterError
+
+ENV = "RUNLETTER_DATABASE_URL"
+SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg",
+           "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
+
+
+def store_url(default_path: Path, configured: str = "") -> str:
+    """The store's URL: RUNLETTER_DATABASE_URL, else [store] url, else the SQLite file."""
+    return os.environ.get(ENV) or configured or f"sqlite:///{Path(default_path).resolve()}"
+
+
+def parse_url(text: str, root: Path | None = None):
+    """A SQLAlchemy URL for a store URL; a one-line error for one that names no store.
+
+    A relative SQLite path is relative to the project root. A password written in the URL is
+    taken from the environment only (RUNLETTER_DATABASE_URL, PGPASSWORD or ~/.pgpass)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text.strip())
+    except ArgumentError:
+        raise RunletterError(f"store URL {shown(text)!r} is not a database URL; write "
+                             "sqlite:///subscribers/runletter.db or "
+                             "postgresql://user@host:5432/dbname") from None
+    driver = SCHEMES.get(url.drivername)
+    if driver is None:
+        raise RunletterError(f"store URL {shown(text)!r}: '{url.drivername}' is not a store "
+                             "runletter knows; use sqlite:/// or postgresql://")
+    url = url.set(drivername=driver)
+    if driver == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise RunletterError("a SQLite store needs a file: sqlite:///subscribers/runletter.db")
+        path = Path(url.database)
+        if not path.is_absolute() and root is not None:
+            url = url.set(database=str(root / path))
+    return url
+
+
+def shown(url: Any) -> str:
+    """A URL fit to print: the password, if any, hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a URL)"
+
+
+@functools.lru_cache(maxsize=512)
+def _statement(sql: str):
+    from sqlalchemy import text
+
+    return text(sql)
+
+
+class Connection:
+    """One autocommit connection: `execute(sql, params)` with named parameters, and write
+    transactions opened explicitly."""
+
+    def __init__(self, engine, url):
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name  # "sqlite" or "postgresql"
+        self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._depth = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside `transaction()`."""
+        return self._depth > 0
+
+    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+                | None = None):
+        """Run one statement (a list of parameter sets runs it for each); the result."""
+        return self._conn.execute(_statement(sql), params if params is not None else {})
+
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement for each parameter set (nothing for none)."""
+        rows = list(rows)
+        if rows:
+            self._conn.execute(_statement(sql), rows)
+
+    def raw(self, sql: str) -> None:
+        """A statement for the driver as written (transaction control, PRAGMA)."""
+        self._conn.exec_driver_sql(sql)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction, committed on success and rolled back on any error; an inner
+        one joins the outer."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self.raw("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.raw("ROLLBACK")
+            raise
+        self._depth = 0
+        self.raw("COMMIT")
+
+    def close(self) -> None:
+        """Give the connection back; safe to call twice."""
+        self._conn.close()
+
+
+@functools.lru_cache(maxsize=16)
+def engine_for(url_text: str):
+    """One engine per store per process (its pool is shared by every Store opened)."""
+    from sqlalchemy import create_engine, event
+
+    from .schema import create_private
+
+    url = parse_url(url_text)
+    if url.drivername == "sqlite":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        create_private(Path(url.database))
+        engine = create_engine(url, connect_args={"timeout": 5.0})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record) -> None:
+            dbapi_connection.isolation_level = None  # transactions are ours to open
+            for pragma in ("busy_timeout = 5000", "journal_mode = WAL", "foreign_keys = ON",
+                           # The default 2 MB page cache thrashes on the email index during
+                           # a 100k-row import; this is a ceiling, not an allocation.
+                           "cache_size = -65536"):
+                dbapi_connection.execute(f"PRAGMA {pragma}")
+        return engine
+    return create_engine(url, pool_pre_ping=True,
+                         connect_args={"connect_timeout": 10, "application_name": "runletter"})
+
+
+def connect(url_text: str) -> Connection:
+    """A connection to the store at this URL; a one-line error naming the host and port (or
+    the file) when it cannot be reached."""
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    url = parse_url(url_text)
+    try:
+        return Connection(engine_for(url.render_as_string(hide_password=False)), url)
+    except OperationalError as exc:
+        raise RunletterError(unreachable(url, exc)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise RunletterError(Finding(shown(url), None, f"cannot open the store: {exc}")) from None
+
+
+def unreachable(url, exc: BaseException) -> str:
+    """One line for a store that cannot be reached."""
+    if url.drivername == "sqlite":
+        return f"{url.database}: cannot open the subscriber store: {_first_line(exc)}"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    return (f"cannot connect to the PostgreSQL store at {where} (database "
+            f"'{url.database}', user '{url.username}'): {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,126 @@
+"""The store's tables, described once for every database: SQLAlchemy Core metadata that
+`db copy` walks and the migrations are checked against. SQLite and PostgreSQL differ only
+where a type says so (an address compares without case: NOCASE in SQLite, citext in
+PostgreSQL)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import CITEXT
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+STATES = ("planned", "in-flight", "sent", "rejected", "failed", "skipped")
+
+
+def address() -> Text:
+    """An email address column type: compared without regard to case."""
+    return Text(collation="NOCASE").with_variant(CITEXT(), "postgresql")
+
+
+def _among(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+metadata = MetaData()
+
+subscribers = Table(
+    "subscribers", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", address(), nullable=False, unique=True),
+    Column("first_name", Text, nullable=False, server_default=""),
+    Column("goal", Text, nullable=False, server_default="general"),
+    Column("tags", Text, nullable=False, server_default=""),
+    Column("status", Text, CheckConstraint(_among("status", STATUSES)), nullable=False),
+    Column("consent_source", Text, nullable=False, server_default=""),
+    Column("consent_at", Text),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Column("consent_ip", Text),
+    Column("race_date", Text),
+    Column("race_name", Text, nullable=False, server_default=""),
+    Column("timezone", Text, nullable=False, server_default=""),
+    Index("subscribers_status_goal", "status", "goal"),
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("post", Text, nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("email", Text, nullable=False),
+    Column("goal", Text, nullable=False),
+    Column("state", Text, CheckConstraint(_among("state", STATES)), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("provider_id", Text),
+    Column("error", Text),
+    Column("next_attempt_at", Double),
+    Column("updated_at", Text, nullable=False),
+    Column("sent_at", Text),
+    PrimaryKeyConstraint("post", "subscriber_id"),
+    Index("deliveries_post_state_goal", "post", "state", "goal"),
+    Index("deliveries_claim", "post", "goal", "state", "subscriber_id"),
+    Index("deliveries_reader", "subscriber_id", "post"),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer),
+    Column("email", address(), nullable=False),
+    Column("old_status", Text),
+    Column("new_status", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    Index("audit_email", "email"),
+)
+
+serve_signups = Table(
+    "serve_signups", metadata,
+    Column("ip", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Index("serve_signups_ip_at", "ip", "at"),
+)
+
+serve_webhook_seen = Table(
+    "serve_webhook_seen", metadata,
+    Column("provider", Text, nullable=False),
+    Column("token", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    PrimaryKeyConstraint("provider", "token"),
+)
+
+ready = Table(
+    "ready", metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("step", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    PrimaryKeyConstraint("subscriber_id", "step"),
+)
+
+enrolments = Table(
+    "enrolments", metadata,
+    Column("sequence", Text, nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("basis", Text, nullable=False),
+    Column("next_at", Double),
+    Column("waiting", Text),
+    PrimaryKeyConstraint("sequence", "subscriber_id"),
+    Index("enrolments_next", "sequence", "next_at"),
+)
+
+# In the order `db copy` fills them (readers before what refers to them).
+COPY_ORDER = (subscribers, audit, deliveries, ready, enrolments, serve_signups,
+              serve_webhook_seen)
