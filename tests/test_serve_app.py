@@ -95,6 +95,12 @@ def test_a_post_to_a_ready_link_records_the_step_and_audits_it_once(client, db):
     assert [h.reason for h in db.history(RUNNER)].count(f"ready after {GATED}") == 1
 
 
+def test_a_ready_link_for_a_step_with_a_long_key_works(client, db):
+    step = "marathon-build-for-first-timers-spring/" + "07-" + "the-long-run-that-decides" * 4
+    assert client.post(ready_path(db, RUNNER, step)).status_code == 200
+    assert db.ready_at(db.get(RUNNER).id, step) is not None
+
+
 def test_a_get_after_the_reader_said_ready_says_so_without_a_button(client, db):
     path = ready_path(db, RUNNER)
     client.post(path)

@@ -19,22 +19,15 @@ from ..tokens import TokenData
 from .context import site
 from .db import get_store
 from .pages import ReaderPages
-from .ui import TOKEN_MAX, link_for, message, render
+from .ui import link_for, message, render, verified
 
 bp = ReaderPages("plans", __name__)
 
 
 def signed_reader(purpose: str, token: str) -> tuple[Subscriber, TokenData]:
     """The reader and the token's data of a good link; a 404 for any other."""
-    found: dict[int, Subscriber | None] = {}
-
-    def address(subscriber_id: int) -> str | None:
-        found[subscriber_id] = get_store().by_id(subscriber_id)
-        return found[subscriber_id].email if found[subscriber_id] else None
-
-    data = site().signer.verify(purpose, token, bind=address) if len(token) <= TOKEN_MAX else None
-    reader = found.get(data.subscriber_id) if data else None
-    if data is None or reader is None:
+    reader, data = verified(purpose, token)
+    if reader is None:  # not the page `verified` would show: that one tells more
         abort(404)
     return reader, data
 
