@@ -35,6 +35,7 @@ AUDIENCE = 59  # active sample readers whose goal is in the Hip Drive audience
 GOALS = Goals(items=tuple(Goal(slug, slug.title(), "") for slug in
                           ("5k", "10k", "half", "marathon", "ultra", "comeback", "general")))
 HEADER = "email,first_name,goal,tags,status\n"  # of a readers CSV
+GATED = "marathon-build/03-long-run"  # a gated step's key: <sequence>/<step file stem>
 
 ATOM = "{http://www.w3.org/2005/Atom}"  # how ElementTree prefixes an Atom feed's tags
 

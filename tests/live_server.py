@@ -143,11 +143,13 @@ def link_in(message: EmailMessage, purpose: str) -> str:
     return match.group(0)
 
 
-def token_for(site: LiveServer, purpose: str, address: str, ttl: int | None = None) -> str:
-    """A token for the reader at this address, as the server would sign it."""
+def token_for(site: LiveServer, purpose: str, address: str, ttl: int | None = None,
+              item: str = "") -> str:
+    """A token for the reader at this address (about `item`, e.g. a gated step), as the
+    server would sign it."""
     reader = site.reader(address)
     assert reader is not None
-    return signer.sign(purpose, reader.id, ttl, bind=reader.email)
+    return signer.sign(purpose, reader.id, ttl, bind=reader.email, item=item)
 
 
 def store_contents(site: LiveServer) -> list[str]:

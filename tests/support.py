@@ -129,3 +129,10 @@ def open_store(path: Path) -> Store:
     store = Store.open(path)
     store.conn.execute("PRAGMA synchronous = OFF")
     return store
+
+
+def set_race(store: Store, email: str, race_date: str | None, race_name: str = "") -> None:
+    """Give a stored reader a race (the signup and preferences pages will, once they ask)."""
+    with store.transaction() as conn:
+        conn.execute("UPDATE subscribers SET race_date = ?, race_name = ? WHERE email = ?",
+                     (race_date, race_name, email))

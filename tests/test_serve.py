@@ -11,10 +11,12 @@ import json
 import re
 import shutil
 import time
+from datetime import date
 
 import pytest
 import requests
 from click.testing import CliRunner
+from icalendar import Calendar
 
 from publisher.cli import main
 from publisher.errors import RunletterError
@@ -24,8 +26,8 @@ from publisher.store import Store, now
 from publisher.tokens import PURPOSES
 
 from . import webhooks as wh
+from .conftest import GATED, HOST, SECRET, copy_sample
 from .conftest import HIP_DRIVE as SENT  # the post whose (made-up) ledger rows webhooks update
-from .conftest import HOST, SECRET, copy_sample
 from .conftest import MOTOR_UNITS as POST
 from .live_server import (
     CONFIRM_HOURS,
@@ -39,7 +41,7 @@ from .live_server import (
     store_contents,
     token_for,
 )
-from .support import free_port
+from .support import free_port, set_race
 
 # -- the live server ----------------------------------------------------------------------
 
@@ -731,3 +733,45 @@ def test_a_removed_readers_link_does_not_work_for_a_new_reader_given_the_same_id
                              allow_redirects=False, timeout=10)
     assert 400 <= response.status_code < 500
     assert site.reader("new.reader@example.net").status == "active"
+
+
+# -- the reader's plan: ready at a gate, and the calendar feed -------------------------------
+
+
+def test_a_reader_says_ready_with_one_post_and_neither_get_nor_head_records_it(site):
+    address = "freya.andersen@example.com"
+    url = site.url("/ready/" + token_for(site, "ready", address, item=GATED))
+    before = store_contents(site)
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200 and '<form method="post"' in page.text
+    assert "Set-Cookie" not in page.headers  # no CSRF cookie: the signed token is the authority
+    assert requests.head(url, timeout=10).status_code == 200
+    assert store_contents(site) == before
+
+    pressed, again = requests.post(url, timeout=10), requests.post(url, timeout=10)
+    assert same_page(pressed) == same_page(again)
+    assert pressed.status_code == 200 and "You're ready" in html.unescape(pressed.text)
+    with site.store() as store:
+        assert store.ready_at(store.get(address).id, GATED) is not None
+    assert [h[2] for h in site.history(address)].count(f"ready after {GATED}") == 1
+
+
+def test_a_forged_ready_link_is_a_404_over_http(site):
+    token = token_for(site, "ready", "freya.andersen@example.com", item=GATED)
+    response = requests.post(site.url(f"/ready/{token[:-2]}xx"), timeout=10)
+    assert response.status_code == 404 and "There is no page here" in response.text
+
+
+def test_the_calendar_feed_is_text_calendar_with_the_readers_race_day(site):
+    address = "connor.walsh@example.org"
+    with site.store() as store:
+        set_race(store, address, "2027-04-25", "London Marathon")
+    response = requests.get(site.url(f"/calendar/{token_for(site, 'calendar', address)}.ics"),
+                            timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/calendar; charset=utf-8"
+    calendar = Calendar.from_ical(response.content)
+    assert str(calendar["X-WR-CALNAME"]) == "Run Freely"
+    [race] = calendar.walk("VEVENT")
+    assert (str(race["SUMMARY"]), race.decoded("DTSTART")) == ("London Marathon",
+                                                               date(2027, 4, 25))

@@ -3,9 +3,12 @@ transaction each, every status change audited, the pause model kept in the audit
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
+from publisher import clock
 from publisher.store import Store, now
+
+from .conftest import GATED
 
 
 def add_row(store: Store, post: str, subscriber_id: int, state: str) -> None:
@@ -161,3 +164,58 @@ def test_mark_webhook_seen_refuses_a_token_twice_until_it_is_forgotten(store):
     assert store.mark_webhook_seen("hooks", "t1", keep=100, at=50) is False
     assert store.mark_webhook_seen("other", "t1", keep=100, at=50) is True
     assert store.mark_webhook_seen("hooks", "t1", keep=100, at=101) is True
+
+
+# -- ready at a gated step ------------------------------------------------------------------
+
+def enrol(store: Store, sequence: str, subscriber_id: int, next_at: float) -> None:
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO enrolments(sequence, subscriber_id, basis, next_at, waiting) "
+                     "VALUES (?, ?, 'race', ?, ?)", (sequence, subscriber_id, next_at, GATED))
+
+
+def next_at(store: Store, sequence: str, subscriber_id: int) -> float:
+    return store.conn.execute("SELECT next_at FROM enrolments WHERE sequence = ? AND "
+                              "subscriber_id = ?", (sequence, subscriber_id)).fetchone()[0]
+
+
+def test_mark_ready_records_the_step_at_the_time_of_the_runs_clock(store):
+    reader = store.add("a@example.com")
+    with clock.pinned(datetime(2027, 1, 10, 5, 30, tzinfo=UTC)):
+        assert store.mark_ready(reader.id, GATED) is True
+    assert store.ready_at(reader.id, GATED) == "2027-01-10T05:30:00+00:00"
+
+
+def test_ready_at_is_none_for_a_step_the_reader_has_not_marked(store):
+    reader = store.add("a@example.com")
+    store.mark_ready(reader.id, GATED)
+    assert store.ready_at(reader.id, "marathon-build/07-taper") is None
+    assert store.ready_at(reader.id + 1, GATED) is None
+
+
+def test_mark_ready_a_second_time_records_and_audits_nothing_new(store):
+    reader = store.add("a@example.com")
+    with clock.pinned(datetime(2027, 1, 10, 5, 30, tzinfo=UTC)):
+        store.mark_ready(reader.id, GATED)
+    assert store.mark_ready(reader.id, GATED) is False
+    assert store.ready_at(reader.id, GATED) == "2027-01-10T05:30:00+00:00"
+    assert reasons(store, reader.email) == [(None, "active", "added (cli)"),
+                                            ("active", "active", f"ready after {GATED}")]
+
+
+def test_mark_ready_makes_only_that_readers_enrolment_in_that_sequence_due(store):
+    reader, other = store.add("a@example.com"), store.add("b@example.com")
+    for sequence, subscriber_id in (("marathon-build", reader.id), ("comeback", reader.id),
+                                    ("marathon-build", other.id)):
+        enrol(store, sequence, subscriber_id, 1e12)
+    store.mark_ready(reader.id, GATED)
+    assert [next_at(store, "marathon-build", reader.id), next_at(store, "comeback", reader.id),
+            next_at(store, "marathon-build", other.id)] == [0, 1e12, 1e12]
+
+
+def test_mark_ready_of_a_paused_reader_records_nothing_and_keeps_the_pause_resumable(store):
+    reader = store.add("a@example.com")
+    store.pause(reader.id, "preferences page")
+    assert store.mark_ready(reader.id, GATED) is False
+    assert store.ready_at(reader.id, GATED) is None
+    assert store.is_paused(store.by_id(reader.id))

@@ -15,10 +15,12 @@ from . import db, security, ui
 from .context import EXTENSION, Site
 from .mailer import Mailer
 from .pages import bp as pages
+from .plans import bp as plans
 from .webhooks import Receivers
 from .webhooks import bp as webhooks
 
-LAYOUTS = ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferences", "email")
+LAYOUTS = ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferences", "email",
+           "ready")
 
 
 def create_app(config: Config, goals: Goals, secret: str) -> Flask:
@@ -44,6 +46,7 @@ def create_app(config: Config, goals: Goals, secret: str) -> Flask:
     db.init_app(app)
     ui.init_app(app)
     app.register_blueprint(pages)
+    app.register_blueprint(plans)
     app.register_blueprint(webhooks)
     return app
 

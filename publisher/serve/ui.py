@@ -17,7 +17,9 @@ from .db import get_store
 from .security import WEBHOOKS, issue_csrf, set_csrf_cookie
 
 log = logging.getLogger("runletter.serve")
-TOKEN_MAX = 200  # characters; longer is no token of ours
+# Characters; longer is no token of ours. A ready link carries its step's key, so room for
+# a long "<sequence>/<step>" (about 280 characters of key), and still cheap to check.
+TOKEN_MAX = 400
 
 
 def render(template: str, status: int = 200, title: str = "", **context: Any):

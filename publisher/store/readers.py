@@ -17,6 +17,7 @@ from ..emails import check_email, normalize_email, show_value
 from ..errors import Finding, RunletterError
 from ..model import EVERYONE, Goals
 from .changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
+from .ready import ReadySteps
 from .records import (  # noqa: F401 - the store's record types stay importable from here
     COLUMNS,
     MAX_NAME,
@@ -36,9 +37,10 @@ from .schema import create_private, migrate
 if TYPE_CHECKING:
     from .csvio import ImportReport
 
-class Store(ReaderChanges):
+class Store(ReaderChanges, ReadySteps):
     """The subscriber database. Open with `Store.open(path)`; use as a context manager.
-    What readers and providers change (confirm, pause, change_goal, …) is in `changes`."""
+    What readers and providers change (confirm, pause, change_goal, …) is in `changes`;
+    a reader's "ready" at a gated step in `ready`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self._conn = conn

@@ -1,0 +1,68 @@
+"""The reader's plan: /ready/<token> (the reader is ready for the step after a gate) and
+/calendar/<token>.ics (their race day and upcoming steps as an iCalendar feed).
+
+Both links carry the authority in their signed token, so neither needs a cookie. Any link
+that is not good (forged, for another purpose, of a removed reader) is a plain 404, the
+same page as a path that does not exist: nothing tells who is on the list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flask import abort, current_app, request
+
+from .. import clock
+from ..ical import Step, reader_calendar
+from ..store import Subscriber
+from ..tokens import TokenData
+from .context import site
+from .db import get_store
+from .pages import ReaderPages
+from .ui import link_for, message, render, verified
+
+bp = ReaderPages("plans", __name__)
+
+
+def signed_reader(purpose: str, token: str) -> tuple[Subscriber, TokenData]:
+    """The reader and the token's data of a good link; a 404 for any other."""
+    reader, data = verified(purpose, token)
+    if reader is None:  # not the page `verified` would show: that one tells more
+        abort(404)
+    return reader, data
+
+
+@bp.route("/ready/<token>", methods=["GET", "POST"])
+def ready(token: str):
+    """GET shows one button (mail scanners open links); its POST records the reader ready."""
+    reader, data = signed_reader("ready", token)
+    step = data.item
+    if "/" not in step:  # a ready link always names its gated step, "<sequence>/<stem>"
+        abort(404)
+    if not reader.is_active:
+        return message(200, "Not subscribed", "You're not getting emails just now",
+                       f"{reader.email} isn't receiving {site().config.name}, so there is "
+                       "no next phase to send. Your preferences page can change that.",
+                       link=(link_for("preferences", reader), "Your preferences"))
+    store = get_store()
+    if request.method == "POST":
+        store.mark_ready(reader.id, step)  # a second press records nothing new
+    done = store.ready_at(reader.id, step) is not None
+    return render("ready", title="You're ready" if done else "Ready for the next phase?",
+                  reader=reader, done=done)
+
+
+@bp.get("/calendar/<token>.ics")
+def calendar(token: str):
+    """The reader's race day and upcoming steps, as an iCalendar (RFC 5545) feed."""
+    reader, _ = signed_reader("calendar", token)
+    steps = upcoming(reader) if reader.is_active else ()  # nothing is sent to anyone else
+    feed = reader_calendar(site().config, reader, steps, clock.now())
+    response = current_app.response_class(feed, mimetype="text/calendar")
+    response.headers["Content-Disposition"] = 'attachment; filename="plan.ics"'
+    return response
+
+
+def upcoming(reader: Subscriber) -> Sequence[Step]:
+    """The reader's upcoming sequence steps (none until the scheduler's plan is wired in)."""
+    return ()
