@@ -3,7 +3,7 @@ teardown, and the reader's plan pages (/ready/<token>, /calendar/<token>.ics).""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from html import unescape
 
 import pytest
@@ -146,8 +146,25 @@ def test_the_calendar_is_an_icalendar_feed_holding_the_readers_race_day(client, 
     response = client.get(calendar_path(db, RUNNER))
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/calendar; charset=utf-8"
-    [race] = Calendar.from_ical(response.data).walk("VEVENT")
+    [race] = [e for e in Calendar.from_ical(response.data).walk("VEVENT")
+              if str(e["UID"]).startswith("race-day.")]
     assert (str(race["SUMMARY"]), race.decoded("DTSTART")) == ("Rome Marathon", date(2027, 3, 28))
+
+
+def test_the_calendar_holds_each_upcoming_step_at_its_send_time(client, db, sample_root):
+    folder = sample_root / "content" / "sequences" / "calendar-build"
+    folder.mkdir(parents=True)
+    (folder / "sequence.toml").write_text('name = "Build"\nanchor = "race"\n')
+    for name, when in (("01-two-weeks", "2 weeks before race"), ("02-race-day", "race day")):
+        (folder / f"{name}.md").write_text(f'---\ntitle: "{name}"\ntopic: strength\n'
+                                           f'when: "{when}"\n---\nGo.\n')
+    set_race(db, RUNNER, "2030-05-12", "Rome Marathon")
+    response = client.get(calendar_path(db, RUNNER))
+    steps = {str(e["SUMMARY"]): e.decoded("DTSTART") for e in
+             Calendar.from_ical(response.data).walk("VEVENT")
+             if str(e["UID"]).startswith("calendar-build/")}
+    assert steps == {"01-two-weeks": datetime(2030, 4, 28, 6, tzinfo=UTC),
+                     "02-race-day": datetime(2030, 5, 12, 6, tzinfo=UTC)}
 
 
 def test_the_calendar_of_a_reader_without_a_race_date_has_no_events(client, db):

@@ -64,5 +64,17 @@ def calendar(token: str):
 
 
 def upcoming(reader: Subscriber) -> Sequence[Step]:
-    """The reader's upcoming sequence steps (none until the scheduler's plan is wired in)."""
-    return ()
+    """The reader's upcoming sequence steps, as the scheduler plans them now (none when the
+    sequences cannot be read: the feed still has the race day)."""
+    from ..agenda import Agenda
+    from ..errors import RunletterError
+    from ..sequences import load_sequences
+
+    config, goals = site().config, site().goals
+    try:
+        sequences = load_sequences(config.content_dir, config.root, goals)
+    except RunletterError as exc:
+        current_app.logger.warning("calendar without steps: %s", exc.findings[0])
+        return ()
+    agenda = Agenda(config, get_store(), sequences, (), goals.slugs)
+    return agenda.reader_plan(reader.id, clock.now())
