@@ -4,7 +4,7 @@ The store is a SQLite file by default (`sqlite:///subscribers/runletter.db`) or 
 database (`postgresql://user@host:port/db`), named by RUNLETTER_DATABASE_URL or `[store] url`
 (the environment wins). SQLAlchemy Core gives both the same connection: statements are
 `text()` with named parameters, written in the SQL both databases speak (ON CONFLICT DO
-NOTHING, RETURNING); psycopg 3 is the PostgreSQL driver.
+NOTHING, RETURNING) with DB-API `?` placeholders; psycopg 3 is the PostgreSQL driver.
 
 The connection runs in autocommit, as the store always has: reads see the latest commit, and
 `transaction()` opens a write transaction explicitly (BEGIN IMMEDIATE on SQLite, so two
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,11 +72,25 @@ def shown(url: Any) -> str:
         return "(not a URL)"
 
 
-@functools.lru_cache(maxsize=512)
+_QMARK = re.compile(r"'(?:[^']|'')*'|\?")  # a string literal (kept) or a placeholder
+
+
+@functools.lru_cache(maxsize=1024)
 def _statement(sql: str):
+    """A `text()` for a statement; `?` placeholders (the DB-API qmark style the store's SQL
+    is written in) become SQLAlchemy's named ones, :p0, :p1…"""
     from sqlalchemy import text
 
-    return text(sql)
+    count = iter(range(10_000))
+    return text(_QMARK.sub(lambda m: m[0] if m[0] != "?" else f":p{next(count)}", sql))
+
+
+def _named(params: Sequence[Any] | Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if params is None:
+        return {}
+    if isinstance(params, Mapping):
+        return params
+    return {f"p{i}": value for i, value in enumerate(params)}
 
 
 class Connection:
@@ -94,14 +109,14 @@ class Connection:
         """True inside `transaction()`."""
         return self._depth > 0
 
-    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-                | None = None):
-        """Run one statement (a list of parameter sets runs it for each); the result."""
-        return self._conn.execute(_statement(sql), params if params is not None else {})
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None):
+        """Run one statement with `?` placeholders and a tuple (or `:name` ones and a
+        mapping); the SQLAlchemy result."""
+        return self._conn.execute(_statement(sql), _named(params))
 
-    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> None:
         """Run one statement for each parameter set (nothing for none)."""
-        rows = list(rows)
+        rows = [_named(r) for r in rows]
         if rows:
             self._conn.execute(_statement(sql), rows)
 
