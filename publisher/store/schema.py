@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..errors import Finding, RunletterError
 
 if TYPE_CHECKING:
+    from .database import Connection
     from .readers import Store
 
 MIGRATIONS: list[str] = [
@@ -129,7 +130,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX enrolments_next ON enrolments(sequence, next_at);
     """,
 ]
-LATEST = len(MIGRATIONS)
+LATEST = len(MIGRATIONS)  # the schema version Alembic's baseline revision ("0006") is
+HEAD = "0006"  # Alembic's newest revision; a revision id is the schema version, zero-padded
+_LOCK = 0x52756E6C  # PostgreSQL advisory lock taken while migrating ("Runl")
 
 
 def statements(script: str) -> Iterator[str]:
@@ -175,3 +178,68 @@ def migrate(store: Store) -> None:
             for statement in statements(MIGRATIONS[target - 1]):
                 conn.execute(statement)
             conn.execute("UPDATE schema_version SET version = ?", (target,))
+
+
+def version_of(conn: Connection) -> int | None:
+    """The schema version of a store (None for an empty database)."""
+    from sqlalchemy import inspect
+
+    tables = set(inspect(conn._conn).get_table_names())
+    if "alembic_version" in tables:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return int(row[0]) if row else 0
+    if "schema_version" in tables:
+        return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0)
+    return None
+
+
+def upgrade(conn: Connection, shown: str) -> int:
+    """Bring a store to the newest schema: an old SQLite store through the migrations that
+    predate Alembic, then Alembic's revisions; the version it is at afterwards."""
+    head = int(HEAD)
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        if row and row[0] == HEAD:
+            return head  # the common case: one query, Alembic never imported
+    except Exception:  # noqa: BLE001 - no such table yet: look closer below
+        pass
+    version = version_of(conn)
+    if version is not None and version > head:
+        raise RunletterError(Finding(shown, None, f"the subscriber store is at schema version "
+                                     f"{version}, newer than this runletter knows ({head}); "
+                                     "upgrade runletter"))
+    _alembic(conn, legacy=version is not None and "alembic" not in _tables(conn))
+    return head
+
+
+def _tables(conn: Connection) -> str:
+    from sqlalchemy import inspect
+
+    return " ".join(inspect(conn._conn).get_table_names())
+
+
+def _alembic(conn: Connection, legacy: bool) -> None:
+    """Run Alembic to head in one transaction (an old store first brought to version 6 and
+    stamped), holding the write lock so two processes do not both migrate."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with conn.transaction():
+        if conn.dialect == "postgresql":
+            conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK})")
+        config.attributes["connection"] = conn._conn
+        if legacy and "alembic_version" not in _tables(conn):
+            _legacy(conn)
+            command.stamp(config, HEAD)
+        command.upgrade(config, "head")
+
+
+def _legacy(conn: Connection) -> None:
+    """The migrations of stores made before Alembic (SQLite only), up to version 6."""
+    version = int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0)
+    for target in range(version + 1, LATEST + 1):
+        for statement in statements(MIGRATIONS[target - 1]):
+            conn.raw(statement)
+        conn.execute("UPDATE schema_version SET version = ?", (target,))
