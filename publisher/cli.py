@@ -145,8 +145,8 @@ def subscribers() -> None:
               "list); it never makes a row more permissive than its file says.")
 @click.option("--goal", help="Goal (slug or label) of rows without one (default: general).")
 @click.option("--map", "maps", multiple=True, metavar='"COLUMN=field"',
-              help="Read COLUMN as email, first_name, name (first word kept), goal, tags or "
-              "status; repeatable.")
+              help="Read COLUMN as email, first_name, name (first word kept), goal, tags, "
+              "status, race_date, race_name or timezone; repeatable.")
 @click.option("--dry-run", is_flag=True, help="Show the format, the column mapping and the "
               "counts per status and goal, with every row error; write nothing.")
 def subscribers_import(csv_file: Path, source: str, status: str | None, goal: str | None,
@@ -167,17 +167,20 @@ def subscribers_import(csv_file: Path, source: str, status: str | None, goal: st
         sys.exit(1)
 
 
-
 @subscribers.command("add")
 @click.argument("email")
 @click.option("--goal", default="general", show_default=True, help="The reader's goal.")
 @click.option("--name", "first_name", default="", help="First name, for the greeting.")
 @click.option("--tags", default="", help="Tags, separated by ';'.")
-def subscribers_add(email: str, goal: str, first_name: str, tags: str) -> None:
+@click.option("--race-date", help="Date of the reader's race, YYYY-MM-DD.")
+@click.option("--race-name", default="", help="Name of the reader's race.")
+@click.option("--timezone", default="", help="IANA time zone, e.g. Europe/Madrid (default: "
+              "[schedule] timezone).")
+def subscribers_add(email: str, goal: str, first_name: str, tags: str, **race: str) -> None:
     """Add one active reader (consent source: cli)."""
     from .commands.subscribers import add_reader
 
-    reader = add_reader(project_here(), email, goal, first_name, tags)
+    reader = add_reader(project_here(), email, goal, first_name, tags, **race)
     click.echo(f"added {reader.email} ({reader.goal})")
 
 

@@ -36,6 +36,10 @@ GOALS = Goals(items=tuple(Goal(slug, slug.title(), "") for slug in
                           ("5k", "10k", "half", "marathon", "ultra", "comeback", "general")))
 HEADER = "email,first_name,goal,tags,status\n"  # of a readers CSV
 GATED = "marathon-build/03-long-run"  # a gated step's key: <sequence>/<step file stem>
+# A reader's race and time zone, as the store, the CLI, CSV and the pages give them.
+RACE_DATE = "2027-03-28"
+RACE_NAME = "Valencia Marathon"
+ZONE = "Europe/Madrid"
 
 ATOM = "{http://www.w3.org/2005/Atom}"  # how ElementTree prefixes an Atom feed's tags
 

@@ -132,7 +132,5 @@ def open_store(path: Path) -> Store:
 
 
 def set_race(store: Store, email: str, race_date: str | None, race_name: str = "") -> None:
-    """Give a stored reader a race (the signup and preferences pages will, once they ask)."""
-    with store.transaction() as conn:
-        conn.execute("UPDATE subscribers SET race_date = ?, race_name = ? WHERE email = ?",
-                     (race_date, race_name, email))
+    """Give a stored reader a race (or none), as the preferences page would."""
+    store.update(email, race_date=race_date or "", race_name=race_name)

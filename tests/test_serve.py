@@ -26,7 +26,7 @@ from publisher.store import Store, now
 from publisher.tokens import PURPOSES
 
 from . import webhooks as wh
-from .conftest import GATED, HOST, SECRET, copy_sample
+from .conftest import GATED, HOST, RACE_DATE, RACE_NAME, SECRET, ZONE, copy_sample
 from .conftest import HIP_DRIVE as SENT  # the post whose (made-up) ledger rows webhooks update
 from .conftest import MOTOR_UNITS as POST
 from .live_server import (
@@ -64,13 +64,26 @@ def form_token(html: str) -> str:
 
 
 def signup(site: LiveServer, address: str, first_name: str = "", goal: str = "general",
-           session: requests.Session | None = None) -> requests.Response:
+           session: requests.Session | None = None, **fields: str) -> requests.Response:
+    """Sign up through /subscribe; `fields` are the form's other fields (race_date, …)."""
     session = session or requests.Session()
     page = session.get(site.url("/subscribe"), timeout=10)
     assert page.status_code == 200
     return session.post(site.url("/subscribe"), timeout=10, data={
         "email": address, "first_name": first_name, "goal": goal,
-        "csrf": form_token(page.text)})
+        "csrf": form_token(page.text), **fields})
+
+
+def save_preferences(site: LiveServer, address: str, **fields: str) -> requests.Response:
+    """Press "Save changes" on the reader's preferences page with these fields changed."""
+    reader = site.reader(address)
+    url = site.url("/preferences/" + token_for(site, "preferences", address))
+    session = requests.Session()
+    page = session.get(url, timeout=10)
+    return session.post(url, timeout=10, data={
+        "csrf": form_token(page.text), "action": "save", "first_name": reader.first_name,
+        "goal": reader.goal, "race_date": reader.race_date or "",
+        "race_name": reader.race_name, "timezone": reader.timezone, **fields})
 
 
 def press_confirm(link: str) -> requests.Response:
@@ -196,6 +209,42 @@ def test_signup_refuses_a_name_with_a_unicode_next_line_with_a_message_on_the_pa
     assert ("Your first name can't contain line breaks or control characters."
             in html.unescape(response.text))
     assert site.reader("nel@example.net") is None
+
+
+def test_the_signup_form_asks_for_a_race_and_fills_the_time_zone_by_a_script_the_csp_allows(
+        site):
+    page = requests.get(site.url("/subscribe"), timeout=10)
+    assert 'type="date" name="race_date"' in page.text
+    assert 'type="text" name="race_name"' in page.text
+    assert 'type="hidden" name="timezone"' in page.text
+    nonce = re.search(r'<script nonce="([^"]+)">[^<]*resolvedOptions\(\)\.timeZone',
+                      page.text).group(1)
+    assert f"script-src 'nonce-{nonce}'" in page.headers["Content-Security-Policy"]
+
+
+def test_signup_stores_the_race_date_race_name_and_the_browsers_time_zone(site):
+    signup(site, "racer@example.net", "Rae", "marathon", race_date=RACE_DATE,
+           race_name=RACE_NAME, timezone=ZONE)
+    reader = site.reader("racer@example.net")
+    assert (reader.race_date, reader.race_name, reader.timezone) == (RACE_DATE, RACE_NAME,
+                                                                     ZONE)
+
+
+def test_signup_ignores_a_time_zone_the_browser_gives_that_is_not_one(site):
+    response = signup(site, "far.away@example.net", timezone="Mars/Olympus_Mons")
+    assert "Check your inbox" in response.text
+    assert site.reader("far.away@example.net").timezone == ""
+
+
+@pytest.mark.parametrize(("fields", "shown"), [
+    ({"race_date": "28/03/2027"}, "Please give your race date as a date, e.g. 2027-03-28."),
+    ({"race_name": "x" * 121}, "Your race name can be at most 120 characters, on one line.")])
+def test_signup_with_a_bad_race_shows_the_form_again_with_a_message(site, fields, shown):
+    response = signup(site, "bad.race@example.net", **fields)
+    assert response.status_code == 400
+    assert shown in html.unescape(response.text)
+    assert 'name="race_date"' in response.text
+    assert site.reader("bad.race@example.net") is None
 
 
 def test_embed_form_needs_no_csrf_and_the_honeypot_catches_bots(site):
@@ -424,6 +473,37 @@ def test_pause_resume_and_unsubscribe_from_preferences(site):
     assert press_confirm(link_in(messages_to(site.root, address)[-1], "confirm")
                          ).status_code == 200
     assert site.reader(address).status == "active"
+
+
+def test_preferences_show_and_save_the_race_date_race_name_and_time_zone(site):
+    address = "sven.karlsson@example.org"
+    saved = save_preferences(site, address, race_date=RACE_DATE, race_name=RACE_NAME,
+                             timezone=ZONE)
+    assert saved.status_code == 200 and "Saved." in saved.text
+    reader = site.reader(address)
+    assert (reader.race_date, reader.race_name, reader.timezone) == (RACE_DATE, RACE_NAME,
+                                                                     ZONE)
+    assert f'value="{RACE_DATE}"' in saved.text and f'value="{RACE_NAME}"' in saved.text
+    assert f'<option value="{ZONE}" selected>' in saved.text
+
+
+def test_preferences_clear_the_race_and_time_zone_when_left_empty(site):
+    address = "isabella.rossi@example.com"
+    save_preferences(site, address, race_date=RACE_DATE, race_name=RACE_NAME, timezone=ZONE)
+    save_preferences(site, address, race_date="", race_name="", timezone="")
+    reader = site.reader(address)
+    assert (reader.race_date, reader.race_name, reader.timezone) == (None, "", "")
+
+
+@pytest.mark.parametrize(("fields", "shown"), [
+    ({"race_date": "2027-02-30"}, "Please give your race date as a date, e.g. 2027-03-28."),
+    ({"timezone": "Mars/Olympus_Mons"}, "Please pick a time zone from the list.")])
+def test_preferences_refuse_a_bad_race_date_or_time_zone_with_a_message(site, fields, shown):
+    address = "arjun.reddy@example.com"
+    before = site.reader(address)
+    refused = save_preferences(site, address, race_name=RACE_NAME, **fields)
+    assert refused.status_code == 400 and shown in html.unescape(refused.text)
+    assert site.reader(address) == before
 
 
 # -- webhooks -------------------------------------------------------------------------------

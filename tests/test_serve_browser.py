@@ -2,17 +2,20 @@
 
 Sign up on the form, follow the confirmation link from the outbox, change the goal and pause
 on the preferences page, unsubscribe with the page's one button; a screenshot of each page is
-saved under the test's tmp folder. Uses Debian's /usr/bin/chromium (never `playwright
+saved under the test's tmp folder. The signup form takes the browser's time zone, and the
+preferences page changes a race date. Uses Debian's /usr/bin/chromium (never `playwright
 install`); skipped only when that browser is absent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from .conftest import CHROMIUM
+from .conftest import CHROMIUM, RACE_DATE, ZONE
 from .conftest import CHROMIUM_ARGS as ARGS
 from .live_server import link_in, messages_to, start_site, token_for
 from .support import free_port
@@ -118,3 +121,58 @@ def test_signup_confirm_and_preferences_in_a_browser(sample_root: Path, tmp_path
         server.stop()
     assert not problems, problems  # e.g. a CSP violation would show up here
     assert len(list(shots.glob("*.png"))) == 10
+
+
+@contextmanager
+def browser_page(problems: list[str], **context: object) -> Iterator[object]:
+    """A page of headless Chromium (a context with these options) noting console errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
+                                             headless=True)
+        try:
+            page = browser.new_context(**context).new_page()
+            page.set_default_timeout(10_000)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            yield page
+        finally:
+            browser.close()
+
+
+def test_signing_up_in_a_browser_stores_the_browsers_time_zone(sample_root: Path):
+    from playwright.sync_api import expect
+
+    server = start_site(sample_root, free_port())
+    problems: list[str] = []
+    try:
+        with browser_page(problems, timezone_id=ZONE) as page:
+            page.goto(server.url("/subscribe"))
+            page.fill("#rl-email", "zoned.runner@example.net")
+            page.get_by_role("button", name="Subscribe").click()
+            expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+        assert server.reader("zoned.runner@example.net").timezone == ZONE
+    finally:
+        server.stop()
+    assert not problems, problems  # a script the CSP blocked would show up here
+
+
+def test_changing_the_race_date_on_the_preferences_page_in_a_browser_saves_it(
+        sample_root: Path):
+    from playwright.sync_api import expect
+
+    address = "freya.andersen@example.com"
+    server = start_site(sample_root, free_port())
+    problems: list[str] = []
+    try:
+        with browser_page(problems) as page:
+            page.goto(server.url("/preferences/" + token_for(server, "preferences", address)))
+            page.fill("#rl-race-date", RACE_DATE)
+            page.get_by_role("button", name="Save changes").click()
+            expect(page.locator(".rl-notice")).to_contain_text("Saved.")
+            expect(page.locator("#rl-race-date")).to_have_value(RACE_DATE)
+        assert server.reader(address).race_date == RACE_DATE
+    finally:
+        server.stop()
+    assert not problems, problems

@@ -316,7 +316,8 @@ def test_export_csv_writes_the_header_then_one_row_per_reader(store):
     assert store.export_csv(out) == 2
     lines = out.getvalue().splitlines()
     assert lines[0] == ('"email","first_name","goal","tags","status","consent_source",'
-                        '"consent_at","consent_ip","created_at","updated_at"')
+                        '"consent_at","consent_ip","created_at","updated_at","race_date",'
+                        '"race_name","timezone"')
     assert lines[1].startswith('"a@example.com","","general","","unsubscribed","cli",')
     assert lines[2].startswith('"b@example.com","Bo","half","road;masters","active","cli",')
     only_half = io.StringIO()

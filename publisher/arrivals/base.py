@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..emails import show_value
+from ..errors import RunletterError
 from ..store import LEFT
-from ..store.records import split_tags
+from ..store.records import check_race_date, check_race_name, check_timezone, split_tags
 
-FIELDS = ("email", "first_name", "name", "goal", "tags", "status")  # what --map may name
+RACE_FIELDS = ("race_date", "race_name", "timezone")
+# What --map may name.
+FIELDS = ("email", "first_name", "name", "goal", "tags", "status", *RACE_FIELDS)
 # Columns a coach's goal may sit in, in any tool (merge fields and custom fields).
 GOAL_COLUMNS = ("goal", "race_goal", "race_distance")
 # From the most permissive to the least: --status and a file's kind can only move down.
@@ -143,6 +146,25 @@ def first_word(text: str) -> str:
     """The first word of a full name ('Zoë Marchetti' -> 'Zoë')."""
     words = text.split()
     return words[0] if words else ""
+
+
+def checked(check: Callable[[str], str | None]) -> Callable[[str], str]:
+    """A value reader from one of the store's field checks: the value as stored ("" for
+    none, which clears the field where a blank cell is a value), or a RowProblem saying why."""
+
+    def read(text: str) -> str:
+        try:
+            return check(text) or ""
+        except RunletterError as exc:
+            raise RowProblem(exc.findings[0].message) from None
+
+    return read
+
+
+# How a race or zone cell is read, in any format.
+RACE_READERS: dict[str, Callable[[str], str]] = {
+    "race_date": checked(check_race_date), "race_name": checked(check_race_name),
+    "timezone": checked(check_timezone)}
 
 
 def json_key(key: str) -> Callable[[str], object]:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from ..emails import show_value
 from ..errors import Finding, RunletterError, suggest
 from ..store import STATUSES
-from .base import FIELDS, Format, column_key, first_word, status_reader
+from .base import FIELDS, RACE_READERS, Format, column_key, first_word, status_reader
 from .goals import GoalMatcher
 from .registry import BY_NAME, FORMATS, detect
 from .runletter import RUNLETTER, RUNLETTER_STATUS
@@ -195,7 +195,7 @@ def _mapped_reader(fmt: Format, target: str) -> Callable[[str], object]:
         if not fmt.statuses:  # Mailchimp: the file, not a column, says the status
             return RUNLETTER_STATUS
         return status_reader("" if fmt is RUNLETTER else fmt.name, fmt.statuses)
-    return {"tags": fmt.tags, "name": first_word}.get(target, str.strip)
+    return {"tags": fmt.tags, "name": first_word, **RACE_READERS}.get(target, str.strip)
 
 
 def _kind(fmt: Format, keys: frozenset[str], file_name: str, status: str | None,

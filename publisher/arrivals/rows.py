@@ -51,7 +51,8 @@ def read_row(plan: Plan, goals: GoalMatcher, record: list[str]) -> Row:
     get = values.get
     row.landing = Landing(email, first_name, goal, get("tags"), status,
                           get("consent_source") or plan.consent_source, get("consent_at"),
-                          get("consent_ip"), get("created_at"), get("updated_at"))
+                          get("consent_ip"), get("created_at"), get("updated_at"),
+                          get("race_date"), get("race_name"), get("timezone"))
     return row
 
 

@@ -1,5 +1,6 @@
 """Runletter's own CSV: what `subscribers export` writes, and what a coach writes by hand
-(email, first_name, goal, tags, status). A blank cell is a value here: it clears the field."""
+(email, first_name, goal, tags, status, race_date, race_name, timezone). A blank cell is a
+value here: it clears the field."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import ipaddress
 from ..emails import show_value
 from ..store import EXPORT_COLUMNS, STATUSES, restore_cell
 from ..store.records import split_tags
-from .base import Column, Format, RowProblem, status_reader, when
+from .base import RACE_FIELDS, RACE_READERS, Column, Format, RowProblem, status_reader, when
 
 STATUSES_TABLE = {status: status for status in STATUSES}
 RUNLETTER_STATUS = status_reader("", STATUSES_TABLE)
@@ -37,6 +38,12 @@ def _plain(text: str) -> str:
     return restore_cell(text).strip()
 
 
+def _race_column(name: str) -> Column:
+    """A race or zone column: a blank cell clears the field, a bad one skips the row."""
+    read = RACE_READERS[name]
+    return Column((name,), name, lambda text: read(restore_cell(text)), blank=True)
+
+
 RUNLETTER = Format(
     name="runletter", detect=detect, statuses=STATUSES_TABLE, tags=tags,
     strict=True, needs_status=False,
@@ -51,4 +58,5 @@ RUNLETTER = Format(
         Column(("consent_ip",), "consent_ip", ip),
         Column(("created_at",), "created_at", when),
         Column(("updated_at",), "updated_at", when),
+        *(_race_column(name) for name in RACE_FIELDS),
     ))

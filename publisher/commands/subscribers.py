@@ -52,15 +52,34 @@ def _import_store(project: Project, dry_run: bool) -> Iterator[Store]:
         yield store
 
 
-def add_reader(project: Project, email: str, goal: str, first_name: str,
-               tags: str) -> Subscriber:
+def add_reader(project: Project, email: str, goal: str, first_name: str, tags: str,
+               race_date: str | None = None, race_name: str = "",
+               timezone: str = "") -> Subscriber:
     """Add one active reader (consent source: cli); tags are separated by ';'."""
     if project.goals.get(goal) is None:
         raise RunletterError(f"unknown goal '{goal}'" + suggest(goal, project.goals.slugs)
                              + f"; goals are: {', '.join(project.goals.slugs)}")
+    race = {"race_date": race_date, "race_name": race_name, "timezone": timezone}
+    _check_flags(race)
     with open_store(project) as store:
         return store.add(email, goal=goal, first_name=first_name,
-                         tags=[t for t in tags.split(";") if t.strip()], consent_source="cli")
+                         tags=[t for t in tags.split(";") if t.strip()], consent_source="cli",
+                         **race)
+
+
+def _check_flags(values: dict[str, str | None]) -> None:
+    """The store's checks of these fields, each refusal naming its flag (--race-date …)."""
+    from ..store.records import check_race_date, check_race_name, check_timezone
+
+    checks = {"race_date": check_race_date, "race_name": check_race_name,
+              "timezone": check_timezone}
+    for field, value in values.items():
+        try:
+            checks[field](value)
+        except RunletterError as exc:
+            # The store's message starts with the field's name; the user typed the flag.
+            flag = "--" + field.replace("_", "-")
+            raise RunletterError(exc.findings[0].message.replace(field, flag, 1)) from None
 
 
 def remove_reader(project: Project, email: str) -> None:

@@ -6,14 +6,19 @@ POST, never for GET. Each change is one Store method, in one transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
+import zoneinfo
+from collections.abc import Mapping
 
 from flask import Blueprint, current_app, redirect, request
 from flask.blueprints import BlueprintSetupState
 
 from ..emails import CONTROL_RE
+from ..errors import RunletterError
 from ..model import EVERYONE
 from ..store import LEFT, MAX_NAME, Subscriber, name_problem, validate_email
+from ..store.records import MAX_RACE_NAME, check_race_date, check_race_name, known_timezone
 from .context import site
 from .db import get_store
 from .security import RATE_WINDOW, client_ip, csrf_ok, take_signup_slot
@@ -28,6 +33,12 @@ DONE_TEXT = {
     "unsubscribed": "You're unsubscribed. We won't email you again.",
 }
 VIA = "preferences page"
+RACE_ERRORS = {  # what is wrong with a race field, in the reader's words
+    "race_date": (check_race_date, "Please give your race date as a date, e.g. 2027-03-28."),
+    "race_name": (check_race_name, f"Your race name can be at most {MAX_RACE_NAME} "
+                  "characters, on one line."),
+}
+ZONE_ERROR = "Please pick a time zone from the list."
 
 
 class _PlainNames(BlueprintSetupState):
@@ -99,11 +110,39 @@ def embed():
 
 
 def form_values() -> dict[str, str]:
-    """The signup form's fields as given, trimmed and cut to size for showing again."""
+    """The signup form's fields as given, trimmed and cut to size for showing again; a time
+    zone the browser gave that is not one is dropped (the reader never typed it)."""
     goal = request.values.get("goal", "").strip().lower() or EVERYONE
+    race = race_values(request.values)
     return {"email": request.values.get("email", "").strip()[:320],
             "first_name": request.values.get("first_name", "").strip()[:MAX_NAME + 20],
-            "goal": goal if goal in site().goals.slugs else EVERYONE}
+            "goal": goal if goal in site().goals.slugs else EVERYONE, **race,
+            "timezone": race["timezone"] if known_timezone(race["timezone"]) else ""}
+
+
+def race_values(given: Mapping[str, str]) -> dict[str, str]:
+    """The race date, race name and time zone as given, trimmed and cut to a size that
+    still shows a value too long as too long."""
+    return {"race_date": given.get("race_date", "").strip()[:40],
+            "race_name": given.get("race_name", "").strip()[:MAX_RACE_NAME + 20],
+            "timezone": given.get("timezone", "").strip()[:80]}
+
+
+def race_errors(form: Mapping[str, str]) -> list[str]:
+    """What is wrong with a form's race date and race name, in the reader's words."""
+    errors = []
+    for field, (check, error) in RACE_ERRORS.items():
+        try:
+            check(form[field])
+        except RunletterError:
+            errors.append(error)
+    return errors
+
+
+@functools.cache
+def time_zones() -> tuple[str, ...]:
+    """Every IANA zone name, sorted, for the preferences page's list."""
+    return tuple(sorted(zoneinfo.available_timezones()))
 
 
 def name_error(name: str) -> str | None:
@@ -129,7 +168,7 @@ def signup_errors(form: dict[str, str]) -> list[str]:
         errors.append(problem)
     if posted_goal() not in site().goals.slugs:
         errors.append("Please pick one of the goals in the list.")
-    return errors
+    return errors + race_errors(form)
 
 
 def signup(template: str, checked_csrf: bool):
@@ -146,26 +185,30 @@ def signup(template: str, checked_csrf: bool):
                            "Please try again in an hour.")
         response.headers["Retry-After"] = str(RATE_WINDOW)
         return response
-    reader, kind = record_signup(form["email"], posted_goal(), form["first_name"])
+    reader, kind = record_signup(form, posted_goal())
     failed = send_confirmation(reader, kind)
     if failed is not None:
         return failed
     return show(template, title="Check your inbox", form=form, errors=(), done=True)
 
 
-def record_signup(email: str, goal: str, first_name: str) -> tuple[Subscriber, str]:
+def record_signup(form: dict[str, str], goal: str) -> tuple[Subscriber, str]:
     """(the reader, the email to send them): a new reader is pending; an active one is left
     as is and told; anyone else gets a fresh confirmation, their status unchanged."""
     store = get_store()
+    fields = {"goal": goal, "first_name": form["first_name"], "race_date": form["race_date"],
+              "race_name": form["race_name"]}
     with store.transaction():
-        reader = store.get(email)
+        reader = store.get(form["email"])
         if reader is None:
-            return store.add(email, goal=goal, first_name=first_name, status="pending",
+            return store.add(form["email"], status="pending", timezone=form["timezone"],
                              consent_source="signup form, unconfirmed",
-                             consent_ip=client_ip()), "confirm"
+                             consent_ip=client_ip(), **fields), "confirm"
         if reader.status == "active":
             return reader, "already"  # an active reader's data only changes via their link
-        return store.update(reader.email, goal=goal, first_name=first_name), "confirm"
+        # A browser that gave no zone says nothing about the one stored.
+        return store.update(reader.email, timezone=form["timezone"] or None,
+                            **fields), "confirm"
 
 
 # -- confirm and unsubscribe ------------------------------------------------------------------
@@ -233,9 +276,12 @@ def unsubscribe(token: str):
 def preferences_page(reader: Subscriber, status: int = 200, errors=(),
                      form: dict[str, str] | None = None, done: str = ""):
     """The preferences form for a reader."""
+    form = form or {"first_name": reader.first_name, "goal": reader.goal,
+                    "race_date": reader.race_date or "", "race_name": reader.race_name,
+                    "timezone": reader.timezone}
     return with_csrf("preferences", status, title="Your preferences", reader=reader,
-                     paused=get_store().is_paused(reader), errors=errors,
-                     form=form or {"first_name": reader.first_name, "goal": reader.goal},
+                     paused=get_store().is_paused(reader), errors=errors, form=form,
+                     zones=time_zones(), default_zone=site().config.schedule.timezone,
                      done=done if done in DONE_TEXT else "", done_text=DONE_TEXT)
 
 
@@ -271,16 +317,21 @@ def back_to_preferences(done: str):
 
 
 def save_preferences(reader: Subscriber):
-    """A new first name and goal; a goal change reaches the next edition."""
+    """A new first name, goal, race date, race name and time zone; a goal change reaches
+    the next edition."""
     first_name = request.form.get("first_name", "").strip()
     goal = request.form.get("goal", "").strip().lower()
+    race = race_values(request.form)
     errors = [p for p in (name_error(first_name),) if p]
     if goal not in site().goals.slugs:
         errors.append("Please pick one of the goals in the list.")
+    errors += race_errors(race)
+    if race["timezone"] and not known_timezone(race["timezone"]):
+        errors.append(ZONE_ERROR)
     if errors:
         return preferences_page(reader, 400, errors,
-                                {"first_name": first_name[:MAX_NAME + 20], "goal": goal})
-    get_store().change_goal(reader.id, goal, first_name)
+                                {"first_name": first_name[:MAX_NAME + 20], "goal": goal, **race})
+    get_store().change_goal(reader.id, goal, first_name, **race)
     return back_to_preferences("saved")
 
 

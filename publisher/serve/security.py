@@ -101,7 +101,8 @@ def start_request() -> None:
 
 
 def security_headers(response: Response) -> Response:
-    """A strict CSP, no framing (except /embed), no sniffing, no referrer, no caching."""
+    """A strict CSP (only the page's own nonce'd style and script: the signup form's time zone
+    script), no framing (except /embed), no sniffing, no referrer, no caching."""
     embed = request.path == EMBED
     h = response.headers
     h["X-Content-Type-Options"] = "nosniff"
@@ -109,7 +110,8 @@ def security_headers(response: Response) -> Response:
     nonce = g.get("csp_nonce", "none")
     ancestors = "*" if embed else "'none'"
     h["Content-Security-Policy"] = (
-        f"default-src 'none'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; "
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; "
+        "img-src 'self' data:; "
         f"form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}")
     if not embed:
         h["X-Frame-Options"] = "DENY"

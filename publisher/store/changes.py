@@ -120,12 +120,14 @@ class ReaderChanges:
             self.set_status(reader.id, "active", f"resumed ({via})")
         return True
 
-    def change_goal(self, subscriber_id: int, goal: str, first_name: str) -> Subscriber:
-        """Change a reader's goal and first name; when the goal changes, their ledger rows
-        not yet sent (planned or failed) go, so the next publish plans them anew."""
+    def change_goal(self, subscriber_id: int, goal: str, first_name: str,
+                    **race: str | None) -> Subscriber:
+        """Change a reader's goal and first name, and the race_date, race_name or timezone
+        `race` gives (as `update` does); when the goal changes, their ledger rows not yet
+        sent (planned or failed) go, so the next publish plans them anew."""
         with self.transaction() as conn:
             reader = self._current(subscriber_id)
-            changed = self.update(reader.email, goal=goal, first_name=first_name)
+            changed = self.update(reader.email, goal=goal, first_name=first_name, **race)
             if changed.goal != reader.goal:
                 conn.execute("DELETE FROM deliveries WHERE subscriber_id = ? AND "
                              "state IN ('planned', 'failed')", (reader.id,))

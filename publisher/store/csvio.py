@@ -14,9 +14,10 @@ from ..model import Goals
 from .readers import Store
 
 IMPORT_COLUMNS = ("email", "first_name", "goal", "tags", "status")
-# Every field the store keeps but its id, so an export imports back into a new store as it was.
+# Every field the store keeps but its id, so an export imports back into a new store as it was;
+# the race and zone come last, so a script reading the older columns by position still works.
 EXPORT_COLUMNS = (*IMPORT_COLUMNS, "consent_source", "consent_at", "consent_ip", "created_at",
-                  "updated_at")
+                  "updated_at", "race_date", "race_name", "timezone")
 # Cells spreadsheets may run as formulas (OWASP CSV injection), behind any quotes we added.
 _FORMULA_CELL_RE = re.compile(r"'*[=+\-@\t\r]")
 _NEUTRALISED_CELL_RE = re.compile(r"'+[=+\-@\t\r]")
@@ -54,7 +55,7 @@ def export_csv(store: Store, out: TextIO, goal: str | None = None,
         writer.writerow([neutralise_cell(cell) for cell in (
             sub.email, sub.first_name, sub.goal, ";".join(sub.tags), sub.status,
             sub.consent_source, sub.consent_at or "", sub.consent_ip or "", sub.created_at,
-            sub.updated_at)])
+            sub.updated_at, sub.race_date or "", sub.race_name, sub.timezone)])
         count += 1
     return count
 

@@ -16,10 +16,12 @@ from .readers import COLUMNS, LEFT, Store, Subscriber, now, subscriber_from_row
 # Audit rows are written in batches so a 100,000-row import never holds them all.
 _AUDIT_BATCH = 1000
 _INSERT = ("INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
-           "consent_at, consent_ip, created_at, updated_at) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(email) DO NOTHING")
-_UPDATE = ("UPDATE subscribers SET first_name = ?, goal = ?, tags = ?, status = ?, "
-           "updated_at = ? WHERE id = ?")
+           "consent_at, consent_ip, created_at, updated_at, race_date, race_name, timezone) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(email) DO NOTHING")
+_UPDATE = ("UPDATE subscribers SET first_name = ?, goal = ?, tags = ?, race_date = ?, "
+           "race_name = ?, timezone = ?, status = ?, updated_at = ? WHERE id = ?")
+# The fields a file may change on a stored reader, besides the status.
+_MERGED = ("first_name", "goal", "tags", "race_date", "race_name", "timezone")
 _IN_LIMIT = 500  # addresses per "email IN (…)" query, well under SQLite's variable limit
 _AUDIT = ("INSERT INTO audit(subscriber_id, email, old_status, new_status, reason, at) "
           "VALUES (?, ?, ?, ?, ?, ?)")
@@ -38,6 +40,9 @@ class Landing(NamedTuple):
     consent_ip: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    race_date: str | None = None  # "" clears it, as for race_name and timezone
+    race_name: str | None = None
+    timezone: str | None = None
 
 
 class Landed(NamedTuple):
@@ -93,7 +98,8 @@ class Lander:
         self._conn.executemany(_INSERT, [(
             row.email, row.first_name or "", row.goal or EVERYONE, ";".join(row.tags or ()),
             row.status or "active", row.consent_source, row.consent_at or stamp,
-            row.consent_ip, row.created_at or stamp, row.updated_at or stamp)
+            row.consent_ip, row.created_at or stamp, row.updated_at or stamp,
+            row.race_date or None, row.race_name or "", row.timezone or "")
             for _, row in rows])
         # The rows just inserted are those above the highest id so far (a range scan), with
         # the address exactly as the file gave it; only the others are looked up by address.
@@ -141,13 +147,14 @@ class Lander:
         status, kept = row.status or existing.status, None
         if existing.status in LEFT and status in ("active", "pending"):
             status, kept = existing.status, existing.status
-        new = (existing.first_name if row.first_name is None else row.first_name,
-               existing.goal if row.goal is None else row.goal,
-               existing.tags if row.tags is None else row.tags,
-               status)
-        if new == (existing.first_name, existing.goal, existing.tags, existing.status):
+        old = tuple(getattr(existing, name) for name in _MERGED)
+        new = [was if getattr(row, name) is None else getattr(row, name)
+               for name, was in zip(_MERGED, old, strict=True)]
+        new[3] = new[3] or None  # a race date is stored as NULL when there is none
+        if (*new, status) == (*old, existing.status):
             return Landed("unchanged", status, new[1], kept)
-        updates.append((new[0], new[1], ";".join(new[2]), status, self._stamp, existing.id))
+        updates.append((new[0], new[1], ";".join(new[2]), *new[3:], status, self._stamp,
+                        existing.id))
         if status != existing.status:
             self._record(existing.id, existing.email, existing.status, status, line)
         return Landed("updated", status, new[1], kept)

@@ -7,6 +7,7 @@ the change itself.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,10 @@ from .records import (  # noqa: F401 - the store's record types stay importable 
     Subscriber,
     check_goal,
     check_name,
+    check_race_date,
+    check_race_name,
     check_status,
+    check_timezone,
     name_problem,
     now,
     split_tags,
@@ -160,12 +164,14 @@ class Store(ReaderChanges, ReadySteps):
 
     def add(self, email: str, *, goal: str = EVERYONE, first_name: str = "",
             tags: Iterable[str] = (), status: str = "active", consent_source: str = "cli",
-            consent_ip: str | None = None) -> Subscriber:
+            consent_ip: str | None = None, race_date: str | None = None,
+            race_name: str = "", timezone: str = "") -> Subscriber:
         """Add a new reader; a RunletterError says why when the row is invalid or present."""
         address = check_email(email)
         goal = check_goal(goal)
         first_name = check_name(first_name)
         check_status(status)
+        race = (check_race_date(race_date), check_race_name(race_name), check_timezone(timezone))
         stamp = now()
         with self.transaction() as conn:
             existing = self.get(address)
@@ -174,10 +180,10 @@ class Store(ReaderChanges, ReadySteps):
                                      f"(status {existing.status})")
             cursor = conn.execute(
                 "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
-                "consent_at, consent_ip, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "consent_at, consent_ip, created_at, updated_at, race_date, race_name, "
+                "timezone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (address, first_name, goal, ";".join(split_tags(tags)), status, consent_source,
-                 stamp, consent_ip, stamp, stamp))
+                 stamp, consent_ip, stamp, stamp, *race))
             self._audit(cursor.lastrowid, address, None, status, f"added ({consent_source})",
                         stamp)
             added = self._get_id(cursor.lastrowid)
@@ -210,18 +216,26 @@ class Store(ReaderChanges, ReadySteps):
         return changed
 
     def update(self, email: str, *, goal: str | None = None, first_name: str | None = None,
-               tags: Iterable[str] | None = None) -> Subscriber:
-        """Change a reader's goal, first name or tags (None leaves a field as it is)."""
+               tags: Iterable[str] | None = None, race_date: str | None = None,
+               race_name: str | None = None, timezone: str | None = None) -> Subscriber:
+        """Change a reader's goal, first name, tags, race date, race name or time zone (None
+        leaves a field as it is; "" clears race_date, race_name and timezone)."""
+        given = {"goal": (goal, check_goal), "first_name": (first_name, check_name),
+                 "tags": (tags, split_tags), "race_date": (race_date, check_race_date),
+                 "race_name": (race_name, check_race_name),
+                 "timezone": (timezone, check_timezone)}
+        checked = {name: check(value) for name, (value, check) in given.items()
+                   if value is not None}
         with self.transaction() as conn:
             found = self._require(email)
-            new_goal = found.goal if goal is None else check_goal(goal)
-            new_name = found.first_name if first_name is None else check_name(first_name)
-            new_tags = found.tags if tags is None else split_tags(tags)
-            if (new_goal, new_name, new_tags) == (found.goal, found.first_name, found.tags):
+            new = dataclasses.replace(found, **checked)
+            if new == found:
                 return found
             conn.execute("UPDATE subscribers SET goal = ?, first_name = ?, tags = ?, "
-                         "updated_at = ? WHERE id = ?",
-                         (new_goal, new_name, ";".join(new_tags), now(), found.id))
+                         "race_date = ?, race_name = ?, timezone = ?, updated_at = ? "
+                         "WHERE id = ?",
+                         (new.goal, new.first_name, ";".join(new.tags), new.race_date,
+                          new.race_name, new.timezone, now(), found.id))
             changed = self._get_id(found.id)
         assert changed is not None
         return changed
