@@ -192,17 +192,17 @@ class Agenda:
         for item in decision.items.values():
             with self.store.transaction() as conn:
                 conn.executemany(
-                    "INSERT OR IGNORE INTO deliveries(post, subscriber_id, email, goal, state, "
+                    "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
                     "attempts, updated_at) SELECT ?, id, email, goal, 'skipped', 0, ? "
-                    "FROM subscribers WHERE id = ?",
+                    "FROM subscribers WHERE id = ? ON CONFLICT DO NOTHING",
                     [(item.item, stamp, sid) for sid, _ in item.skip])
                 if item.item in held:
                     looked_again.update((item.item.split("/")[0], sid) for sid, _ in item.send)
                     continue
                 conn.executemany(
-                    "INSERT OR IGNORE INTO deliveries(post, subscriber_id, email, goal, state, "
+                    "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
                     "attempts, updated_at) SELECT ?, id, email, goal, 'planned', 0, ? "
-                    "FROM subscribers WHERE id = ? AND status = 'active'",
+                    "FROM subscribers WHERE id = ? AND status = 'active' ON CONFLICT DO NOTHING",
                     [(item.item, stamp, sid) for sid, _ in item.send])
         soon = decision.at.timestamp()
         rows = [(seq, sid, basis, soon if (seq, sid) in looked_again else next_at, waiting)

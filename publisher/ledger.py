@@ -65,9 +65,10 @@ class Ledger(LedgerEvents):
         marks = ",".join("?" * len(goals))
         with self.store.transaction() as conn:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO deliveries(post, subscriber_id, email, goal, state, "
+                "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
                 "attempts, updated_at) SELECT ?, id, email, goal, 'planned', 0, ? "
-                f"FROM subscribers WHERE status = 'active' AND goal IN ({marks})",
+                f"FROM subscribers WHERE status = 'active' AND goal IN ({marks}) "
+                "ON CONFLICT DO NOTHING",
                 (post, now(), *goals))
             # A new run gives transiently failed rows a fresh set of tries.
             conn.execute("UPDATE deliveries SET attempts = 0, next_attempt_at = NULL "

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from typing import TYPE_CHECKING
 
 from .store import now
 
 if TYPE_CHECKING:
     from .store import Store
+    from .store.database import Connection
 
 # Every post in the ledger by index seeks on its primary key (post, subscriber_id), then that
 # reader's row of each: O(posts x log rows). Filtering on subscriber_id alone, which no index
@@ -32,7 +32,7 @@ class LedgerEvents:
     """Ledger methods for the providers' webhooks."""
 
     store: Store
-    conn: sqlite3.Connection
+    conn: Connection
 
     def row_for_event(self, subscriber_id: int,
                       message_ids: tuple[str, ...]) -> tuple[str, str] | None:

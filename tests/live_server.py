@@ -154,8 +154,10 @@ def token_for(site: LiveServer, purpose: str, address: str, ttl: int | None = No
 
 def store_contents(site: LiveServer) -> list[str]:
     """Every row of every table of the server's store, as SQL."""
+    from .support import store_rows
+
     with site.store() as store:
-        return list(store.conn.iterdump())
+        return store_rows(store)
 
 
 def post_json(site: LiveServer, provider: str, payload, headers=None) -> requests.Response:

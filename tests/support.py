@@ -134,3 +134,11 @@ def open_store(path: Path) -> Store:
 def set_race(store: Store, email: str, race_date: str | None, race_name: str = "") -> None:
     """Give a stored reader a race (or none), as the preferences page would."""
     store.update(email, race_date=race_date or "", race_name=race_name)
+
+
+def store_rows(store: Store) -> list[str]:
+    """Every row of every table of a store, as text (to compare before and after)."""
+    from publisher.store.tables import metadata
+
+    return sorted(f"{table.name}: {tuple(row)}" for table in metadata.sorted_tables
+                  for row in store.conn.execute(f"SELECT * FROM {table.name}"))

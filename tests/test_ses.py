@@ -44,6 +44,7 @@ from publisher.tokens import Signer
 from .conftest import HIP_DRIVE as POST
 from .conftest import REPO, SECRET
 from .moto_server import running_moto
+from .provider_scenarios import ledger_states
 from .support import Clock, free_port, import_sample
 
 SENDER = "maya@runfreely.example.org"
@@ -184,12 +185,6 @@ def audience(root: Path) -> dict[str, object]:
         return {s.email: s for s in store.list(status="active") if s.goal in goals}
 
 
-def ledger(root: Path) -> Counter:
-    with Store.open(root / "subscribers/runletter.db") as store:
-        return Counter(dict(store.conn.execute(
-            "SELECT state, COUNT(*) FROM deliveries WHERE post = ? GROUP BY state", (POST,))))
-
-
 def statuses(root: Path) -> Counter:
     with Store.open(root / "subscribers/runletter.db") as store:
         return Counter(s.status for s in store.list())
@@ -232,7 +227,7 @@ def test_publish_sends_every_reader_exactly_one_message_of_their_own(news, aws):
             assert config.postal_address in message.get_body((kind,)).get_content()
         assert values["unsubscribe_url"] in message.get_body(("html",)).get_content()
 
-    assert ledger(news) == Counter({"sent": 59})
+    assert ledger_states(news) == Counter({"sent": 59})
     with Store.open(news / "subscribers/runletter.db") as store:
         ids = {row[0] for row in store.conn.execute("SELECT provider_id FROM deliveries")}
     assert ids == {m["id"] for m in sent}  # the receipt keeps SES's MessageId
@@ -245,7 +240,7 @@ def test_an_unverified_sender_stops_the_publish_and_leaves_no_trace(news, aws):
     assert f"refused the sender {SENDER}" in result.output
     assert "verify the sender address or its domain" in result.output
     assert aws.sent() == []
-    states = ledger(news)
+    states = ledger_states(news)
     assert states["in-flight"] == 0 and states["sent"] == 0 and states["rejected"] == 0
     assert statuses(news) == before  # no reader is blamed for the account's problem
 
@@ -258,7 +253,7 @@ def test_an_unverified_sender_stops_after_one_call(news, monkeypatch):
     assert result.exit_code == 1 and "refused the sender" in result.output
     assert len(ScriptedSes.calls) == 1  # the rest of the batch never started
     assert time.monotonic() - started < 4  # nor were their pacing slots (0.5 s each) awaited
-    assert ledger(news)["in-flight"] == 0
+    assert ledger_states(news)["in-flight"] == 0
 
 
 def test_throttled_calls_are_retried_by_the_ledger_and_everyone_gets_one_copy(
@@ -273,7 +268,7 @@ def test_throttled_calls_are_retried_by_the_ledger_and_everyone_gets_one_copy(
     assert result.exit_code == 0, result.output
     counts = Counter(to_of(m) for m in parsed(aws.sent()))
     assert counts == Counter(set(audience(news)))
-    assert ledger(news) == Counter({"sent": 59})
+    assert ledger_states(news) == Counter({"sent": 59})
     assert len(ScriptedSes.calls) == 59 + 3
     with Store.open(news / "subscribers/runletter.db") as store:
         attempts = store.conn.execute("SELECT SUM(attempts) FROM deliveries").fetchone()[0]
@@ -296,7 +291,7 @@ def test_a_rejected_address_bounces_that_reader_and_the_rest_are_delivered(
     assert result.exit_code == 0, result.output
     counts = Counter(to_of(m) for m in parsed(aws.sent()))
     assert counts == Counter(set(readers) - {victim})
-    assert ledger(news) == Counter({"sent": 58, "rejected": 1})
+    assert ledger_states(news) == Counter({"sent": 58, "rejected": 1})
     with Store.open(news / "subscribers/runletter.db") as store:
         assert store.get(victim).status == "bounced"
         error = store.conn.execute("SELECT error FROM deliveries WHERE email = ?",
@@ -314,7 +309,7 @@ def test_credentials_the_service_refuses_stop_the_publish(news, aws):
     assert "AWS refused the credentials" in result.output
     assert "security token included in the request is invalid" in result.output
     assert "<?xml" not in result.output
-    assert aws.sent() == [] and ledger(news)["in-flight"] == 0
+    assert aws.sent() == [] and ledger_states(news)["in-flight"] == 0
     assert statuses(news) == before
 
 
@@ -324,14 +319,14 @@ def test_missing_credentials_stop_the_publish_before_anything_is_claimed(news, m
     result = publish()
     assert result.exit_code == 1 and "no AWS credentials found" in result.output
     assert "never in runletter.toml" in result.output
-    assert set(ledger(news)) <= {"planned"}
+    assert set(ledger_states(news)) <= {"planned"}
 
 
 def test_an_endpoint_never_reached_stops_the_publish(news, monkeypatch):
     monkeypatch.setenv("RUNLETTER_SES_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     result = publish()
     assert result.exit_code == 1 and "cannot reach http://127.0.0.1:" in result.output
-    assert set(ledger(news)) <= {"planned"}
+    assert set(ledger_states(news)) <= {"planned"}
 
 
 # -- the provider on its own -------------------------------------------------------------

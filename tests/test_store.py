@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import RunletterError
 from publisher.load import load_goals
@@ -102,7 +104,7 @@ def test_reopening_an_up_to_date_database_keeps_its_readers(tmp_path):
 def test_open_refuses_a_database_from_a_newer_runletter(tmp_path):
     path = tmp_path / "future.db"
     with Store.open(path) as store:
-        store.conn.execute("UPDATE schema_version SET version = 99")
+        store.conn.execute("UPDATE alembic_version SET version_num = '0099'")
     with pytest.raises(RunletterError, match="schema version 99"):
         Store.open(path)
 
@@ -608,7 +610,7 @@ def test_import_is_one_transaction(store, tmp_path):
                      "before@example.com,Changed,half,,\n"
                      "boom@example.com,,5k,,\n"
                      "two@example.com,,5k,,\n")
-    with pytest.raises(sqlite3.IntegrityError, match="disk on fire"):
+    with pytest.raises(IntegrityError, match="disk on fire"):
         store.import_csv(path, GOALS)
     assert emails(store) == ["before@example.com"]
     assert store.get("before@example.com").goal == "5k"
@@ -632,10 +634,16 @@ def test_import_reports_addresses_with_specials_by_file_and_line(store, tmp_path
 def test_import_commits_once_for_the_whole_file(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "".join(f"r{i}@example.com,,5k,,\n" for i in range(50)))
     commits: list[str] = []
-    store.conn.set_trace_callback(
-        lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
-    report = store.import_csv(path, GOALS)
-    store.conn.set_trace_callback(None)
+
+    def note(_conn, _cursor, sql, *_args) -> None:
+        if sql.strip().upper() == "COMMIT":
+            commits.append(sql)
+
+    event.listen(store.conn.engine, "before_cursor_execute", note)
+    try:
+        report = store.import_csv(path, GOALS)
+    finally:
+        event.remove(store.conn.engine, "before_cursor_execute", note)
     assert report.added == 50
     assert commits == ["COMMIT"]
 

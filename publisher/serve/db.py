@@ -39,8 +39,12 @@ class Connections:
         return local.store
 
     def read_only(self, on: bool) -> None:
-        """Make SQLite refuse every write on this thread's connection while `on`."""
-        self.store().conn.execute(f"PRAGMA query_only = {1 if on else 0}")
+        """Make the database refuse every write on this thread's connection while `on`."""
+        conn = self.store().conn
+        if conn.dialect == "sqlite":
+            conn.execute(f"PRAGMA query_only = {1 if on else 0}")
+        else:
+            conn.execute(f"SET default_transaction_read_only = {'on' if on else 'off'}")
 
 
 def get_store() -> Store:
@@ -59,7 +63,7 @@ def close_store(exc: BaseException | None = None) -> None:
     """After every request: give the connection back with no transaction left open."""
     store = g.pop("store", None)
     if store is not None and store.conn.in_transaction:
-        store.conn.execute("ROLLBACK")
+        store.conn.rollback_quietly()
 
 
 def init_app(app: Flask) -> None:

@@ -8,7 +8,6 @@ that change has a reason starting with "paused"; resuming is possible until a la
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -166,12 +165,10 @@ class ReaderChanges:
         seconds); False when it was already there: a replay, or a provider's retry."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM serve_webhook_seen WHERE at < ?", (at - keep,))
-            try:
-                conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) "
-                             "VALUES (?, ?, ?)", (provider, token, at))
-            except sqlite3.IntegrityError:
-                return False
-        return True
+            added = conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) "
+                                 "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                 (provider, token, at)).rowcount
+        return added == 1
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -106,19 +106,23 @@ class Connection:
 
     @property
     def in_transaction(self) -> bool:
-        """True inside `transaction()`."""
-        return self._depth > 0
+        """True while a transaction is open (ours, or a BEGIN someone sent by hand)."""
+        dbapi = self._conn.connection.dbapi_connection
+        if self.dialect == "sqlite":
+            return bool(dbapi.in_transaction)
+        return self._depth > 0 or dbapi.info.transaction_status != 0  # 0: idle
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None):
         """Run one statement with `?` placeholders and a tuple (or `:name` ones and a
         mapping); the SQLAlchemy result."""
         return self._conn.execute(_statement(sql), _named(params))
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> None:
-        """Run one statement for each parameter set (nothing for none)."""
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
+        """Run one statement for each parameter set (nothing for none); rows changed."""
         rows = [_named(r) for r in rows]
-        if rows:
-            self._conn.execute(_statement(sql), rows)
+        if not rows:
+            return 0
+        return self._conn.execute(_statement(sql), rows).rowcount
 
     def raw(self, sql: str) -> None:
         """A statement for the driver as written (transaction control, PRAGMA)."""
@@ -128,7 +132,7 @@ class Connection:
     def transaction(self) -> Iterator[Connection]:
         """A write transaction, committed on success and rolled back on any error; an inner
         one joins the outer."""
-        if self._depth:
+        if self._depth or self.in_transaction:
             self._depth += 1
             try:
                 yield self
@@ -141,10 +145,17 @@ class Connection:
             yield self
         except BaseException:
             self._depth = 0
-            self.raw("ROLLBACK")
+            self.rollback_quietly()
             raise
         self._depth = 0
         self.raw("COMMIT")
+
+    def rollback_quietly(self) -> None:
+        """Roll back if a transaction is open (an error may already have ended it)."""
+        try:
+            self.raw("ROLLBACK")
+        except Exception:  # noqa: BLE001 - nothing was open
+            pass
 
     def close(self) -> None:
         """Give the connection back; safe to call twice."""
@@ -180,15 +191,21 @@ def engine_for(url_text: str):
 def connect(url_text: str) -> Connection:
     """A connection to the store at this URL; a one-line error naming the host and port (or
     the file) when it cannot be reached."""
-    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+    from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 
     url = parse_url(url_text)
+    where = url.database if url.drivername == "sqlite" else shown(url)
     try:
         return Connection(engine_for(url.render_as_string(hide_password=False)), url)
-    except OperationalError as exc:
-        raise RunletterError(unreachable(url, exc)) from None
+    except DatabaseError as exc:
+        if url.drivername != "sqlite" and isinstance(exc, OperationalError):
+            raise RunletterError(unreachable(url, exc)) from None
+        what = ("cannot open the subscriber store" if isinstance(exc, OperationalError)
+                else "not a usable subscriber store")
+        raise RunletterError(Finding(where, None, f"{what}: {_first_line(exc)}")) from None
     except (SQLAlchemyError, OSError) as exc:
-        raise RunletterError(Finding(shown(url), None, f"cannot open the store: {exc}")) from None
+        raise RunletterError(Finding(where, None, "cannot open the subscriber store: "
+                                     f"{_first_line(exc)}")) from None
 
 
 def unreachable(url, exc: BaseException) -> str:

@@ -4,14 +4,16 @@ pending) again by an import."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..emails import fold_email
 from ..model import EVERYONE
 from .readers import COLUMNS, LEFT, Store, Subscriber, now, subscriber_from_row
+
+if TYPE_CHECKING:
+    from .database import Connection
 
 # Audit rows are written in batches so a 100,000-row import never holds them all.
 _AUDIT_BATCH = 1000
@@ -23,6 +25,11 @@ _UPDATE = ("UPDATE subscribers SET first_name = ?, goal = ?, tags = ?, race_date
 # The fields a file may change on a stored reader, besides the status.
 _MERGED = ("first_name", "goal", "tags", "race_date", "race_name", "timezone")
 _IN_LIMIT = 500  # addresses per "email IN (…)" query, well under SQLite's variable limit
+# Addresses seen in this file; folded as the email column folds them (NOCASE, citext).
+_SEEN = {"sqlite": "CREATE TEMP TABLE IF NOT EXISTS import_seen(email TEXT PRIMARY KEY "
+                   "COLLATE NOCASE, line INTEGER NOT NULL) WITHOUT ROWID",
+         "postgresql": "CREATE TEMP TABLE IF NOT EXISTS import_seen(email CITEXT PRIMARY KEY, "
+                       "line INTEGER NOT NULL)"}
 _AUDIT = ("INSERT INTO audit(subscriber_id, email, old_status, new_status, reason, at) "
           "VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -62,7 +69,7 @@ class Lander:
     """Writes one file's rows inside its transaction, a batch at a time (a few statements
     per batch rather than several per row); use through `importing()`."""
 
-    def __init__(self, conn: sqlite3.Connection, shown: str):
+    def __init__(self, conn: Connection, shown: str):
         self._conn = conn
         self._shown = shown
         self._stamp = now()
@@ -71,21 +78,19 @@ class Lander:
         self._top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM subscribers").fetchone()[0]
         # Addresses seen in this file live in a temporary table, not in Python, so memory
         # stays flat however long the file is; NOCASE folds as the UNIQUE email column does.
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen(email TEXT PRIMARY KEY "
-                     "COLLATE NOCASE, line INTEGER NOT NULL) WITHOUT ROWID")
-        conn.execute("DELETE FROM temp.import_seen")
+        conn.execute(_SEEN[conn.dialect])
+        conn.execute("DELETE FROM import_seen")
 
     def claim(self, claims: list[tuple[str, int]]) -> dict[int, int]:
         """Note each (address, line); return {line: earlier line} for addresses seen before."""
         if not claims:
             return {}
-        changes = self._conn.total_changes
-        self._conn.executemany("INSERT INTO temp.import_seen(email, line) VALUES (?, ?) "
-                               "ON CONFLICT(email) DO NOTHING", claims)
-        if self._conn.total_changes - changes == len(claims):
+        added = self._conn.executemany("INSERT INTO import_seen(email, line) VALUES (?, ?) "
+                                       "ON CONFLICT(email) DO NOTHING", claims)
+        if added == len(claims):
             return {}  # every address new: nothing to look up
         first = {fold_email(email): line for email, line in self._select(
-            "SELECT email, line FROM temp.import_seen", [email for email, _ in claims])}
+            "SELECT email, line FROM import_seen", [email for email, _ in claims])}
         return {line: first[fold_email(email)] for email, line in claims
                 if first[fold_email(email)] != line}
 
@@ -180,7 +185,7 @@ class Lander:
     def finish(self) -> None:
         """Write the audit rows still held and forget the file's addresses."""
         self._flush()
-        self._conn.execute("DROP TABLE temp.import_seen")
+        self._conn.execute("DROP TABLE import_seen")
 
 
 @contextmanager

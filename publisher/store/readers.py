@@ -1,14 +1,12 @@
-"""The subscriber store: readers, their consent, the delivery ledger and an audit trail, in SQLite.
-
-One file, stdlib `sqlite3` only; the schema and its migrations are in `schema`, CSV import
-and export in `csvio`. Every status change writes an `audit` row in the same transaction as
-the change itself.
+"""The subscriber store: readers, their consent, the delivery ledger and an audit trail, in a
+SQLite file or a PostgreSQL database (`database`); the schema and its migrations are in
+`schema` and `migrations`, CSV import and export in `csvio`. Every status change writes an
+`audit` row in the same transaction as the change itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ from ..emails import check_email, normalize_email, show_value
 from ..errors import Finding, RunletterError
 from ..model import EVERYONE, Goals
 from .changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
+from .database import Connection, connect, parse_url, shown
 from .ready import ReadySteps
 from .records import (  # noqa: F401 - the store's record types stay importable from here
     COLUMNS,
@@ -36,7 +35,7 @@ from .records import (  # noqa: F401 - the store's record types stay importable 
     split_tags,
     subscriber_from_row,
 )
-from .schema import create_private, migrate
+from .schema import upgrade, version_of
 
 if TYPE_CHECKING:
     from .csvio import ImportReport
@@ -46,82 +45,69 @@ class Store(ReaderChanges, ReadySteps):
     What readers and providers change (confirm, pause, change_goal, …) is in `changes`;
     a reader's "ready" at a gated step in `ready`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path):
+    def __init__(self, conn: Connection, path: Path | None, shown: str = ""):
         self._conn = conn
-        self.path = path
+        self.path = path  # the SQLite file; None for a PostgreSQL store
+        self.shown = shown or str(path)  # how errors name the store (no password)
 
     # -- opening and schema -------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open (creating if needed) the database at `path` and bring its schema up to date."""
-        path = Path(path)
+    def open(cls, where: Path | str) -> Store:
+        """Open (creating if needed) the store at a SQLite path or a database URL and bring
+        its schema up to date."""
+        from sqlalchemy.exc import DBAPIError
+
+        url = where if isinstance(where, str) and "://" in where else f"sqlite:///{where}"
+        parsed = parse_url(url)
+        path = Path(parsed.database) if parsed.drivername == "sqlite" else None
+        conn = connect(url)
+        store = cls(conn, path, str(path) if path else shown(parsed))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            create_private(path)
-            # Autocommit mode: transactions are opened explicitly in `transaction()`.
-            conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise RunletterError(Finding(str(path), None,
-                                         f"cannot open the subscriber store: {exc}")) from None
-        store = cls(conn, path)
-        try:
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            # The default 2 MB page cache thrashes on the email index during a 100k-row
-            # import; this is a ceiling, not an allocation.
-            conn.execute("PRAGMA cache_size = -65536")
-            store._migrate()
-        except sqlite3.DatabaseError as exc:
+            upgrade(conn, store.shown)
+        except DBAPIError as exc:
             conn.close()
-            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+            if is_busy(exc):
                 raise store._busy() from None
-            raise RunletterError(Finding(str(path), None,
-                                         f"not a usable subscriber store: {exc}")) from None
+            raise RunletterError(Finding(store.shown, None, "not a usable subscriber store: "
+                                         f"{str(exc.orig).splitlines()[0]}")) from None
         except BaseException:
             conn.close()
             raise
         return store
 
-    def _migrate(self) -> None:
-        """Bring the schema up to date (see schema.migrate)."""
-        migrate(self)
-
     @property
     def schema_version(self) -> int:
         """The schema version the database is at."""
-        return int(self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+        return version_of(self._conn) or 0
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        """The underlying connection (autocommit; use `transaction()` to write)."""
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self._conn.dialect
+
+    @property
+    def conn(self) -> Connection:
+        """The connection (autocommit; use `transaction()` to write)."""
         return self._conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed on success, rolled back on any error; nests by joining."""
-        if self._conn.in_transaction:
-            yield self._conn
-            return
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on any error; nests by
+        joining. On SQLite it takes the write lock up front (BEGIN IMMEDIATE), so two
+        writers queue on busy_timeout instead of one failing when it upgrades a read lock."""
+        from sqlalchemy.exc import OperationalError
+
         try:
-            # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
-            # instead of one failing later when it tries to upgrade a read lock.
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+            with self._conn.transaction() as conn:
+                yield conn
+        except OperationalError as exc:
             if is_busy(exc):
                 raise self._busy() from None
             raise
-        try:
-            yield self._conn
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def _busy(self) -> RunletterError:
-        return RunletterError(Finding(str(self.path), None, "the subscriber store is locked by "
+        return RunletterError(Finding(self.shown, None, "the subscriber store is locked by "
                                       "another runletter process; try again when it has "
                                       "finished"))
 
@@ -181,12 +167,12 @@ class Store(ReaderChanges, ReadySteps):
             cursor = conn.execute(
                 "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
                 "consent_at, consent_ip, created_at, updated_at, race_date, race_name, "
-                "timezone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "timezone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (address, first_name, goal, ";".join(split_tags(tags)), status, consent_source,
                  stamp, consent_ip, stamp, stamp, *race))
-            self._audit(cursor.lastrowid, address, None, status, f"added ({consent_source})",
-                        stamp)
-            added = self._get_id(cursor.lastrowid)
+            new_id = cursor.scalar_one()
+            self._audit(new_id, address, None, status, f"added ({consent_source})", stamp)
+            added = self._get_id(new_id)
         assert added is not None
         return added
 
@@ -244,7 +230,9 @@ class Store(ReaderChanges, ReadySteps):
         """Every recorded status change for an address, oldest first."""
         rows = self._conn.execute(
             "SELECT subscriber_id, email, old_status, new_status, reason, at FROM audit "
-            "WHERE email = ? COLLATE NOCASE ORDER BY id", (normalize_email(email),))
+            # Stores made before version 6 keep audit addresses with case: fold here too.
+            f"WHERE email = ?{' COLLATE NOCASE' if self.dialect == 'sqlite' else ''} "
+            "ORDER BY id", (normalize_email(email),))
         return tuple(AuditEntry(*row) for row in rows)
 
     # -- many readers ----------------------------------------------------------------------
@@ -295,7 +283,8 @@ class Store(ReaderChanges, ReadySteps):
         # and no read snapshot is held open while the caller sends. The unary '+' keeps the
         # planner walking the primary key from `id > ?` instead of sorting every remaining
         # match from the (status, goal) index on each batch.
-        sql = (f"SELECT {COLUMNS} FROM subscribers WHERE +status = 'active' "
+        status = "+status" if self.dialect == "sqlite" else "status"
+        sql = (f"SELECT {COLUMNS} FROM subscribers WHERE {status} = 'active' "
                f"AND goal IN ({marks}) AND id > ? ORDER BY id LIMIT ?")
         last = 0
         while True:
@@ -324,6 +313,7 @@ class Store(ReaderChanges, ReadySteps):
         return import_csv(self, path, goals, display=display)
 
 
-def is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
+def is_busy(exc: BaseException) -> bool:
+    """A lock held by another process (SQLite's "database is locked")."""
+    text = str(getattr(exc, "orig", exc)).lower()
     return "locked" in text or "busy" in text

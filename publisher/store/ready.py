@@ -21,8 +21,8 @@ class ReadySteps:
             if reader is None or reader.status != "active":
                 return False
             stamp = now()
-            added = conn.execute("INSERT OR IGNORE INTO ready(subscriber_id, step, at) "
-                                 "VALUES (?, ?, ?)", (reader.id, step, stamp)).rowcount
+            added = conn.execute("INSERT INTO ready(subscriber_id, step, at) VALUES (?, ?, ?) "
+                                 "ON CONFLICT DO NOTHING", (reader.id, step, stamp)).rowcount
             if not added:
                 return False
             self._audit(reader.id, reader.email, reader.status, reader.status,
