@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from publisher.config import load_config
+from publisher.commands.init import SKELETON
+from publisher.config import Schedule, load_config
 from publisher.errors import RunletterError
 
 from .conftest import FIXTURE
@@ -149,6 +152,13 @@ def test_the_sample_config_at_the_repo_root_loads():
     assert "strength" in config.topics
     assert config.unsubscribe_mailto == "unsubscribe@runfreely.example.org"
     assert config.store_path == REPO_ROOT / "subscribers" / "runletter.db"
+
+
+@pytest.mark.parametrize("folder", [REPO_ROOT, SKELETON], ids=["sample", "skeleton"])
+def test_the_shipped_configs_spell_out_every_schedule_setting(folder):
+    table = tomllib.loads((folder / "runletter.toml").read_text(encoding="utf-8"))["schedule"]
+    assert set(table) == {field.name for field in fields(Schedule)}
+    assert load_config(folder).schedule == Schedule(**table)
 
 
 def test_the_fixture_project_config_loads():
