@@ -184,6 +184,24 @@ def states(store: Store, email_addr: str) -> dict[str, str]:
         "WHERE s.email = ? ORDER BY d.post", (email_addr,)).fetchall())
 
 
+def mark_sent(store: Store, item: str, at: str) -> None:
+    """An item's planned rows settled as sent at an instant (what a run's send records)."""
+    stamp = utc(at).isoformat(timespec="seconds")
+    with store.transaction() as conn:
+        conn.execute("UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ? "
+                     "WHERE post = ? AND state = 'planned'", (stamp, stamp, item))
+
+
+def scheduled_post(root: Path, slug: str, send_at: str,
+                   body: str = "A scheduled note for {{ first_name | default('you') }}.") -> str:
+    """Write content/posts/<slug>.md with this send_at (a date or an instant); its slug."""
+    (root / "content" / "posts" / f"{slug}.md").write_text(
+        f"---\ntitle: \"Scheduled {slug}\"\ndate: {slug[:10]}\ntopic: strength\n"
+        f"preheader: \"A post with a send_at.\"\nsend_at: {send_at}\n---\n{body}\n",
+        encoding="utf-8")
+    return slug
+
+
 def publish_due(now: str, *extra: str):
     """`runletter publish --due --now NOW --yes` in-process, standing at a UTC instant."""
     return run("publish", "--due", "--now", f"{now}Z", "--yes", *extra)
