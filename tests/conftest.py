@@ -32,6 +32,9 @@ NEW_POST = "content/posts/2026-01-01-test.md"  # where a test writes a post of i
 SEQUENCES = Path(__file__).parent / "fixtures" / "sequences"
 SCHEDULE = '\n[schedule]\ntimezone = "UTC"\nsend_hour = 6\ngrace_days = 2\n'
 STORE = "subscribers/runletter.db"  # where a project keeps its store ([paths] store)
+RUNNER = "runner@example.com"  # the one reader of a time test
+GATE = "comeback/02-phase-one"  # the fixture's gated step ...
+AFTER_GATE = "comeback/03-phase-two"  # ... and the step that waits for the reader's ready
 HTML_NAME = '<img src=x onerror="alert(1)"> Bridge & <b>co</b>'  # an exercise name
 
 # The sample newsletter (the repo's own): its Hip Drive post has an audience.

@@ -12,11 +12,8 @@ from publisher.commands.due import agenda_for, scheduled
 from publisher.project import open_project
 from publisher.store import Store
 
-from .conftest import STORE
+from .conftest import GATE, RUNNER, STORE
 from .support import add_reader, mark_sent, move_race, say_ready, scheduled_post, states, utc
-
-RUNNER = "runner@example.com"
-GATE = "comeback/02-phase-one"
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from publisher.schedule import Reader, Row, due_at, enrolled, post_due, walk
 from publisher.sequences import read_sequence
 from publisher.when import parse_when
 
-from .conftest import FIXTURE, FIXTURE_SLUG, GOALS, SEQUENCES
+from .conftest import AFTER_GATE, FIXTURE, FIXTURE_SLUG, GATE, GOALS, SEQUENCES
 from .support import utc
 
 SETTINGS = Schedule()  # UTC, send_hour 6, grace_days 2
@@ -137,8 +137,6 @@ def test_a_step_after_previous_counts_from_the_day_the_previous_one_went_out():
 
 COMEBACK_SENT = (("comeback/01-welcome", "2027-01-04T09:00"),
                  ("comeback/02-phase-one", "2027-01-07T06:00"))
-GATE = "comeback/02-phase-one"
-AFTER_GATE = "comeback/03-phase-two"
 
 
 def test_the_step_after_a_gate_waits_for_ready_and_is_not_skipped_weeks_later():
