@@ -18,7 +18,9 @@ from .model import Post
 from .sequences import Sequence, Step
 from .when import PREVIOUS, RACE, SIGNUP, When, at_send_hour, local_date
 
-SETTLED = ("sent", "rejected", "skipped")
+# A row left in flight is never sent again (a crash's call may have gone out), so it counts
+# as settled: were it in progress, the reader's later steps would wait for it forever.
+SETTLED = ("sent", "rejected", "skipped", "in-flight")
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
         if row is not None and row.state in SETTLED:
             previous = local_date(row.sent_at or due, reader.tz)
             continue
-        if row is not None or ahead:  # in progress (planned, in flight, failed) or projected
+        if row is not None or ahead:  # in progress (planned, failed) or projected
             if row is not None and not ahead:
                 out.next_at, ahead = now, True
             out.upcoming.append(Upcoming(step.key, step.post.subject, max(due, now)))

@@ -273,6 +273,15 @@ def test_a_run_killed_midway_and_run_again_sends_no_reader_two_copies(timed_root
     assert (len(copies) > killed_at, max(copies.values())) == (True, 1)
 
 
+def test_readers_left_in_flight_by_a_killed_run_still_get_the_next_step(timed_root,
+                                                                        monkeypatch):
+    killed_and_run_again(timed_root, monkeypatch)
+    due_ok("2027-01-31T06:00")  # the 8-week step, through the outbox
+    eight_weeks = Counter(to for to, item in received(timed_root)
+                          if item == "race-plan/02-eight-weeks")
+    assert (len(eight_weeks), set(eight_weeks.values())) == (80, {1})
+
+
 def test_a_dry_run_writes_nothing(timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
     due_ok("2027-01-03T06:00")

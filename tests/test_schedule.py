@@ -135,6 +135,12 @@ def test_a_step_after_previous_counts_from_the_day_the_previous_one_went_out():
                                                      utc("2027-04-08T06:00"))
 
 
+def test_a_step_left_in_flight_by_a_crash_does_not_hold_back_the_next_one():
+    rows = {"race-plan/01-twelve-weeks": Row("in-flight")}  # never re-sent, never settled
+    step = walk(RACE_PLAN, reader(), rows, {}, utc("2027-01-31T06:00"), SETTINGS)
+    assert step.send == "race-plan/02-eight-weeks"
+
+
 COMEBACK_SENT = (("comeback/01-welcome", "2027-01-04T09:00"),
                  ("comeback/02-phase-one", "2027-01-07T06:00"))
 
