@@ -107,6 +107,9 @@ def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
         if due is None:
             break
         gate = sequence.steps[i - 1] if i and sequence.steps[i - 1].gate else None
+        if gate is not None and (gate.key in out.skip
+                                 or getattr(rows.get(gate.key), "state", "") == "skipped"):
+            gate = None  # skipped: its "ready" link never reached the reader, no answer can come
         said = ready.get(gate.key) if gate is not None else None
         if gate is not None and said is None and step.key not in rows:
             out.waiting = out.waiting or (None if ahead else gate.key)

@@ -169,6 +169,15 @@ def test_the_step_after_a_gate_waits_for_its_own_when_after_an_early_ready(timed
     assert received(timed_root)[(RUNNER, AFTER_GATE)] == 1
 
 
+def test_a_gated_step_skipped_as_late_leaves_no_reader_waiting_for_ready(timed_root):
+    reader(timed_root, RUNNER, "comeback", "2027-01-04T09:00")
+    due_ok("2027-01-04T09:00")
+    due_ok("2027-01-11T06:00")  # phase one (7 January) is past its grace: skipped
+    due_ok("2027-01-21T06:00")  # 2 weeks after phase one's day
+    assert (received(timed_root)[(RUNNER, GATE)], received(timed_root)[(RUNNER, AFTER_GATE)]) \
+        == (0, 1)
+
+
 SPRING = "2027-03-28-spring"
 
 

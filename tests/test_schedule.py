@@ -177,6 +177,21 @@ def test_a_ready_given_weeks_after_the_steps_when_sends_it_at_once_not_as_stale(
     assert (step.skip, step.send) == ([], AFTER_GATE)
 
 
+def test_a_gated_step_skipped_as_late_does_not_hold_the_next_one_waiting_for_ready():
+    # Phase one (7 January) was 4 days late when a run came: skipped, so its "ready" link
+    # never reached the reader. Phase two goes by its own when: 2 weeks after 7 January.
+    rows = {**sent(COMEBACK_SENT[0]), GATE: Row("skipped")}
+    step = walk(COMEBACK, reader(signup="2027-01-04T09:00"), rows, {}, utc("2027-01-21T06:00"),
+                SETTINGS)
+    assert (step.send, step.waiting) == (AFTER_GATE, None)
+
+
+def test_a_run_that_skips_a_gated_step_times_the_next_one_instead_of_waiting_for_ready():
+    step = walk(COMEBACK, reader(signup="2027-01-04T09:00"), sent(COMEBACK_SENT[0]), {},
+                utc("2027-01-11T06:00"), SETTINGS)
+    assert (step.skip, step.waiting, step.next_at) == ([GATE], None, utc("2027-01-21T06:00"))
+
+
 def test_since_enrols_a_reader_whose_local_signup_date_is_on_or_after_it():
     # 31 December in UTC, but already 1 January in Auckland.
     assert enrolled(WELCOME, reader("Pacific/Auckland", "2026-12-31T12:00", None), "5k")
