@@ -100,6 +100,15 @@ def test_a_late_joiner_gets_the_four_week_step_and_not_the_earlier_ones(timed_ro
     assert received(timed_root) == Counter({(RUNNER, "race-plan/03-four-weeks"): 1})
 
 
+def test_a_step_tells_each_reader_their_race_and_the_weeks_to_go(timed_root):
+    reader(timed_root, RUNNER, "marathon", "2027-02-21T10:00", "2027-03-28", "Madrid Marathon",
+           "Europe/Madrid")
+    due_ok("2027-02-28T05:00")  # the 4-week step, 06:00 in Madrid
+    [message] = outbox_messages(timed_root)
+    assert "Madrid Marathon is on 28 March 2027: 4 weeks to go." in " ".join(
+        message.get_body(("plain",)).get_content().split())
+
+
 def test_a_run_three_days_after_a_step_shows_it_skipped_and_sends_nothing(timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
     output = due_ok("2027-01-06T06:01")  # the 12-week step was 3 January
@@ -301,6 +310,32 @@ def test_a_dry_run_writes_nothing(timed_root):
     assert "dry run: would send 2 messages" in output
     assert (store_rows(timed_root), list((timed_root / "outbox" / "new").iterdir())) == (
         before, [path])
+
+
+def three_zones(root) -> None:
+    """Marathon readers racing on 28 March 2027 in Auckland, UTC and Los Angeles."""
+    for name, zone in (("kiwi", "Pacific/Auckland"), ("utc", "UTC"),
+                       ("la", "America/Los_Angeles")):
+        reader(root, f"{name}@example.com", "marathon", "2026-12-20T09:00", "2027-03-28",
+               timezone=zone)
+
+
+def test_due_counts_each_steps_readers_per_date_in_the_newsletters_zone(timed_root):
+    three_zones(timed_root)
+    result = run("due", "--now", "2027-01-01T00:00:00Z", "--days", "30")
+    # Auckland's 06:00 on 3 January is still the 2nd in UTC, the [schedule] zone.
+    assert [line.split() for line in result.stdout.splitlines()[4:]] == [
+        ["2027-01-02", "race-plan/01-twelve-weeks", "1"],
+        ["2027-01-03", "race-plan/01-twelve-weeks", "2"],
+        ["2027-01-30", "race-plan/02-eight-weeks", "1"]]
+
+
+def test_report_of_a_step_shows_its_ledger_per_segment(timed_root):
+    three_zones(timed_root)
+    due_ok("2027-01-03T06:00")  # Los Angeles is still at 22:00 on the 2nd
+    result = run("report", "race-plan/01-twelve-weeks")
+    assert result.stdout.splitlines()[1].split() == ["marathon", "0", "0", "2", "0", "0", "0",
+                                                     "2"]
 
 
 def test_due_for_a_reader_lists_their_upcoming_items_on_their_local_dates(timed_root):
