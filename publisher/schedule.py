@@ -18,7 +18,9 @@ from .model import Post
 from .sequences import Sequence, Step
 from .when import PREVIOUS, RACE, SIGNUP, When, at_send_hour, local_date
 
-SETTLED = ("sent", "rejected", "skipped")
+# A row left in flight is never sent again (a crash's call may have gone out), so it counts
+# as settled: were it in progress, the reader's later steps would wait for it forever.
+SETTLED = ("sent", "rejected", "skipped", "in-flight")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
         if due is None:
             break
         gate = sequence.steps[i - 1] if i and sequence.steps[i - 1].gate else None
+        if gate is not None and (gate.key in out.skip
+                                 or getattr(rows.get(gate.key), "state", "") == "skipped"):
+            gate = None  # skipped: its "ready" link never reached the reader, no answer can come
         said = ready.get(gate.key) if gate is not None else None
         if gate is not None and said is None and step.key not in rows:
             out.waiting = out.waiting or (None if ahead else gate.key)
@@ -118,7 +123,7 @@ def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
         if row is not None and row.state in SETTLED:
             previous = local_date(row.sent_at or due, reader.tz)
             continue
-        if row is not None or ahead:  # in progress (planned, in flight, failed) or projected
+        if row is not None or ahead:  # in progress (planned, failed) or projected
             if row is not None and not ahead:
                 out.next_at, ahead = now, True
             out.upcoming.append(Upcoming(step.key, step.post.subject, max(due, now)))

@@ -25,6 +25,16 @@ HOST = "127.0.0.1"  # every server the tests start listens on loopback only
 FIXTURE = Path(__file__).parent / "fixtures" / "project"
 FIXTURE_SLUG = "2026-01-01-everything"
 NEW_POST = "content/posts/2026-01-01-test.md"  # where a test writes a post of its own
+
+# The time feature's newsletter: the fixture project with three sequences (a race plan for
+# marathon and ultra readers, a gated comeback, a welcome for 5K readers since 2027-01-01)
+# and [schedule] at its defaults written out.
+SEQUENCES = Path(__file__).parent / "fixtures" / "sequences"
+SCHEDULE = '\n[schedule]\ntimezone = "UTC"\nsend_hour = 6\ngrace_days = 2\n'
+STORE = "subscribers/runletter.db"  # where a project keeps its store ([paths] store)
+RUNNER = "runner@example.com"  # the one reader of a time test
+GATE = "comeback/02-phase-one"  # the fixture's gated step ...
+AFTER_GATE = "comeback/03-phase-two"  # ... and the step that waits for the reader's ready
 HTML_NAME = '<img src=x onerror="alert(1)"> Bridge & <b>co</b>'  # an exercise name
 
 # The sample newsletter (the repo's own): its Hip Drive post has an audience.
@@ -75,6 +85,19 @@ def project_dir(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "project"
     shutil.copytree(FIXTURE, root)
     monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def timed_root(tmp_path, monkeypatch) -> Path:
+    """The fixture newsletter with its sequences and [schedule], as the current folder."""
+    root = tmp_path / "timed"
+    shutil.copytree(FIXTURE, root)
+    shutil.copytree(SEQUENCES, root / "content" / "sequences")
+    with open(root / "runletter.toml", "a", encoding="utf-8") as config:
+        config.write(SCHEDULE)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("RUNLETTER_SECRET", SECRET)
     return root
 
 

@@ -6,6 +6,7 @@ own (smtp_server.py, moto_server.py, live_server.py, contract/).
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.header
 import email.policy
@@ -13,7 +14,11 @@ import email.utils
 import functools
 import shutil
 import socket
+import sqlite3
+import subprocess
+import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -21,7 +26,7 @@ from click.testing import CliRunner
 from publisher.cli import main
 from publisher.store import Store
 
-from .conftest import FIXTURE, HOST
+from .conftest import FIXTURE, HOST, STORE
 
 
 def free_port() -> int:
@@ -142,3 +147,108 @@ def store_rows(store: Store) -> list[str]:
 
     return sorted(f"{table.name}: {tuple(row)}" for table in metadata.sorted_tables
                   for row in store.conn.execute(f"SELECT * FROM {table.name}"))
+
+
+# -- time: readers with a signup moment, race and zone; runs at a pinned moment ------------
+
+
+def utc(text: str) -> dt.datetime:
+    """An instant written as 2027-03-28T04:00 (UTC)."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def add_reader(store: Store, email_addr: str, goal: str, signup: str,
+               race_date: str | None = None, race_name: str = "", timezone: str = "") -> int:
+    """An active reader who signed up at `signup` (UTC, as utc() reads it), with their race
+    and zone; returns their id."""
+    reader = store.add(email_addr, goal=goal)
+    stamp = utc(signup).isoformat(timespec="seconds")
+    # No verb sets a race or a zone yet (the signup form and the import will): written here
+    # as they will store them.
+    with store.transaction() as conn:
+        conn.execute("UPDATE subscribers SET consent_at = ?, created_at = ?, race_date = ?, "
+                     "race_name = ?, timezone = ? WHERE id = ?",
+                     (stamp, stamp, race_date, race_name, timezone, reader.id))
+    return reader.id
+
+
+def move_race(store: Store, email_addr: str, race_date: str) -> None:
+    """A reader's race moved to another date."""
+    with store.transaction() as conn:
+        conn.execute("UPDATE subscribers SET race_date = ? WHERE email = ?",
+                     (race_date, email_addr))
+
+
+def say_ready(store: Store, email_addr: str, step: str, at: str) -> None:
+    """A reader's "ready" at a gated step, written as the /ready endpoint will: the row, and
+    their enrolment looked at again by the next run."""
+    sid = store.get(email_addr).id
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO ready(subscriber_id, step, at) VALUES (?, ?, ?)",
+                     (sid, step, utc(at).isoformat(timespec="seconds")))
+        conn.execute("UPDATE enrolments SET next_at = 0 WHERE subscriber_id = ? "
+                     "AND sequence = ?", (sid, step.split("/")[0]))
+
+
+def states(store: Store, email_addr: str) -> dict[str, str]:
+    """Each item's ledger state for one reader."""
+    return dict(store.conn.execute(
+        "SELECT d.post, d.state FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+        "WHERE s.email = ? ORDER BY d.post", (email_addr,)).fetchall())
+
+
+def mark_sent(store: Store, item: str, at: str) -> None:
+    """An item's planned rows settled as sent at an instant (what a run's send records)."""
+    stamp = utc(at).isoformat(timespec="seconds")
+    with store.transaction() as conn:
+        conn.execute("UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ? "
+                     "WHERE post = ? AND state = 'planned'", (stamp, stamp, item))
+
+
+def scheduled_post(root: Path, slug: str, send_at: str,
+                   body: str = "A scheduled note for {{ first_name | default('you') }}.") -> str:
+    """Write content/posts/<slug>.md with this send_at (a date or an instant); its slug."""
+    (root / "content" / "posts" / f"{slug}.md").write_text(
+        f"---\ntitle: \"Scheduled {slug}\"\ndate: {slug[:10]}\ntopic: strength\n"
+        f"preheader: \"A post with a send_at.\"\nsend_at: {send_at}\n---\n{body}\n",
+        encoding="utf-8")
+    return slug
+
+
+def publish_due(now: str, *extra: str):
+    """`runletter publish --due --now NOW --yes` in-process, standing at a UTC instant."""
+    return run("publish", "--due", "--now", f"{now}Z", "--yes", *extra)
+
+
+def received(root: Path) -> Counter:
+    """(recipient, item) of each message in the outbox, counted."""
+    return Counter((m["To"].addresses[0].addr_spec,
+                    m["X-Runletter-Edition"].rsplit("/", 1)[0]) for m in outbox_messages(root))
+
+
+def message_ids(root: Path) -> Counter:
+    """The Message-IDs in the outbox, counted (one per item and reader: a 2 is a duplicate)."""
+    ids: Counter = Counter()
+    for path in (root / "outbox" / "new").glob("*"):
+        with open(path, "rb") as handle:
+            head = email.message_from_binary_file(handle, policy=email.policy.default,
+                                                  _class=email.message.EmailMessage)
+        ids[head["Message-ID"]] += 1
+    return ids
+
+
+def runletter(root: Path, *args: str) -> subprocess.Popen:
+    """`runletter ARGS` as a process of its own in the project at root."""
+    return subprocess.Popen([sys.executable, "-m", "publisher.cli", *args], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def time_rows(root: Path) -> dict[str, list[tuple]]:
+    """Every row of the time feature's tables (ledger, enrolments, ready), read without
+    opening a Store (which would migrate or create the file)."""
+    conn = sqlite3.connect(f"file:{root / STORE}?mode=ro", uri=True)
+    try:
+        return {table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                for table in ("deliveries", "enrolments", "ready")}
+    finally:
+        conn.close()

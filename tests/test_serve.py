@@ -852,6 +852,6 @@ def test_the_calendar_feed_is_text_calendar_with_the_readers_race_day(site):
     assert response.headers["Content-Type"] == "text/calendar; charset=utf-8"
     calendar = Calendar.from_ical(response.content)
     assert str(calendar["X-WR-CALNAME"]) == "Run Freely"
-    [race] = calendar.walk("VEVENT")
+    [race] = [e for e in calendar.walk("VEVENT") if str(e["UID"]).startswith("race-day.")]
     assert (str(race["SUMMARY"]), race.decoded("DTSTART")) == ("London Marathon",
                                                                date(2027, 4, 25))
