@@ -4,6 +4,7 @@ in a temporary folder, on a free port of 127.0.0.1.
     server = PostgresServer(find_bin_dir())
     server.start()                      # initdb, pg_ctl start; bounded wait for connections
     url = server.create_database("x")   # postgresql://runletter@127.0.0.1:PORT/x
+    server.create_database("y", template="x")   # a copy: migrate once, clone per test
     server.drop_database("x")           # its open connections are ended first
     server.stop()                       # pg_ctl stop -m immediate, folder removed
 
@@ -118,10 +119,13 @@ class PostgresServer:
                       "-t", str(STOP_TIMEOUT))
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def create_database(self, name: str) -> str:
-        """Create an empty database and return its URL."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create a database (empty, or a copy of `template`) and return its URL."""
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:  # the template must have no open connections
+            create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self._admin() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(create)
         return self.url(name)
 
     def drop_database(self, name: str) -> None:

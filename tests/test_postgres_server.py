@@ -53,6 +53,21 @@ def test_two_databases_of_the_server_are_separate(postgres_url, postgres_server)
         postgres_server.drop_database(other)
 
 
+def test_a_database_made_from_a_template_starts_with_the_templates_tables(postgres_url,
+                                                                          postgres_server):
+    # A schema migrated once can be cloned per test instead of migrated per test.
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE TABLE readers (email text)")
+    template = postgres_url.rpartition("/")[2]
+    clone = f"test_{uuid.uuid4().hex}"
+    try:
+        with psycopg.connect(postgres_server.create_database(clone, template=template)) as conn:
+            found = conn.execute("SELECT to_regclass('readers')").fetchone()[0]
+        assert found == "readers"
+    finally:
+        postgres_server.drop_database(clone)
+
+
 def test_dropping_a_database_ends_the_connections_still_open_to_it(postgres_server):
     name = f"test_{uuid.uuid4().hex}"
     left_open = psycopg.connect(postgres_server.create_database(name))
