@@ -4,6 +4,8 @@ write the repo. Plain helpers are in support.py and the other helper modules bes
 from __future__ import annotations
 
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,9 @@ ATOM = "{http://www.w3.org/2005/Atom}"  # how ElementTree prefixes an Atom feed'
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; the browser tests never `playwright install`
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+# PostgreSQL: the tests start their own server from the machine's binaries (postgres_server.py).
+NO_POSTGRES = "no PostgreSQL binaries (initdb/pg_ctl) on this machine"
 
 
 def copy_sample(target: Path) -> Path:
@@ -117,6 +122,30 @@ def store(tmp_path: Path):
     """A real, empty SQLite store in tmp_path."""
     with Store.open(tmp_path / "db" / "runletter.db") as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the whole run, on a free loopback port; skipped without
+    binaries."""
+    from .postgres_server import PostgresServer, find_bin_dir  # psycopg only when asked for
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip(NO_POSTGRES)
+    server = PostgresServer(bin_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> Iterator[str]:
+    """The URL of a fresh, empty database of the test server, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
 
 
 # Property tests over readers: enough examples to find a hole, few enough for CI.
