@@ -215,10 +215,22 @@ class Agenda:
                     "basis = excluded.basis, next_at = excluded.next_at, "
                     "waiting = excluded.waiting", rows[start:start + 5000])
 
+    def in_flight(self) -> dict[str, int]:
+        """Items with rows left in flight by a run that stopped (they may have gone out)."""
+        found = {}
+        for key in self._keys():
+            count = self.conn.execute("SELECT COUNT(*) FROM deliveries WHERE post = ? AND "
+                                      "state = 'in-flight'", (key,)).fetchone()[0]
+            if count:
+                found[key] = count
+        return found
+
+    def _keys(self) -> list[str]:
+        return [p.slug for p in self.posts] + [s.key for q in self.sequences for s in q.steps]
+
     def unsettled(self) -> list[str]:
         """Items with rows still to send (planned, or failed and to be tried again)."""
-        keys = [p.slug for p in self.posts] + [s.key for q in self.sequences for s in q.steps]
-        return [key for key in keys if self.conn.execute(
+        return [key for key in self._keys() if self.conn.execute(
             "SELECT 1 FROM deliveries WHERE post = ? AND state IN ('planned', 'failed') LIMIT 1",
             (key,)).fetchone()]
 

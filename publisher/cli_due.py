@@ -108,6 +108,11 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
         click.echo(f"due at {shown(at)}")
         if rows:
             table([["item", "send", "skip (late)", ""], *rows])
+        for item, count in run.in_flight:
+            click.echo(f"warning: {plural(count, 'delivery')} of {item} "
+                       f"{'was' if count == 1 else 'were'} in flight when an earlier run "
+                       "stopped; they may or may not have gone out and are not sent again "
+                       f"('runletter report {item}' shows them)", err=True)
         if dry_run:
             click.echo(f"dry run: would send {plural(run.to_send, 'message')} via "
                        f"{provider.name}; nothing written")

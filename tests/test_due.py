@@ -123,6 +123,20 @@ def test_a_run_one_day_after_a_step_sends_it(timed_root):
     assert received(timed_root) == Counter({(RUNNER, "race-plan/01-twelve-weeks"): 1})
 
 
+def test_a_run_after_a_crash_warns_of_deliveries_left_in_flight_and_does_not_resend_them(
+        timed_root):
+    reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
+    due_ok("2027-01-03T06:00", "--dry-run")
+    with Store.open(timed_root / STORE) as store, store.transaction() as conn:
+        # What a run killed between claiming a call and settling it leaves behind.
+        conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
+                     "updated_at) SELECT 'race-plan/01-twelve-weeks', id, email, goal, "
+                     "'in-flight', 1, '2027-01-03T06:00:00+00:00' FROM subscribers")
+    output = due_ok("2027-01-03T06:15")
+    assert ("1 delivery of race-plan/01-twelve-weeks was in flight" in output,
+            received(timed_root)) == (True, Counter())
+
+
 def test_a_race_moved_later_sends_the_remaining_steps_on_the_new_dates_and_nothing_twice(
         timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")

@@ -107,6 +107,7 @@ class DueRun:
     at: dt.datetime
     items: tuple[DueItem, ...]
     decision: Decision
+    in_flight: tuple[tuple[str, int], ...] = ()  # rows an earlier run left in doubt
 
     @property
     def to_send(self) -> int:
@@ -126,6 +127,7 @@ def decide(project: Project, at: dt.datetime) -> DueRun:
         agenda = agenda_for(project, store, plan)
         decision = agenda.decide(at)
         leftover = {key: _unsent(store, key) for key in agenda.unsettled()}
+        doubt = tuple(agenda.in_flight().items())
     items = []
     keys = [k for k in decision.items if decision.items[k].send or decision.items[k].skip]
     keys += [k for k in leftover if k not in decision.items]
@@ -141,7 +143,7 @@ def decide(project: Project, at: dt.datetime) -> DueRun:
                 problems = exc.findings
         items.append(DueItem(key, send, len(chosen.skip) if chosen else 0, publication,
                              tuple(problems)))
-    return DueRun(at, tuple(items), decision)
+    return DueRun(at, tuple(items), decision, doubt)
 
 
 def _unsent(store: Store, item: str) -> int:
