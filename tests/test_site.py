@@ -92,6 +92,21 @@ def test_drafts_are_built_when_asked(tmp_path):
     assert post_titles(page(root / "site", "")) == ["A draft about physio", "Everything at once"]
 
 
+@pytest.mark.parametrize(("send_at", "listed"), [("2099-01-10", False),
+                                                  ("2099-01-10T06:30:00+01:00", False),
+                                                  ("2020-01-10", True)])
+def test_a_scheduled_post_joins_the_archive_only_once_its_time_has_come(tmp_path, send_at,
+                                                                         listed):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE, root)
+    (root / "content/posts/2026-02-01-later.md").write_text(
+        f"---\ntitle: Later on\ndate: 2026-02-01\ntopic: strength\nsend_at: {send_at}\n"
+        "---\nSoon.\n", encoding="utf-8")
+    build(root)
+    assert ((root / "site/posts/2026-02-01-later").exists(),
+            "Later on" in post_titles(page(root / "site", ""))) == (listed, listed)
+
+
 def test_the_post_page_shows_every_goal_block_marked_and_labelled(site):
     html = page(site, f"posts/{SLUG}")
     asides = re.findall(r'<aside class="goal-only" data-goals="([^"]*)"[^>]*>'
