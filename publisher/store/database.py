@@ -14,6 +14,7 @@ writers queue instead of failing on a lock upgrade).
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -118,11 +119,12 @@ class Connection:
         return self._conn.execute(_statement(sql), _named(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
-        """Run one statement for each parameter set (nothing for none); rows changed."""
-        rows = [_named(r) for r in rows]
-        if not rows:
-            return 0
-        return self._conn.execute(_statement(sql), rows).rowcount
+        """Run one statement for each parameter set (nothing for none), a slice at a time so
+        a generator of any length is never held whole; rows changed."""
+        statement, total, given = _statement(sql), 0, iter(rows)
+        while chunk := [_named(r) for r in itertools.islice(given, 5000)]:
+            total += self._conn.execute(statement, chunk).rowcount
+        return total
 
     def raw(self, sql: str) -> None:
         """A statement for the driver as written (transaction control, PRAGMA)."""
@@ -166,6 +168,7 @@ class Connection:
 def engine_for(url_text: str):
     """One engine per store per process (its pool is shared by every Store opened)."""
     from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import NullPool
 
     from .schema import create_private
 
@@ -173,7 +176,9 @@ def engine_for(url_text: str):
     if url.drivername == "sqlite":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         create_private(Path(url.database))
-        engine = create_engine(url, connect_args={"timeout": 5.0})
+        # No pool: a Store's connection is closed with it, as sqlite3's always was (a pooled
+        # one would keep its page cache, up to 64 MB, and must not cross a fork).
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 5.0})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:
@@ -184,7 +189,9 @@ def engine_for(url_text: str):
                            "cache_size = -65536"):
                 dbapi_connection.execute(f"PRAGMA {pragma}")
         return engine
-    return create_engine(url, pool_pre_ping=True,
+    # A Store holds its connection for its life (serve: one per worker thread), so a pool
+    # would only add connections that outlive a fork; each process connects for itself.
+    return create_engine(url, poolclass=NullPool,
                          connect_args={"connect_timeout": 10, "application_name": "runletter"})
 
 
