@@ -80,6 +80,14 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """[store]: where readers, the ledger and serve's tables live (RUNLETTER_DATABASE_URL
+    wins); empty: the SQLite file at [paths] store."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class Paths:
     """[paths]: where things are, relative to the project root."""
 
@@ -104,7 +112,7 @@ class Moved:
 
 TABLES: dict[str, type] = {"newsletter": Newsletter, "sender": Sender, "utm": Utm,
                            "delivery": Delivery, "serve": Serve, "schedule": Schedule,
-                           "paths": Paths}
+                           "store": StoreSettings, "paths": Paths}
 FREE_TABLES = {"providers"}  # provider settings are read by each provider's own schema
 
 
@@ -127,6 +135,7 @@ class Config:
     delivery: Delivery
     serve: Serve
     schedule: Schedule
+    store: StoreSettings
     providers: Mapping[str, Mapping[str, Any]]
     content_dir: Path
     layouts_dir: Path
@@ -140,6 +149,25 @@ class Config:
     def moved_to(self, table: str, key: str) -> Moved | None:
         """Where a setting was read from when it was written in its old place."""
         return next((m for m in self.moved if (m.table, m.key) == (table, key)), None)
+
+    def store_url(self) -> str:
+        """The store's URL: RUNLETTER_DATABASE_URL, else [store] url, else the SQLite file at
+        [paths] store; a relative SQLite path is the project root's."""
+        import os
+
+        from .store.database import ENV, parse_url
+
+        given = os.environ.get(ENV) or self.store.url
+        if not given:
+            return f"sqlite:///{self.store_path}"
+        return parse_url(given, self.root).render_as_string(hide_password=False)
+
+    def store_file(self) -> Path | None:
+        """The store's SQLite file, or None when the store is a PostgreSQL database."""
+        from .store.database import parse_url
+
+        url = parse_url(self.store_url())
+        return Path(url.database) if url.drivername == "sqlite" else None
 
     def archive_url(self, path: str = "") -> str:
         """Absolute URL of a page in the web archive."""
@@ -207,6 +235,7 @@ def load_config(root: Path) -> Config:
             findings.append(Finding(rel, toml_line(text, "sender", key),
                                     f"[sender] {key} must be on one line (it goes in a header)"))
     findings.extend(_schedule_findings(tables["schedule"], text, rel))
+    findings.extend(_store_findings(tables["store"], text, rel))
     if findings:
         raise RunletterError(findings)
 
@@ -227,6 +256,7 @@ def load_config(root: Path) -> Config:
         delivery=tables["delivery"],
         serve=tables["serve"],
         schedule=tables["schedule"],
+        store=tables["store"],
         providers=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in providers.items()}),
         content_dir=root / paths.content,
         layouts_dir=root / paths.layouts,
@@ -256,6 +286,24 @@ def _schedule_findings(schedule: Schedule, text: str, rel: str) -> list[Finding]
         found.append(Finding(rel, toml_line(text, "schedule", "grace_days"),
                              "[schedule] grace_days cannot be negative"))
     return found
+
+
+def _store_findings(store: StoreSettings, text: str, rel: str) -> list[Finding]:
+    """[store] url: a database runletter knows, and never a password in the file."""
+    from .store.database import parse_url
+
+    if not store.url:
+        return []
+    line = toml_line(text, "store", "url")
+    try:
+        url = parse_url(store.url)
+    except RunletterError as exc:
+        return [Finding(rel, line, f"[store] url: {exc.findings[0].message}")]
+    if url.password:
+        return [Finding(rel, line, "[store] url holds a password; passwords come only from "
+                        "the environment: remove it and set PGPASSWORD (or a ~/.pgpass file), "
+                        "or give the whole URL in RUNLETTER_DATABASE_URL")]
+    return []
 
 
 def _move_old_keys(data: dict[str, Any], text: str, rel: str) -> tuple[Moved, ...]:

@@ -19,7 +19,7 @@ def open_store(project: Project) -> Store:
     """The subscriber store named in runletter.toml (created on first use)."""
     from ..store import Store
 
-    return Store.open(project.config.store_path)
+    return Store.open(project.config.store_url())
 
 
 def import_readers(project: Project, csv_file: Path, source: str = "auto",
@@ -44,7 +44,8 @@ def _import_store(project: Project, dry_run: bool) -> Iterator[Store]:
 
     from ..store import Store
 
-    if not dry_run or project.config.store_path.exists():
+    local = project.config.store_file()
+    if not dry_run or local is None or local.exists():
         with open_store(project) as store:
             yield store
         return

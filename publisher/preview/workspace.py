@@ -232,14 +232,15 @@ class Workspace:
 
         The store is only read when it exists: the preview never creates one.
         """
-        if self.config is None or not self.config.store_path.is_file():
+        local = self.config.store_file() if self.config is not None else None
+        if self.config is None or (local is not None and not local.is_file()):
             note = (f"no reader '{email}': there is no subscriber store yet, so merge fields "
                     "show sample values") if email else None
             return [], None, note
         from ..store import Store
 
         try:
-            with Store.open(self.config.store_path) as store:
+            with Store.open(self.config.store_url()) as store:
                 listed = [_reader(s) for s in itertools.islice(
                     store.list(batch_size=READER_LIMIT), READER_LIMIT)]
                 chosen = store.get(email) if email else None

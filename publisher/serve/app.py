@@ -34,12 +34,12 @@ def create_app(config: Config, goals: Goals, secret: str) -> Flask:
     env.globals["csrf_field"] = security.CSRF_FIELD
     for name in LAYOUTS:
         env.get_template(f"serve/{name}.html.j2")  # a broken layout fails at start-up
-    Store.open(config.store_path).close()  # create or migrate the store before workers start
+    Store.open(config.store_url()).close()  # create or migrate the store before workers start
 
     app = Flask("runletter.serve")
     app.extensions[EXTENSION] = Site(
         config=config, goals=goals, signer=signer, env=env,
-        mailer=Mailer(config, signer, env), readers=db.Connections(config.store_path),
+        mailer=Mailer(config, signer, env), readers=db.Connections(config.store_url()),
         csrf=URLSafeTimedSerializer(secret, salt="runletter.serve.csrf"),
         receivers=Receivers(config))
     security.init_app(app)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 from flask import Flask, g, request
 
@@ -26,15 +25,15 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class Connections:
     """Per-thread Store connections (opened lazily, and again after a fork)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, url: str):
+        self.url = url
         self.local = threading.local()
 
     def store(self) -> Store:
         """This thread's Store."""
         local = self.local
         if getattr(local, "store", None) is None or local.pid != os.getpid():
-            local.store = Store.open(self.path)
+            local.store = Store.open(self.url)
             local.pid = os.getpid()
         return local.store
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,11 +26,6 @@ from ..errors import Finding, RunletterError
 ENV = "RUNLETTER_DATABASE_URL"
 SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg",
            "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
-
-
-def store_url(default_path: Path, configured: str = "") -> str:
-    """The store's URL: RUNLETTER_DATABASE_URL, else [store] url, else the SQLite file."""
-    return os.environ.get(ENV) or configured or f"sqlite:///{Path(default_path).resolve()}"
 
 
 def parse_url(text: str, root: Path | None = None):
