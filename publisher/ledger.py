@@ -17,6 +17,27 @@ from .providers.base import ACCEPTED, REJECTED, Receipt
 from .retry import call_backoff
 from .store import Store, now
 
+# Marking a call's rows in flight: only rows still sendable, of readers still active. On
+# SQLite the write transaction is the lock (BEGIN IMMEDIATE); on PostgreSQL each row is
+# locked as it is claimed and a row another process holds is skipped, not waited for, so
+# two publishes on one post share it out instead of queueing on each other. Both take the
+# same parameters (the SQLite form names the post twice).
+_CLAIM = {
+    "sqlite": (
+        "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = ? "
+        "WHERE post = ? AND post = ? AND state IN ('planned', 'failed') {these} "
+        # Correlated on the primary key: `IN (SELECT id … WHERE status = 'active')` would
+        # list every active reader of the store for each call.
+        "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
+        "AND s.status = 'active') RETURNING subscriber_id"),
+    "postgresql": (
+        "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = ? "
+        "WHERE post = ? AND subscriber_id IN (SELECT subscriber_id FROM deliveries "
+        "WHERE post = ? AND state IN ('planned', 'failed') {these} AND EXISTS ("
+        "SELECT 1 FROM subscribers s WHERE s.id = subscriber_id AND s.status = 'active') "
+        "FOR UPDATE SKIP LOCKED) RETURNING subscriber_id"),
+}
+
 STATES = ("planned", "in-flight", "sent", "rejected", "failed", "skipped")
 
 
@@ -164,14 +185,8 @@ class Ledger(LedgerEvents):
                 f"WHERE post = ? AND state IN ('planned', 'failed') {these} AND EXISTS ("
                 "SELECT 1 FROM subscribers s WHERE s.id = subscriber_id AND s.status != 'active')",
                 (stamp, post, *ids))
-            marked = conn.execute(
-                "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, "
-                f"updated_at = ? WHERE post = ? AND state IN ('planned', 'failed') {these} "
-                # Correlated on the primary key: `IN (SELECT id … WHERE status = 'active')`
-                # would list every active reader of the store for each call.
-                "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
-                "AND s.status = 'active') RETURNING subscriber_id",
-                (stamp, post, *ids)).fetchall()
+            marked = conn.execute(_CLAIM[self.store.dialect].format(these=these),
+                                  (stamp, post, post, *ids)).fetchall()
         return {row[0] for row in marked}
 
     def claim(self, post: str, goal: str, limit: int, max_attempts: int,
