@@ -23,6 +23,7 @@ LAZY_COMMANDS = {
     "serve": "publisher.serve:serve_command",
     "due": "publisher.cli_due:due_command",
     "report": "publisher.cli_due:report_command",
+    "db": "publisher.cli_db:db_command",
 }
 
 

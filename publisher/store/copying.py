@@ -1,0 +1,94 @@
+"""A whole store copied to another (`runletter db copy`): every table in `tables.COPY_ORDER`
+read from one snapshot of the source and written, ids kept, in one transaction on the target,
+a page at a time, so memory stays flat however many rows there are and a failure leaves the
+target as it was."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from ..errors import Finding, RunletterError
+from .database import _first_line
+from .tables import COPY_ORDER
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
+    from .database import Connection
+    from .readers import Store
+
+PAGE = 5000  # rows fetched from the source at a time
+SEQUENCED = ("subscribers", "audit")  # tables whose id PostgreSQL hands out from a sequence
+
+
+def row_counts(conn: Connection) -> dict[str, int]:
+    """Rows per table, in COPY_ORDER, of the tables the store has."""
+    from sqlalchemy import inspect
+
+    present = set(inspect(conn._conn).get_table_names())
+    return {table.name: int(conn.execute(f"SELECT COUNT(*) FROM {table.name}").scalar_one())
+            for table in COPY_ORDER if table.name in present}
+
+
+@contextmanager
+def snapshot(conn: Connection) -> Iterator[None]:
+    """A read-only transaction: every table read inside it as of one moment (and PostgreSQL's
+    server-side cursors need a transaction to live in)."""
+    conn.raw("BEGIN" if conn.dialect == "sqlite"
+             else "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    try:
+        yield
+    finally:
+        conn.rollback_quietly()  # nothing was written
+
+
+def _rows(conn: Connection, table: Table) -> Iterator[tuple]:
+    """A table's rows in primary-key order, fetched a page at a time."""
+    from sqlalchemy import select
+
+    query = select(table).order_by(*table.primary_key.columns)
+    for row in conn._conn.execute(query.execution_options(yield_per=PAGE)):
+        yield tuple(row)
+
+
+def _insert(table: Table) -> str:
+    names = [column.name for column in table.columns]
+    return (f"INSERT INTO {table.name}({', '.join(names)}) "
+            f"VALUES ({', '.join('?' * len(names))})")
+
+
+def copy_rows(source: Store, target: Store, replace: bool,
+              progress: Callable[[str, int], None]) -> dict[str, int]:
+    """Copy every table of source into target (its rows deleted first when `replace`), in
+    one transaction on the target; the source's counts per table, read in the same snapshot.
+    `progress(table, rows)` is called as each table starts."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    with snapshot(source.conn):
+        counts = row_counts(source.conn)
+        with target.transaction() as conn:
+            if replace:
+                for table in reversed(COPY_ORDER):
+                    conn.execute(f"DELETE FROM {table.name}")
+            for table in COPY_ORDER:
+                progress(table.name, counts[table.name])
+                try:
+                    conn.executemany(_insert(table), _rows(source.conn, table))
+                # ValueError: a value the source's column type cannot read back.
+                except (SQLAlchemyError, ValueError) as exc:
+                    raise RunletterError(Finding(
+                        target.shown, None, f"copying {table.name} failed, so nothing was "
+                        f"copied: {_first_line(exc)}")) from None
+            if target.dialect == "postgresql":
+                _restart_sequences(conn)
+    return counts
+
+
+def _restart_sequences(conn: Connection) -> None:
+    """Point each id sequence past the copied ids, so the next reader or audit row added
+    gets a new id instead of colliding with a copied one."""
+    for name in SEQUENCED:
+        conn.execute(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                     f"COALESCE((SELECT MAX(id) FROM {name}), 0) + 1, false)")
