@@ -5,6 +5,7 @@ Only ever a shortcut: a missing, stale or broken cache file means the work is re
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,18 @@ def load_cache(path: Path | None) -> Any:
     return value if version == __version__ else None
 
 
+def beside(path: Path) -> Path:
+    """A temporary name next to `path` that no other process writing it at once shares
+    (two publishes of one post rebuild the archive together)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
 def save_cache(path: Path | None, value: Any) -> None:
     """Write a cache atomically."""
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = beside(path)
     with open(tmp, "wb") as handle:
         pickle.dump((__version__, value), handle, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)

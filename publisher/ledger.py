@@ -158,8 +158,11 @@ class Ledger(LedgerEvents):
                 if sid in skip or len(found) == limit:
                     continue
                 if status != "active":  # left (or bounced) after the plan was made
+                    # Only while still unclaimed: on PostgreSQL another publish may have
+                    # marked the row in flight since it was read (this waits on its lock).
                     conn.execute("UPDATE deliveries SET state = 'rejected', error = ?, "
-                                 "updated_at = ? WHERE post = ? AND subscriber_id = ?",
+                                 "updated_at = ? WHERE post = ? AND subscriber_id = ? "
+                                 "AND state IN ('planned', 'failed')",
                                  (f"reader is {status}", stamp, post, sid))
                     continue
                 found.append(Delivery(post, sid, addr, goal, "in-flight", attempts + 1,

@@ -18,7 +18,7 @@ import markdown
 from markupsafe import Markup
 
 from . import __version__
-from .cache import cache_path, load_cache, save_cache
+from .cache import beside, cache_path, load_cache, save_cache
 from .config import Config
 from .errors import Finding, RunletterError
 from .markup import Chunk, SlotTable, convert, convert_blocks, for_goal, new_markdown
@@ -221,7 +221,7 @@ class SiteBuilder:
         if target.exists() and target.read_bytes() == data:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
+        tmp = beside(target)
         tmp.write_bytes(data)
         tmp.replace(target)
         self.written += 1

@@ -24,7 +24,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from publisher.cli import main
-from publisher.store import Store
+from publisher.store import Store, now
 
 from .conftest import FIXTURE, HOST, STORE
 
@@ -252,3 +252,59 @@ def time_rows(root: Path) -> dict[str, list[tuple]]:
                 for table in ("deliveries", "enrolments", "ready")}
     finally:
         conn.close()
+
+
+# -- concurrency: many readers at once, and when each ledger row was claimed ------------------
+
+
+def fill_readers(url: str, count: int, goals: list[str]) -> list[tuple[int, str]]:
+    """`count` active readers spread over these goals, added in one transaction to the store
+    at this URL; (id, address) of each, by id."""
+    stamp = now()
+    with Store.open(url) as store:
+        with store.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
+                "consent_at, created_at, updated_at) VALUES (?, '', ?, '', 'active', 'test', "
+                "?, ?, ?)", ((f"reader{n:05d}@example.com", goals[n % len(goals)], stamp, stamp,
+                              stamp) for n in range(count)))
+        return [(sid, addr) for sid, addr in
+                store.conn.execute("SELECT id, email FROM subscribers ORDER BY id")]
+
+
+# A table of the test's own, and a trigger that notes in it when each ledger row went in
+# flight: the moment the claiming statement began (PostgreSQL: before its snapshot), or ran
+# (SQLite: under the write lock), in unix seconds. The ledger keeps no claim time of its own
+# (a settled row's updated_at is its settling time, to the second).
+CLAIM_LOG = {
+    "sqlite": (
+        "CREATE TABLE claim_log(subscriber_id INTEGER, at REAL)",
+        "CREATE TRIGGER claim_log AFTER UPDATE OF state ON deliveries "
+        "WHEN NEW.state = 'in-flight' AND OLD.state != 'in-flight' BEGIN "
+        "INSERT INTO claim_log VALUES (NEW.subscriber_id, "
+        "(julianday('now') - 2440587.5) * 86400.0); END"),
+    "postgresql": (
+        "CREATE TABLE claim_log(subscriber_id INTEGER, at DOUBLE PRECISION)",
+        "CREATE FUNCTION log_claim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO claim_log VALUES (NEW.subscriber_id, "
+        "extract(epoch FROM statement_timestamp())); RETURN NULL; END $$",
+        "CREATE TRIGGER claim_log AFTER UPDATE OF state ON deliveries FOR EACH ROW "
+        "WHEN (NEW.state = 'in-flight' AND OLD.state <> 'in-flight') "
+        "EXECUTE FUNCTION log_claim()"),
+}
+
+
+def log_claims(url: str) -> None:
+    """Have the store at this URL note when each ledger row is claimed (see CLAIM_LOG)."""
+    with Store.open(url) as store, store.transaction() as conn:
+        for statement in CLAIM_LOG[store.dialect]:
+            conn.raw(statement)
+
+
+def claims(url: str) -> dict[int, list[float]]:
+    """When each reader's ledger rows were claimed (unix seconds), as log_claims noted."""
+    found: dict[int, list[float]] = {}
+    with Store.open(url) as store:
+        for sid, at in store.conn.execute("SELECT subscriber_id, at FROM claim_log ORDER BY at"):
+            found.setdefault(sid, []).append(at)
+    return found

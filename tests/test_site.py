@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from publisher.cache import CACHE_DIR
 from publisher.errors import RunletterError
 from publisher.layout_files import builtin_layouts
 from publisher.model import Catalogue
@@ -24,7 +25,7 @@ from publisher.site import SiteBuilder
 from .conftest import ATOM as A
 from .conftest import FIXTURE, HTML_NAME
 from .conftest import FIXTURE_SLUG as SLUG
-from .support import with_exercise_name
+from .support import runletter, with_exercise_name
 
 DRAFT = "2026-01-02-draft"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -367,6 +368,16 @@ def test_a_rebuild_renders_only_the_pages_whose_inputs_changed(tmp_path):
     assert 1 <= again.rendered < first.rendered
     assert "Hello again runner" in (root / "site/posts" / SLUG / "index.html").read_text()
 
+
+
+def test_two_builds_at_once_in_two_processes_both_succeed(sample_root):
+    # Two publishes that share a post out each rebuild the archive as they finish.
+    for _ in range(3):  # a clash of the two writers is likely, not certain, in one round
+        shutil.rmtree(sample_root / "site", ignore_errors=True)
+        shutil.rmtree(sample_root / CACHE_DIR, ignore_errors=True)
+        builds = [runletter(sample_root, "build") for _ in range(2)]
+        outputs = [b.communicate(timeout=120)[0] for b in builds]
+        assert [b.returncode for b in builds] == [0, 0], "\n".join(outputs)
 
 def test_a_changed_exercise_name_reaches_every_page_that_shows_it(tmp_path):
     root = tmp_path / "project"

@@ -44,6 +44,12 @@ class ContractServer:
         self._deliveries = 0
         self._max_recipients = 0
         self.clock = time.monotonic  # stamps RequestRecord.at; tests may set a fake clock
+        self._delay = 0.0
+        self._arrived = 0
+        self._hold_until = 0
+        self._hold_timeout = 0.0
+        self._released = threading.Event()
+        self._released.set()
 
     # -- what tests and benchmarks call --------------------------------------------------
     def fail_next(self, status: int, *, times: int = 1, headers: dict | None = None,
@@ -63,6 +69,16 @@ class ContractServer:
         with self._lock:
             self._rejected = self._rejected | {email.strip().lower()}
 
+    def pace(self, delay: float = 0.0, hold_until: int = 0, hold_timeout: float = 60.0) -> None:
+        """Answer every request `delay` seconds late; with `hold_until`, answer none until
+        that many more have arrived at once (or `hold_timeout` has passed), so clients in
+        several processes are sure to overlap."""
+        with self._lock:
+            self._delay, self._hold_timeout = delay, hold_timeout
+            self._hold_until = self._arrived + hold_until
+            if hold_until:
+                self._released.clear()
+
     def counts(self) -> collections.Counter[str]:
         """Recipient address -> number of copies delivered."""
         with self._lock:
@@ -74,6 +90,17 @@ class ContractServer:
                     "max_recipients_per_request": self._max_recipients}
 
     # -- used by the handler -------------------------------------------------------------
+    def _wait(self) -> None:
+        """Hold a request as `pace` says."""
+        with self._lock:
+            self._arrived += 1
+            if self._arrived >= self._hold_until:
+                self._released.set()
+            delay, timeout = self._delay, self._hold_timeout
+        self._released.wait(timeout)
+        if delay:
+            time.sleep(delay)
+
     def _take_fault(self) -> tuple[Any, ...] | None:
         with self._lock:
             return self._faults.popleft() if self._faults else None
@@ -174,6 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Reply(400, b"bad request framing", "text/plain"))
             return
         req = Request(self.command, path, self.headers, body, size, oversize)
+        contract._wait()
         fault = contract._take_fault()
         if fault and fault[0] == DROP:
             contract._record(req, 0, None)

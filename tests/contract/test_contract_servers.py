@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -432,6 +433,34 @@ def test_postmark_counts_deliveries_per_recipient(http, postmark):
     batch_call(http, postmark, POSTMARK_EXAMPLE[:1])
     assert postmark.counts() == {"receiver1@example.com": 2, "receiver2@example.com": 1}
 
+
+
+def test_pace_answers_every_request_that_many_seconds_late(http, postmark):
+    postmark.pace(delay=0.3)
+    start = time.monotonic()
+    assert batch_call(http, postmark, POSTMARK_EXAMPLE).status_code == 200
+    assert time.monotonic() - start >= 0.3
+
+
+def test_pace_with_hold_until_answers_nothing_until_that_many_requests_are_in(postmark):
+    postmark.pace(hold_until=2, hold_timeout=10)
+    answered: list[float] = []
+
+    def call() -> None:
+        with requests.Session() as session:
+            session.trust_env = False
+            assert batch_call(session, postmark, POSTMARK_EXAMPLE).status_code == 200
+        answered.append(time.monotonic())
+
+    first = threading.Thread(target=call)
+    first.start()
+    time.sleep(0.5)
+    assert answered == []  # held: the second request has not come
+    second_sent = time.monotonic()
+    call()
+    first.join(10)
+    assert len(answered) == 2 and min(answered) >= second_sent
+    assert len(postmark.delivered) == 4
 
 # -- Mailgun: POST /v3/{domain}/messages -------------------------------------------------
 
