@@ -319,8 +319,8 @@ def _show_plan(publication: Publication, planned: Planned, resend_in_flight: boo
     if plan.in_flight:
         verb = "will be sent again" if resend_in_flight else "will NOT be sent again"
         click.echo(f"warning: {plural(plan.in_flight, 'delivery')} "
-                   f"{'was' if plan.in_flight == 1 else 'were'} in flight when an earlier "
-                   f"publish stopped; they may or may not have gone out and {verb}"
+                   f"{'was' if plan.in_flight == 1 else 'were'} in flight (another publish "
+                   f"may be sending them now, or an earlier one stopped); they {verb}"
                    + ("" if resend_in_flight else " (use --resend-in-flight to resend)"),
                    err=True)
 

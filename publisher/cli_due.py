@@ -110,8 +110,8 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
             table([["item", "send", "skip (late)", ""], *rows])
         for item, count in run.in_flight:
             click.echo(f"warning: {plural(count, 'delivery')} of {item} "
-                       f"{'was' if count == 1 else 'were'} in flight when an earlier run "
-                       "stopped; they may or may not have gone out and are not sent again "
+                       f"{'was' if count == 1 else 'were'} in flight (another run may be "
+                       "sending them now, or an earlier one stopped); they are not sent again "
                        f"('runletter report {item}' shows them)", err=True)
         if dry_run:
             click.echo(f"dry run: would send {plural(run.to_send, 'message')} via "
