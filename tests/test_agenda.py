@@ -12,14 +12,25 @@ from publisher.commands.due import agenda_for, scheduled
 from publisher.project import open_project
 from publisher.store import Store
 
-from .conftest import GATE, RUNNER, STORE
-from .support import add_reader, mark_sent, move_race, say_ready, scheduled_post, states, utc
+from .conftest import GATE, ON_BOTH_BACKENDS, RUNNER
+from .support import (
+    add_reader,
+    mark_sent,
+    move_race,
+    project_store,
+    say_ready,
+    scheduled_post,
+    states,
+    utc,
+)
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 
 @pytest.fixture
 def timed_store(timed_root):
     """The timed newsletter's store, open."""
-    with Store.open(timed_root / STORE) as store:
+    with project_store(timed_root) as store:
         yield store
 
 

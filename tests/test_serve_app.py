@@ -13,9 +13,11 @@ from publisher.serve import prepare
 from publisher.serve.db import get_store
 from publisher.store import Store
 
-from .conftest import GATED
+from .conftest import GATED, ON_BOTH_BACKENDS
 from .live_server import signer
-from .support import import_sample, set_race, store_rows
+from .support import import_sample, project_store, set_race, store_rows
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 
 def test_a_transaction_a_failed_request_left_open_is_rolled_back_at_teardown(sample_root):
@@ -23,7 +25,8 @@ def test_a_transaction_a_failed_request_left_open_is_rolled_back_at_teardown(sam
 
     @app.post("/careless")
     def careless():  # a future view that opens a transaction by hand and then fails
-        get_store().conn.execute("BEGIN IMMEDIATE")
+        store = get_store()
+        store.conn.execute("BEGIN IMMEDIATE" if store.dialect == "sqlite" else "BEGIN")
         raise RuntimeError("bug")
 
     @app.post("/add/<address>")
@@ -34,7 +37,7 @@ def test_a_transaction_a_failed_request_left_open_is_rolled_back_at_teardown(sam
     client = app.test_client()  # one thread: both requests use its one connection
     assert client.post("/careless").status_code == 500
     assert client.post("/add/after@example.net").status_code == 200
-    with Store.open(sample_root / "subscribers" / "runletter.db") as store:
+    with project_store(sample_root) as store:
         assert store.get("after@example.net") is not None  # committed, not left pending
 
 
@@ -55,7 +58,7 @@ def client(sample_root):
 @pytest.fixture
 def db(sample_root, client):
     """The store the client's app writes, opened beside it."""
-    with Store.open(sample_root / "subscribers" / "runletter.db") as opened:
+    with project_store(sample_root) as opened:
         yield opened
 
 
