@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -166,6 +167,19 @@ def fail_inserts_of(store: Store, address: str, message: str) -> None:
                        "RETURN NEW; END $$")
     store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON subscribers FOR EACH ROW "
                        "EXECUTE FUNCTION boom()")
+
+
+def wait_for_a_waiting_writer(store: Store, timeout: float = 10.0) -> None:
+    """Wait until another connection waits for a lock `store`'s open transaction holds. On
+    PostgreSQL pg_locks shows the waiter; SQLite cannot tell, so a short pause (a writer
+    that comes later queues on the same lock, so the outcome is the same)."""
+    if store.dialect == "sqlite":
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + timeout
+    while not store.conn.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted").scalar():
+        assert time.monotonic() < deadline, "no other connection waited for the lock"
+        time.sleep(0.02)
 
 
 def set_race(store: Store, email: str, race_date: str | None, race_name: str = "") -> None:

@@ -26,7 +26,16 @@ from publisher.store import now
 from publisher.tokens import PURPOSES
 
 from . import webhooks as wh
-from .conftest import GATED, HOST, RACE_DATE, RACE_NAME, SECRET, ZONE, copy_sample
+from .conftest import (
+    DATABASE_URL,
+    GATED,
+    HOST,
+    RACE_DATE,
+    RACE_NAME,
+    SECRET,
+    ZONE,
+    copy_sample,
+)
 from .conftest import HIP_DRIVE as SENT  # the post whose (made-up) ledger rows webhooks update
 from .conftest import MOTOR_UNITS as POST
 from .live_server import (
@@ -440,6 +449,7 @@ def test_preferences_goal_change_reaches_the_next_publish(site, monkeypatch):
 
     monkeypatch.chdir(site.root)
     monkeypatch.setenv("RUNLETTER_SECRET", SECRET)
+    monkeypatch.setenv(DATABASE_URL, site.env[DATABASE_URL])  # the server's store
     result = CliRunner().invoke(main, ["publish", POST, "--yes"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     [message] = [m for m in messages_to(site.root, address)
@@ -810,6 +820,10 @@ def test_a_removed_readers_link_does_not_work_for_a_new_reader_given_the_same_id
         last = max(store.list(), key=lambda r: r.id)
         old_link = site.url("/unsubscribe/" + token_for(site, "unsubscribe", last.email))
         store.remove(last.email)
+        if store.dialect == "postgresql":  # as SQLite does, reusing the highest id (a sequence
+            # never gives one twice by itself, but a restored or copied store may)
+            store.conn.execute("SELECT setval(pg_get_serial_sequence('subscribers', 'id'), ?)",
+                               (last.id - 1,))
         newcomer = store.add("new.reader@example.net", goal="5k", first_name="Nia")
     assert newcomer.id == last.id  # SQLite reuses the highest rowid after a delete
     response = requests.post(old_link, data="List-Unsubscribe=One-Click",

@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from publisher.store import (
     LATEST,
     MIGRATIONS,
     Store,
+    database,
     neutralise_cell,
     normalize_email,
     restore_cell,
@@ -26,7 +28,7 @@ from publisher.store import (
 )
 
 from .conftest import GOALS, HEADER, REPO
-from .support import fail_inserts_of, sqlite_only, write_csv
+from .support import fail_inserts_of, sqlite_only, wait_for_a_waiting_writer, write_csv
 
 
 def emails(store: Store) -> list[str]:
@@ -179,6 +181,49 @@ def test_email_is_unique_case_insensitively(store):
         store.add("AMARA@EXAMPLE.COM")
     assert store.get("Amara@Example.com").email == "amara@example.com"
     assert len(emails(store)) == 1
+
+
+def test_two_adds_of_one_address_at_once_give_the_second_a_one_line_refusal(store, store_url):
+    outcomes: list[str] = []
+
+    def add_from_another_process() -> None:
+        with Store.open(store_url) as other:
+            try:
+                other.add("both@example.com")
+                outcomes.append("added")
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the assert shows it
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+
+    with store.transaction():
+        store.add("both@example.com")
+        second = threading.Thread(target=add_from_another_process)
+        second.start()
+        wait_for_a_waiting_writer(store)
+    second.join(10)
+    assert outcomes == ["RunletterError: runletter: both@example.com is already a subscriber "
+                        "(status active)"]
+
+
+def test_a_write_kept_waiting_by_another_process_says_the_store_is_locked(store, store_url,
+                                                                          monkeypatch):
+    monkeypatch.setattr(database, "LOCK_TIMEOUT", 0.2)  # seconds; 5 when not testing
+    reader = store.add("held@example.com")
+    with store.transaction(), Store.open(store_url) as other:
+        store.set_status(reader.id, "bounced", "a long write holds the lock")
+        with pytest.raises(RunletterError) as caught:
+            other.set_status(reader.id, "unsubscribed", "waits for it")
+    assert str(caught.value) == (f"{other.shown}: the subscriber store is locked by another "
+                                 "runletter process; try again when it has finished")
+
+
+def test_readers_are_listed_by_address_as_sqlite_orders_them_whatever_the_collation(store):
+    if store.dialect == "postgresql":  # as in a database made with a language's collation
+        store.conn.execute('ALTER TABLE subscribers ALTER COLUMN email TYPE citext '
+                           'COLLATE "und-x-icu"')
+    for address in ("aa@example.com", "A_c@example.com", "a.b@example.com", "a-z@example.com"):
+        store.add(address)
+    assert [s.email for s in store.list(batch_size=2)] == [
+        "a-z@example.com", "a.b@example.com", "A_c@example.com", "aa@example.com"]
 
 
 def test_add_refuses_an_invalid_email_with_a_one_line_reason(store):
