@@ -169,6 +169,22 @@ def fail_inserts_of(store: Store, address: str, message: str) -> None:
                        "EXECUTE FUNCTION boom()")
 
 
+def punctuation_last(store: Store) -> None:
+    """On PostgreSQL, make the store compare text as a database made with glibc's en_US
+    collation does (punctuation ignored until letters and digits tie: "comeback/02" sorts
+    after "comeback0", "A_c" before "a-z"); SQLite always compares bytes (or ASCII-folded
+    bytes), so nothing changes there."""
+    if store.dialect == "sqlite":
+        return
+    store.conn.execute("CREATE COLLATION punctuation_last "
+                       "(provider = icu, locale = 'en-US-u-ka-shifted')")
+    for table, column, kind in (("subscribers", "email", "citext"), ("audit", "email", "citext"),
+                                ("deliveries", "post", "text"), ("ready", "step", "text"),
+                                ("enrolments", "sequence", "text")):
+        store.conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {kind} "
+                           "COLLATE punctuation_last")
+
+
 def wait_for_a_waiting_writer(store: Store, timeout: float = 10.0) -> None:
     """Wait until another connection waits for a lock `store`'s open transaction holds. On
     PostgreSQL pg_locks shows the waiter; SQLite cannot tell, so a short pause (a writer

@@ -28,7 +28,13 @@ from publisher.store import (
 )
 
 from .conftest import GOALS, HEADER, REPO
-from .support import fail_inserts_of, sqlite_only, wait_for_a_waiting_writer, write_csv
+from .support import (
+    fail_inserts_of,
+    punctuation_last,
+    sqlite_only,
+    wait_for_a_waiting_writer,
+    write_csv,
+)
 
 
 def emails(store: Store) -> list[str]:
@@ -217,9 +223,7 @@ def test_a_write_kept_waiting_by_another_process_says_the_store_is_locked(store,
 
 
 def test_readers_are_listed_by_address_as_sqlite_orders_them_whatever_the_collation(store):
-    if store.dialect == "postgresql":  # as in a database made with a language's collation
-        store.conn.execute('ALTER TABLE subscribers ALTER COLUMN email TYPE citext '
-                           'COLLATE "und-x-icu"')
+    punctuation_last(store)
     for address in ("aa@example.com", "A_c@example.com", "a.b@example.com", "a-z@example.com"):
         store.add(address)
     assert [s.email for s in store.list(batch_size=2)] == [
