@@ -67,6 +67,15 @@ def _marks(values: Iterable) -> str:
     return ",".join("?" * len(list(values)))
 
 
+def _in_sequence(store: Store, column: str) -> str:
+    """SQL for "`column` is a step of a sequence", with "<slug>/" and "<slug>0" as parameters.
+    SQLite compares text byte by byte, where '/' comes just before '0'; PostgreSQL compares by
+    the database's collation, which may not (en_US ignores the '/') unless told "C"."""
+    if store.dialect == "postgresql":
+        column = f'{column} COLLATE "C"'
+    return f"{column} >= ? AND {column} < ?"
+
+
 class Agenda:
     """Decides what is due for a newsletter's scheduled posts and sequences."""
 
@@ -140,14 +149,15 @@ class Agenda:
         prefix = f"{sequence.slug}/"
         for sid, item, state, sent_at in self.conn.execute(
                 "SELECT subscriber_id, post, state, sent_at FROM deliveries WHERE "
-                f"subscriber_id IN ({_marks(ids)}) AND post >= ? AND post < ?",
+                f"subscriber_id IN ({_marks(ids)}) AND {_in_sequence(self.store, 'post')}",
                 (*ids, prefix, prefix[:-1] + "0")):
             sent = dt.datetime.fromisoformat(sent_at) if sent_at else None
             rows.setdefault(sid, {})[item] = Row(state, sent)
         ready: dict[int, dict[str, dt.datetime]] = {}
         for sid, step, said in self.conn.execute(
                 f"SELECT subscriber_id, step, at FROM ready WHERE subscriber_id IN "
-                f"({_marks(ids)}) AND step >= ? AND step < ?", (*ids, prefix, prefix[:-1] + "0")):
+                f"({_marks(ids)}) AND {_in_sequence(self.store, 'step')}",
+                (*ids, prefix, prefix[:-1] + "0")):
             ready.setdefault(sid, {})[step] = dt.datetime.fromisoformat(said)
         return rows, ready
 
@@ -186,8 +196,8 @@ class Agenda:
         looked_again: set[tuple[str, int]] = set()
         with self.store.transaction() as conn:
             for sid, sequence in decision.unskip:
-                conn.execute("DELETE FROM deliveries WHERE subscriber_id = ? AND post >= ? "
-                             "AND post < ? AND state = 'skipped'",
+                conn.execute("DELETE FROM deliveries WHERE subscriber_id = ? AND "
+                             f"{_in_sequence(self.store, 'post')} AND state = 'skipped'",
                              (sid, f"{sequence}/", f"{sequence}0"))
         for item in decision.items.values():
             with self.store.transaction() as conn:

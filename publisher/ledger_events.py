@@ -22,7 +22,7 @@ WITH RECURSIVE posts(post) AS (
     SELECT (SELECT MIN(post) FROM deliveries WHERE post > posts.post) FROM posts
     WHERE posts.post IS NOT NULL
 )
-SELECT d.post, d.state, d.provider_id, d.updated_at, d.rowid FROM posts
+SELECT d.post, d.state, d.provider_id, d.updated_at, d.sent_at FROM posts
 JOIN deliveries d ON d.post = posts.post AND d.subscriber_id = ?
 """
 OUR_MESSAGE_ID = re.compile(r"^(.+)\.(\d+)@[^@]+$")  # <post.reader@domain>
@@ -42,7 +42,9 @@ class LedgerEvents:
         rows = self.conn.execute(_READER_ROWS, (subscriber_id,)).fetchall()
         if not rows:
             return None
-        newest_first = sorted(rows, key=lambda r: (r[3], r[4]), reverse=True)
+        # Rows of the same second: the later sent, then the later post (slugs start with
+        # their date). Both databases order these alike; SQLite's rowid has no PostgreSQL twin.
+        newest_first = sorted(rows, key=lambda r: (r[3], r[4] or "", r[0]), reverse=True)
         clean = {m.strip().strip("<>") for m in message_ids if m and m.strip("<> ")}
         for post, state, provider_id, _, _ in newest_first:
             if provider_id and provider_id.strip().strip("<>") in clean:

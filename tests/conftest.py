@@ -3,6 +3,8 @@ write the repo. Plain helpers are in support.py and the other helper modules bes
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from publisher.model import Goal, Goals
 from publisher.project import open_project
 from publisher.render import EmailRenderer
 from publisher.store import Store
+from publisher.store.database import ENV as DATABASE_URL
 from publisher.tokens import Signer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,9 +121,16 @@ def setup():
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    """A real, empty SQLite store in tmp_path."""
-    with Store.open(tmp_path / "db" / "runletter.db") as opened:
+def store_url(backend: str, tmp_path: Path) -> str:
+    """Where a test's own store is: a SQLite file in tmp_path, or the backend's fresh
+    PostgreSQL database."""
+    return os.environ.get(DATABASE_URL) or f"sqlite:///{tmp_path / 'db' / 'runletter.db'}"
+
+
+@pytest.fixture
+def store(store_url: str):
+    """A real, empty store of the test's backend (at store_url)."""
+    with Store.open(store_url) as opened:
         yield opened
 
 
@@ -146,6 +156,59 @@ def postgres_url(postgres_server) -> Iterator[str]:
     url = postgres_server.create_database(name)
     yield url
     postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server) -> str:
+    """A database of the test server migrated once, for each test's database to copy (a copy
+    takes a fraction of the time the migrations take)."""
+    name = "runletter_template"
+    Store.open(postgres_server.create_database(name)).close()  # closed: a template has no users
+    return name
+
+
+@contextlib.contextmanager
+def fresh_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a new copy of the migrated template on the test server, dropped after."""
+    server = request.getfixturevalue("postgres_server")
+    template = request.getfixturevalue("postgres_template")
+    name = f"test_{uuid.uuid4().hex}"
+    try:
+        yield server.create_database(name, template=template)
+    finally:
+        server.drop_database(name)
+
+
+BACKENDS = ["sqlite", "postgresql"]
+# A module's `pytestmark` when each of its tests runs against both stores.
+ON_BOTH_BACKENDS = pytest.mark.usefixtures("backend")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch) -> Iterator[str]:
+    """The store the test runs against, "sqlite" or "postgresql": for PostgreSQL a fresh copy
+    of the migrated template, named by RUNLETTER_DATABASE_URL so that everything that opens
+    the project's store (the CLI, serve, publish, import) opens it; for SQLite the project's
+    file, the variable unset."""
+    if request.param == "sqlite":
+        monkeypatch.delenv(DATABASE_URL, raising=False)
+        yield "sqlite"
+        return
+    with fresh_database(request) as url:
+        monkeypatch.setenv(DATABASE_URL, url)
+        yield "postgresql"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database(request) -> Iterator[str]:
+    """For a module whose tests share one server: the RUNLETTER_DATABASE_URL to start it with,
+    "" for the project's SQLite file or a fresh PostgreSQL database's URL (the environment
+    is left alone: other tests of the module have their own backend)."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with fresh_database(request) as url:
+        yield url
 
 
 # Property tests over readers: enough examples to find a hole, few enough for CI.

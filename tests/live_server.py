@@ -24,7 +24,8 @@ from publisher.store import Store
 from publisher.tokens import Signer
 
 from . import webhooks as wh
-from .conftest import HOST, REPO, SECRET
+from .conftest import DATABASE_URL, HOST, REPO, SECRET
+from .support import project_store
 
 CONFIRM_HOURS = 48  # the [serve] confirm_hours start_site sets
 
@@ -91,7 +92,10 @@ class LiveServer:
     # -- reading the store the server writes --------------------------------------------
 
     def store(self) -> Store:
-        return Store.open(self.root / "subscribers" / "runletter.db")
+        """The store the server writes: the database its environment names, else the
+        project's."""
+        url = self.env.get(DATABASE_URL)
+        return Store.open(url) if url else project_store(self.root)
 
     def reader(self, address: str):
         with self.store() as store:
@@ -107,19 +111,23 @@ def webhook_env() -> dict[str, str]:
     return {POSTMARK_PASSWORD_ENV: wh.POSTMARK_PASSWORD, MAILGUN_KEY_ENV: wh.MAILGUN_KEY}
 
 
-def start_site(root: Path, port: int, **serve: object) -> LiveServer:
-    """Configure a copied sample newsletter, import its readers and start the server."""
+def start_site(root: Path, port: int, database_url: str | None = None,
+               **serve: object) -> LiveServer:
+    """Configure a copied sample newsletter, import its readers and start the server; its
+    store is the one the environment names, or `database_url` ("" for the SQLite file)."""
     (root / "sns-cert.pem").write_bytes(wh.sns_certificate_pem())
     settings = {"confirm_hours": CONFIRM_HOURS, "signups_per_hour": 1000,
                 "postmark_webhook_user": wh.POSTMARK_USER,
                 "sendgrid_public_key": wh.sendgrid_public_key(),
                 "ses_certificate": "sns-cert.pem", "ses_topic_arn": wh.TOPIC_ARN, **serve}
     configure(root, port, **settings)
-    project = open_project(root)
-    with Store.open(project.config.store_path) as store:
-        report = store.import_csv(root / "subscribers" / "sample.csv", project.goals)
+    env = webhook_env() if database_url is None else {**webhook_env(),
+                                                      DATABASE_URL: database_url}
+    live = LiveServer(root, port, env)
+    with live.store() as store:
+        report = store.import_csv(root / "subscribers" / "sample.csv", open_project(root).goals)
     assert report.skipped == 0
-    return LiveServer(root, port, webhook_env()).start()
+    return live.start()
 
 
 signer = Signer(SECRET)  # the server's own: it signs with RUNLETTER_SECRET = SECRET

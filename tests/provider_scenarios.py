@@ -22,13 +22,12 @@ from publisher.project import open_project
 from publisher.providers import REGISTRY, provider_class
 from publisher.providers.base import Provider, provider_settings
 from publisher.render import EmailRenderer
-from publisher.store import Store
 from publisher.tokens import Signer
 
 from .conftest import AUDIENCE, SECRET
 from .conftest import HIP_DRIVE as POST
 from .contract import ContractServer, running
-from .support import Clock, Crash, import_sample
+from .support import Clock, Crash, import_sample, project_store
 
 PROVIDERS = {
     "postmark": "publisher.providers.postmark:PostmarkProvider",
@@ -83,7 +82,7 @@ def expected_copies(root: Path) -> dict[str, Expected]:
     addresser = Addresser(project.config, Signer(SECRET))
     goals = {g.slug for g in resolved.audience}
     out = {}
-    with Store.open(project.config.store_path) as store:
+    with project_store(root) as store:
         for s in store.list(status="active"):
             if s.goal not in goals:
                 continue
@@ -118,7 +117,7 @@ def assert_each_reader_got_their_own_copy(server: ContractServer, root: Path,
 
 def ledger_states(root: Path) -> Counter:
     """How many ledger rows of the post are in each state."""
-    with Store.open(root / "subscribers/runletter.db") as store:
+    with project_store(root) as store:
         return Counter(dict(store.conn.execute(
             "SELECT state, COUNT(*) FROM deliveries WHERE post = ? GROUP BY state",
             (POST,)).fetchall()))
@@ -126,13 +125,13 @@ def ledger_states(root: Path) -> Counter:
 
 def bounced_readers(root: Path) -> set[str]:
     """The addresses the store has marked bounced."""
-    with Store.open(root / "subscribers/runletter.db") as store:
+    with project_store(root) as store:
         return {s.email for s in store.list(status="bounced")}
 
 
 def max_attempts_used(root: Path) -> int:
     """The most attempts any ledger row has used."""
-    with Store.open(root / "subscribers/runletter.db") as store:
+    with project_store(root) as store:
         return store.conn.execute("SELECT MAX(attempts) FROM deliveries").fetchone()[0]
 
 
@@ -146,7 +145,7 @@ def send_with_ledger(root: Path, cls: type[Provider], env: dict[str, str],
     resolved = project.resolve(project.post(POST))
     addresser = Addresser(config, Signer(SECRET))
     settings = provider_settings(cls, config, environ=env)
-    with Store.open(config.store_path) as store:
+    with project_store(root) as store:
         ledger = ledger_class(store)
         ledger.plan(POST, [g.slug for g in resolved.audience])
         with cls(config, addresser, settings) as provider:
@@ -208,7 +207,7 @@ def scenario_transient_faults(provider: str, cls: type[Provider], root: Path,
 def scenario_rejection(provider: str, cls: type[Provider], root: Path) -> None:
     """A reader the provider refuses for good is marked bounced; the rest are sent."""
     import_sample(root)
-    with Store.open(root / "subscribers/runletter.db") as store:
+    with project_store(root) as store:
         victim = next(s for s in store.list(status="active", goal="marathon"))
     with running(provider) as server:
         server.reject(victim.email)
@@ -216,7 +215,7 @@ def scenario_rejection(provider: str, cls: type[Provider], root: Path) -> None:
         assert outcome.rejected == Counter({"marathon": 1})
         assert sum(outcome.sent.values()) == AUDIENCE - 1
         assert_each_reader_got_their_own_copy(server, root, without=frozenset({victim.email}))
-    with Store.open(root / "subscribers/runletter.db") as store:
+    with project_store(root) as store:
         assert store.get(victim.email).status == "bounced"
         assert [h.new_status for h in store.history(victim.email)][-1] == "bounced"
     assert ledger_states(root) == Counter({"sent": AUDIENCE - 1, "rejected": 1})

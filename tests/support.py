@@ -12,21 +12,25 @@ import email.header
 import email.policy
 import email.utils
 import functools
+import os
 import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from publisher.cli import main
+from publisher.config import load_config
 from publisher.store import Store, now
 
-from .conftest import FIXTURE, HOST, STORE
+from .conftest import DATABASE_URL, FIXTURE, HOST, STORE
 
 
 def free_port() -> int:
@@ -134,6 +138,64 @@ def open_store(path: Path) -> Store:
     store = Store.open(path)
     store.conn.execute("PRAGMA synchronous = OFF")
     return store
+
+
+def project_store(root: Path) -> Store:
+    """The store of the newsletter at root, as its CLI opens it: the backend's PostgreSQL
+    database when the test has one (RUNLETTER_DATABASE_URL), else its SQLite file."""
+    return Store.open(load_config(root).store_url())
+
+
+def sqlite_only(reason: str):
+    """Run a test against the SQLite backend only, for the reason given: it is about SQLite
+    itself (the file's mode, WAL, PRAGMAs, schemas from before Alembic)."""
+    only = pytest.mark.parametrize(
+        "backend", [pytest.param("sqlite", marks=pytest.mark.sqlite_only(reason))],
+        indirect=True)
+    return lambda test: pytest.mark.usefixtures("backend")(only(test))
+
+
+def fail_inserts_of(store: Store, address: str, message: str) -> None:
+    """Make the database itself refuse to insert a reader with this address (a trigger), as
+    a full disk would fail a write midway."""
+    if store.dialect == "sqlite":
+        store.conn.execute(f"CREATE TRIGGER boom BEFORE INSERT ON subscribers WHEN NEW.email "
+                           f"= '{address}' BEGIN SELECT RAISE(ABORT, '{message}'); END")
+        return
+    store.conn.execute(f"CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                       f"IF NEW.email = '{address}' THEN RAISE EXCEPTION '{message}'; END IF; "
+                       "RETURN NEW; END $$")
+    store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON subscribers FOR EACH ROW "
+                       "EXECUTE FUNCTION boom()")
+
+
+def punctuation_last(store: Store) -> None:
+    """On PostgreSQL, make the store compare text as a database made with glibc's en_US
+    collation does (punctuation ignored until letters and digits tie: "comeback/02" sorts
+    after "comeback0", "A_c" before "a-z"); SQLite always compares bytes (or ASCII-folded
+    bytes), so nothing changes there."""
+    if store.dialect == "sqlite":
+        return
+    store.conn.execute("CREATE COLLATION punctuation_last "
+                       "(provider = icu, locale = 'en-US-u-ka-shifted')")
+    for table, column, kind in (("subscribers", "email", "citext"), ("audit", "email", "citext"),
+                                ("deliveries", "post", "text"), ("ready", "step", "text"),
+                                ("enrolments", "sequence", "text")):
+        store.conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {kind} "
+                           "COLLATE punctuation_last")
+
+
+def wait_for_a_waiting_writer(store: Store, timeout: float = 10.0) -> None:
+    """Wait until another connection waits for a lock `store`'s open transaction holds. On
+    PostgreSQL pg_locks shows the waiter; SQLite cannot tell, so a short pause (a writer
+    that comes later queues on the same lock, so the outcome is the same)."""
+    if store.dialect == "sqlite":
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + timeout
+    while not store.conn.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted").scalar():
+        assert time.monotonic() < deadline, "no other connection waited for the lock"
+        time.sleep(0.02)
 
 
 def set_race(store: Store, email: str, race_date: str | None, race_name: str = "") -> None:
@@ -245,11 +307,17 @@ def runletter(root: Path, *args: str) -> subprocess.Popen:
 
 def time_rows(root: Path) -> dict[str, list[tuple]]:
     """Every row of the time feature's tables (ledger, enrolments, ready), read without
-    opening a Store (which would migrate or create the file)."""
+    opening a Store on a SQLite file (which would migrate or create it); the backend's
+    PostgreSQL database is made migrated, so a Store reads it as it is."""
+    tables = ("deliveries", "enrolments", "ready")
+    if url := os.environ.get(DATABASE_URL):
+        with Store.open(url) as store:
+            return {table: [tuple(row) for row in store.conn.execute(
+                f"SELECT * FROM {table} ORDER BY 1, 2")] for table in tables}
     conn = sqlite3.connect(f"file:{root / STORE}?mode=ro", uri=True)
     try:
         return {table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-                for table in ("deliveries", "enrolments", "ready")}
+                for table in tables}
     finally:
         conn.close()
 

@@ -12,14 +12,26 @@ from publisher.commands.due import agenda_for, scheduled
 from publisher.project import open_project
 from publisher.store import Store
 
-from .conftest import GATE, RUNNER, STORE
-from .support import add_reader, mark_sent, move_race, say_ready, scheduled_post, states, utc
+from .conftest import AFTER_GATE, GATE, ON_BOTH_BACKENDS, RUNNER
+from .support import (
+    add_reader,
+    mark_sent,
+    move_race,
+    project_store,
+    punctuation_last,
+    say_ready,
+    scheduled_post,
+    states,
+    utc,
+)
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 
 @pytest.fixture
 def timed_store(timed_root):
     """The timed newsletter's store, open."""
-    with Store.open(timed_root / STORE) as store:
+    with project_store(timed_root) as store:
         yield store
 
 
@@ -134,6 +146,15 @@ def test_ready_before_the_next_steps_own_when_plans_it_only_on_that_day(timed_st
     assert "comeback/03-phase-two" not in states(timed_store, RUNNER)
     run_at(timed_store, "2027-01-21T06:00")  # 2 weeks after phase one went out
     assert states(timed_store, RUNNER)["comeback/03-phase-two"] == "planned"
+
+
+def test_a_sequence_walks_alike_whatever_the_databases_collation(timed_store):
+    punctuation_last(timed_store)
+    comeback_through_the_gate(timed_store)
+    say_ready(timed_store, RUNNER, GATE, "2027-03-15T12:00")
+    run_at(timed_store, "2027-03-15T13:00")
+    assert states(timed_store, RUNNER) == {"comeback/01-welcome": "sent", GATE: "sent",
+                                           AFTER_GATE: "planned"}
 
 
 def test_a_signup_sequence_with_since_leaves_out_readers_who_signed_up_before(timed_store):

@@ -15,13 +15,14 @@ from publisher.providers import REGISTRY
 from publisher.providers.base import ACCEPTED, FAILED, REJECTED, ProviderConfigError, Receipt
 from publisher.providers.outbox import OutboxProvider
 from publisher.render import EmailRenderer
-from publisher.store import Store
 from publisher.tokens import Signer
 
 from .conftest import HIP_DRIVE as POST
-from .conftest import SECRET
-from .support import Crash, import_sample, outbox_messages
+from .conftest import ON_BOTH_BACKENDS, SECRET
+from .support import Crash, import_sample, outbox_messages, project_store
 from .support import run_raising as run
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 
 class CrashAfterFirstBatch(OutboxProvider):
@@ -66,7 +67,7 @@ def test_publish_sends_each_reader_exactly_one_message_for_their_goal(sample_roo
     result = run("publish", POST, "--yes")
     assert result.exit_code == 0, result.output
     messages = outbox_messages(sample_root)
-    with Store.open(sample_root / "subscribers/runletter.db") as store:
+    with project_store(sample_root) as store:
         expected = {s.email: s.goal for s in store.list(status="active")
                     if s.goal in ("5k", "10k", "half", "marathon", "ultra", "comeback")}
     got = Counter(m["To"].addresses[0].addr_spec for m in messages)
@@ -97,7 +98,7 @@ def test_dry_run_sends_nothing_and_writes_no_ledger_rows(sample_root):
     result = run("publish", POST, "--dry-run")
     assert result.exit_code == 0 and "would send 59 messages" in result.output
     assert not (sample_root / "outbox").exists()
-    with Store.open(sample_root / "subscribers/runletter.db") as store:
+    with project_store(sample_root) as store:
         assert store.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
 
 
@@ -124,7 +125,7 @@ def test_a_test_copy_goes_to_one_address_outside_the_ledger(sample_root):
     [message] = outbox_messages(sample_root)
     assert message["To"].addresses[0].addr_spec == "me@example.org"
     assert message["X-Runletter-Edition"].endswith("/comeback")
-    with Store.open(sample_root / "subscribers/runletter.db") as store:
+    with project_store(sample_root) as store:
         assert store.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
 
 
@@ -148,15 +149,14 @@ def test_a_crash_between_batches_leaves_in_flight_rows_that_are_not_resent(sampl
                                                                            monkeypatch):
     import_sample(sample_root)
     publish_and_crash_after_the_second_batch(monkeypatch)
-    db = sample_root / "subscribers/runletter.db"
-    with Store.open(db) as store:
+    with project_store(sample_root) as store:
         assert Ledger(store).count(POST, "in-flight") == 4
         assert Ledger(store).count(POST, "sent") == 4
     result = run("publish", POST, "--yes")
     assert "4 deliveries were in flight" in result.output
     counts = Counter(m["To"].addresses[0].addr_spec for m in outbox_messages(sample_root))
     assert max(counts.values()) == 1 and len(counts) == 59
-    with Store.open(db) as store:
+    with project_store(sample_root) as store:
         assert Ledger(store).count(POST, "in-flight") == 4
 
 
@@ -165,7 +165,7 @@ def test_resend_in_flight_sends_the_unsure_batch_again_when_asked(sample_root, m
     publish_and_crash_after_the_second_batch(monkeypatch)
     result = run("publish", POST, "--yes", "--resend-in-flight")
     assert result.exit_code == 0, result.output
-    with Store.open(sample_root / "subscribers/runletter.db") as store:
+    with project_store(sample_root) as store:
         assert Ledger(store).count(POST, "sent") == 59
         assert Ledger(store).count(POST, "in-flight") == 0
 
@@ -176,7 +176,7 @@ def pipeline(sample_root):
     project = open_project(sample_root)
     resolved = project.resolve(project.post(POST))
     addresser = Addresser(project.config, Signer(SECRET))
-    store = Store.open(project.config.store_path)
+    store = project_store(sample_root)
     ledger = Ledger(store)
     ledger.plan(POST, [g.slug for g in resolved.audience])
     yield project, resolved, addresser, ledger, store

@@ -10,9 +10,7 @@ from collections import Counter
 
 import pytest
 
-from publisher.store import Store
-
-from .conftest import AFTER_GATE, GATE, RUNNER, STORE
+from .conftest import AFTER_GATE, GATE, ON_BOTH_BACKENDS, RUNNER
 from .smtp_server import running_smtp
 from .support import (
     add_reader,
@@ -20,6 +18,7 @@ from .support import (
     message_ids,
     move_race,
     outbox_messages,
+    project_store,
     publish_due,
     received,
     run,
@@ -29,11 +28,13 @@ from .support import (
     time_rows,
 )
 
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
+
 
 def reader(root, email_addr: str, goal: str, signup: str, race_date: str | None = None,
            race_name: str = "", timezone: str = "") -> None:
     """Add a reader to the project's store file."""
-    with Store.open(root / STORE) as store:
+    with project_store(root) as store:
         add_reader(store, email_addr, goal, signup, race_date, race_name, timezone)
 
 
@@ -127,7 +128,7 @@ def test_a_run_after_a_crash_warns_of_deliveries_left_in_flight_and_does_not_res
         timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
     due_ok("2027-01-03T06:00", "--dry-run")
-    with Store.open(timed_root / STORE) as store, store.transaction() as conn:
+    with project_store(timed_root) as store, store.transaction() as conn:
         # What a run killed between claiming a call and settling it leaves behind.
         conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
                      "updated_at) SELECT 'race-plan/01-twelve-weeks', id, email, goal, "
@@ -141,7 +142,7 @@ def test_a_race_moved_later_sends_the_remaining_steps_on_the_new_dates_and_nothi
         timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
     due_ok("2027-01-03T06:00")
-    with Store.open(timed_root / STORE) as store:
+    with project_store(timed_root) as store:
         move_race(store, RUNNER, "2027-04-25")  # four weeks later
     for at in ("2027-01-31T06:00", "2027-02-01T06:00", "2027-02-28T06:00"):
         due_ok(at)
@@ -175,7 +176,7 @@ def test_the_step_after_a_gate_waits_for_ready_weeks_later_and_is_not_skipped(ti
 def test_the_step_after_a_gate_goes_out_once_the_reader_says_ready(timed_root):
     comeback_sent_phase_one(timed_root)
     due_ok("2027-03-15T06:00")
-    with Store.open(timed_root / STORE) as store:
+    with project_store(timed_root) as store:
         say_ready(store, RUNNER, GATE, "2027-03-15T12:00")
     due_ok("2027-03-15T13:00")
     assert received(timed_root)[(RUNNER, AFTER_GATE)] == 1
@@ -183,7 +184,7 @@ def test_the_step_after_a_gate_goes_out_once_the_reader_says_ready(timed_root):
 
 def test_the_step_after_a_gate_waits_for_its_own_when_after_an_early_ready(timed_root):
     comeback_sent_phase_one(timed_root)
-    with Store.open(timed_root / STORE) as store:
+    with project_store(timed_root) as store:
         say_ready(store, RUNNER, GATE, "2027-01-08T12:00")
     due_ok("2027-01-08T13:00")
     due_ok("2027-01-21T05:59")
@@ -261,7 +262,7 @@ def test_race_merge_fields_are_filled_per_reader_in_a_scheduled_post(timed_root)
 
 
 def test_two_runs_at_once_send_each_reader_one_copy(timed_root):
-    with Store.open(timed_root / STORE) as store:
+    with project_store(timed_root) as store:
         for n in range(300):
             add_reader(store, f"r{n:03d}@example.com", "marathon", "2027-01-01T09:00",
                        "2027-03-28", timezone=("Europe/Madrid", "UTC")[n % 2])
@@ -277,7 +278,7 @@ def killed_and_run_again(root, monkeypatch) -> tuple[int, Counter, str]:
     """80 readers (two editions) due the 12-week step; a `publish --due` through a slow SMTP
     server killed with SIGKILL after 15 messages, then run again: (messages when killed,
     copies per recipient, the second run's output)."""
-    with Store.open(root / STORE) as store:
+    with project_store(root) as store:
         for n in range(80):
             add_reader(store, f"r{n:02d}@example.com", ("marathon", "ultra")[n % 2],
                        "2027-01-01T09:00", "2027-03-28")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from publisher.deliver import Ledger
@@ -11,9 +9,9 @@ from publisher.store import Store
 
 
 @pytest.fixture
-def ledger(tmp_path: Path):
-    with Store.open(tmp_path / "runletter.db") as store:
-        yield Ledger(store)
+def ledger(store: Store) -> Ledger:
+    """The ledger of an empty store of the test's backend."""
+    return Ledger(store)
 
 
 def add_row(ledger: Ledger, post: str, subscriber_id: int, state: str, provider_id: str | None,

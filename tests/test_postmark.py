@@ -21,10 +21,9 @@ from publisher.project import open_project
 from publisher.providers.base import ProviderConfigError, provider_settings
 from publisher.providers.http import parse_rate_limit_reset, parse_retry_after
 from publisher.providers.postmark import PostmarkProvider
-from publisher.store import Store
 from publisher.tokens import Signer
 
-from .conftest import AUDIENCE, SECRET
+from .conftest import AUDIENCE, ON_BOTH_BACKENDS, SECRET
 from .conftest import HIP_DRIVE as POST
 from .contract import running
 from .provider_scenarios import (
@@ -44,7 +43,9 @@ from .provider_scenarios import (
     scenario_transient_faults,
     send_with_ledger,
 )
-from .support import Clock, Crash, import_sample
+from .support import Clock, Crash, import_sample, project_store
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 # -- Postmark ------------------------------------------------------------------------------
 
@@ -192,7 +193,7 @@ def test_a_refused_connection_fails_the_batch_transiently(sample_root):
     outcome = send_with_ledger(sample_root, PostmarkProvider, env, max_attempts=2)
     assert not outcome.sent and not outcome.rejected
     assert sum(outcome.failed.values()) == AUDIENCE
-    with Store.open(sample_root / "subscribers/runletter.db") as store:
+    with project_store(sample_root) as store:
         error = store.conn.execute("SELECT error FROM deliveries LIMIT 1").fetchone()[0]
     assert error.startswith("Postmark: connection failed")
 

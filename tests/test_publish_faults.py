@@ -17,9 +17,8 @@ from collections import Counter
 from publisher.deliver import Ledger
 from publisher.providers.mailgun import MailgunProvider
 from publisher.providers.sendgrid import SendgridProvider
-from publisher.store import Store
 
-from .conftest import AUDIENCE
+from .conftest import AUDIENCE, ON_BOTH_BACKENDS
 from .contract import running
 from .provider_scenarios import (
     assert_each_reader_got_their_own_copy,
@@ -29,7 +28,9 @@ from .provider_scenarios import (
     register,
     send_with_ledger,
 )
-from .support import Clock, import_sample
+from .support import Clock, import_sample, project_store
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 GOALS = 6  # one call per goal for Mailgun and SendGrid, which send one edition per call
 
@@ -53,13 +54,13 @@ class LeavingWhileOnTheWire(SendgridProvider):
     """While its first call is out, the readers of the next one (already read, not yet
     marked) unsubscribe through their own connection to the store, as `serve` would."""
 
-    store_path = None
+    root = None
     left: list[str] = []
 
     def send(self, batch):
         if not self.left:
             assert WatchedLedger.second_read.wait(10), "the next call was never read"
-            with Store.open(self.store_path) as store:
+            with project_store(self.root) as store:
                 for row in WatchedLedger.peeked[1]:
                     store.set_status(row.subscriber_id, "unsubscribed", "one-click")
                     self.left.append(row.email)
@@ -72,8 +73,7 @@ def test_readers_who_leave_while_the_previous_call_is_out_are_not_sent_to(sample
     monkeypatch.setattr(WatchedLedger, "peeked", [])
     monkeypatch.setattr(WatchedLedger, "second_read", threading.Event())
     monkeypatch.setattr(LeavingWhileOnTheWire, "left", [])
-    monkeypatch.setattr(LeavingWhileOnTheWire, "store_path",
-                        sample_root / "subscribers/runletter.db")
+    monkeypatch.setattr(LeavingWhileOnTheWire, "root", sample_root)
     with running("sendgrid") as server:
         send_with_ledger(sample_root, LeavingWhileOnTheWire, provider_env("sendgrid", server),
                          ledger_class=WatchedLedger)

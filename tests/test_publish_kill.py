@@ -10,12 +10,13 @@ import time
 from collections import Counter
 
 from publisher.deliver import Ledger
-from publisher.store import Store
 
-from .conftest import AUDIENCE
+from .conftest import AUDIENCE, ON_BOTH_BACKENDS
 from .conftest import HIP_DRIVE as POST
 from .smtp_server import running_smtp
-from .support import import_sample
+from .support import import_sample, project_store
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 
 def publish(env: dict[str, str], *extra: str) -> subprocess.Popen:
@@ -45,7 +46,7 @@ def test_a_publish_killed_midway_and_rerun_sends_no_duplicates(sample_root):
 
     received = Counter(rcpt for rcpts, _ in server.messages for rcpt in rcpts)
     assert max(received.values()) == 1, "a reader received two copies"
-    with Store.open(sample_root / "subscribers/runletter.db") as store:
+    with project_store(sample_root) as store:
         ledger = Ledger(store)
         in_flight = ledger.count(POST, "in-flight")
         sent = ledger.count(POST, "sent")

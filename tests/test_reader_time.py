@@ -14,8 +14,10 @@ from publisher.arrivals import ArrivalOptions, import_file
 from publisher.errors import RunletterError
 from publisher.store import EXPORT_COLUMNS, Store
 
-from .conftest import GOALS, RACE_DATE, RACE_NAME, ZONE
-from .support import assert_user_error, run, write_csv
+from .conftest import GOALS, ON_BOTH_BACKENDS, RACE_DATE, RACE_NAME, ZONE
+from .support import assert_user_error, project_store, run, write_csv
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 RACE_HEADER = "email,goal,race_date,race_name,timezone\n"  # a hand-written readers CSV
 NOT_A_DATE = ("race_date '2027-02-30' is not a date; write it as YYYY-MM-DD, "
@@ -189,7 +191,7 @@ def test_subscribers_add_stores_the_race_date_race_name_and_timezone(project_dir
     result = run("subscribers", "add", "ana@example.com", "--race-date", RACE_DATE,
                  "--race-name", RACE_NAME, "--timezone", ZONE)
     assert result.exit_code == 0, result.output
-    with Store.open(project_dir / "subscribers" / "runletter.db") as store:
+    with project_store(project_dir) as store:
         assert race_of(store, "ana@example.com") == (RACE_DATE, RACE_NAME, ZONE)
 
 

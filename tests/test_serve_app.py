@@ -3,6 +3,7 @@ teardown, and the reader's plan pages (/ready/<token>, /calendar/<token>.ics).""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime
 from html import unescape
 
@@ -13,9 +14,17 @@ from publisher.serve import prepare
 from publisher.serve.db import get_store
 from publisher.store import Store
 
-from .conftest import GATED
+from .conftest import GATED, ON_BOTH_BACKENDS
 from .live_server import signer
-from .support import import_sample, set_race, store_rows
+from .support import (
+    import_sample,
+    project_store,
+    set_race,
+    store_rows,
+    wait_for_a_waiting_writer,
+)
+
+pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
 
 def test_a_transaction_a_failed_request_left_open_is_rolled_back_at_teardown(sample_root):
@@ -23,7 +32,8 @@ def test_a_transaction_a_failed_request_left_open_is_rolled_back_at_teardown(sam
 
     @app.post("/careless")
     def careless():  # a future view that opens a transaction by hand and then fails
-        get_store().conn.execute("BEGIN IMMEDIATE")
+        store = get_store()
+        store.conn.execute("BEGIN IMMEDIATE" if store.dialect == "sqlite" else "BEGIN")
         raise RuntimeError("bug")
 
     @app.post("/add/<address>")
@@ -34,8 +44,26 @@ def test_a_transaction_a_failed_request_left_open_is_rolled_back_at_teardown(sam
     client = app.test_client()  # one thread: both requests use its one connection
     assert client.post("/careless").status_code == 500
     assert client.post("/add/after@example.net").status_code == 200
-    with Store.open(sample_root / "subscribers" / "runletter.db") as store:
+    with project_store(sample_root) as store:
         assert store.get("after@example.net") is not None  # committed, not left pending
+
+
+def test_a_signup_while_another_adds_the_same_address_is_the_same_check_your_inbox(
+        sample_root):
+    app, _, _ = prepare(None, None, None, start=sample_root)
+    answers = []
+
+    def sign_up() -> None:
+        answers.append(app.test_client().post("/embed", data={"email": "twice@example.net"}))
+
+    with project_store(sample_root) as other, other.transaction():
+        other.add("twice@example.net", status="pending")  # an earlier signup, not committed
+        request = threading.Thread(target=sign_up)
+        request.start()
+        wait_for_a_waiting_writer(other)
+    request.join(10)
+    [answer] = answers
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
 
 
 # -- /ready/<token> and /calendar/<token>.ics ---------------------------------------------
@@ -55,7 +83,7 @@ def client(sample_root):
 @pytest.fixture
 def db(sample_root, client):
     """The store the client's app writes, opened beside it."""
-    with Store.open(sample_root / "subscribers" / "runletter.db") as opened:
+    with project_store(sample_root) as opened:
         yield opened
 
 

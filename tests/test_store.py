@@ -1,4 +1,5 @@
-"""The SQLite subscriber store: schema and migrations, readers, audit, streaming, CSV import."""
+"""The subscriber store, on SQLite and on PostgreSQL (the `backend` fixture): schema and
+migrations, readers, audit, streaming, CSV import."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import csv
 import io
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from publisher.errors import RunletterError
 from publisher.load import load_goals
@@ -18,6 +20,7 @@ from publisher.store import (
     LATEST,
     MIGRATIONS,
     Store,
+    database,
     neutralise_cell,
     normalize_email,
     restore_cell,
@@ -25,7 +28,13 @@ from publisher.store import (
 )
 
 from .conftest import GOALS, HEADER, REPO
-from .support import write_csv
+from .support import (
+    fail_inserts_of,
+    punctuation_last,
+    sqlite_only,
+    wait_for_a_waiting_writer,
+    write_csv,
+)
 
 
 def emails(store: Store) -> list[str]:
@@ -35,6 +44,7 @@ def emails(store: Store) -> list[str]:
 # -- schema --------------------------------------------------------------------------------
 
 
+@sqlite_only("the SQLite file's PRAGMAs: WAL, foreign keys, the busy timeout")
 def test_open_creates_the_database_at_the_latest_schema_version(tmp_path):
     path = tmp_path / "nested" / "dir" / "runletter.db"
     with Store.open(path) as store:
@@ -45,6 +55,7 @@ def test_open_creates_the_database_at_the_latest_schema_version(tmp_path):
         assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
 
 
+@sqlite_only("a SQLite store made before Alembic")
 def test_schema_migrates_from_the_first_version(tmp_path):
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
@@ -69,6 +80,7 @@ def test_schema_migrates_from_the_first_version(tmp_path):
         assert store.conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
 
 
+@sqlite_only("a SQLite store made before Alembic")
 def test_upgrading_a_version_5_store_keeps_its_ledger_and_dates_the_sent_rows(tmp_path):
     path = tmp_path / "v5.db"
     conn = sqlite3.connect(path)
@@ -92,23 +104,22 @@ def test_upgrading_a_version_5_store_keeps_its_ledger_and_dates_the_sent_rows(tm
     assert (reader.race_date, reader.race_name, reader.timezone) == (None, "", "")
 
 
-def test_reopening_an_up_to_date_database_keeps_its_readers(tmp_path):
-    path = tmp_path / "runletter.db"
-    with Store.open(path) as store:
+def test_reopening_an_up_to_date_database_keeps_its_readers(store_url):
+    with Store.open(store_url) as store:
         store.add("kept@example.com")
-    with Store.open(path) as store:
+    with Store.open(store_url) as store:
         assert emails(store) == ["kept@example.com"]
         assert store.schema_version == LATEST
 
 
-def test_open_refuses_a_database_from_a_newer_runletter(tmp_path):
-    path = tmp_path / "future.db"
-    with Store.open(path) as store:
+def test_open_refuses_a_database_from_a_newer_runletter(store_url):
+    with Store.open(store_url) as store:
         store.conn.execute("UPDATE alembic_version SET version_num = '0099'")
     with pytest.raises(RunletterError, match="schema version 99"):
-        Store.open(path)
+        Store.open(store_url)
 
 
+@sqlite_only("a file that is not a SQLite database")
 def test_open_refuses_a_file_that_is_not_a_database(tmp_path):
     path = tmp_path / "notes.db"
     path.write_bytes(b"these are my running notes, not a database\n" * 200)
@@ -176,6 +187,47 @@ def test_email_is_unique_case_insensitively(store):
         store.add("AMARA@EXAMPLE.COM")
     assert store.get("Amara@Example.com").email == "amara@example.com"
     assert len(emails(store)) == 1
+
+
+def test_two_adds_of_one_address_at_once_give_the_second_a_one_line_refusal(store, store_url):
+    outcomes: list[str] = []
+
+    def add_from_another_process() -> None:
+        with Store.open(store_url) as other:
+            try:
+                other.add("both@example.com")
+                outcomes.append("added")
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the assert shows it
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+
+    with store.transaction():
+        store.add("both@example.com")
+        second = threading.Thread(target=add_from_another_process)
+        second.start()
+        wait_for_a_waiting_writer(store)
+    second.join(10)
+    assert outcomes == ["RunletterError: runletter: both@example.com is already a subscriber "
+                        "(status active)"]
+
+
+def test_a_write_kept_waiting_by_another_process_says_the_store_is_locked(store, store_url,
+                                                                          monkeypatch):
+    monkeypatch.setattr(database, "LOCK_TIMEOUT", 0.2)  # seconds; 5 when not testing
+    reader = store.add("held@example.com")
+    with store.transaction(), Store.open(store_url) as other:
+        store.set_status(reader.id, "bounced", "a long write holds the lock")
+        with pytest.raises(RunletterError) as caught:
+            other.set_status(reader.id, "unsubscribed", "waits for it")
+    assert str(caught.value) == (f"{other.shown}: the subscriber store is locked by another "
+                                 "runletter process; try again when it has finished")
+
+
+def test_readers_are_listed_by_address_as_sqlite_orders_them_whatever_the_collation(store):
+    punctuation_last(store)
+    for address in ("aa@example.com", "A_c@example.com", "a.b@example.com", "a-z@example.com"):
+        store.add(address)
+    assert [s.email for s in store.list(batch_size=2)] == [
+        "a-z@example.com", "a.b@example.com", "A_c@example.com", "aa@example.com"]
 
 
 def test_add_refuses_an_invalid_email_with_a_one_line_reason(store):
@@ -601,16 +653,14 @@ def test_import_of_a_missing_file_names_the_file(store, tmp_path):
 
 
 def test_import_is_one_transaction(store, tmp_path):
-    # A trigger makes SQLite itself fail on the third row, after two good rows were written.
-    store.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON subscribers "
-                       "WHEN NEW.email = 'boom@example.com' "
-                       "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    # The database itself fails on the third row, after two good rows were written.
+    fail_inserts_of(store, "boom@example.com", "disk on fire")
     store.add("before@example.com", goal="5k", first_name="Before")
     path = write_csv(tmp_path, HEADER + "one@example.com,,5k,,\n"
                      "before@example.com,Changed,half,,\n"
                      "boom@example.com,,5k,,\n"
                      "two@example.com,,5k,,\n")
-    with pytest.raises(IntegrityError, match="disk on fire"):
+    with pytest.raises(DBAPIError, match="disk on fire"):
         store.import_csv(path, GOALS)
     assert emails(store) == ["before@example.com"]
     assert store.get("before@example.com").goal == "5k"
@@ -666,6 +716,7 @@ def test_a_non_ascii_mailbox_name_is_refused_with_a_reason():
     assert validate_email("jurgen@bücher.example") is None
 
 
+@sqlite_only("the SQLite file's and its WAL files' modes")
 def test_a_new_store_and_its_wal_files_are_readable_by_their_owner_only(tmp_path: Path):
     folder = tmp_path / "subscribers"
     umask = os.umask(0o022)  # the common default, which leaves new files world-readable

@@ -37,10 +37,11 @@ def imported_names(node: ast.Import | ast.ImportFrom) -> Iterator[str]:
 
 
 def constants(path: Path) -> Iterator[tuple[str, str, ast.Assign]]:
-    """(name, value as parsed, statement) of each module-level `NAME = value`."""
+    """(name, value as parsed, statement) of each module-level `NAME = value`; not
+    `pytestmark`, which pytest reads per module (its value is shared from conftest)."""
     for node in parsed(path).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 \
-                and isinstance(node.targets[0], ast.Name):
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id != "pytestmark":
             yield node.targets[0].id, ast.dump(node.value), node
 
 

@@ -1,11 +1,11 @@
-"""The request's store: one SQLite connection per thread, lent to each request on `g`.
+"""The request's store: one store connection per thread, lent to each request on `g`.
 
 A connection per thread rather than per request: opening one checks the schema, and that
 takes SQLite's write lock, which every request would then queue on. Each request borrows
-its thread's connection; for GET, HEAD and OPTIONS it is read-only (`PRAGMA query_only`)
-for the whole request, whatever the view does, so a page that tried to write on a link
-scanner's visit fails with a 500 and changes nothing. Teardown rolls back whatever a
-failed request left open.
+its thread's connection; for GET, HEAD and OPTIONS it is read-only (SQLite's `PRAGMA
+query_only`, PostgreSQL's `default_transaction_read_only`) for the whole request, whatever
+the view does, so a page that tried to write on a link scanner's visit fails with a 500 and
+changes nothing. Teardown rolls back whatever a failed request left open.
 """
 
 from __future__ import annotations

@@ -201,9 +201,15 @@ def record_signup(form: dict[str, str], goal: str) -> tuple[Subscriber, str]:
     with store.transaction():
         reader = store.get(form["email"])
         if reader is None:
-            return store.add(form["email"], status="pending", timezone=form["timezone"],
-                             consent_source="signup form, unconfirmed",
-                             consent_ip=client_ip(), **fields), "confirm"
+            try:
+                return store.add(form["email"], status="pending", timezone=form["timezone"],
+                                 consent_source="signup form, unconfirmed",
+                                 consent_ip=client_ip(), **fields), "confirm"
+            except RunletterError:
+                # On PostgreSQL another request may add the address after the look above
+                # (SQLite's write lock rules that out): then they are a stored reader.
+                if (reader := store.get(form["email"])) is None:
+                    raise
         if reader.status == "active":
             return reader, "already"  # an active reader's data only changes via their link
         # A browser that gave no zone says nothing about the one stored.

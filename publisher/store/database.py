@@ -24,6 +24,9 @@ from typing import Any
 from ..errors import Finding, RunletterError
 
 ENV = "RUNLETTER_DATABASE_URL"
+# Seconds a write waits for another process's lock before the store says it is locked
+# (SQLite's busy_timeout, PostgreSQL's lock_timeout): the same patience on both.
+LOCK_TIMEOUT = 5.0
 SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg",
            "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
 
@@ -98,6 +101,8 @@ class Connection:
         self.dialect = engine.dialect.name  # "sqlite" or "postgresql"
         self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self._depth = 0
+        if self.dialect == "postgresql":  # SQLite's is set as each connection is made
+            self.raw(f"SET lock_timeout = {round(LOCK_TIMEOUT * 1000)}")
 
     @property
     def in_transaction(self) -> bool:
@@ -172,12 +177,13 @@ def engine_for(url_text: str):
         create_private(Path(url.database))
         # No pool: a Store's connection is closed with it, as sqlite3's always was (a pooled
         # one would keep its page cache, up to 64 MB, and must not cross a fork).
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 5.0})
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": LOCK_TIMEOUT})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:
             dbapi_connection.isolation_level = None  # transactions are ours to open
-            for pragma in ("busy_timeout = 5000", "journal_mode = WAL", "foreign_keys = ON",
+            for pragma in (f"busy_timeout = {round(LOCK_TIMEOUT * 1000)}", "journal_mode = WAL",
+                           "foreign_keys = ON",
                            # The default 2 MB page cache thrashes on the email index during
                            # a 100k-row import; this is a ceiling, not an allocation.
                            "cache_size = -65536"):

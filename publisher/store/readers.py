@@ -160,17 +160,19 @@ class Store(ReaderChanges, ReadySteps):
         race = (check_race_date(race_date), check_race_name(race_name), check_timezone(timezone))
         stamp = now()
         with self.transaction() as conn:
-            existing = self.get(address)
-            if existing is not None:
-                raise RunletterError(f"{existing.email} is already a subscriber "
-                                     f"(status {existing.status})")
-            cursor = conn.execute(
+            # DO NOTHING rather than a look first: on PostgreSQL another process may add the
+            # same address between the look and the insert (SQLite's write lock forbids it).
+            new_id = conn.execute(
                 "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
                 "consent_at, consent_ip, created_at, updated_at, race_date, race_name, "
-                "timezone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "timezone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(email) DO NOTHING RETURNING id",
                 (address, first_name, goal, ";".join(split_tags(tags)), status, consent_source,
-                 stamp, consent_ip, stamp, stamp, *race))
-            new_id = cursor.scalar_one()
+                 stamp, consent_ip, stamp, stamp, *race)).scalar_one_or_none()
+            if new_id is None:
+                existing = self._require(address)
+                raise RunletterError(f"{existing.email} is already a subscriber "
+                                     f"(status {existing.status})")
             self._audit(new_id, address, None, status, f"added ({consent_source})", stamp)
             added = self._get_id(new_id)
         assert added is not None
@@ -247,12 +249,16 @@ class Store(ReaderChanges, ReadySteps):
         if status is not None:
             where.append("status = ?")
             params.append(status)
+        # SQLite's NOCASE orders by the address with ASCII folded; citext folds and orders by
+        # the database's collation (en_US puts 'A_c' before 'a-z'), unless told "C", which
+        # then orders exactly as NOCASE does: the same list, and export, on both.
+        email = "email" if self.dialect == "sqlite" else 'email COLLATE "C"'
         after: str | None = None
         while True:
-            clauses = [*where, "email > ?"] if after is not None else where
+            clauses = [*where, f"{email} > ?"] if after is not None else where
             sql = (f"SELECT {COLUMNS} FROM subscribers"
                    + (" WHERE " + " AND ".join(clauses) if clauses else "")
-                   + " ORDER BY email LIMIT ?")
+                   + f" ORDER BY {email} LIMIT ?")
             rows = self._conn.execute(
                 sql, [*params, *([after] if after is not None else []), batch_size]).fetchall()
             yield from (subscriber_from_row(r) for r in rows)
@@ -313,7 +319,18 @@ class Store(ReaderChanges, ReadySteps):
         return import_csv(self, path, goals, display=display)
 
 
+# PostgreSQL's lock_not_available (lock_timeout ran out) and deadlock_detected (rolled back:
+# trying again is the way out too).
+BUSY_STATES = frozenset({"55P03", "40P01"})
+
+
 def is_busy(exc: BaseException) -> bool:
-    """A lock held by another process (SQLite's "database is locked")."""
-    text = str(getattr(exc, "orig", exc)).lower()
+    """A lock held by another process (SQLite's "database is locked", PostgreSQL's lock
+    timeout or deadlock)."""
+    import sqlite3
+
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlstate", None) in BUSY_STATES
+    text = str(orig).lower()
     return "locked" in text or "busy" in text
