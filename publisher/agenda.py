@@ -110,12 +110,12 @@ class Agenda:
         if not first <= at <= last:
             return
         goals = self.audience(post.audience)
-        rows = self.conn.execute(
+        rows = self._pages(
             "SELECT s.id, s.goal, s.timezone, COALESCE(s.consent_at, s.created_at) "
             f"FROM subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post = ? "
             "AND d.subscriber_id = s.id)", (*goals, post.slug))
-        for sid, goal, timezone, signup in rows:
+        for sid, goal, timezone, signup in (row for page in rows for row in page):
             reader = reader_times(self.config, signup, None, timezone)
             due = post_due(post, reader, self.settings)
             if due > at or reader.signup > due:  # not yet, or joined after it went out
@@ -131,7 +131,7 @@ class Agenda:
         """Readers of a sequence to look at: new, changed, or whose time has come."""
         goals = self.audience(sequence.audience)
         race_only = "AND s.race_date IS NOT NULL " if sequence.anchor == "race" else ""
-        cursor = self.conn.execute(
+        yield from self._pages(
             "SELECT s.id, s.goal, s.race_date, s.timezone, "
             "COALESCE(s.consent_at, s.created_at), e.basis FROM subscribers s "
             "LEFT JOIN enrolments e ON e.sequence = ? AND e.subscriber_id = s.id "
@@ -139,8 +139,21 @@ class Agenda:
             "AND (e.subscriber_id IS NULL OR e.next_at <= ? OR e.basis != "
             "COALESCE(s.race_date, '') || '|' || s.timezone || '|' || ?)",
             (sequence.slug, *goals, at.timestamp(), sequence.fingerprint))
-        while batch := cursor.fetchmany(BATCH):
+
+    def _pages(self, sql: str, params: tuple) -> Iterator[list[tuple]]:
+        """The rows of a SELECT of readers (`s.id` first, a WHERE clause last), BATCH at a
+        time, never all held at once: SQLite's cursor streams as it is read; psycopg's would
+        fetch the whole result, so PostgreSQL is read a page at a time by reader id."""
+        if self.store.dialect == "sqlite":
+            cursor = self.conn.execute(sql, params)
+            while batch := cursor.fetchmany(BATCH):
+                yield batch
+            return
+        last = 0
+        while batch := self.conn.execute(f"{sql} AND s.id > ? ORDER BY s.id LIMIT {BATCH}",
+                                         (*params, last)).fetchall():
             yield batch
+            last = batch[-1][0]
 
     def history(self, sequence: Sequence, ids: list[int]
                 ) -> tuple[dict[int, dict[str, Row]], dict[int, dict[str, dt.datetime]]]:
@@ -283,11 +296,12 @@ class Agenda:
         table: dict[str, Counter] = {}
         for post in self.posts:
             goals = self.audience(post.audience)
-            for timezone, signup in self.conn.execute(
-                    "SELECT timezone, COALESCE(consent_at, created_at) FROM subscribers "
-                    f"WHERE status = 'active' AND goal IN ({_marks(goals)}) AND NOT EXISTS "
-                    "(SELECT 1 FROM deliveries d WHERE d.post = ? AND d.subscriber_id = id)",
-                    (*goals, post.slug)):
+            pages = self._pages(
+                "SELECT s.id, s.timezone, COALESCE(s.consent_at, s.created_at) FROM "
+                f"subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) AND "
+                "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post = ? AND "
+                "d.subscriber_id = s.id)", (*goals, post.slug))
+            for _, timezone, signup in (row for page in pages for row in page):
                 due = post_due(post, reader_times(self.config, signup, None, timezone),
                                self.settings)
                 if at < due <= until:
@@ -309,11 +323,10 @@ class Agenda:
 
     def _everyone(self, sequence: Sequence) -> Iterator[list[tuple]]:
         goals = self.audience(sequence.audience)
-        cursor = self.conn.execute(
-            "SELECT id, goal, race_date, timezone, COALESCE(consent_at, created_at) "
-            f"FROM subscribers WHERE status = 'active' AND goal IN ({_marks(goals)})", goals)
-        while batch := cursor.fetchmany(BATCH):
-            yield batch
+        yield from self._pages(
+            "SELECT s.id, s.goal, s.race_date, s.timezone, COALESCE(s.consent_at, s.created_at) "
+            f"FROM subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)})",
+            goals)
 
     def waiting(self, sequence: Sequence) -> Counter:
         """Readers waiting at each gated step of a sequence."""
