@@ -376,3 +376,20 @@ def claims(url: str) -> dict[int, list[float]]:
         for sid, at in store.conn.execute("SELECT subscriber_id, at FROM claim_log ORDER BY at"):
             found.setdefault(sid, []).append(at)
     return found
+
+
+def version_5_store(path: Path, email_addr: str) -> None:
+    """A store as runletter left it at schema version 5 (before Alembic), with one reader."""
+    from publisher.store import MIGRATIONS
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_version(version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (5)")
+    for script in MIGRATIONS[:5]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO subscribers(email, status, created_at, updated_at) VALUES "
+                 "(?, 'active', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+                 (email_addr,))
+    conn.commit()
+    conn.close()

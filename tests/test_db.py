@@ -7,11 +7,11 @@ from pathlib import Path
 
 from publisher.commands.db import given_url
 from publisher.ledger import Ledger
-from publisher.store import MIGRATIONS, Store
+from publisher.store import Store
 from publisher.store.tables import COPY_ORDER
 
 from .conftest import GATE, HOST, RUNNER, STORE
-from .support import assert_user_error, free_port, run, store_rows
+from .support import assert_user_error, free_port, run, store_rows, version_5_store
 
 TABLES = [table.name for table in COPY_ORDER]
 
@@ -40,21 +40,6 @@ def counts_of(output: str) -> dict[str, list[int]]:
         if name in TABLES:
             found[name] = [int(n) for n in numbers]
     return found
-
-
-def version_5_store(path: Path) -> None:
-    """A store as runletter left it at schema version 5 (before Alembic), with one reader."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE schema_version(version INTEGER NOT NULL)")
-    conn.execute("INSERT INTO schema_version VALUES (5)")
-    for script in MIGRATIONS[:5]:
-        conn.executescript(script)
-    conn.execute("INSERT INTO subscribers(email, status, created_at, updated_at) VALUES "
-                 f"('{RUNNER}', 'active', '2026-01-01T00:00:00+00:00', "
-                 "'2026-01-01T00:00:00+00:00')")
-    conn.commit()
-    conn.close()
 
 
 def filled_store(path: Path) -> Path:
@@ -89,7 +74,7 @@ def test_status_shows_the_store_its_dialect_schema_and_the_rows_of_every_table(p
 
 
 def test_status_of_an_old_store_names_its_version_and_leaves_it_at_that_version(project_dir):
-    version_5_store(project_dir / STORE)
+    version_5_store(project_dir / STORE, RUNNER)
 
     result = run("db", "status")
 
@@ -144,7 +129,7 @@ def test_an_unreachable_postgresql_store_is_one_line_naming_its_host_and_port(pr
 
 def test_upgrade_brings_a_version_5_store_to_the_latest_schema_keeping_its_readers(
         project_dir):
-    version_5_store(project_dir / STORE)
+    version_5_store(project_dir / STORE, RUNNER)
 
     result = run("db", "upgrade")
 

@@ -32,6 +32,7 @@ from .support import (
     fail_inserts_of,
     punctuation_last,
     sqlite_only,
+    version_5_store,
     wait_for_a_waiting_writer,
     write_csv,
 )
@@ -83,14 +84,8 @@ def test_schema_migrates_from_the_first_version(tmp_path):
 @sqlite_only("a SQLite store made before Alembic")
 def test_upgrading_a_version_5_store_keeps_its_ledger_and_dates_the_sent_rows(tmp_path):
     path = tmp_path / "v5.db"
+    version_5_store(path, "ran@example.com")
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE schema_version(version INTEGER NOT NULL)")
-    conn.execute("INSERT INTO schema_version VALUES (5)")
-    for script in MIGRATIONS[:5]:
-        conn.executescript(script)
-    conn.execute("INSERT INTO subscribers(email, status, created_at, updated_at) VALUES "
-                 "('ran@example.com', 'active', '2026-01-01T00:00:00+00:00', "
-                 "'2026-01-01T00:00:00+00:00')")
     conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
                  "updated_at) VALUES ('hips', 1, 'ran@example.com', 'general', 'sent', 1, "
                  "'2026-02-03T06:00:00+00:00')")
