@@ -21,11 +21,12 @@ from .store import Store, now
 # SQLite the write transaction is the lock (BEGIN IMMEDIATE); on PostgreSQL each row is
 # locked as it is claimed and a row another process holds is skipped, not waited for, so
 # two publishes on one post share it out instead of queueing on each other. Both take the
-# same parameters (the SQLite form names the post twice).
+# same parameters (the SQLite form names the post twice). The unary '+' keeps SQLite on the
+# (subscriber_id, post) index: see mark_in_flight.
 _CLAIM = {
     "sqlite": (
         "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = ? "
-        "WHERE post = ? AND post = ? AND state IN ('planned', 'failed') {these} "
+        "WHERE +post = ? AND +post = ? AND +state IN ('planned', 'failed') {these} "
         # Correlated on the primary key: `IN (SELECT id … WHERE status = 'active')` would
         # list every active reader of the store for each call.
         "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
@@ -180,12 +181,17 @@ class Ledger(LedgerEvents):
         if not ids:
             return set()
         these = f"AND subscriber_id IN ({','.join('?' * len(ids))})"
+        # SQLite's planner would walk every unsent row of the post through an index led by
+        # (post, …) (O(list) per call: a 1M-reader publish slowed threefold); '+post' and
+        # '+state' leave it (subscriber_id, post): one lookup per row of the call.
+        post_col, state = (("+post", "+state") if self.store.dialect == "sqlite"
+                           else ("post", "state"))
         stamp = now()
         with self.store.transaction() as conn:
             conn.execute(
                 "UPDATE deliveries SET state = 'rejected', updated_at = ?, error = 'reader is ' "
                 "|| (SELECT status FROM subscribers s WHERE s.id = subscriber_id) "
-                f"WHERE post = ? AND state IN ('planned', 'failed') {these} AND EXISTS ("
+                f"WHERE {post_col} = ? AND {state} IN ('planned', 'failed') {these} AND EXISTS ("
                 "SELECT 1 FROM subscribers s WHERE s.id = subscriber_id AND s.status != 'active')",
                 (stamp, post, *ids))
             marked = conn.execute(_CLAIM[self.store.dialect].format(these=these),
