@@ -154,6 +154,10 @@ class ReaderChanges:
         every serve worker). Rows are kept `keep` seconds (at least `window`): buckets with
         windows of different lengths share the table."""
         with self.transaction() as conn:
+            if self.dialect == "postgresql":
+                # SQLite's write lock serialises the count and the insert; on PostgreSQL two
+                # workers could both count under the limit (two emails to one address).
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (bucket,))
             conn.execute("DELETE FROM serve_signups WHERE at < ?", (at - max(window, keep),))
             used = conn.execute("SELECT COUNT(*) FROM serve_signups WHERE ip = ? AND at >= ?",
                                 (bucket, at - window)).fetchone()[0]
