@@ -47,7 +47,6 @@ from ..errors import RunletterError
 from ..model import Edition
 from .base import (
     ACCEPTED,
-    REJECTED,
     Batch,
     ProviderConfigError,
     Receipt,
@@ -64,6 +63,7 @@ from .http import (
     json_or_none,
     response_text,
 )
+from .verdicts import ADDRESS, receipt_for
 from .webhook import (
     Event,
     WebhookError,
@@ -215,7 +215,7 @@ class MailgunProvider(HttpProvider):
             named = addresses_named(message, ((r.subscriber_id, (address, r.email))
                                               for r, _t, address, _v in group))
             if named:
-                receipts += [Receipt(r.subscriber_id, REJECTED, reason=f"Mailgun {said}")
+                receipts += [receipt_for(r.subscriber_id, ADDRESS, f"Mailgun {said}")
                              for r, _t, _a, _v in group if r.subscriber_id in named]
                 return [[entry for entry in group if entry[0].subscriber_id not in named]]
             if INVALID_ADDRESS.search(message):
@@ -224,8 +224,8 @@ class MailgunProvider(HttpProvider):
                 # reader is alone (about log2(1000) = 10 more calls per refused address).
                 if len(group) == 1:
                     reader = group[0][0]
-                    receipts.append(Receipt(reader.subscriber_id, REJECTED,
-                                            reason=f"Mailgun {said} ({reader.email})"))
+                    receipts.append(receipt_for(reader.subscriber_id, ADDRESS,
+                                                f"Mailgun {said} ({reader.email})"))
                     return []
                 return halves(group)
             raise ProviderConfigError(

@@ -48,7 +48,6 @@ from ..errors import RunletterError
 from ..model import Edition
 from .base import (
     ACCEPTED,
-    REJECTED,
     Batch,
     ProviderConfigError,
     Receipt,
@@ -67,6 +66,7 @@ from .http import (
     parse_rate_limit_reset,
     response_text,
 )
+from .verdicts import ADDRESS, receipt_for, sendgrid_field_verdict
 from .webhook import (
     Event,
     WebhookError,
@@ -230,11 +230,14 @@ class SendgridProvider(HttpProvider):
                      ) -> list[list[tuple[Recipient, dict[str, Any]]]]:
         """A 400: reject the readers the errors point at and send the rest again, or stop."""
         named: dict[int, str] = {}
+        verdicts: dict[int, str] = {}
         for field, message in errors or [("", said)]:
             match = PERSONALIZATION_FIELD.match(field or "")
             ids: set[int] = set()
             if match and int(match.group(1)) < len(group):
                 ids = {group[int(match.group(1))][0].subscriber_id}
+                # Their address, or another part of their copy (a header): not bounced.
+                verdicts.setdefault(next(iter(ids)), sendgrid_field_verdict(field))
             else:
                 ids = addresses_named(message, ((r.subscriber_id, (r.email,))
                                                 for r, _p in group))
@@ -246,7 +249,8 @@ class SendgridProvider(HttpProvider):
             for sid in ids:
                 named.setdefault(sid, f"SendGrid HTTP 400: {message}"
                                  + (f" ({field})" if field else ""))
-        receipts += [Receipt(sid, REJECTED, reason=reason) for sid, reason in named.items()]
+        receipts += [receipt_for(sid, verdicts.get(sid, ADDRESS), reason)
+                     for sid, reason in named.items()]
         return [[entry for entry in group if entry[0].subscriber_id not in named]]
 
     # -- webhook ----------------------------------------------------------------------
