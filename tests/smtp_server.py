@@ -7,7 +7,8 @@
         server.connections   # client sessions that said EHLO/HELO
 
 Options: refuse / tempfail (per-recipient replies to RCPT), refuse_sender (reply to
-MAIL FROM), server.handler.refuse_data (reply to DATA), drop_after=N (drop the connection, once, on the DATA after N accepted ones),
+MAIL FROM), server.handler.refuse_data (reply to DATA), drop_after=N (drop the
+connection, once, on the DATA after N accepted ones),
 auth=(username, password), starttls=True or smtps=True (TLS with a certificate from a
 throwaway CA made by trustme; give the client server.cafile).
 """
