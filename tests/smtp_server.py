@@ -29,6 +29,8 @@ from .conftest import HOST
 from .support import free_port
 
 START_TIMEOUT = 5.0
+# A refusal of the message itself, as a receiving server's DMARC check answers DATA.
+DMARC = "554 5.7.1 Message rejected: DMARC policy of example.org says reject"
 STOP_TIMEOUT = 5.0
 
 

@@ -15,10 +15,8 @@ from .conftest import AUDIENCE
 from .conftest import HIP_DRIVE as POST
 from .contract import running
 from .provider_scenarios import bounced_readers, ledger_states, provider_env, send_with_ledger
-from .smtp_server import running_smtp
+from .smtp_server import DMARC, running_smtp
 from .support import import_sample, project_store
-
-DMARC = "554 5.7.1 Message rejected: DMARC policy of example.org says reject"
 
 
 def publish_over(server):

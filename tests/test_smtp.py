@@ -26,11 +26,10 @@ from publisher.tokens import Signer
 
 from .conftest import REPO as ROOT
 from .conftest import SECRET
-from .smtp_server import running_smtp
+from .smtp_server import DMARC, running_smtp
 from .support import free_port
 
 SLUG = "2026-10-27-synchronicity"
-DMARC = "554 5.7.1 Message rejected: DMARC policy of example.org says reject"
 
 
 @pytest.fixture(scope="module")
