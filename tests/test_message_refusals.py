@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from click.testing import CliRunner
 
 from publisher.cli import main
+from publisher.providers.base import ProviderConfigError
+from publisher.providers.mailgun import MailgunProvider
 from publisher.providers.sendgrid import SendgridProvider
 
 from .conftest import AUDIENCE
@@ -98,3 +101,17 @@ def test_a_sendgrid_400_about_one_readers_header_rejects_their_copy_without_boun
     assert sum(outcome.sent.values()) == AUDIENCE - 1
     assert bounced_readers(sample_root) == bounced  # nobody new
     assert ledger_states(sample_root) == Counter({"sent": AUDIENCE - 1, "rejected": 1})
+
+
+def test_a_mailgun_400_about_the_sender_stops_even_when_the_sender_is_a_reader(sample_root):
+    import_sample(sample_root)
+    with project_store(sample_root) as store:
+        author = next(s for s in store.list(status="active", goal="marathon")).email
+    before = statuses(sample_root)
+    with running("mailgun") as server:
+        server.fail_next(400, body={"message": f"'from' parameter is not a valid address: "
+                                               f"{author}"})
+        with pytest.raises(ProviderConfigError, match="nothing was sent"):
+            send_with_ledger(sample_root, MailgunProvider, provider_env("mailgun", server))
+    assert statuses(sample_root) == before
+    assert ledger_states(sample_root) == Counter({"planned": AUDIENCE})

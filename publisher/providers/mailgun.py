@@ -63,7 +63,7 @@ from .http import (
     json_or_none,
     response_text,
 )
-from .verdicts import ADDRESS, receipt_for
+from .verdicts import ADDRESS, names_sender, receipt_for
 from .webhook import (
     Event,
     WebhookError,
@@ -212,8 +212,8 @@ class MailgunProvider(HttpProvider):
         if status == 429 or status >= 500:
             raise Transient(said, retry_after)
         if status == 400:
-            named = addresses_named(message, ((r.subscriber_id, (address, r.email))
-                                              for r, _t, address, _v in group))
+            named = set() if names_sender(message) else addresses_named(
+                message, ((r.subscriber_id, (address, r.email)) for r, _t, address, _v in group))
             if named:
                 receipts += [receipt_for(r.subscriber_id, ADDRESS, f"Mailgun {said}")
                              for r, _t, _a, _v in group if r.subscriber_id in named]

@@ -66,7 +66,7 @@ from .http import (
     parse_rate_limit_reset,
     response_text,
 )
-from .verdicts import ADDRESS, receipt_for, sendgrid_field_verdict
+from .verdicts import ADDRESS, names_sender, receipt_for, sendgrid_field_verdict
 from .webhook import (
     Event,
     WebhookError,
@@ -238,7 +238,7 @@ class SendgridProvider(HttpProvider):
                 ids = {group[int(match.group(1))][0].subscriber_id}
                 # Their address, or another part of their copy (a header): not bounced.
                 verdicts.setdefault(next(iter(ids)), sendgrid_field_verdict(field))
-            else:
+            elif not names_sender(message):
                 ids = addresses_named(message, ((r.subscriber_id, (r.email,))
                                                 for r, _p in group))
             if not ids:

@@ -76,11 +76,18 @@ def smtp_verdict(code: int, text: str, stage: str) -> str:
 _SENDER_WORDS = ("sender", "from address", "source", "return-path", "reply-to", "mail from")
 
 
+def names_sender(text: str) -> bool:
+    """True when a refusal's words are about our sender fields: an address it names there
+    is the author's own (who may be a reader too), not a reader's to bounce."""
+    lowered = text.lower()
+    return "'from'" in lowered or any(word in lowered for word in _SENDER_WORDS)
+
+
 def ses_verdict(text: str, address: str) -> str:
     """What SES's MessageRejected (after the account's own refusals are told apart) is
     about: the reader's address when its words name it or an address that is not ours."""
     lowered = text.lower()
-    if any(word in lowered for word in _SENDER_WORDS):
+    if names_sender(text):
         return MESSAGE
     if address.lower() in lowered or "address" in lowered:
         return ADDRESS
@@ -129,5 +136,5 @@ def receipt_for(subscriber_id: int, verdict: str, reason: str,
 
 
 __all__ = ["ADDRESS", "COPY", "DATA", "MAIL", "MESSAGE", "RCPT", "RETRY", "VERDICTS",
-           "enhanced_code", "message_refused", "receipt_for", "refusal_hint",
+           "enhanced_code", "message_refused", "names_sender", "receipt_for", "refusal_hint",
            "sendgrid_field_verdict", "ses_verdict", "smtp_verdict"]
