@@ -16,7 +16,8 @@ Outcomes of a call (Mailgun answers once for the whole batch):
   400                → nothing was queued. "'to' parameter is not a valid address" names
                        no address, so the batch is halved until the refused reader is
                        alone: that reader is rejected (bounced), everyone else is sent. A
-                       message naming batch addresses rejects those directly. A 400 about
+                       message naming batch addresses rejects those directly (unless it is
+                       about the sender: the author may be a reader too). A 400 about
                        anything else is about the request itself and stops the publish
                        (ProviderConfigError): bouncing a whole batch of readers for a
                        request-level fault would be irreversible, so we never do that.

@@ -13,7 +13,8 @@ Outcomes of a call:
   202                → every reader accepted; provider id = the X-Message-Id header
   400 {errors}       → nothing was queued. Errors whose `field` is
                        `personalizations.N…` (or whose message names a reader's address)
-                       reject those readers and the rest is sent again at once; any other
+                       reject those readers (bounced only when the field is their
+                       address, see verdicts.py) and the rest is sent again at once; any other
                        error is about the request itself and stops the publish
                        (ProviderConfigError) — bouncing a whole batch of readers for a
                        request-level fault would be irreversible.
