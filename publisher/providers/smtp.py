@@ -259,7 +259,7 @@ class SmtpProvider(Provider):
                 # A line break in this reader's name, an address the headers cannot carry:
                 # their message cannot be built, and no retry would change that.
                 receipts.append(receipt_for(recipient.subscriber_id, COPY,
-                                        f"cannot build the message: {plain(exc)}"))
+                                            f"cannot build the message: {plain(exc)}"))
                 continue
             try:
                 receipt = self._send_retrying(recipient, message)
