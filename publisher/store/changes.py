@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import RunletterError
+from .records import now as _now
 
 if TYPE_CHECKING:
     from .records import AuditEntry, Subscriber
@@ -145,6 +146,26 @@ class ReaderChanges:
             self.set_status(reader.id, status, reason[:300])
         return reader, True
 
+    # -- the author's own undo --------------------------------------------------------------
+
+    def unbounce(self, email: str, reason: str) -> Subscriber:
+        """Make a bounced reader active again (an author undoing a bounce recorded by
+        mistake), audited; one conditional statement, so a reader whose status moved
+        meanwhile (a complaint) is never made active. Any other status is refused."""
+        with self.transaction() as conn:
+            reader = self.get(email)
+            if reader is None:
+                raise RunletterError(f"no reader {email}; 'runletter subscribers list' "
+                                     "shows them")
+            stamp = _now()
+            changed = conn.execute("UPDATE subscribers SET status = 'active', updated_at = ? "
+                                   "WHERE id = ? AND status = 'bounced' RETURNING id",
+                                   (stamp, reader.id)).fetchone()
+            if changed is None:
+                raise RunletterError(not_bounced(self._current(reader.id)))
+            self._audit(reader.id, reader.email, "bounced", "active", reason, stamp)
+            return self._current(reader.id)
+
     # -- serve's own state ------------------------------------------------------------------
 
     def take_signup_slot(self, bucket: str, per_window: int, window: float,
@@ -185,4 +206,12 @@ class ReaderChanges:
         self._audit(reader.id, reader.email, reader.status, reader.status, reason, now())
 
 
-__all__ = ["JOINED", "LEFT", "RANK", "ReaderChanges"]
+def not_bounced(reader: Subscriber) -> str:
+    """Why unbounce refuses a reader who is not bounced."""
+    why = {"unsubscribed": "they chose to leave (only they can come back, by signing up)",
+           "complained": "they marked a message as spam (never mail them again)"}
+    return (f"{reader.email} is {reader.status}, not bounced; only a bounce can be undone"
+            + (f": {why[reader.status]}" if reader.status in why else ""))
+
+
+__all__ = ["JOINED", "LEFT", "RANK", "ReaderChanges", "not_bounced"]
