@@ -191,14 +191,13 @@ class Store(ReaderChanges, ReadySteps):
     def set_status(self, email_or_id: str | int, status: str, reason: str) -> Subscriber:
         """Change a reader's status, recording who/why in the audit trail."""
         check_status(status)
-        with self.transaction() as conn:
+        with self.transaction():
             found = self._require(email_or_id)
+            # The author's command may set any status, but from the one it read: locked.
+            found = self._locked(found.id) or found
             if found.status == status:
                 return found
-            stamp = now()
-            conn.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
-                         (status, stamp, found.id))
-            self._audit(found.id, found.email, found.status, status, reason, stamp)
+            self._move(found, status, reason)
             changed = self._get_id(found.id)
         assert changed is not None
         return changed
