@@ -63,10 +63,11 @@ class ReaderChanges:
 
     # -- the reader's own changes -----------------------------------------------------------
 
-    def confirm(self, subscriber_id: int, issued: float, source: str,
-                ip: str | None) -> Literal["confirmed", "already", "stale"]:
+    def confirm(self, subscriber_id: int, issued: float, source: str, ip: str | None,
+                proposal: int | None = None) -> Literal["confirmed", "already", "stale"]:
         """Make a reader active through a confirmation link issued at `issued`, recording
-        consent; a link older than the reader's leaving is 'stale' and changes nothing."""
+        consent and applying the details `proposal` (the link's signup) proposed; a link
+        older than the reader's leaving is 'stale' and changes nothing."""
         with self.transaction():
             reader = self._locked(subscriber_id)
             if reader is None:
@@ -78,6 +79,7 @@ class ReaderChanges:
             reason = ("confirmed signup (double opt-in)" if reader.status == "pending"
                       else f"re-subscribed: confirmed by email link after {reader.status}")
             self._move(reader, "active", reason)
+            self._take_proposal(reader, proposal)
             self.record_consent(reader.id, source, ip)
         return "confirmed"
 

@@ -17,6 +17,7 @@ from ..errors import Finding, RunletterError
 from ..model import EVERYONE, Goals
 from .changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
 from .database import Connection, connect, parse_url, shown
+from .proposals import Proposals
 from .ready import ReadySteps
 from .records import (  # noqa: F401 - the store's record types stay importable from here
     COLUMNS,
@@ -40,10 +41,10 @@ from .schema import upgrade, version_of
 if TYPE_CHECKING:
     from .csvio import ImportReport
 
-class Store(ReaderChanges, ReadySteps):
+class Store(ReaderChanges, ReadySteps, Proposals):
     """The subscriber database. Open with `Store.open(path)`; use as a context manager.
     What readers and providers change (confirm, pause, change_goal, …) is in `changes`;
-    a reader's "ready" at a gated step in `ready`."""
+    a reader's "ready" at a gated step in `ready`; what a signup proposes in `proposals`."""
 
     def __init__(self, conn: Connection, path: Path | None, shown: str = ""):
         self._conn = conn
