@@ -6,10 +6,18 @@ no mail at all."""
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
-from .conftest import ZONE, copy_sample
+from publisher.store import name_problem
+from publisher.store.records import GOAL_RE
+
+from .conftest import FAST, ZONE, copy_sample
 from .live_server import CONFIRM_HOURS, LiveServer, link_in, messages_to, start_site, token_for
 from .support import free_port
 from .test_serve import press_confirm, same_page, signup
@@ -127,3 +135,22 @@ def test_a_bounced_or_complained_address_gets_no_mail_and_the_page_of_a_first_si
     assert messages_to(site.root, address) == []
     with site.store() as store:
         assert store.proposals_of(store.get(address).id) == 0
+
+
+NUMBERS = itertools.count()
+
+
+@FAST
+@given(name=st.text(max_size=100).filter(lambda n: name_problem(n.strip()) is None),
+       goal=st.from_regex(GOAL_RE, fullmatch=True).filter(lambda g: len(g) <= 40),
+       race_name=st.text(alphabet=st.characters(categories=("L", "N", "Zs")), max_size=120))
+def test_a_proposal_changes_nothing_until_the_confirmation_naming_it_applies_it(
+        store, name, goal, race_name):
+    reader = store.add(f"proposer{next(NUMBERS)}@example.net", status="unsubscribed", **OWN)
+    proposal = store.propose(reader.id, goal=goal, first_name=name, race_name=race_name)
+    assert store.by_id(reader.id) == reader
+    assert store.confirm(reader.id, time.time() + 1, "signup form", None, proposal) == (
+        "confirmed")
+    after = store.by_id(reader.id)
+    assert (after.first_name, after.goal, after.race_name, after.timezone) == (
+        name.strip(), goal, race_name.strip(), ZONE)  # no zone proposed: theirs stays
