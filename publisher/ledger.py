@@ -208,7 +208,8 @@ class Ledger(LedgerEvents):
     def record(self, post: str, receipts: Iterable[Receipt], attempts: dict[int, int],
                base: float, cap: float, at: float) -> None:
         """Settle a batch's rows from its receipts; a rejection about the reader's address
-        marks them bounced; the failed rows share one retry time."""
+        marks them bounced (a complaint, stricter, stays); the failed rows share one retry
+        time."""
         stamp = now()
         receipts = list(receipts)
         wait = call_backoff(receipts, attempts, base, cap)
@@ -234,7 +235,7 @@ class Ledger(LedgerEvents):
                              "next_attempt_at = ?, updated_at = ?, attempts = attempts - ? "
                              "WHERE post = ? AND subscriber_id = ?", failed)
             for sid, reason in bounced:
-                self.store.set_status(sid, "bounced", f"rejected by provider: {reason}")
+                self.store.report(sid, "bounced", f"rejected by provider: {reason}")
 
     def unclaim(self, post: str, rows: Iterable[Delivery]) -> None:
         """Put claimed rows back as they were, when a batch provably never left."""
