@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .cli_unbounce import unbounce_command
 from .console import VoicedGroup, plural, progress_notice, report, summarize, table, tally
 from .errors import RunletterError, display_path
 from .project import Project, open_project
@@ -130,9 +131,9 @@ def init(directory: Path) -> None:
         click.echo(f"  {line}")
 
 
-@main.group()
+@main.group(commands=[unbounce_command])
 def subscribers() -> None:
-    """Manage readers: import, add, remove, list, export."""
+    """Manage readers: import, add, remove, list, export, unbounce."""
 
 
 @subscribers.command("import")

@@ -207,17 +207,21 @@ class Ledger(LedgerEvents):
 
     def record(self, post: str, receipts: Iterable[Receipt], attempts: dict[int, int],
                base: float, cap: float, at: float) -> None:
-        """Settle a batch's rows from its receipts; a rejection marks the reader bounced;
-        the failed rows share one retry time."""
+        """Settle a batch's rows from its receipts; a rejection about the reader's address
+        marks them bounced (a complaint, stricter, stays); the failed rows share one retry
+        time."""
         stamp = now()
         receipts = list(receipts)
         wait = call_backoff(receipts, attempts, base, cap)
         sent, rejected, failed = [], [], []
+        bounced = []  # only an answer about the reader's address (see providers.verdicts)
         for r in receipts:
             if r.status == ACCEPTED:
                 sent.append((r.provider_id, stamp, stamp, post, r.subscriber_id))
             elif r.status == REJECTED:
                 rejected.append((r.reason[:500], stamp, post, r.subscriber_id))
+                if r.bounce:
+                    bounced.append((r.subscriber_id, r.reason[:500]))
             else:
                 failed.append((r.reason[:500], at + wait, stamp, int(not r.tried), post,
                                r.subscriber_id))
@@ -230,8 +234,8 @@ class Ledger(LedgerEvents):
             conn.executemany("UPDATE deliveries SET state = 'failed', error = ?, "
                              "next_attempt_at = ?, updated_at = ?, attempts = attempts - ? "
                              "WHERE post = ? AND subscriber_id = ?", failed)
-            for reason, _, _, sid in rejected:
-                self.store.set_status(sid, "bounced", f"rejected by provider: {reason}")
+            for sid, reason in bounced:
+                self.store.report(sid, "bounced", f"rejected by provider: {reason}")
 
     def unclaim(self, post: str, rows: Iterable[Delivery]) -> None:
         """Put claimed rows back as they were, when a batch provably never left."""

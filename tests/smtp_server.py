@@ -7,7 +7,8 @@
         server.connections   # client sessions that said EHLO/HELO
 
 Options: refuse / tempfail (per-recipient replies to RCPT), refuse_sender (reply to
-MAIL FROM), drop_after=N (drop the connection, once, on the DATA after N accepted ones),
+MAIL FROM), server.handler.refuse_data (reply to DATA), drop_after=N (drop the
+connection, once, on the DATA after N accepted ones),
 auth=(username, password), starttls=True or smtps=True (TLS with a certificate from a
 throwaway CA made by trustme; give the client server.cafile).
 """
@@ -28,6 +29,8 @@ from .conftest import HOST
 from .support import free_port
 
 START_TIMEOUT = 5.0
+# A refusal of the message itself, as a receiving server's DMARC check answers DATA.
+DMARC = "554 5.7.1 Message rejected: DMARC policy of example.org says reject"
 STOP_TIMEOUT = 5.0
 
 
@@ -48,6 +51,10 @@ class RecordingHandler:
         self.sessions: list[dict[str, bool]] = []  # per accepted message: TLS? logged in?
         self.connections = 0
         self.dropped = 0
+        # Set on a running server's handler: the reply to DATA once `refuse_data_after`
+        # messages were accepted (a message-level refusal, e.g. "554 5.7.1 ... DMARC").
+        self.refuse_data: str | None = None
+        self.refuse_data_after = 0
 
     def _count(self, server: SMTP) -> None:
         # One SMTP instance per connection; EHLO comes again after STARTTLS, so mark the
@@ -92,6 +99,8 @@ class RecordingHandler:
         if self.delay:
             await asyncio.sleep(self.delay)
         with self.lock:
+            if self.refuse_data and len(self.messages) >= self.refuse_data_after:
+                return self.refuse_data
             drop = (self.drop_after is not None and not self.dropped
                     and len(self.messages) >= self.drop_after)
             if drop:

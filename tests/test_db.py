@@ -8,6 +8,7 @@ from pathlib import Path
 from publisher.commands.db import given_url
 from publisher.ledger import Ledger
 from publisher.store import Store
+from publisher.store.schema import HEAD
 from publisher.store.tables import COPY_ORDER
 
 from .conftest import GATE, HOST, RUNNER, STORE
@@ -18,7 +19,8 @@ TABLES = [table.name for table in COPY_ORDER]
 
 def fill_every_table(store: Store) -> list[int]:
     """Rows in every table a copy copies: readers (one removed, so the ids have a gap), their
-    audit trail, a ledger, an enrolment, a ready, serve's marks; the readers' ids."""
+    audit trail, a ledger, an enrolment, a ready, serve's marks, a signup's proposal; the
+    readers' ids."""
     ids = [store.add(f"reader{n}@example.com", first_name=f"Reader {n}").id for n in range(4)]
     store.remove("reader1@example.com")
     store.set_status("reader3@example.com", "unsubscribed", "asked by email")
@@ -29,6 +31,7 @@ def fill_every_table(store: Store) -> list[int]:
     store.mark_ready(ids[0], GATE)
     store.take_signup_slot("192.0.2.1", 5, 3600.0, 1000.0)
     store.mark_webhook_seen("postmark", "token-1", 3600.0, 1000.0)
+    store.propose(ids[3], goal="5k", first_name="Proposed")
     return [i for i in ids if i != ids[1]]
 
 
@@ -69,7 +72,7 @@ def test_status_shows_the_store_its_dialect_schema_and_the_rows_of_every_table(p
     assert result.exit_code == 0, result.output
     assert f"store: sqlite:///{project_dir / STORE}\n" in result.stdout
     assert "dialect: sqlite\n" in result.stdout
-    assert "schema: 6 (the latest)\n" in result.stdout
+    assert f"schema: {int(HEAD)} (the latest)\n" in result.stdout
     assert counts_of(result.stdout) == expected
 
 
@@ -79,7 +82,8 @@ def test_status_of_an_old_store_names_its_version_and_leaves_it_at_that_version(
     result = run("db", "status")
 
     assert result.exit_code == 0, result.output
-    assert "schema: 5 (this runletter's is 6: run 'runletter db upgrade')\n" in result.stdout
+    assert (f"schema: 5 (this runletter's is {int(HEAD)}: run 'runletter db upgrade')\n"
+            in result.stdout)
     assert counts_of(result.stdout)["subscribers"] == [1]
     with sqlite3.connect(project_dir / STORE) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
@@ -134,9 +138,10 @@ def test_upgrade_brings_a_version_5_store_to_the_latest_schema_keeping_its_reade
     result = run("db", "upgrade")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 5 -> 6\n"
+    assert result.stdout == (f"store sqlite:///{project_dir / STORE}: schema 5 -> "
+                             f"{int(HEAD)}\n")
     with Store.open(project_dir / STORE) as store:
-        assert store.schema_version == 6
+        assert store.schema_version == int(HEAD)
         assert store.get(RUNNER).status == "active"
 
 
@@ -145,13 +150,15 @@ def test_upgrade_of_an_up_to_date_store_says_so(project_dir):
 
     result = run("db", "upgrade")
 
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 6 (up to date)\n"
+    assert result.stdout == (f"store sqlite:///{project_dir / STORE}: schema {int(HEAD)} "
+                             "(up to date)\n")
 
 
 def test_upgrade_makes_a_new_store_at_the_latest_schema(project_dir):
     result = run("db", "upgrade")
 
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: made at schema 6\n"
+    assert result.stdout == (f"store sqlite:///{project_dir / STORE}: made at schema "
+                             f"{int(HEAD)}\n")
     assert (project_dir / STORE).is_file()
 
 

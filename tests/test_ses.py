@@ -300,6 +300,21 @@ def test_a_rejected_address_bounces_that_reader_and_the_rest_are_delivered(
     assert statuses(news)["bounced"] == bounced + 1
 
 
+def test_a_message_rejected_for_its_content_bounces_nobody_and_stops(news, aws,
+                                                                     monkeypatch):
+    verify(aws, SENDER_DOMAIN)
+    before = statuses(news)
+    monkeypatch.setitem(REGISTRY, "ses", "tests.test_ses:ScriptedSes")
+    monkeypatch.setattr(ScriptedSes, "script", staticmethod(
+        lambda number, to: service_error("MessageRejected", "Message content rejected")))
+    result = publish()
+    assert result.exit_code == 1
+    assert "refused the message (MessageRejected: Message content rejected)" in result.output
+    assert aws.sent() == []
+    assert statuses(news) == before
+    assert ledger_states(news) == Counter({"planned": len(audience(news))})
+
+
 def test_credentials_the_service_refuses_stop_the_publish(news, aws):
     verify(aws, SENDER_DOMAIN)
     before = statuses(news)
@@ -493,6 +508,7 @@ def test_close_drops_calls_not_yet_started(project, addresser, compiled, aws):
 
 @pytest.mark.parametrize("code, status, message, expected", [
     ("MessageRejected", 400, "Illegal address", REJECTED),
+    ("MessageRejected", 400, "Message content rejected", "config"),
     ("MessageRejected", 400, "Email address is not verified. The following identities "
      "failed the check in region US-EAST-1: r1@example.com", "config"),
     ("TooManyRequestsException", 429, "Too many requests", FAILED),

@@ -16,6 +16,7 @@ from publisher.providers.base import (
     FAILED,
     REJECTED,
     Batch,
+    MessageRefused,
     ProviderConfigError,
     provider_settings,
 )
@@ -25,7 +26,7 @@ from publisher.tokens import Signer
 
 from .conftest import REPO as ROOT
 from .conftest import SECRET
-from .smtp_server import running_smtp
+from .smtp_server import DMARC, running_smtp
 from .support import free_port
 
 SLUG = "2026-10-27-synchronicity"
@@ -149,6 +150,46 @@ def test_a_recipient_deferred_with_4xx_gets_a_failed_receipt(config, addresser, 
     assert receipts[2].status == FAILED
     assert receipts[2].reason == "451 4.3.0 Try later"
     assert receipts[1].status == receipts[3].status == ACCEPTED
+
+
+def test_a_data_refusal_of_the_first_message_raises_and_nobody_is_accepted(
+        config, addresser, make_batch):
+    with running_smtp() as server:
+        server.handler.refuse_data = DMARC
+        with smtp_provider(config, addresser, server.port) as provider:
+            with pytest.raises(MessageRefused, match="DMARC policy") as raised:
+                provider.send(make_batch(3))
+        assert server.messages == []
+    assert "SPF, DKIM and DMARC" in str(raised.value)
+
+
+def test_a_data_refusal_part_way_keeps_what_went_and_fails_the_rest(config, addresser,
+                                                                    make_batch):
+    with running_smtp() as server:
+        server.handler.refuse_data, server.handler.refuse_data_after = DMARC, 2
+        with smtp_provider(config, addresser, server.port) as provider:
+            receipts = by_id(provider.send(make_batch(4)))
+            with pytest.raises(MessageRefused):  # the next call stops before it sends
+                provider.send(make_batch(1, first=5))
+    assert [receipts[i].status for i in (1, 2, 3, 4)] == [ACCEPTED, ACCEPTED, FAILED, FAILED]
+
+
+def test_a_policy_refusal_of_one_recipient_is_retried_not_rejected(config, addresser,
+                                                                   make_batch):
+    refuse = {"r2@example.com": "550 5.7.1 Recipient rejected by policy"}
+    with running_smtp(refuse=refuse) as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            receipts = by_id(provider.send(make_batch(3)))
+    assert receipts[2].status == FAILED
+    assert receipts[2].reason == "550 5.7.1 Recipient rejected by policy"
+    assert receipts[1].status == receipts[3].status == ACCEPTED
+
+
+def test_an_unknown_mailbox_at_rcpt_is_still_rejected(config, addresser, make_batch):
+    with running_smtp(refuse={"r1@example.com": "550 5.1.1 No such user"}) as server:
+        with smtp_provider(config, addresser, server.port) as provider:
+            [receipt] = provider.send(make_batch(1))
+    assert (receipt.status, receipt.bounce) == (REJECTED, True)
 
 
 def test_a_dropped_connection_is_reopened_and_receipts_agree_with_what_was_delivered(

@@ -1,4 +1,4 @@
-"""`runletter subscribers`: import, add, remove, list and export readers."""
+"""`runletter subscribers`: import, add, remove, list, export and unbounce readers."""
 
 from __future__ import annotations
 
@@ -101,3 +101,24 @@ def export_readers(project: Project, out: TextIO, goal: str | None, status: str 
     """Write readers as CSV to `out`; how many rows were written."""
     with open_store(project) as store:
         return store.export_csv(out, goal=goal, status=status)
+
+
+def bounced_reader(project: Project, email: str) -> tuple[Subscriber, str]:
+    """A bounced reader and why they bounced (the audit's reason), for unbounce to show
+    before it asks; a RunletterError for an unknown address or any other status."""
+    from ..store.changes import not_bounced
+
+    with open_store(project) as store:
+        reader = store.get(email)
+        if reader is None:
+            raise RunletterError(f"no reader {email}; 'runletter subscribers list' shows them")
+        if reader.status != "bounced":
+            raise RunletterError(not_bounced(reader))
+        last = store.last_change(reader.id)
+    return reader, last.reason if last is not None else ""
+
+
+def unbounce_reader(project: Project, email: str) -> Subscriber:
+    """Make a bounced reader active again, audited as the author's undo."""
+    with open_store(project) as store:
+        return store.unbounce(email, "unbounced by the author (cli): the bounce was a mistake")

@@ -53,10 +53,19 @@ class Receipt:
     # False for a FAILED reader the provider made no call for (it had just asked to wait):
     # that try does not count against max_attempts.
     tried: bool = True
+    # For a REJECTED one: True when the answer was about the reader's address (they are
+    # marked bounced); False when only this copy cannot go (their status is left alone).
+    bounce: bool = True
 
 
 class ProviderConfigError(RunletterError):
     """Bad credentials or settings: stop the whole publish, mark nothing."""
+
+
+class MessageRefused(ProviderConfigError):
+    """The provider refused the message or the sender, not a reader (a DATA-stage 5xx, a
+    5.7.x policy, 5.6.x content or 5.3.4 size answer): stop the publish, mark no reader;
+    the rows not sent stay sendable for a run after the author fixes it."""
 
 
 def setting(default: Any = "", *, secret: bool = False,

@@ -30,7 +30,6 @@ from ..model import Edition, Slot
 from .base import (
     ACCEPTED,
     FAILED,
-    REJECTED,
     Batch,
     Provider,
     ProviderConfigError,
@@ -39,6 +38,7 @@ from .base import (
     plain,
     secret_names,
 )
+from .verdicts import COPY, receipt_for
 
 
 def _version() -> str:
@@ -305,8 +305,8 @@ class HttpProvider(Provider):
             try:
                 entries.append(build(recipient))
             except (RunletterError, ValueError, KeyError) as exc:
-                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                        reason=f"cannot build the message: {plain(exc)}"))
+                receipts.append(receipt_for(recipient.subscriber_id, COPY,
+                                            f"cannot build the message: {plain(exc)}"))
         pending = [entries]
         try:
             while pending:

@@ -16,7 +16,8 @@ Outcomes of a call (Mailgun answers once for the whole batch):
   400                → nothing was queued. "'to' parameter is not a valid address" names
                        no address, so the batch is halved until the refused reader is
                        alone: that reader is rejected (bounced), everyone else is sent. A
-                       message naming batch addresses rejects those directly. A 400 about
+                       message naming batch addresses rejects those directly (unless it is
+                       about the sender: the author may be a reader too). A 400 about
                        anything else is about the request itself and stops the publish
                        (ProviderConfigError): bouncing a whole batch of readers for a
                        request-level fault would be irreversible, so we never do that.
@@ -47,7 +48,6 @@ from ..errors import RunletterError
 from ..model import Edition
 from .base import (
     ACCEPTED,
-    REJECTED,
     Batch,
     ProviderConfigError,
     Receipt,
@@ -64,6 +64,7 @@ from .http import (
     json_or_none,
     response_text,
 )
+from .verdicts import ADDRESS, names_sender, receipt_for
 from .webhook import (
     Event,
     WebhookError,
@@ -212,10 +213,10 @@ class MailgunProvider(HttpProvider):
         if status == 429 or status >= 500:
             raise Transient(said, retry_after)
         if status == 400:
-            named = addresses_named(message, ((r.subscriber_id, (address, r.email))
-                                              for r, _t, address, _v in group))
+            named = set() if names_sender(message) else addresses_named(
+                message, ((r.subscriber_id, (address, r.email)) for r, _t, address, _v in group))
             if named:
-                receipts += [Receipt(r.subscriber_id, REJECTED, reason=f"Mailgun {said}")
+                receipts += [receipt_for(r.subscriber_id, ADDRESS, f"Mailgun {said}")
                              for r, _t, _a, _v in group if r.subscriber_id in named]
                 return [[entry for entry in group if entry[0].subscriber_id not in named]]
             if INVALID_ADDRESS.search(message):
@@ -224,8 +225,8 @@ class MailgunProvider(HttpProvider):
                 # reader is alone (about log2(1000) = 10 more calls per refused address).
                 if len(group) == 1:
                     reader = group[0][0]
-                    receipts.append(Receipt(reader.subscriber_id, REJECTED,
-                                            reason=f"Mailgun {said} ({reader.email})"))
+                    receipts.append(receipt_for(reader.subscriber_id, ADDRESS,
+                                                f"Mailgun {said} ({reader.email})"))
                     return []
                 return halves(group)
             raise ProviderConfigError(

@@ -42,7 +42,6 @@ from ..model import Edition
 from .base import (
     ACCEPTED,
     FAILED,
-    REJECTED,
     Batch,
     ProviderConfigError,
     Receipt,
@@ -53,6 +52,7 @@ from .base import (
 )
 from .http import ChunkedBody, HttpProvider, Transient, halves, json_or_none, response_text
 from .postmark_message import Template, build_template
+from .verdicts import ADDRESS, COPY, receipt_for
 from .webhook import (
     Event,
     WebhookError,
@@ -166,8 +166,8 @@ class PostmarkProvider(HttpProvider):
                 message, length = template.message(values, to, recipient.subscriber_id,
                                                    unsubscribe)
             except (RunletterError, ValueError, UnicodeError, KeyError) as exc:
-                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                        reason=f"cannot build the message: {plain(exc)}"))
+                receipts.append(receipt_for(recipient.subscriber_id, COPY,
+                                            f"cannot build the message: {plain(exc)}"))
                 continue
             if call and size + 1 + length > self.max_body:
                 yield call
@@ -261,7 +261,7 @@ class PostmarkProvider(HttpProvider):
                 config_error = config_error or ProviderConfigError(
                     f"Postmark refused the batch: {reason}; {hint}")
             elif code in (INACTIVE_RECIPIENT, INVALID_EMAIL_REQUEST):
-                receipts.append(Receipt(sid, REJECTED, reason=reason))
+                receipts.append(receipt_for(sid, ADDRESS, reason))
             elif code in TRANSIENT_CODES:
                 receipts.append(Receipt(sid, FAILED, reason=reason, retry_after=retry_after))
             else:  # unknown: retry rather than bounce a reader on a code we do not know

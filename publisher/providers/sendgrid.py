@@ -13,7 +13,8 @@ Outcomes of a call:
   202                → every reader accepted; provider id = the X-Message-Id header
   400 {errors}       → nothing was queued. Errors whose `field` is
                        `personalizations.N…` (or whose message names a reader's address)
-                       reject those readers and the rest is sent again at once; any other
+                       reject those readers (bounced only when the field is their
+                       address, see verdicts.py) and the rest is sent again at once; any other
                        error is about the request itself and stops the publish
                        (ProviderConfigError) — bouncing a whole batch of readers for a
                        request-level fault would be irreversible.
@@ -48,7 +49,6 @@ from ..errors import RunletterError
 from ..model import Edition
 from .base import (
     ACCEPTED,
-    REJECTED,
     Batch,
     ProviderConfigError,
     Receipt,
@@ -67,6 +67,7 @@ from .http import (
     parse_rate_limit_reset,
     response_text,
 )
+from .verdicts import ADDRESS, names_sender, receipt_for, sendgrid_field_verdict
 from .webhook import (
     Event,
     WebhookError,
@@ -230,12 +231,15 @@ class SendgridProvider(HttpProvider):
                      ) -> list[list[tuple[Recipient, dict[str, Any]]]]:
         """A 400: reject the readers the errors point at and send the rest again, or stop."""
         named: dict[int, str] = {}
+        verdicts: dict[int, str] = {}
         for field, message in errors or [("", said)]:
             match = PERSONALIZATION_FIELD.match(field or "")
             ids: set[int] = set()
             if match and int(match.group(1)) < len(group):
                 ids = {group[int(match.group(1))][0].subscriber_id}
-            else:
+                # Their address, or another part of their copy (a header): not bounced.
+                verdicts.setdefault(next(iter(ids)), sendgrid_field_verdict(field))
+            elif not names_sender(message):
                 ids = addresses_named(message, ((r.subscriber_id, (r.email,))
                                                 for r, _p in group))
             if not ids:
@@ -246,7 +250,8 @@ class SendgridProvider(HttpProvider):
             for sid in ids:
                 named.setdefault(sid, f"SendGrid HTTP 400: {message}"
                                  + (f" ({field})" if field else ""))
-        receipts += [Receipt(sid, REJECTED, reason=reason) for sid, reason in named.items()]
+        receipts += [receipt_for(sid, verdicts.get(sid, ADDRESS), reason)
+                     for sid, reason in named.items()]
         return [[entry for entry in group if entry[0].subscriber_id not in named]]
 
     # -- webhook ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ later rather than hammered inside one batch.
 Outcomes map onto receipts like this:
 
 * a MessageId                        → ACCEPTED (the id is SES's, as in its event records)
-* MessageRejected about the message   → REJECTED (the reader is marked bounced)
+* MessageRejected: about the address → REJECTED (bounced); else MessageRefused (run stops)
 * throttling, 429, 5xx, connection    → FAILED (the ledger retries later)
 * what no retry fixes                 → ProviderConfigError: an unverified sender (or the
   sandbox refusing a reader), a suspended or paused account, a MAIL FROM domain not verified,
@@ -44,7 +44,6 @@ from . import sns
 from .base import (
     ACCEPTED,
     FAILED,
-    REJECTED,
     Batch,
     Provider,
     ProviderConfigError,
@@ -54,6 +53,7 @@ from .base import (
     setting_error,
 )
 from .ses_answers import notification_events, receipt_for_error, ses_address
+from .verdicts import COPY, receipt_for
 from .webhook import WebhookError, WebhookReport, WebhookRequest, read_json
 
 CONNECT_TIMEOUT = 10.0  # seconds
@@ -241,8 +241,8 @@ class SesProvider(Provider):
                 except (RunletterError, ValueError) as exc:
                     # A line break in this reader's name, an address SES cannot carry:
                     # their message cannot be sent, and no retry would change that.
-                    receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                            reason=f"cannot send the message: {plain(exc)}"))
+                    receipts.append(receipt_for(recipient.subscriber_id, COPY,
+                                                f"cannot send the message: {plain(exc)}"))
                     continue
                 pending.append((recipient, self._executor.submit(
                     self._send_paced, recipient, to, message, stop, told)))

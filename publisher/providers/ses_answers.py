@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..address import Recipient
 from .base import FAILED, REJECTED, ProviderConfigError, Receipt, parse_retry_after
+from .verdicts import message_refused, receipt_for, ses_verdict
 from .webhook import Event, WebhookError, address, array_of, dict_in, text
 
 if TYPE_CHECKING:
@@ -108,7 +109,11 @@ def receipt_for_error(recipient: Recipient, exc: ClientError, sender: str,
             raise ProviderConfigError(
                 f"ses: SES refused the sender {sender} in {region} "
                 f"({said}); {SANDBOX_HINT}")
-        return Receipt(rid, REJECTED, reason=said)
+        # Otherwise about the reader's address only when its words say so; a refusal of the
+        # message (its content, say) would be the same for every reader: stop, bounce nobody.
+        return receipt_for(rid, ses_verdict(text, recipient.email), said, refusal=(
+            message_refused(f"ses: SES in {region}", said, "check the post and the sender "
+                            f"{sender}'s domain (its SPF, DKIM and DMARC records)")))
     # BadRequestException and any other refusal of the request: when SES names this
     # reader's address, the address is the problem; otherwise the request itself is,
     # and it would fail the same way for every reader: never bounce them all for it.

@@ -5,10 +5,13 @@ would dominate the send and trip the connection-rate limits most relays have. So
 provider connects once in open(), keeps the connection across batches, and reconnects only
 when the server drops it.
 
-Outcomes map onto receipts the way SMTP defines them: a 5xx reply is permanent (REJECTED),
-a 4xx reply is transient (FAILED, the ledger retries later), a lost connection is retried
-once on a fresh connection. Problems no retry can fix (bad password, STARTTLS refused, an
-untrusted certificate, the server refusing our envelope sender) raise ProviderConfigError.
+Outcomes map onto receipts by RFC 5321 and RFC 3463 (see verdicts.py): a permanent answer
+about the recipient's address is REJECTED (the reader is bounced); a 4xx, or a refusal of
+the recipient that is not about the address (a 5.7.x policy answer to RCPT), is FAILED (the
+ledger retries later); a refusal of the message (DATA-stage 5xx, 5.7.x, 5.6.x, 5.3.4) raises
+MessageRefused and changes no reader. A lost connection is retried once on a fresh
+connection. Problems no retry can fix (bad password, STARTTLS refused, an untrusted
+certificate, the server refusing our envelope sender) raise ProviderConfigError.
 """
 
 from __future__ import annotations
@@ -26,13 +29,23 @@ from ..errors import RunletterError
 from .base import (
     ACCEPTED,
     FAILED,
-    REJECTED,
     Batch,
     Provider,
     ProviderConfigError,
     Receipt,
     plain,
     secret,
+)
+from .verdicts import (
+    COPY,
+    DATA,
+    MAIL,
+    MESSAGE,
+    RCPT,
+    message_refused,
+    receipt_for,
+    refusal_hint,
+    smtp_verdict,
 )
 
 SECURITY_MODES = ("starttls", "ssl", "none")
@@ -47,6 +60,11 @@ def _reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return f"{code} {' '.join(text.split())}".strip()
+
+
+def _text(text: bytes | str) -> str:
+    """A reply's text as a string, for reading its enhanced status code."""
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
 
 
 @dataclass(frozen=True)
@@ -240,8 +258,8 @@ class SmtpProvider(Provider):
             except (RunletterError, ValueError) as exc:
                 # A line break in this reader's name, an address the headers cannot carry:
                 # their message cannot be built, and no retry would change that.
-                receipts.append(Receipt(recipient.subscriber_id, REJECTED,
-                                        reason=f"cannot build the message: {plain(exc)}"))
+                receipts.append(receipt_for(recipient.subscriber_id, COPY,
+                                            f"cannot build the message: {plain(exc)}"))
                 continue
             try:
                 receipt = self._send_retrying(recipient, message)
@@ -296,16 +314,17 @@ class SmtpProvider(Provider):
             # sendmail already sent RSET (all recipients refused), so the connection is
             # ready for the next transaction; on 421 it closed the socket instead.
             code, text = exc.recipients.get(message.to, (0, b"refused"))
-            return self._by_code(rid, code, text, "RCPT")
+            return self._by_code(rid, code, text, RCPT)
         except smtplib.SMTPSenderRefused as exc:
             return self._sender_refused(rid, exc)
         except smtplib.SMTPDataError as exc:
-            return self._by_code(rid, exc.smtp_code, exc.smtp_error, "DATA")
+            return self._by_code(rid, exc.smtp_code, exc.smtp_error, DATA)
         except smtplib.SMTPNotSupportedError as exc:
-            # A non-ASCII address and a server without SMTPUTF8: no retry will help.
-            return Receipt(rid, REJECTED, reason=f"{exc}")
+            # A non-ASCII address and a server without SMTPUTF8: no retry will help, but the
+            # mailbox may well exist, so the reader is not bounced for it.
+            return receipt_for(rid, COPY, f"{exc}")
         except UnicodeEncodeError:
-            return Receipt(rid, REJECTED, reason="address cannot be encoded for SMTP")
+            return receipt_for(rid, COPY, "address cannot be encoded for SMTP")
         except smtplib.SMTPServerDisconnected as exc:
             raise _ConnectionLost(str(exc) or "server disconnected") from None
         except smtplib.SMTPResponseException as exc:
@@ -318,26 +337,29 @@ class SmtpProvider(Provider):
             raise _ConnectionLost(f"{exc.__class__.__name__}: {exc}") from None
         if message.to in refused:  # only with several recipients; kept for completeness
             code, text = refused[message.to]
-            return self._by_code(rid, code, text, "RCPT")
+            return self._by_code(rid, code, text, RCPT)
         return Receipt(rid, ACCEPTED, provider_id=message.message_id)
 
     def _sender_refused(self, rid: int, exc: smtplib.SMTPSenderRefused) -> Receipt:
         """MAIL FROM refused: for good (5xx) it is about our sender, for every reader."""
-        if exc.smtp_code >= 500:
+        if smtp_verdict(exc.smtp_code, _text(exc.smtp_error), MAIL) == MESSAGE:
             raise ProviderConfigError(
                 f"smtp: {self.where} refused the envelope sender {self.envelope_from!r}: "
                 f"{_reply(exc.smtp_code, exc.smtp_error)}; check envelope_from and the "
                 f"account's sending rights") from None
-        return self._by_code(rid, exc.smtp_code, exc.smtp_error, "MAIL FROM")
+        return self._by_code(rid, exc.smtp_code, exc.smtp_error, MAIL)
 
     def _by_code(self, rid: int, code: int, text: bytes | str, stage: str) -> Receipt:
-        """5xx is permanent, 421 means reconnect, any other 4xx is worth a later retry."""
+        """421 means reconnect; any other reply is judged by `verdicts.smtp_verdict`: the
+        reader's address (rejected), worth a later try (failed) or the message (raises)."""
         reason = _reply(code, text)
         if code == 421:
             raise _ConnectionLost(f"server closing the connection at {stage}: {reason}")
-        if 500 <= code < 600:
-            return Receipt(rid, REJECTED, reason=reason)
-        return Receipt(rid, FAILED, reason=reason or f"transient error at {stage}")
+        verdict = smtp_verdict(code, _text(text), stage)
+        refusal = message_refused(f"smtp: {self.where}", f"at {stage}: {reason}",
+                                  refusal_hint(code, _text(text)))
+        return receipt_for(rid, verdict, reason or f"transient error at {stage}",
+                           refusal=refusal)
 
     def _fail_rest(self, recipients: tuple[Recipient, ...], reason: str) -> list[Receipt]:
         """FAILED (transient) receipts for recipients we could not try: the ledger retries."""

@@ -192,19 +192,22 @@ def signup(template: str, checked_csrf: bool):
                            "Please try again in an hour.")
         response.headers["Retry-After"] = str(RATE_WINDOW)
         return response
-    reader, kind = record_signup(form, posted_goal())
+    reader, kind, proposal = record_signup(form, posted_goal())
     # One email per address per link lifetime; a repeat is answered as a first signup.
-    if take_mail_slot(reader.email):
-        failed = send_confirmation(reader, kind)
+    if kind and take_mail_slot(reader.email):
+        failed = send_confirmation(reader, kind, proposal)
         if failed is not None:
             give_back_mail_slot(reader.email)
             return failed
     return show(template, title="Check your inbox", form=form, errors=(), done=True)
 
 
-def record_signup(form: dict[str, str], goal: str) -> tuple[Subscriber, str]:
-    """(the reader, the email to send them): a new reader is pending; an active one is left
-    as is and told; anyone else gets a fresh confirmation, their status unchanged."""
+def record_signup(form: dict[str, str], goal: str) -> tuple[Subscriber, str | None, str]:
+    """(the reader, the email to send them or None, the proposal their link names): a new
+    reader is pending with the form's details. For a stored reader the form only proposes
+    details (see docs/serve.md, Signup): a confirmed one (active or paused) is told and
+    left as is, a pending or unsubscribed one gets a confirmation whose link applies them,
+    and a bounced or complained address gets no mail at all."""
     store = get_store()
     fields = {"goal": goal, "first_name": form["first_name"], "race_date": form["race_date"],
               "race_name": form["race_name"]}
@@ -214,17 +217,18 @@ def record_signup(form: dict[str, str], goal: str) -> tuple[Subscriber, str]:
             try:
                 return store.add(form["email"], status="pending", timezone=form["timezone"],
                                  consent_source="signup form, unconfirmed",
-                                 consent_ip=client_ip(), **fields), "confirm"
+                                 consent_ip=client_ip(), **fields), "confirm", ""
             except RunletterError:
                 # On PostgreSQL another request may add the address after the look above
                 # (SQLite's write lock rules that out): then they are a stored reader.
                 if (reader := store.get(form["email"])) is None:
                     raise
-        if reader.status == "active":
-            return reader, "already"  # an active reader's data only changes via their link
-        # A browser that gave no zone says nothing about the one stored.
-        return store.update(reader.email, timezone=form["timezone"] or None,
-                            **fields), "confirm"
+        if reader.status == "active" or store.is_paused(reader):
+            return reader, "already", ""  # their details only change via their own link
+        if reader.status in ("bounced", "complained"):
+            return reader, None, ""  # mail there bounces again or is reported as spam
+        proposal = store.propose(reader.id, timezone=form["timezone"], **fields)
+        return reader, "confirm", str(proposal)
 
 
 # -- confirm and unsubscribe ------------------------------------------------------------------
@@ -264,10 +268,11 @@ def confirm(token: str):
         goal = site().goals.get(reader.goal)
         return render("confirm", title="Confirm your subscription", reader=reader,
                       goal=goal.label if goal else "")
-    outcome = store.confirm(reader.id, issued, CONSENT_SOURCE, client_ip())
+    proposal = int(data.item) if data.item.isdigit() else None
+    outcome = store.confirm(reader.id, issued, CONSENT_SOURCE, client_ip(), proposal)
     if outcome == "stale":
         return stale_confirmation()
-    return confirmed(reader, "You're in!" if outcome == "confirmed"
+    return confirmed(store.by_id(reader.id) or reader, "You're in!" if outcome == "confirmed"
                      else "You're already confirmed")
 
 

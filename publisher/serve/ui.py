@@ -62,10 +62,11 @@ def csrf_refused():
 # -- the reader's signed links ----------------------------------------------------------------
 
 
-def link_for(purpose: str, reader: Subscriber) -> str:
-    """A signed link to one of the reader's pages (confirm links expire)."""
+def link_for(purpose: str, reader: Subscriber, item: str = "") -> str:
+    """A signed link to one of the reader's pages (confirm links expire); `item` is signed
+    into it (a confirm link's proposal)."""
     ttl = site().confirm_ttl if purpose == "confirm" else None
-    signed = site().signer.sign(purpose, reader.id, ttl, bind=reader.email)
+    signed = site().signer.sign(purpose, reader.id, ttl, bind=reader.email, item=item)
     return site().config.archive_url(f"{purpose}/{signed}")
 
 
@@ -109,10 +110,11 @@ def token_refused():
                    "straight from the email, or copy the whole address.")
 
 
-def send_confirmation(reader: Subscriber, kind: str = "confirm"):
+def send_confirmation(reader: Subscriber, kind: str = "confirm", proposal: str = ""):
     """Send the confirmation (or 'already subscribed') email and return None, or return
-    the page to show when it could not be sent."""
-    link = link_for("confirm" if kind == "confirm" else "preferences", reader)
+    the page to show when it could not be sent; a confirm link names its `proposal`."""
+    link = (link_for("confirm", reader, proposal) if kind == "confirm"
+            else link_for("preferences", reader))
     try:
         status = site().mailer.send(kind, reader, link)
     except Exception:  # noqa: BLE001 - a provider outage must not show a trace

@@ -12,13 +12,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import RunletterError
+from .records import now as _now
 
 if TYPE_CHECKING:
     from .records import AuditEntry, Subscriber
 
 LEFT = frozenset({"unsubscribed", "bounced", "complained"})  # readers who chose or had to go
 JOINED = ("active", "pending")
-# A status only moves towards the stronger one: a complaint is never turned into a bounce.
+# Strictest first: complained > bounced > unsubscribed (a pause ended) > paused > pending,
+# active. A report only moves a reader towards the stricter status (a complaint is never
+# turned into a bounce); only the reader's own confirm or resume, within their rules, and
+# the author's set_status move one the other way.
 RANK = {"pending": 0, "active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 PAUSED = "paused"
 
@@ -60,19 +64,23 @@ class ReaderChanges:
 
     # -- the reader's own changes -----------------------------------------------------------
 
-    def confirm(self, subscriber_id: int, issued: float, source: str,
-                ip: str | None) -> Literal["confirmed", "already", "stale"]:
+    def confirm(self, subscriber_id: int, issued: float, source: str, ip: str | None,
+                proposal: int | None = None) -> Literal["confirmed", "already", "stale"]:
         """Make a reader active through a confirmation link issued at `issued`, recording
-        consent; a link older than the reader's leaving is 'stale' and changes nothing."""
+        consent and applying the details `proposal` (the link's signup) proposed; a link
+        older than the reader's leaving is 'stale' and changes nothing."""
         with self.transaction():
-            reader = self._current(subscriber_id)
+            reader = self._locked(subscriber_id)
+            if reader is None:
+                raise RunletterError(f"no subscriber #{subscriber_id}")
             if self.left_since(reader, issued):
                 return "stale"
             if reader.status == "active":
                 return "already"
             reason = ("confirmed signup (double opt-in)" if reader.status == "pending"
                       else f"re-subscribed: confirmed by email link after {reader.status}")
-            self.set_status(reader.id, "active", reason)
+            self._move(reader, "active", reason)
+            self._take_proposal(reader, proposal)
             self.record_consent(reader.id, source, ip)
         return "confirmed"
 
@@ -90,12 +98,11 @@ class ReaderChanges:
         """Unsubscribe an active or pending reader; with `end_pause`, also end a pause for
         good (the status stays, an audit row records the choice). True when it changed."""
         with self.transaction():
-            reader = self._get_id(subscriber_id)
+            reader = self._locked(subscriber_id)
             if reader is None:  # removed since the link was checked
                 return False
             if reader.status in JOINED:
-                self.set_status(reader.id, "unsubscribed", reason)
-                return True
+                return self._move(reader, "unsubscribed", reason)
             if end_pause and self.is_paused(reader):
                 self._audit_same(reader, reason)
                 return True
@@ -104,20 +111,18 @@ class ReaderChanges:
     def pause(self, subscriber_id: int, via: str) -> bool:
         """Pause an active or pending reader (audited "paused (via)"); True when it changed."""
         with self.transaction():
-            reader = self._get_id(subscriber_id)
+            reader = self._locked(subscriber_id)
             if reader is None or reader.status not in JOINED:
                 return False
-            self.set_status(reader.id, "unsubscribed", f"{PAUSED} ({via})")
-        return True
+            return self._move(reader, "unsubscribed", f"{PAUSED} ({via})")
 
     def resume(self, subscriber_id: int, via: str) -> bool:
         """Make a paused reader active again at once; True when they were paused."""
         with self.transaction():
-            reader = self._get_id(subscriber_id)
+            reader = self._locked(subscriber_id)
             if reader is None or not self.is_paused(reader):
                 return False
-            self.set_status(reader.id, "active", f"resumed ({via})")
-        return True
+            return self._move(reader, "active", f"resumed ({via})")
 
     def change_goal(self, subscriber_id: int, goal: str, first_name: str,
                     **race: str | None) -> Subscriber:
@@ -138,12 +143,39 @@ class ReaderChanges:
                     reason: str) -> tuple[Subscriber | None, bool]:
         """A provider's report about an address: the reader (None when not on the list) and
         whether their status moved; it only moves towards the stronger one."""
+        found = self.get(email)
+        if found is None:
+            return None, False
+        return found, self.report(found.id, status, reason)
+
+    def report(self, subscriber_id: int, status: str, reason: str) -> bool:
+        """A report about a reader (a webhook's, the ledger's rejection): True when it moved
+        their status, which it only does towards the stricter one."""
         with self.transaction():
-            reader = self.get(email)
+            reader = self._locked(subscriber_id)
             if reader is None or RANK[status] <= RANK[reader.status]:
-                return reader, False
-            self.set_status(reader.id, status, reason[:300])
-        return reader, True
+                return False
+            return self._move(reader, status, reason[:300])
+
+    # -- the author's own undo --------------------------------------------------------------
+
+    def unbounce(self, email: str, reason: str) -> Subscriber:
+        """Make a bounced reader active again (an author undoing a bounce recorded by
+        mistake), audited; one conditional statement, so a reader whose status moved
+        meanwhile (a complaint) is never made active. Any other status is refused."""
+        with self.transaction() as conn:
+            reader = self.get(email)
+            if reader is None:
+                raise RunletterError(f"no reader {email}; 'runletter subscribers list' "
+                                     "shows them")
+            stamp = _now()
+            changed = conn.execute("UPDATE subscribers SET status = 'active', updated_at = ? "
+                                   "WHERE id = ? AND status = 'bounced' RETURNING id",
+                                   (stamp, reader.id)).fetchone()
+            if changed is None:
+                raise RunletterError(not_bounced(self._current(reader.id)))
+            self._audit(reader.id, reader.email, "bounced", "active", reason, stamp)
+            return self._current(reader.id)
 
     # -- serve's own state ------------------------------------------------------------------
 
@@ -195,5 +227,38 @@ class ReaderChanges:
 
         self._audit(reader.id, reader.email, reader.status, reader.status, reason, now())
 
+    def _locked(self, subscriber_id: int) -> Subscriber | None:
+        """The reader, their row locked until the transaction ends, so what a change reads
+        (their status, their last audit row) stays true until it writes. PostgreSQL needs
+        FOR UPDATE: two transactions there may both read before either writes. SQLite's
+        BEGIN IMMEDIATE already holds the whole store's write lock."""
+        from .records import COLUMNS, subscriber_from_row
 
-__all__ = ["JOINED", "LEFT", "RANK", "ReaderChanges"]
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        row = self.conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE id = ?{lock}",
+                                (subscriber_id,)).fetchone()
+        return subscriber_from_row(row) if row else None
+
+    def _move(self, reader: Subscriber, status: str, reason: str) -> bool:
+        """Move a reader read by `_locked` to `status` with one conditional UPDATE (only
+        from the status read), and its audit row only when a row changed."""
+        from .records import now
+
+        stamp = now()
+        moved = self.conn.execute(
+            "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ? AND status = ? "
+            "RETURNING id", (status, stamp, reader.id, reader.status)).fetchone()
+        if moved is not None and reader.status != status:
+            self._audit(reader.id, reader.email, reader.status, status, reason, stamp)
+        return moved is not None and reader.status != status
+
+
+def not_bounced(reader: Subscriber) -> str:
+    """Why unbounce refuses a reader who is not bounced."""
+    why = {"unsubscribed": "they chose to leave (only they can come back, by signing up)",
+           "complained": "they marked a message as spam (never mail them again)"}
+    return (f"{reader.email} is {reader.status}, not bounced; only a bounce can be undone"
+            + (f": {why[reader.status]}" if reader.status in why else ""))
+
+
+__all__ = ["JOINED", "LEFT", "RANK", "ReaderChanges", "not_bounced"]

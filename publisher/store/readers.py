@@ -17,6 +17,7 @@ from ..errors import Finding, RunletterError
 from ..model import EVERYONE, Goals
 from .changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
 from .database import Connection, connect, parse_url, shown
+from .proposals import Proposals
 from .ready import ReadySteps
 from .records import (  # noqa: F401 - the store's record types stay importable from here
     COLUMNS,
@@ -40,10 +41,10 @@ from .schema import upgrade, version_of
 if TYPE_CHECKING:
     from .csvio import ImportReport
 
-class Store(ReaderChanges, ReadySteps):
+class Store(ReaderChanges, ReadySteps, Proposals):
     """The subscriber database. Open with `Store.open(path)`; use as a context manager.
     What readers and providers change (confirm, pause, change_goal, …) is in `changes`;
-    a reader's "ready" at a gated step in `ready`."""
+    a reader's "ready" at a gated step in `ready`; what a signup proposes in `proposals`."""
 
     def __init__(self, conn: Connection, path: Path | None, shown: str = ""):
         self._conn = conn
@@ -191,14 +192,13 @@ class Store(ReaderChanges, ReadySteps):
     def set_status(self, email_or_id: str | int, status: str, reason: str) -> Subscriber:
         """Change a reader's status, recording who/why in the audit trail."""
         check_status(status)
-        with self.transaction() as conn:
+        with self.transaction():
             found = self._require(email_or_id)
+            # The author's command may set any status, but from the one it read: locked.
+            found = self._locked(found.id) or found
             if found.status == status:
                 return found
-            stamp = now()
-            conn.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
-                         (status, stamp, found.id))
-            self._audit(found.id, found.email, found.status, status, reason, stamp)
+            self._move(found, status, reason)
             changed = self._get_id(found.id)
         assert changed is not None
         return changed

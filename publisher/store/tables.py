@@ -121,6 +121,20 @@ enrolments = Table(
     Index("enrolments_next", "sequence", "next_at"),
 )
 
+proposals = Table(
+    "proposals", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("first_name", Text, nullable=False, server_default=""),
+    Column("goal", Text, nullable=False),
+    Column("race_date", Text),
+    Column("race_name", Text, nullable=False, server_default=""),
+    Column("timezone", Text, nullable=False, server_default=""),
+    Column("created_at", Text, nullable=False),
+    Index("proposals_reader", "subscriber_id"),
+)
+
 # In the order `db copy` fills them (readers before what refers to them).
 COPY_ORDER = (subscribers, audit, deliveries, ready, enrolments, serve_signups,
-              serve_webhook_seen)
+              serve_webhook_seen, proposals)

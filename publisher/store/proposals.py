@@ -1,0 +1,63 @@
+"""Details a signup proposes for an address already on the list (name, goal, race, time
+zone): kept aside, one row per signup, and applied only when the confirmation link of that
+signup moves the reader to active, so a stranger's form never rewrites a reader.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .records import (
+    check_goal,
+    check_name,
+    check_race_date,
+    check_race_name,
+    check_timezone,
+    now,
+)
+
+if TYPE_CHECKING:
+    from .records import Subscriber
+
+KEPT = 10  # a reader's newest proposals kept: older links find theirs gone and change nothing
+
+
+class Proposals:
+    """Store methods for proposed details (mixed into Store)."""
+
+    def propose(self, subscriber_id: int, *, goal: str, first_name: str = "",
+                race_date: str | None = None, race_name: str = "",
+                timezone: str = "") -> int:
+        """Keep a signup's details for a stored reader, unapplied; the proposal's id, for
+        the confirmation link of that signup to name. "" for the time zone keeps theirs."""
+        values = (check_name(first_name), check_goal(goal), check_race_date(race_date),
+                  check_race_name(race_name), check_timezone(timezone))
+        with self.transaction() as conn:
+            proposal = conn.execute(
+                "INSERT INTO proposals(subscriber_id, first_name, goal, race_date, race_name, "
+                "timezone, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (subscriber_id, *values, now())).scalar_one()
+            conn.execute("DELETE FROM proposals WHERE subscriber_id = ? AND id NOT IN "
+                         "(SELECT id FROM proposals WHERE subscriber_id = ? "
+                         "ORDER BY id DESC LIMIT ?)", (subscriber_id, subscriber_id, KEPT))
+        return proposal
+
+    def proposals_of(self, subscriber_id: int) -> int:
+        """How many proposals wait for a reader."""
+        return self.conn.execute("SELECT COUNT(*) FROM proposals WHERE subscriber_id = ?",
+                                 (subscriber_id,)).fetchone()[0]
+
+    def _take_proposal(self, reader: Subscriber, proposal: int | None) -> None:
+        """In the caller's transaction, as the reader becomes active: apply the proposal
+        their link names (when it is theirs and still kept) and drop all of theirs."""
+        row = None if proposal is None else self.conn.execute(
+            "SELECT first_name, goal, race_date, race_name, timezone FROM proposals "
+            "WHERE id = ? AND subscriber_id = ?", (proposal, reader.id)).fetchone()
+        if row is not None:
+            first_name, goal, race_date, race_name, timezone = row
+            self.conn.execute(
+                "UPDATE subscribers SET first_name = ?, goal = ?, race_date = ?, "
+                "race_name = ?, timezone = ?, updated_at = ? WHERE id = ?",
+                (first_name, goal, race_date, race_name, timezone or reader.timezone, now(),
+                 reader.id))
+        self.conn.execute("DELETE FROM proposals WHERE subscriber_id = ?", (reader.id,))
