@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 import time
@@ -22,6 +23,10 @@ from .errors import Finding, RunletterError
 SECRET_ENV = "RUNLETTER_SECRET"
 SECRET_FILE = ".runletter-secret"
 PURPOSES = ("unsubscribe", "preferences", "confirm", "ready", "calendar")
+# A reader id or an expiry as `sign` writes it: lowercase hex that fits the store's signed
+# 64-bit integers (a longer one would overflow SQLite's and PostgreSQL's and fail the page).
+_HEX = re.compile(r"[0-9a-f]{1,16}")
+ID_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,9 @@ class Signer:
             if len(body_parts) not in (2, 3):
                 return None
             id_hex, exp_hex = body_parts[:2]
+            if not (_HEX.fullmatch(id_hex) and _HEX.fullmatch(exp_hex)
+                    and int(id_hex, 16) <= ID_MAX):
+                return None
             subscriber_id, expires = int(id_hex, 16), int(exp_hex, 16)
             address = bind(subscriber_id) if callable(bind) else bind
             if address is None:

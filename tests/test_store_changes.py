@@ -159,6 +159,20 @@ def test_take_signup_slot_counts_per_client_within_the_window(store):
     assert store.take_signup_slot("192.0.2.1", 2, 3600, 3605) is True  # the first slot aged
 
 
+def test_a_bucket_with_a_longer_window_outlives_another_buckets_shorter_one(store):
+    day = 24 * 3600
+    assert store.take_signup_slot("to:reader", 1, 2 * day, 0, keep=3600) is True
+    assert store.take_signup_slot("192.0.2.1", 10, 3600, day, keep=2 * day) is True
+    assert store.take_signup_slot("to:reader", 1, 2 * day, day + 1, keep=3600) is False
+    assert store.take_signup_slot("192.0.2.1", 1, 3600, day + 1, keep=2 * day) is False
+
+
+def test_giving_back_a_buckets_slots_lets_the_next_one_through(store):
+    assert store.take_signup_slot("to:reader", 1, 3600, 0) is True
+    store.give_back_signup_slots("to:reader")
+    assert store.take_signup_slot("to:reader", 1, 3600, 1) is True
+
+
 def test_mark_webhook_seen_refuses_a_token_twice_until_it_is_forgotten(store):
     assert store.mark_webhook_seen("hooks", "t1", keep=100, at=0) is True
     assert store.mark_webhook_seen("hooks", "t1", keep=100, at=50) is False

@@ -293,7 +293,7 @@ def _signature_fields(signature: dict) -> tuple[str, str, str]:
     timestamp = str(timestamp) if isinstance(timestamp, int | str) else ""
     if not (timestamp.isascii() and timestamp.isdigit() and isinstance(token, str)
             and token.isascii() and 0 < len(token) <= 256
-            and isinstance(sig, str) and sig.isascii()):
+            and isinstance(sig, str) and sig.isascii() and len(sig) <= 128):
         raise WebhookError(400, "the signature object is incomplete")
     return timestamp, token, sig
 

@@ -23,6 +23,10 @@ from typing import Any
 from ..emails import validate_email
 
 MAX_DEPTH = 32  # JSON nesting a webhook may have; providers' payloads nest about 5 deep
+# Longer is no provider's: message and event ids are a few dozen characters, and a unix
+# timestamp has 10 digits until 2286 (a longer one overflows a float compared to the clock).
+MAX_ID = 256
+MAX_TIMESTAMP_DIGITS = 12
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # An opening bracket is a step of +1, a closing one of -1 (0xff as a signed byte).
 _BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
@@ -47,6 +51,11 @@ class Event:
     message_ids: tuple[str, ...] = ()
     event_id: str | None = None  # for de-duplication (SendGrid sg_event_id)
 
+    def __post_init__(self):
+        """Refuse ids no provider sends (they are looked up and stored as they are)."""
+        for value in (*self.message_ids, self.event_id):
+            check_id(value)
+
 
 @dataclass(frozen=True)
 class WebhookRequest:
@@ -69,6 +78,18 @@ class WebhookReport:
     replay_refusal: str = ""
     note: str = ""  # said in the answer (e.g. "subscription confirmation logged")
     log: tuple[str, ...] = field(default=())  # for the operator, e.g. a URL to visit
+
+    def __post_init__(self):
+        """Refuse a request id no provider sends (it is stored to recognise replays)."""
+        check_id(self.request_id)
+
+
+def check_id(value: str | None) -> None:
+    """A provider's id is None or printable ASCII of at most MAX_ID characters;
+    WebhookError(400) otherwise."""
+    if value is not None and not (isinstance(value, str) and len(value) <= MAX_ID
+                                  and value.isascii() and value.isprintable()):
+        raise WebhookError(400, f"an id longer than {MAX_ID} characters or not printable ASCII")
 
 
 def json_depth(body: bytes) -> int:
@@ -98,7 +119,8 @@ def read_json(body: bytes) -> Any:
 
 def fresh(timestamp: str, tolerance: int, clock: Callable[[], float]) -> bool:
     """True when a signed unix timestamp is within `tolerance` seconds of the clock."""
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    if not (timestamp.isascii() and timestamp.isdigit()
+            and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
         return False
     return abs(clock() - int(timestamp)) <= tolerance
 

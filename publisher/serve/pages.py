@@ -21,7 +21,14 @@ from ..store import LEFT, MAX_NAME, Subscriber, name_problem, validate_email
 from ..store.records import MAX_RACE_NAME, check_race_date, check_race_name, known_timezone
 from .context import site
 from .db import get_store
-from .security import RATE_WINDOW, client_ip, csrf_ok, take_signup_slot
+from .security import (
+    RATE_WINDOW,
+    client_ip,
+    csrf_ok,
+    give_back_mail_slot,
+    take_mail_slot,
+    take_signup_slot,
+)
 from .ui import csrf_refused, link_for, message, render, send_confirmation, verified, with_csrf
 
 log = logging.getLogger("runletter.serve")
@@ -186,9 +193,12 @@ def signup(template: str, checked_csrf: bool):
         response.headers["Retry-After"] = str(RATE_WINDOW)
         return response
     reader, kind, proposal = record_signup(form, posted_goal())
-    failed = send_confirmation(reader, kind, proposal) if kind else None
-    if failed is not None:
-        return failed
+    # One email per address per link lifetime; a repeat is answered as a first signup.
+    if kind and take_mail_slot(reader.email):
+        failed = send_confirmation(reader, kind, proposal)
+        if failed is not None:
+            give_back_mail_slot(reader.email)
+            return failed
     return show(template, title="Check your inbox", form=form, errors=(), done=True)
 
 

@@ -1,4 +1,5 @@
-"""CSRF tokens, security headers, the signup rate limit and the client's IP.
+"""CSRF tokens, security headers, the signup rate limits (per client, and emails per
+address) and the client's IP.
 
 CSRF: a signed double-submit token. A random nonce sits in a cookie (HttpOnly, SameSite=Lax,
 Secure over HTTPS) and the same nonce, signed with the secret (4 h max age), in the form's
@@ -7,6 +8,7 @@ hidden field; no server-side session is needed.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
@@ -87,7 +89,25 @@ def take_signup_slot() -> bool:
     """Count one signup for this client; False when the hour's allowance is used up."""
     return get_store().take_signup_slot(ip_bucket(client_ip()),
                                         site().config.serve.signups_per_hour, RATE_WINDOW,
-                                        time.time())
+                                        time.time(), keep=site().confirm_ttl)
+
+
+def mail_bucket(address: str) -> str:
+    """The rate-limit key for emails to one (canonical) address: a hash, so the table
+    holds no addresses, and a prefix no IP bucket has."""
+    return "to:" + hashlib.sha256(address.lower().encode()).hexdigest()[:32]
+
+
+def take_mail_slot(address: str) -> bool:
+    """Count one signup email to this address; False when one went out within the last
+    confirm_hours, whose link still works: signups from anywhere cannot fill one inbox."""
+    return get_store().take_signup_slot(mail_bucket(address), 1, site().confirm_ttl,
+                                        time.time(), keep=RATE_WINDOW)
+
+
+def give_back_mail_slot(address: str) -> None:
+    """Let the next signup email this address (the one counted could not be sent)."""
+    get_store().give_back_signup_slots(mail_bucket(address))
 
 
 # -- every request ---------------------------------------------------------------------------

@@ -180,17 +180,28 @@ class ReaderChanges:
     # -- serve's own state ------------------------------------------------------------------
 
     def take_signup_slot(self, bucket: str, per_window: int, window: float,
-                         at: float) -> bool:
-        """Count one signup for a client at unix time `at`; False when the last `window`
-        seconds already hold `per_window` of theirs (shared by every serve worker)."""
+                         at: float, keep: float = 0) -> bool:
+        """Count one signup for a client (or one email for an address) at unix time `at`;
+        False when the last `window` seconds already hold `per_window` of theirs (shared by
+        every serve worker). Rows are kept `keep` seconds (at least `window`): buckets with
+        windows of different lengths share the table."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM serve_signups WHERE at < ?", (at - window,))
-            used = conn.execute("SELECT COUNT(*) FROM serve_signups WHERE ip = ?",
-                                (bucket,)).fetchone()[0]
+            if self.dialect == "postgresql":
+                # SQLite's write lock serialises the count and the insert; on PostgreSQL two
+                # workers could both count under the limit (two emails to one address).
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (bucket,))
+            conn.execute("DELETE FROM serve_signups WHERE at < ?", (at - max(window, keep),))
+            used = conn.execute("SELECT COUNT(*) FROM serve_signups WHERE ip = ? AND at >= ?",
+                                (bucket, at - window)).fetchone()[0]
             if used >= per_window:
                 return False
             conn.execute("INSERT INTO serve_signups(ip, at) VALUES (?, ?)", (bucket, at))
         return True
+
+    def give_back_signup_slots(self, bucket: str) -> None:
+        """Forget a bucket's counted signups (an email that could not be sent after all)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM serve_signups WHERE ip = ?", (bucket,))
 
     def mark_webhook_seen(self, provider: str, token: str, keep: float, at: float) -> bool:
         """Remember a webhook id at unix time `at` (forgetting those older than `keep`
