@@ -173,3 +173,32 @@ def post_json(site: LiveServer, provider: str, payload, headers=None) -> request
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return requests.post(site.url(f"/webhooks/{provider}"), data=body, timeout=10,
                          headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def form_token(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def signup(site: LiveServer, address: str, first_name: str = "", goal: str = "general",
+           session: requests.Session | None = None, **fields: str) -> requests.Response:
+    """Sign up through /subscribe; `fields` are the form's other fields (race_date, …)."""
+    session = session or requests.Session()
+    page = session.get(site.url("/subscribe"), timeout=10)
+    assert page.status_code == 200
+    return session.post(site.url("/subscribe"), timeout=10, data={
+        "email": address, "first_name": first_name, "goal": goal,
+        "csrf": form_token(page.text), **fields})
+
+
+def press_confirm(link: str) -> requests.Response:
+    """What a reader does: open the confirmation link, then press the page's button."""
+    page = requests.get(link, timeout=10)
+    assert page.status_code == 200 and '<form method="post"' in page.text, page.text
+    return requests.post(link, timeout=10)
+
+
+def same_page(response: requests.Response) -> tuple[int, str]:
+    """Status and body with the per-response CSP nonce taken out."""
+    return response.status_code, re.sub(r'nonce="[^"]*"', 'nonce=""', response.text)

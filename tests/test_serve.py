@@ -42,10 +42,14 @@ from .live_server import (
     CONFIRM_HOURS,
     LiveServer,
     configure,
+    form_token,
     link_in,
     messages_to,
     post_json,
+    press_confirm,
+    same_page,
     signer,
+    signup,
     start_site,
     store_contents,
     token_for,
@@ -68,21 +72,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, module_database: str):
 
 # -- helpers ------------------------------------------------------------------------------
 
-def form_token(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
 
 
-def signup(site: LiveServer, address: str, first_name: str = "", goal: str = "general",
-           session: requests.Session | None = None, **fields: str) -> requests.Response:
-    """Sign up through /subscribe; `fields` are the form's other fields (race_date, …)."""
-    session = session or requests.Session()
-    page = session.get(site.url("/subscribe"), timeout=10)
-    assert page.status_code == 200
-    return session.post(site.url("/subscribe"), timeout=10, data={
-        "email": address, "first_name": first_name, "goal": goal,
-        "csrf": form_token(page.text), **fields})
 
 
 def save_preferences(site: LiveServer, address: str, **fields: str) -> requests.Response:
@@ -97,16 +88,8 @@ def save_preferences(site: LiveServer, address: str, **fields: str) -> requests.
         "race_name": reader.race_name, "timezone": reader.timezone, **fields})
 
 
-def press_confirm(link: str) -> requests.Response:
-    """What a reader does: open the confirmation link, then press the page's button."""
-    page = requests.get(link, timeout=10)
-    assert page.status_code == 200 and '<form method="post"' in page.text, page.text
-    return requests.post(link, timeout=10)
 
 
-def same_page(response: requests.Response) -> tuple[int, str]:
-    """Status and body with the per-response CSP nonce taken out."""
-    return response.status_code, re.sub(r'nonce="[^"]*"', 'nonce=""', response.text)
 
 
 def add_sent_row(site: LiveServer, address: str, provider_id: str, post: str = SENT) -> None:

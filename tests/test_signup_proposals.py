@@ -18,9 +18,18 @@ from publisher.store import name_problem
 from publisher.store.records import GOAL_RE
 
 from .conftest import FAST, ZONE, copy_sample
-from .live_server import CONFIRM_HOURS, LiveServer, link_in, messages_to, start_site, token_for
+from .live_server import (
+    CONFIRM_HOURS,
+    LiveServer,
+    link_in,
+    messages_to,
+    press_confirm,
+    same_page,
+    signup,
+    start_site,
+    token_for,
+)
 from .support import free_port
-from .test_serve import press_confirm, same_page, signup
 
 STRANGER = {"first_name": "Click evil.example now", "goal": "ultra",
             "race_date": "2031-01-01", "race_name": "Free prizes", "timezone": "Asia/Tokyo"}
