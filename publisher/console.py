@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .errors import Finding, RunletterError
+from .errors import Finding, RunletterError, is_disk_full
 
 # Nouns whose plural is not noun + "s"; every count the CLI prints goes through plural().
 _IRREGULAR = {"batch": "batches", "copy": "copies", "delivery": "deliveries", "try": "tries"}
@@ -37,6 +37,14 @@ class VoicedGroup(click.Group):
             return super().invoke(ctx)
         except RunletterError as exc:
             summarize(exc.findings)
+            ctx.exit(1)
+        except Exception as exc:
+            # A full disk is the machine's state, not a bug: say so, not a traceback.
+            if not is_disk_full(exc):
+                raise
+            where = getattr(exc, "filename", None) or "the subscriber store"
+            summarize(RunletterError(f"no space left on device writing {where}; free some "
+                                     "space and run again").findings)
             ctx.exit(1)
 
 

@@ -173,8 +173,11 @@ class _Run:
         (the run stops; the call read meanwhile is not marked)."""
         try:
             receipts = future.result()
-        except ProviderConfigError:
-            self.ledger.unclaim(self.post, call.rows)  # nothing went out: no trace of the try
+        except ProviderConfigError as exc:
+            # What went out before a stop is settled; the rest never left: no trace of the try.
+            if getattr(exc, "receipts", ()):
+                self.settle(call, list(exc.receipts))
+            self.ledger.unclaim(self.post, call.rows)
             raise
         self.settle(call, receipts)
         if self.pause.asked > self.retry_after_max:

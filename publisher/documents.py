@@ -107,6 +107,13 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
         raise RunletterError(Finding(shown, 1, "front matter is not closed: "
                                      "add a '---' line after the last key")) from None
     try:
+        # Before anything is built: a few lines of nested aliases expand to billions of
+        # values for whatever walks them (the "billion laughs"), so none is allowed.
+        alias = _first_alias(yaml, front, loader)
+        if alias is not None:
+            raise RunletterError(Finding(shown, alias.start_mark.line + 1, "YAML aliases "
+                                         f"(*{alias.anchor}) are not allowed in front "
+                                         "matter; write the value out"))
         meta = yaml.load(front, Loader=loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -129,6 +136,12 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
     source = Source(path=path, display=shown, key_lines=MappingProxyType(key_lines),
                     body_line=body_line, stamp=stamp, front_end=front_end)
     return Document(meta=meta, body=body.lstrip("\n"), source=source)
+
+
+def _first_alias(yaml: Any, front: str, loader: type) -> Any:
+    """The first alias event (`*name`) of the front matter, or None."""
+    return next((event for event in yaml.parse(front, Loader=loader)
+                 if isinstance(event, yaml.AliasEvent)), None)
 
 
 def _closing_line(text: str) -> int | None:

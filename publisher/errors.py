@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,3 +69,24 @@ def display_path(path: Path | str, root: Path | None = None) -> str:
         except ValueError:
             pass
     return p.as_posix()
+
+
+# A full disk or quota, whoever reports it: the OS, SQLite (its own message) or PostgreSQL
+# (SQLSTATE 53100 disk_full).
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when an error (or the database error it wraps) says the disk or quota is full."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OSError):
+        return orig.errno in _FULL
+    return getattr(orig, "sqlstate", None) == "53100" or "database or disk is full" in str(orig)
+
+
+def write_error(exc: OSError, shown: str) -> RunletterError:
+    """What a failed write of `shown` says: one line, and for a full disk what to do."""
+    if is_disk_full(exc):
+        return RunletterError(f"no space left on device writing {shown}; free some space "
+                              "and run again")
+    return RunletterError(f"cannot write {shown}: {exc.strerror or exc}")

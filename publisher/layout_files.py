@@ -16,6 +16,7 @@ import jinja2
 
 from .config import Config
 from .errors import Finding, RunletterError, display_path, suggest
+from .media import outside_problem
 
 KINDS = ("email", "web")
 BUILTIN = "!builtin"
@@ -58,12 +59,30 @@ class BuiltinLoader(jinja2.FileSystemLoader):
         return source, filename, uptodate
 
 
+class AuthorLoader(jinja2.FileSystemLoader):
+    """The author's layouts of one kind: a symlink out of layouts/ is refused, as a post's
+    out of content/ is."""
+
+    def __init__(self, folder: Path, config: Config):
+        super().__init__(str(folder))
+        self.config = config
+
+    def get_source(self, environment: jinja2.Environment, template: str):
+        source, filename, uptodate = super().get_source(environment, template)
+        layouts = self.config.layouts_dir
+        if problem := outside_problem("layout", Path(filename), layouts,
+                                      display_path(layouts, self.config.root)):
+            raise RunletterError(Finding(display_path(filename, self.config.root), None,
+                                         problem))
+        return source, filename, uptodate
+
+
 def layout_loader(config: Config, kind: str) -> jinja2.BaseLoader:
     """The author's `<kind>/` files, then the built-in ones; `!builtin/<kind>/…` only these."""
     *author, builtin = layout_folders(config, kind)
     builtin_loader = BuiltinLoader(str(builtin))
     return jinja2.ChoiceLoader([
-        *(jinja2.FileSystemLoader(str(folder)) for folder in author),
+        *(AuthorLoader(folder, config) for folder in author),
         builtin_loader,
         jinja2.PrefixLoader({BUILTIN: jinja2.PrefixLoader({kind: builtin_loader})}),
     ])

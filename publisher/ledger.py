@@ -131,6 +131,12 @@ class Ledger(LedgerEvents):
         return self.conn.execute("SELECT COUNT(*) FROM deliveries WHERE post = ? AND state = ?",
                                  (post, state)).fetchone()[0]
 
+    def in_flight_ids(self, post: str) -> list[int]:
+        """The readers of a post whose row is in flight."""
+        return [row[0] for row in self.conn.execute(
+            "SELECT subscriber_id FROM deliveries WHERE post = ? AND state = 'in-flight'",
+            (post,))]
+
     def release_in_flight(self, post: str) -> int:
         """Make in-flight rows planned again (only when the author asks to resend them)."""
         with self.store.transaction() as conn:

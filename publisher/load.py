@@ -26,7 +26,7 @@ from .documents import (
     read_document,
 )
 from .errors import Finding, RunletterError, display_path, suggest
-from .media import media_problem
+from .media import media_problem, outside_problem
 from .model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post
 from .schema import toml_line
 
@@ -37,6 +37,8 @@ STATUSES = ("draft", "ready")
 def load_goals(path: Path, root: Path) -> Goals:
     """Read subscribers/goals.toml; the fallback goal 'general' is always present."""
     shown = display_path(path, root)
+    if problem := outside_problem("goals file", path, root, "the project"):
+        raise RunletterError(Finding(shown, None, problem))
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
@@ -102,6 +104,9 @@ def _gather(folder: Path, root: Path, read: Callable[..., Any],
     found: list[Any] = []
     findings: list[Finding] = []
     for path in document_paths(folder):
+        if problem := contained(folder.name.removesuffix("s"), path, folder.parent, root):
+            findings.append(problem)
+            continue
         try:
             found.append(read(path, root, cache))
         except RunletterError as exc:
@@ -109,6 +114,12 @@ def _gather(folder: Path, root: Path, read: Callable[..., Any],
     if findings:
         raise RunletterError(findings)
     return found
+
+
+def contained(kind: str, path: Path, content_dir: Path, root: Path) -> Finding | None:
+    """A document that a symlink takes out of content/ (as media may not leave it either)."""
+    problem = outside_problem(kind, path, content_dir, display_path(content_dir, root))
+    return Finding(display_path(path, root), None, problem) if problem else None
 
 
 EXERCISE_KEYS = ("name", "focus", "muscles", "equipment", "level", "dose", "cues",

@@ -48,3 +48,18 @@ def media_problem(key: str, ref: str, content_dir: Path) -> str | None:
     if _outside(ref, content_dir):
         return f"{key} '{ref}' is outside content/"
     return None
+
+
+def leaves(path: Path, top: Path) -> bool:
+    """True when a file, followed through every symlink on its way, is not under `top`."""
+    root = os.path.realpath(top)
+    return os.path.commonpath([root, os.path.realpath(path)]) != root
+
+
+def outside_problem(kind: str, path: Path, top: Path, shown_top: str) -> str | None:
+    """Why an author's file may not be read: it is a symlink (or in a linked folder) that
+    leads out of its folder; None when it stays in."""
+    if not leaves(path, top):
+        return None
+    return (f"{kind} '{path.name}' is outside {shown_top}/; copy the file in instead of "
+            "linking to it")

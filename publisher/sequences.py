@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .documents import SLUG_RE, Checker, read_document
 from .errors import Finding, RunletterError, display_path, suggest
-from .load import document_paths, post_from
+from .load import contained, document_paths, post_from
 from .model import Goals, Post
 from .when import PREVIOUS, RACE, SIGNUP, When, parse_when
 
@@ -107,6 +107,9 @@ def read_sequence(folder: Path, root: Path, goals: Goals,
     if not SLUG_RE.match(folder.name):
         raise RunletterError(Finding(display_path(folder, root), None, "a sequence folder's "
                                      "name is its slug: lowercase letters, digits and hyphens"))
+    content_dir = folder.parent.parent
+    if outside := contained("sequence file", path, content_dir, root):
+        raise RunletterError(outside)
     text, data = _read_toml(path, shown)
     findings: list[Finding] = []
 
@@ -117,6 +120,9 @@ def read_sequence(folder: Path, root: Path, goals: Goals,
     audience = _audience(data, goals, problem)
     steps = []
     for step_path in document_paths(folder):
+        if outside := contained("step", step_path, content_dir, root):
+            findings.append(outside)
+            continue
         try:
             steps.append(read_step(step_path, root, folder.name, audience, anchor, cache))
         except RunletterError as exc:

@@ -218,15 +218,27 @@ def sending(publication: Publication, provider: Provider, signer: Signer,
     addresser = Addresser(project.config, signer)
     with open_store(project) as store:
         ledger = Ledger(store)
-        if resend_in_flight:
-            ledger.release_in_flight(slug)
-        ledger.plan(slug, publication.goals)
         with provider.cls(project.config, addresser, provider.settings) as sender:
+            if resend_in_flight:
+                settle_delivered(ledger, slug, sender)
+                ledger.release_in_flight(slug)
+            ledger.plan(slug, publication.goals)
             yield partial(send_rendered, publication.rendered, ledger, sender, addresser,
                           max_attempts=delivery.max_attempts,
                           backoff_base=delivery.backoff_base,
                           backoff_max=delivery.backoff_max,
                           retry_after_max=delivery.retry_after_max)
+
+
+def settle_delivered(ledger: Any, post: str, sender: Any) -> None:
+    """Mark sent the in-flight rows the provider shows were delivered (the outbox's files in
+    new/), so that resending in-flight rows resends only the others."""
+    from ..providers.base import ACCEPTED, Receipt
+
+    found = sender.already_delivered(post, ledger.in_flight_ids(post))
+    if found:
+        ledger.record(post, [Receipt(sid, ACCEPTED, provider_id=unique)
+                             for sid, unique in found.items()], {}, 0, 0, time.time())
 
 
 def settle(publication: Publication, provider: Provider, outcome: Outcome) -> Sent:

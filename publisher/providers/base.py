@@ -16,7 +16,7 @@ import difflib
 import email.utils
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -66,6 +66,15 @@ class MessageRefused(ProviderConfigError):
     """The provider refused the message or the sender, not a reader (a DATA-stage 5xx, a
     5.7.x policy, 5.6.x content or 5.3.4 size answer): stop the publish, mark no reader;
     the rows not sent stay sendable for a run after the author fixes it."""
+
+
+class SendStopped(ProviderConfigError):
+    """A fault on this side (a full disk) part-way through a call: stop the publish; the
+    receipts say what went out before it, the rest of the call was not sent."""
+
+    def __init__(self, error: RunletterError, receipts: Sequence[Receipt] = ()):
+        super().__init__(error.findings)
+        self.receipts = tuple(receipts)
 
 
 def setting(default: Any = "", *, secret: bool = False,
@@ -155,6 +164,11 @@ class Provider:
         """Raise the config error met in the previous batch, before sending anything."""
         if self._fatal is not None:
             raise self._fatal
+
+    def already_delivered(self, post: str, subscriber_ids: Iterable[int]) -> dict[int, str]:
+        """Of these readers left in flight, the ones the provider can show were delivered,
+        each with its provider id (only the outbox can look: its files are local)."""
+        return {}
 
     def __enter__(self) -> Provider:
         self.open()

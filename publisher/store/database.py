@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import Finding, RunletterError
+from ..errors import Finding, RunletterError, is_disk_full
 
 ENV = "RUNLETTER_DATABASE_URL"
 # Seconds a write waits for another process's lock before the store says it is locked
@@ -205,6 +206,8 @@ def connect(url_text: str) -> Connection:
     try:
         return Connection(engine_for(url.render_as_string(hide_password=False)), url)
     except DatabaseError as exc:
+        if url.drivername == "sqlite" and sqlite_disk_full(url.database, exc):
+            raise no_space(url.database) from None
         if url.drivername != "sqlite" and isinstance(exc, OperationalError):
             raise RunletterError(unreachable(url, exc)) from None
         what = ("cannot open the subscriber store" if isinstance(exc, OperationalError)
@@ -213,6 +216,24 @@ def connect(url_text: str) -> Connection:
     except (SQLAlchemyError, OSError) as exc:
         raise RunletterError(Finding(where, None, "cannot open the subscriber store: "
                                      f"{_first_line(exc)}")) from None
+
+
+def sqlite_disk_full(path: str, exc: BaseException) -> bool:
+    """A SQLite file that could not be written for want of space: SQLite says "database or
+    disk is full", or, when even its -shm file cannot be made, only "disk I/O error"."""
+    if is_disk_full(exc):
+        return True
+    try:
+        full = os.statvfs(os.path.dirname(os.path.abspath(path))).f_bavail == 0
+    except OSError:
+        return False
+    return full and "disk i/o error" in _first_line(exc).lower()
+
+
+def no_space(where: str) -> RunletterError:
+    """The one line for a store on a full disk."""
+    return RunletterError(f"no space left on device writing {where}; free some space and "
+                          "run again")
 
 
 def unreachable(url, exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from ..emails import check_email, normalize_email, show_value
 from ..errors import Finding, RunletterError
 from ..model import EVERYONE, Goals
 from .changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
-from .database import Connection, connect, parse_url, shown
+from .database import Connection, connect, no_space, parse_url, shown, sqlite_disk_full
 from .proposals import Proposals
 from .ready import ReadySteps
 from .records import (  # noqa: F401 - the store's record types stay importable from here
@@ -105,6 +105,8 @@ class Store(ReaderChanges, ReadySteps, Proposals):
         except OperationalError as exc:
             if is_busy(exc):
                 raise self._busy() from None
+            if self.path is not None and sqlite_disk_full(str(self.path), exc):
+                raise no_space(self.shown) from None
             raise
 
     def _busy(self) -> RunletterError:
