@@ -25,6 +25,10 @@ from .store import Store, now
 from .when import zone
 
 BATCH = 500
+# What computing one reader's dates can raise on data stored before dates were bounded (a
+# race in year 9999 overflows) or written around the store's checks: that reader is left
+# out and named, and the run goes on for everyone else.
+UNREADABLE = (OverflowError, ValueError)
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Decision:
     items: dict[str, ItemDecision] = field(default_factory=dict)
     enrolments: list[tuple[str, int, str, float | None, str | None]] = field(default_factory=list)
     unskip: list[tuple[int, str]] = field(default_factory=list)  # (reader, sequence) re-timed
+    unreadable: dict[int, str] = field(default_factory=dict)  # reader id -> why left out
 
     def item(self, key: str) -> ItemDecision:
         """The decision for one item, made on first use."""
@@ -88,6 +93,11 @@ class Agenda:
         self.sequences = tuple(sequences)
         self.posts = tuple(p for p in posts if p.send_at is not None and not p.is_draft)
         self.goals = tuple(goals)
+        self.unreadable: dict[int, str] = {}  # readers whose dates could not be computed
+
+    def _left_out(self, subscriber_id: int, exc: Exception) -> None:
+        """Note a reader whose items cannot be computed (UNREADABLE), once per reader."""
+        self.unreadable.setdefault(subscriber_id, f"{type(exc).__name__}: {exc}")
 
     def audience(self, audience: tuple[str, ...] | None) -> tuple[str, ...]:
         """Goal slugs an item reaches (the listed ones that exist, or every goal)."""
@@ -102,6 +112,7 @@ class Agenda:
             self._decide_post(post, decision)
         for sequence in self.sequences:
             self._decide_sequence(sequence, decision)
+        decision.unreadable = dict(self.unreadable)
         return decision
 
     def _decide_post(self, post: Post, decision: Decision) -> None:
@@ -115,12 +126,16 @@ class Agenda:
             f"FROM subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post = ? "
             "AND d.subscriber_id = s.id)", (*goals, post.slug))
+        dated = not isinstance(post.send_at, dt.datetime)
         for sid, goal, timezone, signup in (row for page in rows for row in page):
-            reader = reader_times(self.config, signup, None, timezone)
-            due = post_due(post, reader, self.settings)
+            try:
+                reader = reader_times(self.config, signup, None, timezone)
+                due = post_due(post, reader, self.settings)
+            except UNREADABLE as exc:
+                self._left_out(sid, exc)
+                continue
             if due > at or reader.signup > due:  # not yet, or joined after it went out
                 continue
-            dated = not isinstance(post.send_at, dt.datetime)
             target = decision.item(post.slug)
             if is_stale(due, at, dated, self.settings):
                 target.skip.append((sid, goal))
@@ -179,25 +194,40 @@ class Agenda:
         for batch in self._candidates(sequence, at):
             rows, ready = self.history(sequence, [r[0] for r in batch])
             for sid, goal, race_date, timezone, signup, basis in batch:
-                reader = reader_times(self.config, signup, race_date, timezone)
-                mine = rows.get(sid, {})
-                if basis is not None and not basis.startswith(f"{race_date or ''}|{timezone}|"):
-                    # The race date or zone changed: what was skipped is timed afresh.
-                    decision.unskip.append((sid, sequence.slug))
-                    mine = {k: r for k, r in mine.items() if r.state != "skipped"}
-                new_basis = _basis(race_date, timezone, sequence)
-                if not enrolled(sequence, reader, goal):
-                    decision.enrolments.append((sequence.slug, sid, new_basis, None, None))
-                    continue
-                step = walk(sequence, reader, mine, ready.get(sid, {}), at, self.settings,
-                            look_ahead=False)
-                for key in step.skip:
-                    decision.item(key).skip.append((sid, goal))
-                if step.send:
-                    decision.item(step.send).send.append((sid, goal))
-                decision.enrolments.append((sequence.slug, sid, new_basis,
-                                            step.next_at.timestamp() if step.next_at else None,
-                                            step.waiting))
+                try:
+                    self._decide_reader(sequence, decision, (sid, goal, race_date, timezone,
+                                                             signup, basis),
+                                        rows.get(sid, {}), ready.get(sid, {}))
+                except UNREADABLE as exc:
+                    self._left_out(sid, exc)
+
+    def _decide_reader(self, sequence: Sequence, decision: Decision, row: tuple,
+                       mine: dict[str, Row], ready: dict[str, dt.datetime]) -> None:
+        """One reader's step of a sequence into the decision; nothing is added to it when
+        their dates raise (UNREADABLE), since everything is worked out before it is."""
+        sid, goal, race_date, timezone, signup, basis = row
+        reader = reader_times(self.config, signup, race_date, timezone)
+        retimed = basis is not None and not basis.startswith(f"{race_date or ''}|{timezone}|")
+        if retimed:  # the race date or zone changed: what was skipped is timed afresh
+            mine = {k: r for k, r in mine.items() if r.state != "skipped"}
+        new_basis = _basis(race_date, timezone, sequence)
+        if not enrolled(sequence, reader, goal):
+            step = None
+        else:
+            step = walk(sequence, reader, mine, ready, decision.at, self.settings,
+                        look_ahead=False, fresh=basis is None)
+        if retimed:
+            decision.unskip.append((sid, sequence.slug))
+        if step is None:
+            decision.enrolments.append((sequence.slug, sid, new_basis, None, None))
+            return
+        for key in step.skip:
+            decision.item(key).skip.append((sid, goal))
+        if step.send:
+            decision.item(step.send).send.append((sid, goal))
+        decision.enrolments.append((sequence.slug, sid, new_basis,
+                                    step.next_at.timestamp() if step.next_at else None,
+                                    step.waiting))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -266,6 +296,13 @@ class Agenda:
             "FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
         if row is None or row[4] != "active":
             return []
+        try:
+            return self._reader_plan(subscriber_id, row, at)
+        except UNREADABLE as exc:
+            self._left_out(subscriber_id, exc)
+            return []
+
+    def _reader_plan(self, subscriber_id: int, row: tuple, at: dt.datetime) -> list[Upcoming]:
         goal, race_date, timezone, signup, _ = row
         reader = reader_times(self.config, signup, race_date, timezone)
         found: list[Upcoming] = []
@@ -279,8 +316,11 @@ class Agenda:
                                                                           goal):
                 continue
             rows, ready = self.history(sequence, [subscriber_id])
+            fresh = self.conn.execute("SELECT 1 FROM enrolments WHERE sequence = ? AND "
+                                      "subscriber_id = ?", (sequence.slug, subscriber_id)
+                                      ).fetchone() is None
             step = walk(sequence, reader, rows.get(subscriber_id, {}),
-                        ready.get(subscriber_id, {}), at, self.settings)
+                        ready.get(subscriber_id, {}), at, self.settings, fresh=fresh)
             found.extend(u for u in step.upcoming if u.at is None or u.at >= at)
         far = dt.datetime.max.replace(tzinfo=dt.UTC)
         return sorted(found, key=lambda u: (u.at or far, u.item))
@@ -301,21 +341,27 @@ class Agenda:
                 f"subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) AND "
                 "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post = ? AND "
                 "d.subscriber_id = s.id)", (*goals, post.slug))
-            for _, timezone, signup in (row for page in pages for row in page):
-                due = post_due(post, reader_times(self.config, signup, None, timezone),
-                               self.settings)
+            for sid, timezone, signup in (row for page in pages for row in page):
+                try:
+                    due = post_due(post, reader_times(self.config, signup, None, timezone),
+                                   self.settings)
+                except UNREADABLE as exc:
+                    self._left_out(sid, exc)
+                    continue
                 if at < due <= until:
                     table.setdefault(post.slug, Counter())[due.astimezone(tz).date()] += 1
         for sequence in self.sequences:
             for batch in self._everyone(sequence):
                 rows, ready = self.history(sequence, [r[0] for r in batch])
                 for sid, goal, race_date, timezone, signup in batch:
-                    reader = reader_times(self.config, signup, race_date, timezone)
-                    if not enrolled(sequence, reader, goal):
+                    try:
+                        reader = reader_times(self.config, signup, race_date, timezone)
+                        step = walk(sequence, reader, rows.get(sid, {}), ready.get(sid, {}),
+                                    at, self.settings) if enrolled(sequence, reader, goal) else None
+                    except UNREADABLE as exc:
+                        self._left_out(sid, exc)
                         continue
-                    step = walk(sequence, reader, rows.get(sid, {}), ready.get(sid, {}), at,
-                                self.settings)
-                    for upcoming in step.upcoming:
+                    for upcoming in step.upcoming if step else ():
                         if upcoming.at is not None and at < upcoming.at <= until:
                             table.setdefault(upcoming.item, Counter())[
                                 upcoming.at.astimezone(tz).date()] += 1

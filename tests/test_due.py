@@ -112,10 +112,11 @@ def test_a_step_tells_each_reader_their_race_and_the_weeks_to_go(timed_root):
 
 def test_a_run_three_days_after_a_step_shows_it_skipped_and_sends_nothing(timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
-    output = due_ok("2027-01-06T06:01")  # the 12-week step was 3 January
+    due_ok("2027-01-03T06:00")  # the 12-week step, on time
+    output = due_ok("2027-02-03T06:01")  # the 8-week step was 31 January
     rows = [line.split() for line in output.splitlines()]
-    assert (["race-plan/01-twelve-weeks", "0", "1"] in rows, received(timed_root)) == (
-        True, Counter())
+    assert (["race-plan/02-eight-weeks", "0", "1"] in rows, received(timed_root)) == (
+        True, Counter({(RUNNER, "race-plan/01-twelve-weeks"): 1}))
 
 
 def test_a_run_one_day_after_a_step_sends_it(timed_root):
@@ -193,13 +194,21 @@ def test_the_step_after_a_gate_waits_for_its_own_when_after_an_early_ready(timed
     assert received(timed_root)[(RUNNER, AFTER_GATE)] == 1
 
 
-def test_a_gated_step_skipped_as_late_leaves_no_reader_waiting_for_ready(timed_root):
+def test_a_gated_step_skipped_as_late_never_lets_the_step_after_it_out(timed_root):
     reader(timed_root, RUNNER, "comeback", "2027-01-04T09:00")
-    due_ok("2027-01-04T09:00")
-    due_ok("2027-01-11T06:00")  # phase one (7 January) is past its grace: skipped
+    due_ok("2027-01-11T06:00")  # the first run: phase one (7 January) is past its grace
     due_ok("2027-01-21T06:00")  # 2 weeks after phase one's day
-    assert (received(timed_root)[(RUNNER, GATE)], received(timed_root)[(RUNNER, AFTER_GATE)]) \
-        == (0, 1)
+    due_ok("2027-03-15T06:00")
+    assert (received(timed_root)[(RUNNER, GATE)], received(timed_root)[(RUNNER, AFTER_GATE)],
+            sequence_report("comeback")[GATE][6]) == (0, 0, "0")
+
+
+def test_a_first_run_long_after_a_reader_joined_sends_their_first_step_late_once(timed_root):
+    reader(timed_root, RUNNER, "marathon", "2026-12-01T09:00", "2027-03-28")
+    due_ok("2027-02-03T06:00")  # the twelve-week step was due on 3 January
+    due_ok("2027-02-04T06:00")
+    assert received(timed_root)[(RUNNER, "race-plan/01-twelve-weeks")] == 1
+    assert sequence_report("race-plan")["race-plan/02-eight-weeks"][1] == "1"  # skipped
 
 
 SPRING = "2027-03-28-spring"
@@ -356,7 +365,8 @@ def test_report_of_a_step_shows_its_ledger_per_segment(timed_root):
 def test_due_for_a_reader_lists_their_upcoming_items_on_their_local_dates(timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28", "Madrid Marathon",
            "Europe/Madrid")
-    # The 4-week step (28 February) is past its grace: only what is ahead is listed.
+    due_ok("2027-01-03T06:00")  # the 12-week step; no run since
+    # The 8- and 4-week steps are past their grace: only what is ahead is listed.
     result = run("due", "--reader", RUNNER, "--now", "2027-03-05T00:00:00Z")
     assert result.exit_code == 0, result.output
     assert [line.split()[:3] for line in result.stdout.splitlines()[1:]] == [

@@ -123,6 +123,10 @@ def check_status(status: str) -> None:
                              + f"; use one of: {', '.join(STATUSES)}")
 
 
+class RaceDateOutOfRange(RunletterError):
+    """A race date that is a date, but outside the range Runletter computes with."""
+
+
 def check_race_date(text: str | None) -> str | None:
     """A race date as stored (YYYY-MM-DD), None for none; RunletterError says why not."""
     import datetime as dt
@@ -133,10 +137,16 @@ def check_race_date(text: str | None) -> str | None:
     try:
         if len(text) != 10:
             raise ValueError
-        return dt.date.fromisoformat(text).isoformat()
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise RunletterError(f"race_date {show_value(text)} is not a date; write it as "
                              "YYYY-MM-DD, e.g. 2027-03-28") from None
+    try:
+        clock.check_in_range(day, f"race_date {text}")
+    except clock.OutOfRange as exc:
+        raise RaceDateOutOfRange(str(exc)) from None
+    return day.isoformat()
+
 
 
 def check_race_name(name: str | None) -> str:
