@@ -203,6 +203,14 @@ def set_race(store: Store, email: str, race_date: str | None, race_name: str = "
     store.update(email, race_date=race_date or "", race_name=race_name)
 
 
+def store_race_date_unchecked(store: Store, email_addr: str, race_date: str) -> None:
+    """Write a reader's race date past the store's checks, as a store from before dates were
+    bounded may hold it (year 1 or 9999)."""
+    with store.transaction() as conn:
+        conn.execute("UPDATE subscribers SET race_date = ? WHERE email = ?",
+                     (race_date, email_addr))
+
+
 def store_rows(store: Store) -> list[str]:
     """Every row of every table of a store, as text (to compare before and after)."""
     from publisher.store.tables import metadata

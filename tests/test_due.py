@@ -25,6 +25,7 @@ from .support import (
     runletter,
     say_ready,
     scheduled_post,
+    store_race_date_unchecked,
     time_rows,
 )
 
@@ -389,3 +390,44 @@ def test_due_for_an_unknown_reader_says_so_in_one_line(timed_root):
     assert_user_error(run("due", "--reader", "nobody@example.com"),
                       "runletter: error: --reader nobody@example.com: no such subscriber; "
                       "'runletter subscribers list' shows them\n1 error\n")
+
+
+# -- a reader whose dates cannot be computed ----------------------------------------------------
+
+
+def one_reader_in_year_one(root) -> int:
+    """Two race readers, one of them (returned: their id) with a race in year 1."""
+    reader(root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
+    reader(root, "far@example.com", "marathon", "2027-01-01T09:00", "2027-03-28")
+    with project_store(root) as store:
+        store_race_date_unchecked(store, "far@example.com", "0001-01-01")
+        return store.get("far@example.com").id
+
+
+def test_a_reader_whose_race_cannot_be_computed_does_not_stop_the_run_for_others(timed_root):
+    one_reader_in_year_one(timed_root)
+    due_ok("2027-01-03T06:00")
+    assert received(timed_root) == Counter({(RUNNER, "race-plan/01-twelve-weeks"): 1})
+
+
+def test_publish_due_names_and_counts_a_reader_it_left_out(timed_root):
+    far = one_reader_in_year_one(timed_root)
+    result = publish_due("2027-01-03T06:00")
+    assert f"left out 1 reader whose dates cannot be computed (#{far})" in result.stdout
+    assert f"warning: reader #{far} left out: their dates cannot be computed" in result.stderr
+
+
+def test_due_names_and_counts_a_reader_it_left_out(timed_root):
+    far = one_reader_in_year_one(timed_root)
+    result = run("due", "--now", "2027-01-01T00:00:00Z", "--days", "30")
+    assert result.exit_code == 0, result.output
+    assert f"left out 1 reader whose dates cannot be computed (#{far})" in result.stdout
+    assert ["2027-01-03", "race-plan/01-twelve-weeks", "1"] in [
+        line.split() for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("now", ["0001-01-01T00:00:00Z", "9999-12-31T23:00:00-05:00"])
+def test_publish_due_refuses_a_now_outside_the_date_range_in_one_line(timed_root, now):
+    assert_user_error(run("publish", "--due", "--now", now, "--yes"),
+                      f"runletter: error: --now '{now}' is outside the dates Runletter "
+                      "handles (1900-01-01 to 2199-12-31); give one in that range\n1 error\n")
