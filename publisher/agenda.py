@@ -22,7 +22,7 @@ from .model import Post
 from .schedule import Reader, Row, Upcoming, enrolled, is_stale, post_due, post_window, walk
 from .sequences import Sequence
 from .store import Store, now
-from .when import zone
+from .when import SIGNUP, zone
 
 BATCH = 500
 # What computing one reader's dates can raise on data stored before dates were bounded (a
@@ -66,6 +66,15 @@ def reader_times(config: Config, signup: str, race_date: str | None, timezone: s
 
 def _basis(race_date: str | None, timezone: str, sequence: Sequence) -> str:
     return f"{race_date or ''}|{timezone}|{sequence.fingerprint}"
+
+
+def _joined(sequence: Sequence) -> tuple[str, str]:
+    """The SQL for when a reader joined a sequence, and the condition that they did: a signup
+    sequence counts from `enrolled_at` (NULL for a reader imported without --enrol, who is
+    never in one); a race sequence needs a race date."""
+    if sequence.anchor == "race":
+        return "COALESCE(s.consent_at, s.created_at)", "AND s.race_date IS NOT NULL "
+    return "s.enrolled_at", "AND s.enrolled_at IS NOT NULL "
 
 
 def _marks(values: Iterable) -> str:
@@ -145,12 +154,12 @@ class Agenda:
     def _candidates(self, sequence: Sequence, at: dt.datetime) -> Iterator[list[tuple]]:
         """Readers of a sequence to look at: new, changed, or whose time has come."""
         goals = self.audience(sequence.audience)
-        race_only = "AND s.race_date IS NOT NULL " if sequence.anchor == "race" else ""
+        joined, only = _joined(sequence)
         yield from self._pages(
-            "SELECT s.id, s.goal, s.race_date, s.timezone, "
-            "COALESCE(s.consent_at, s.created_at), e.basis FROM subscribers s "
+            f"SELECT s.id, s.goal, s.race_date, s.timezone, {joined}, e.basis "
+            "FROM subscribers s "
             "LEFT JOIN enrolments e ON e.sequence = ? AND e.subscriber_id = s.id "
-            f"WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) {race_only}"
+            f"WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) {only}"
             "AND (e.subscriber_id IS NULL OR e.next_at <= ? OR e.basis != "
             "COALESCE(s.race_date, '') || '|' || s.timezone || '|' || ?)",
             (sequence.slug, *goals, at.timestamp(), sequence.fingerprint))
@@ -292,8 +301,8 @@ class Agenda:
     def reader_plan(self, subscriber_id: int, at: dt.datetime) -> list[Upcoming]:
         """One reader's items ahead of `at` (scheduled posts and steps), soonest first."""
         row = self.conn.execute(
-            "SELECT goal, race_date, timezone, COALESCE(consent_at, created_at), status "
-            "FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+            "SELECT goal, race_date, timezone, COALESCE(consent_at, created_at), status, "
+            "enrolled_at FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
         if row is None or row[4] != "active":
             return []
         try:
@@ -303,7 +312,7 @@ class Agenda:
             return []
 
     def _reader_plan(self, subscriber_id: int, row: tuple, at: dt.datetime) -> list[Upcoming]:
-        goal, race_date, timezone, signup, _ = row
+        goal, race_date, timezone, signup, _, joined = row
         reader = reader_times(self.config, signup, race_date, timezone)
         found: list[Upcoming] = []
         for post in self.posts:
@@ -312,14 +321,19 @@ class Agenda:
                     and not self._has_row(post.slug, subscriber_id)):
                 found.append(Upcoming(post.slug, post.subject, due))
         for sequence in self.sequences:
-            if goal not in self.audience(sequence.audience) or not enrolled(sequence, reader,
+            timed = reader
+            if sequence.anchor == SIGNUP:  # counted from when they joined signup sequences
+                if joined is None:
+                    continue
+                timed = reader_times(self.config, joined, race_date, timezone)
+            if goal not in self.audience(sequence.audience) or not enrolled(sequence, timed,
                                                                           goal):
                 continue
             rows, ready = self.history(sequence, [subscriber_id])
             fresh = self.conn.execute("SELECT 1 FROM enrolments WHERE sequence = ? AND "
                                       "subscriber_id = ?", (sequence.slug, subscriber_id)
                                       ).fetchone() is None
-            step = walk(sequence, reader, rows.get(subscriber_id, {}),
+            step = walk(sequence, timed, rows.get(subscriber_id, {}),
                         ready.get(subscriber_id, {}), at, self.settings, fresh=fresh)
             found.extend(u for u in step.upcoming if u.at is None or u.at >= at)
         far = dt.datetime.max.replace(tzinfo=dt.UTC)
@@ -369,10 +383,10 @@ class Agenda:
 
     def _everyone(self, sequence: Sequence) -> Iterator[list[tuple]]:
         goals = self.audience(sequence.audience)
+        joined, only = _joined(sequence)
         yield from self._pages(
-            "SELECT s.id, s.goal, s.race_date, s.timezone, COALESCE(s.consent_at, s.created_at) "
-            f"FROM subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)})",
-            goals)
+            f"SELECT s.id, s.goal, s.race_date, s.timezone, {joined} FROM subscribers s "
+            f"WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) {only.strip()}", goals)
 
     def waiting(self, sequence: Sequence) -> Counter:
         """Readers waiting at each gated step of a sequence."""

@@ -69,7 +69,7 @@ def test_status_shows_the_store_its_dialect_schema_and_the_rows_of_every_table(p
     assert result.exit_code == 0, result.output
     assert f"store: sqlite:///{project_dir / STORE}\n" in result.stdout
     assert "dialect: sqlite\n" in result.stdout
-    assert "schema: 6 (the latest)\n" in result.stdout
+    assert "schema: 10 (the latest)\n" in result.stdout
     assert counts_of(result.stdout) == expected
 
 
@@ -79,7 +79,7 @@ def test_status_of_an_old_store_names_its_version_and_leaves_it_at_that_version(
     result = run("db", "status")
 
     assert result.exit_code == 0, result.output
-    assert "schema: 5 (this runletter's is 6: run 'runletter db upgrade')\n" in result.stdout
+    assert "schema: 5 (this runletter's is 10: run 'runletter db upgrade')\n" in result.stdout
     assert counts_of(result.stdout)["subscribers"] == [1]
     with sqlite3.connect(project_dir / STORE) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
@@ -134,9 +134,9 @@ def test_upgrade_brings_a_version_5_store_to_the_latest_schema_keeping_its_reade
     result = run("db", "upgrade")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 5 -> 6\n"
+    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 5 -> 10\n"
     with Store.open(project_dir / STORE) as store:
-        assert store.schema_version == 6
+        assert store.schema_version == 10
         assert store.get(RUNNER).status == "active"
 
 
@@ -145,13 +145,13 @@ def test_upgrade_of_an_up_to_date_store_says_so(project_dir):
 
     result = run("db", "upgrade")
 
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 6 (up to date)\n"
+    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 10 (up to date)\n"
 
 
 def test_upgrade_makes_a_new_store_at_the_latest_schema(project_dir):
     result = run("db", "upgrade")
 
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: made at schema 6\n"
+    assert result.stdout == f"store sqlite:///{project_dir / STORE}: made at schema 10\n"
     assert (project_dir / STORE).is_file()
 
 

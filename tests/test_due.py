@@ -7,8 +7,11 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
+
+from publisher import clock
 
 from .conftest import AFTER_GATE, GATE, ON_BOTH_BACKENDS, RUNNER
 from .smtp_server import running_smtp
@@ -25,8 +28,8 @@ from .support import (
     runletter,
     say_ready,
     scheduled_post,
-    store_race_date_unchecked,
     time_rows,
+    write_csv,
 )
 
 pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
@@ -400,7 +403,7 @@ def one_reader_in_year_one(root) -> int:
     reader(root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
     reader(root, "far@example.com", "marathon", "2027-01-01T09:00", "2027-03-28")
     with project_store(root) as store:
-        store_race_date_unchecked(store, "far@example.com", "0001-01-01")
+        move_race(store, "far@example.com", "0001-01-01")
         return store.get("far@example.com").id
 
 
@@ -431,3 +434,58 @@ def test_publish_due_refuses_a_now_outside_the_date_range_in_one_line(timed_root
     assert_user_error(run("publish", "--due", "--now", now, "--yes"),
                       f"runletter: error: --now '{now}' is outside the dates Runletter "
                       "handles (1900-01-01 to 2199-12-31); give one in that range\n1 error\n")
+
+
+# -- imported readers and the signup sequences -------------------------------------------------
+
+NEW_5K = "email,goal\nnew@example.com,5k\n"  # a reader with no consent time, after `since`
+
+
+def import_on_5_january(root, text: str, *flags: str):
+    """`subscribers import` of a CSV on 5 January 2027 (after the welcome's `since`)."""
+    path = write_csv(root, text, "list.csv")
+    with clock.pinned(datetime(2027, 1, 5, 9, 0, tzinfo=UTC)):
+        result = run("subscribers", "import", str(path), *flags)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_an_import_without_enrol_sends_no_welcome_series(timed_root):
+    import_on_5_january(timed_root, NEW_5K)
+    due_ok("2027-01-05T10:00")
+    due_ok("2027-01-15T06:00")
+    assert received(timed_root) == Counter()
+
+
+def test_an_imported_readers_consent_time_does_not_enrol_them_without_enrol(timed_root):
+    import_on_5_january(timed_root, "email,goal,consent_at\n"
+                                    "new@example.com,5k,2027-01-04T08:00:00Z\n")
+    due_ok("2027-01-05T10:00")
+    assert received(timed_root) == Counter()
+
+
+def test_an_import_with_enrol_times_the_welcome_series_from_the_import(timed_root):
+    import_on_5_january(timed_root, NEW_5K, "--enrol")
+    due_ok("2027-01-05T10:00")
+    due_ok("2027-01-15T06:00")  # ten days after the import
+    assert received(timed_root) == Counter({("new@example.com", "welcome/01-hello"): 1,
+                                            ("new@example.com", "welcome/02-ten-days"): 1})
+
+
+def test_the_import_summary_names_the_signup_sequences_it_did_not_enrol_them_in(timed_root):
+    result = import_on_5_january(timed_root, NEW_5K)
+    assert ("not enrolled in signup sequences (comeback, welcome): pass --enrol to enrol them"
+            in result.stdout.splitlines())
+
+
+def test_the_import_summary_says_enrol_enrolled_them(timed_root):
+    result = import_on_5_january(timed_root, NEW_5K, "--enrol")
+    assert ("enrolled in signup sequences (comeback, welcome) from the time of this import"
+            in result.stdout.splitlines())
+
+
+def test_enrol_on_a_second_import_enrols_readers_the_first_left_out(timed_root):
+    import_on_5_january(timed_root, NEW_5K)
+    import_on_5_january(timed_root, NEW_5K, "--enrol")
+    due_ok("2027-01-05T10:00")
+    assert received(timed_root) == Counter({("new@example.com", "welcome/01-hello"): 1})

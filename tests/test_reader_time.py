@@ -184,6 +184,15 @@ def test_an_imported_readers_signup_time_is_the_files_consent_time(store, tmp_pa
     assert store.get("ana@example.com").signed_up == "2024-05-01T07:00:00+00:00"
 
 
+def test_an_unknown_signup_time_stays_unknown_through_export_and_import(store, tmp_path):
+    store.import_csv(write_csv(tmp_path, "email\nana@example.com\n"), GOALS)
+    first = exported(store)
+    assert next(csv.DictReader(io.StringIO(first)))["consent_at"] == ""
+    with Store.open(tmp_path / "fresh.db") as fresh:
+        fresh.import_csv(write_csv(tmp_path, first, "export.csv"), GOALS)
+        assert fresh.get("ana@example.com").signed_up is None
+
+
 def test_map_reads_race_date_race_name_and_timezone_from_another_tools_columns(store,
                                                                                tmp_path):
     path = write_csv(tmp_path, "email_address,state,Race Day,Race,Zone\n"

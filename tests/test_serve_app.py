@@ -18,9 +18,9 @@ from .conftest import GATED, ON_BOTH_BACKENDS
 from .live_server import signer
 from .support import (
     import_sample,
+    move_race,
     project_store,
     set_race,
-    store_race_date_unchecked,
     store_rows,
     wait_for_a_waiting_writer,
 )
@@ -182,7 +182,7 @@ def test_the_calendar_is_an_icalendar_feed_holding_the_readers_race_day(client, 
 
 def test_the_calendar_of_a_reader_whose_stored_race_cannot_be_computed_still_answers(client,
                                                                                      db):
-    store_race_date_unchecked(db, RUNNER, "9999-12-31")
+    move_race(db, RUNNER, "9999-12-31")
     response = client.get(calendar_path(db, RUNNER))
     assert response.status_code == 200
     assert Calendar.from_ical(response.data).walk("VEVENT") == []

@@ -45,9 +45,10 @@ class Subscriber:
     timezone: str = ""  # IANA name; "" = the newsletter's [schedule] timezone
 
     @property
-    def signed_up(self) -> str:
-        """When the reader gave consent (their signup time), as stored."""
-        return self.consent_at or self.created_at
+    def signed_up(self) -> str | None:
+        """When the reader gave consent (their signup time), as stored; None when unknown
+        (imported from a file that gave no consent time)."""
+        return self.consent_at
 
     @property
     def is_active(self) -> bool:
