@@ -63,9 +63,9 @@ def fill_store(path: Path, readers: int) -> None:
         for start in range(0, readers, 10_000):  # in slices: memory stays at one slice
             conn.executemany(
                 "INSERT INTO subscribers(email, first_name, goal, status, consent_source, "
-                "consent_at, created_at, updated_at, race_date, race_name) "
-                "VALUES (?, 'Runner', ?, 'active', 'bench', ?, ?, ?, ?, 'Bench Marathon')",
-                [(f"r{i}@example.com", goals[i % len(goals)], signup, signup, signup,
+                "consent_at, created_at, updated_at, enrolled_at, race_date, race_name) "
+                "VALUES (?, 'Runner', ?, 'active', 'bench', ?, ?, ?, ?, ?, 'Bench Marathon')",
+                [(f"r{i}@example.com", goals[i % len(goals)], signup, signup, signup, signup,
                   (RACE_DAY + dt.timedelta(days=i % 7)).isoformat())
                  for i in range(start, min(start + 10_000, readers))])
 

@@ -22,9 +22,13 @@ from .model import Post
 from .schedule import Reader, Row, Upcoming, enrolled, is_stale, post_due, post_window, walk
 from .sequences import Sequence
 from .store import Store, now
-from .when import zone
+from .when import SIGNUP, zone
 
 BATCH = 500
+# What computing one reader's dates can raise on data stored before dates were bounded (a
+# race in year 9999 overflows) or written around the store's checks: that reader is left
+# out and named, and the run goes on for everyone else.
+UNREADABLE = (OverflowError, ValueError)
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Decision:
     items: dict[str, ItemDecision] = field(default_factory=dict)
     enrolments: list[tuple[str, int, str, float | None, str | None]] = field(default_factory=list)
     unskip: list[tuple[int, str]] = field(default_factory=list)  # (reader, sequence) re-timed
+    unreadable: dict[int, str] = field(default_factory=dict)  # reader id -> why left out
 
     def item(self, key: str) -> ItemDecision:
         """The decision for one item, made on first use."""
@@ -61,6 +66,15 @@ def reader_times(config: Config, signup: str, race_date: str | None, timezone: s
 
 def _basis(race_date: str | None, timezone: str, sequence: Sequence) -> str:
     return f"{race_date or ''}|{timezone}|{sequence.fingerprint}"
+
+
+def _joined(sequence: Sequence) -> tuple[str, str]:
+    """The SQL for when a reader joined a sequence, and the condition that they did: a signup
+    sequence counts from `enrolled_at` (NULL for a reader imported without --enrol, who is
+    never in one); a race sequence needs a race date."""
+    if sequence.anchor == "race":
+        return "COALESCE(s.consent_at, s.created_at)", "AND s.race_date IS NOT NULL "
+    return "s.enrolled_at", "AND s.enrolled_at IS NOT NULL "
 
 
 def _marks(values: Iterable) -> str:
@@ -88,6 +102,11 @@ class Agenda:
         self.sequences = tuple(sequences)
         self.posts = tuple(p for p in posts if p.send_at is not None and not p.is_draft)
         self.goals = tuple(goals)
+        self.unreadable: dict[int, str] = {}  # readers whose dates could not be computed
+
+    def _left_out(self, subscriber_id: int, exc: Exception) -> None:
+        """Note a reader whose items cannot be computed (UNREADABLE), once per reader."""
+        self.unreadable.setdefault(subscriber_id, f"{type(exc).__name__}: {exc}")
 
     def audience(self, audience: tuple[str, ...] | None) -> tuple[str, ...]:
         """Goal slugs an item reaches (the listed ones that exist, or every goal)."""
@@ -102,6 +121,7 @@ class Agenda:
             self._decide_post(post, decision)
         for sequence in self.sequences:
             self._decide_sequence(sequence, decision)
+        decision.unreadable = dict(self.unreadable)
         return decision
 
     def _decide_post(self, post: Post, decision: Decision) -> None:
@@ -115,12 +135,16 @@ class Agenda:
             f"FROM subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post = ? "
             "AND d.subscriber_id = s.id)", (*goals, post.slug))
+        dated = not isinstance(post.send_at, dt.datetime)
         for sid, goal, timezone, signup in (row for page in rows for row in page):
-            reader = reader_times(self.config, signup, None, timezone)
-            due = post_due(post, reader, self.settings)
+            try:
+                reader = reader_times(self.config, signup, None, timezone)
+                due = post_due(post, reader, self.settings)
+            except UNREADABLE as exc:
+                self._left_out(sid, exc)
+                continue
             if due > at or reader.signup > due:  # not yet, or joined after it went out
                 continue
-            dated = not isinstance(post.send_at, dt.datetime)
             target = decision.item(post.slug)
             if is_stale(due, at, dated, self.settings):
                 target.skip.append((sid, goal))
@@ -130,12 +154,12 @@ class Agenda:
     def _candidates(self, sequence: Sequence, at: dt.datetime) -> Iterator[list[tuple]]:
         """Readers of a sequence to look at: new, changed, or whose time has come."""
         goals = self.audience(sequence.audience)
-        race_only = "AND s.race_date IS NOT NULL " if sequence.anchor == "race" else ""
+        joined, only = _joined(sequence)
         yield from self._pages(
-            "SELECT s.id, s.goal, s.race_date, s.timezone, "
-            "COALESCE(s.consent_at, s.created_at), e.basis FROM subscribers s "
+            f"SELECT s.id, s.goal, s.race_date, s.timezone, {joined}, e.basis "
+            "FROM subscribers s "
             "LEFT JOIN enrolments e ON e.sequence = ? AND e.subscriber_id = s.id "
-            f"WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) {race_only}"
+            f"WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) {only}"
             "AND (e.subscriber_id IS NULL OR e.next_at <= ? OR e.basis != "
             "COALESCE(s.race_date, '') || '|' || s.timezone || '|' || ?)",
             (sequence.slug, *goals, at.timestamp(), sequence.fingerprint))
@@ -179,25 +203,40 @@ class Agenda:
         for batch in self._candidates(sequence, at):
             rows, ready = self.history(sequence, [r[0] for r in batch])
             for sid, goal, race_date, timezone, signup, basis in batch:
-                reader = reader_times(self.config, signup, race_date, timezone)
-                mine = rows.get(sid, {})
-                if basis is not None and not basis.startswith(f"{race_date or ''}|{timezone}|"):
-                    # The race date or zone changed: what was skipped is timed afresh.
-                    decision.unskip.append((sid, sequence.slug))
-                    mine = {k: r for k, r in mine.items() if r.state != "skipped"}
-                new_basis = _basis(race_date, timezone, sequence)
-                if not enrolled(sequence, reader, goal):
-                    decision.enrolments.append((sequence.slug, sid, new_basis, None, None))
-                    continue
-                step = walk(sequence, reader, mine, ready.get(sid, {}), at, self.settings,
-                            look_ahead=False)
-                for key in step.skip:
-                    decision.item(key).skip.append((sid, goal))
-                if step.send:
-                    decision.item(step.send).send.append((sid, goal))
-                decision.enrolments.append((sequence.slug, sid, new_basis,
-                                            step.next_at.timestamp() if step.next_at else None,
-                                            step.waiting))
+                try:
+                    self._decide_reader(sequence, decision, (sid, goal, race_date, timezone,
+                                                             signup, basis),
+                                        rows.get(sid, {}), ready.get(sid, {}))
+                except UNREADABLE as exc:
+                    self._left_out(sid, exc)
+
+    def _decide_reader(self, sequence: Sequence, decision: Decision, row: tuple,
+                       mine: dict[str, Row], ready: dict[str, dt.datetime]) -> None:
+        """One reader's step of a sequence into the decision; nothing is added to it when
+        their dates raise (UNREADABLE), since everything is worked out before it is."""
+        sid, goal, race_date, timezone, signup, basis = row
+        reader = reader_times(self.config, signup, race_date, timezone)
+        retimed = basis is not None and not basis.startswith(f"{race_date or ''}|{timezone}|")
+        if retimed:  # the race date or zone changed: what was skipped is timed afresh
+            mine = {k: r for k, r in mine.items() if r.state != "skipped"}
+        new_basis = _basis(race_date, timezone, sequence)
+        if not enrolled(sequence, reader, goal):
+            step = None
+        else:
+            step = walk(sequence, reader, mine, ready, decision.at, self.settings,
+                        look_ahead=False, fresh=basis is None)
+        if retimed:
+            decision.unskip.append((sid, sequence.slug))
+        if step is None:
+            decision.enrolments.append((sequence.slug, sid, new_basis, None, None))
+            return
+        for key in step.skip:
+            decision.item(key).skip.append((sid, goal))
+        if step.send:
+            decision.item(step.send).send.append((sid, goal))
+        decision.enrolments.append((sequence.slug, sid, new_basis,
+                                    step.next_at.timestamp() if step.next_at else None,
+                                    step.waiting))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -262,11 +301,18 @@ class Agenda:
     def reader_plan(self, subscriber_id: int, at: dt.datetime) -> list[Upcoming]:
         """One reader's items ahead of `at` (scheduled posts and steps), soonest first."""
         row = self.conn.execute(
-            "SELECT goal, race_date, timezone, COALESCE(consent_at, created_at), status "
-            "FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+            "SELECT goal, race_date, timezone, COALESCE(consent_at, created_at), status, "
+            "enrolled_at FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
         if row is None or row[4] != "active":
             return []
-        goal, race_date, timezone, signup, _ = row
+        try:
+            return self._reader_plan(subscriber_id, row, at)
+        except UNREADABLE as exc:
+            self._left_out(subscriber_id, exc)
+            return []
+
+    def _reader_plan(self, subscriber_id: int, row: tuple, at: dt.datetime) -> list[Upcoming]:
+        goal, race_date, timezone, signup, _, joined = row
         reader = reader_times(self.config, signup, race_date, timezone)
         found: list[Upcoming] = []
         for post in self.posts:
@@ -275,12 +321,20 @@ class Agenda:
                     and not self._has_row(post.slug, subscriber_id)):
                 found.append(Upcoming(post.slug, post.subject, due))
         for sequence in self.sequences:
-            if goal not in self.audience(sequence.audience) or not enrolled(sequence, reader,
+            timed = reader
+            if sequence.anchor == SIGNUP:  # counted from when they joined signup sequences
+                if joined is None:
+                    continue
+                timed = reader_times(self.config, joined, race_date, timezone)
+            if goal not in self.audience(sequence.audience) or not enrolled(sequence, timed,
                                                                           goal):
                 continue
             rows, ready = self.history(sequence, [subscriber_id])
-            step = walk(sequence, reader, rows.get(subscriber_id, {}),
-                        ready.get(subscriber_id, {}), at, self.settings)
+            fresh = self.conn.execute("SELECT 1 FROM enrolments WHERE sequence = ? AND "
+                                      "subscriber_id = ?", (sequence.slug, subscriber_id)
+                                      ).fetchone() is None
+            step = walk(sequence, timed, rows.get(subscriber_id, {}),
+                        ready.get(subscriber_id, {}), at, self.settings, fresh=fresh)
             found.extend(u for u in step.upcoming if u.at is None or u.at >= at)
         far = dt.datetime.max.replace(tzinfo=dt.UTC)
         return sorted(found, key=lambda u: (u.at or far, u.item))
@@ -301,21 +355,27 @@ class Agenda:
                 f"subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) AND "
                 "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post = ? AND "
                 "d.subscriber_id = s.id)", (*goals, post.slug))
-            for _, timezone, signup in (row for page in pages for row in page):
-                due = post_due(post, reader_times(self.config, signup, None, timezone),
-                               self.settings)
+            for sid, timezone, signup in (row for page in pages for row in page):
+                try:
+                    due = post_due(post, reader_times(self.config, signup, None, timezone),
+                                   self.settings)
+                except UNREADABLE as exc:
+                    self._left_out(sid, exc)
+                    continue
                 if at < due <= until:
                     table.setdefault(post.slug, Counter())[due.astimezone(tz).date()] += 1
         for sequence in self.sequences:
             for batch in self._everyone(sequence):
                 rows, ready = self.history(sequence, [r[0] for r in batch])
                 for sid, goal, race_date, timezone, signup in batch:
-                    reader = reader_times(self.config, signup, race_date, timezone)
-                    if not enrolled(sequence, reader, goal):
+                    try:
+                        reader = reader_times(self.config, signup, race_date, timezone)
+                        step = walk(sequence, reader, rows.get(sid, {}), ready.get(sid, {}),
+                                    at, self.settings) if enrolled(sequence, reader, goal) else None
+                    except UNREADABLE as exc:
+                        self._left_out(sid, exc)
                         continue
-                    step = walk(sequence, reader, rows.get(sid, {}), ready.get(sid, {}), at,
-                                self.settings)
-                    for upcoming in step.upcoming:
+                    for upcoming in step.upcoming if step else ():
                         if upcoming.at is not None and at < upcoming.at <= until:
                             table.setdefault(upcoming.item, Counter())[
                                 upcoming.at.astimezone(tz).date()] += 1
@@ -323,10 +383,10 @@ class Agenda:
 
     def _everyone(self, sequence: Sequence) -> Iterator[list[tuple]]:
         goals = self.audience(sequence.audience)
+        joined, only = _joined(sequence)
         yield from self._pages(
-            "SELECT s.id, s.goal, s.race_date, s.timezone, COALESCE(s.consent_at, s.created_at) "
-            f"FROM subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)})",
-            goals)
+            f"SELECT s.id, s.goal, s.race_date, s.timezone, {joined} FROM subscribers s "
+            f"WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) {only.strip()}", goals)
 
     def waiting(self, sequence: Sequence) -> Counter:
         """Readers waiting at each gated step of a sequence."""

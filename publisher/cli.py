@@ -151,19 +151,22 @@ def subscribers() -> None:
               "status, race_date, race_name or timezone; repeatable.")
 @click.option("--dry-run", is_flag=True, help="Show the format, the column mapping and the "
               "counts per status and goal, with every row error; write nothing.")
+@click.option("--enrol", is_flag=True, help="Enrol them in signup sequences from now on.")
 def subscribers_import(csv_file: Path, source: str, status: str | None, goal: str | None,
-                       maps: tuple[str, ...], dry_run: bool) -> None:
+                       maps: tuple[str, ...], dry_run: bool, enrol: bool) -> None:
     """Import readers from a CSV export (Runletter's own, or Mailchimp, Substack, Ghost,
     listmonk, Buttondown or Kit) in one transaction."""
     from .commands.subscribers import import_readers
 
-    result = import_readers(project_here(), csv_file, source, status, goal, maps, dry_run)
+    result = import_readers(project_here(), csv_file, source, status, goal, maps, dry_run, enrol)
     click.echo(result.format_line())
     if dry_run:
         for line in ["columns:", *result.mapping_lines(), *result.count_lines()]:
             click.echo(line)
     if result.findings:
         summarize(result.findings)
+    if line := result.enrol_line():
+        click.echo(line)
     click.echo(result.summary(str(csv_file)))
     if result.skipped:
         sys.exit(1)

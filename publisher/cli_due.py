@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from . import clock
 from .console import plural, progress_notice, report, table, tally
 from .errors import RunletterError
 from .project import open_project
@@ -53,6 +54,7 @@ def due_command(now_text: str | None, days: int, email: str | None) -> None:
             return
         seen = outlook(project, at, days)
     click.echo(f"due at {shown(at)}")
+    left_out(seen.unreadable)
     if seen.now:
         table([["item", "send now", "skip (late)"],
                *([k, str(s), str(k_)] for k, (s, k_) in sorted(seen.now.items()))])
@@ -67,6 +69,18 @@ def due_command(now_text: str | None, days: int, email: str | None) -> None:
         click.echo("nothing")
     for step, count in sorted(seen.waiting.items()):
         click.echo(f"waiting at the gate of {step}: {plural(count, 'reader')}")
+
+
+def left_out(unreadable: dict[int, str]) -> None:
+    """Name each reader a run left out (to stderr) and count them in its summary."""
+    if not unreadable:
+        return
+    for sid, why in sorted(unreadable.items()):
+        click.echo(f"warning: reader #{sid} left out: their dates cannot be computed ({why}); "
+                   "import their row again with a race_date from "
+                   f"{clock.DATE_RANGE}", err=True)
+    click.echo(f"left out {plural(len(unreadable), 'reader')} whose dates cannot be computed "
+               f"(#{', #'.join(str(sid) for sid in sorted(unreadable))})")
 
 
 def _print_reader(plan) -> None:
@@ -108,6 +122,7 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
         click.echo(f"due at {shown(at)}")
         if rows:
             table([["item", "send", "skip (late)", ""], *rows])
+        left_out(run.decision.unreadable)
         for item, count in run.in_flight:
             click.echo(f"warning: {plural(count, 'delivery')} of {item} "
                        f"{'was' if count == 1 else 'were'} in flight (another run may be "

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from icalendar import Calendar, Event
 
+from . import clock
 from .config import Config
 from .store import Subscriber
 
@@ -35,8 +36,7 @@ def reader_calendar(config: Config, reader: Subscriber, upcoming: Iterable[Step]
     # Calendar apps that subscribe to the feed poll it; once a day follows the plan.
     calendar.add("refresh-interval", timedelta(days=1), parameters={"VALUE": "DURATION"})
     domain = config.sender_email.rpartition("@")[2]
-    if reader.race_date:
-        day = date.fromisoformat(reader.race_date)
+    if day := _race_day(reader.race_date):
         race = _event(f"race-day.{reader.id}@{domain}", reader.race_name or RACE_DAY, stamp)
         race.add("dtstart", day)
         race.add("dtend", day + timedelta(days=1))  # all-day: the end is exclusive
@@ -51,6 +51,18 @@ def reader_calendar(config: Config, reader: Subscriber, upcoming: Iterable[Step]
         event.add("description", f"An email from {config.name} reaches your inbox.")
         calendar.add_component(event)
     return calendar.to_ical()
+
+
+def _race_day(race_date: str | None) -> date | None:
+    """The race's date, None when there is none or it is one (stored before race dates were
+    bounded) that no calendar can be computed with."""
+    try:
+        day = date.fromisoformat(race_date) if race_date else None
+        if day is not None:
+            clock.check_in_range(day, "race_date")
+    except ValueError:  # OutOfRange is one
+        return None
+    return day
 
 
 def _event(uid: str, summary: str, stamp: datetime) -> Event:

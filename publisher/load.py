@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from . import clock
 from .documents import (
     CONTROL,
     HEADER_KEYS,
@@ -235,10 +236,8 @@ def _send_at(doc: Document, check: Checker) -> dt.date | dt.datetime | None:
     raw = doc.meta.get("send_at")
     if raw is None:
         return None
-    if isinstance(raw, dt.datetime):
+    if isinstance(raw, dt.date):  # YAML read it (a datetime is a date too)
         value: dt.date | dt.datetime = raw
-    elif isinstance(raw, dt.date):
-        return raw
     else:
         text = str(raw).strip()
         try:
@@ -249,14 +248,27 @@ def _send_at(doc: Document, check: Checker) -> dt.date | dt.datetime | None:
                         "2027-01-10 (each reader at send_hour in their zone) or "
                         "2027-01-10T06:30:00+01:00 (one instant for everyone)")
             return None
-        if not isinstance(value, dt.datetime):
-            return value
+    # Before converting: an instant near year 1 or 9999 has no UTC time to convert to.
+    if not _in_range(value, raw, check):
+        return None
+    if not isinstance(value, dt.datetime):
+        return value
     if value.tzinfo is None:
         check.error("send_at", f"send_at '{raw}' has no UTC offset, so it names no instant; "
                     "add one (e.g. +01:00 or Z), or give a date alone to send at each "
                     "reader's send_hour")
         return None
     return value.astimezone(dt.UTC)
+
+
+def _in_range(value: dt.date, raw: object, check: Checker) -> bool:
+    """Whether `send_at` is within clock.DATE_RANGE; when not, an error on its line."""
+    try:
+        clock.check_in_range(value, f"send_at '{raw}'")
+    except clock.OutOfRange as exc:
+        check.error("send_at", str(exc))
+        return False
+    return True
 
 
 def media_findings(exercise: Exercise, content_dir: Path) -> list[Finding]:

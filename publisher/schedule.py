@@ -21,6 +21,11 @@ from .when import PREVIOUS, RACE, SIGNUP, When, at_send_hour, local_date
 # A row left in flight is never sent again (a crash's call may have gone out), so it counts
 # as settled: were it in progress, the reader's later steps would wait for it forever.
 SETTLED = ("sent", "rejected", "skipped", "in-flight")
+# A gate is passed only once its step reached the reader (in flight: it may have) and they
+# said ready; a gated step skipped or refused never carried a "ready" link, so what comes
+# after it never goes out.
+REACHED = ("sent", "in-flight")
+NEVER_REACHED = ("skipped", "rejected")
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,27 @@ def due_at(when: When, reader: Reader, previous: dt.date | None,
     return at_send_hour(day + dt.timedelta(days=when.days), reader.tz, settings.send_hour)
 
 
+def held_at_gate(gate: Step | None, step: Step, rows: Mapping[str, Row],
+                 ready: Mapping[str, dt.datetime], skipped: list[str]) -> str | None:
+    """Whether a step after `gate` (None: it follows no gate) is held: "waits" for the
+    reader's ready, "ends" the sequence (the gated step never reached them); None: not held
+    (or already under way: a row of its own)."""
+    if gate is None or step.key in rows:
+        return None
+    state = getattr(rows.get(gate.key), "state", None)
+    if gate.key in skipped or state in NEVER_REACHED:
+        return "ends"
+    if ready.get(gate.key) is None or state not in REACHED:
+        return "waits"
+    return None
+
+
+def due_since_joining(reader: Reader, due: dt.datetime) -> bool:
+    """Whether an item's local date is on or after the reader's local signup date (it became
+    due while they were a reader, rather than before they came)."""
+    return local_date(due, reader.tz) >= local_date(reader.signup, reader.tz)
+
+
 def is_stale(due: dt.datetime, now: dt.datetime, dated: bool, settings: Schedule) -> bool:
     """A dated item more than grace_days late."""
     return dated and now - due > dt.timedelta(days=settings.grace_days)
@@ -95,9 +121,12 @@ def is_stale(due: dt.datetime, now: dt.datetime, dated: bool, settings: Schedule
 
 def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
          ready: Mapping[str, dt.datetime], now: dt.datetime, settings: Schedule,
-         look_ahead: bool = True) -> Walk:
+         look_ahead: bool = True, fresh: bool = False) -> Walk:
     """Go through a reader's steps in order: what is settled, what to skip, what is due now,
-    and (with `look_ahead`) what is ahead, projected as if each step went out on time."""
+    and (with `look_ahead`) what is ahead, projected as if each step went out on time.
+
+    `fresh`: no run has timed this reader in the sequence yet, so a first step due since
+    they joined is sent however late the run is (once), never skipped as stale."""
     out = Walk()
     previous: dt.date | None = None  # the date "after previous" counts from
     ahead = False  # past the reader's current step: only projecting
@@ -110,14 +139,13 @@ def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
         if due is None:
             break
         gate = sequence.steps[i - 1] if i and sequence.steps[i - 1].gate else None
-        if gate is not None and (gate.key in out.skip
-                                 or getattr(rows.get(gate.key), "state", "") == "skipped"):
-            gate = None  # skipped: its "ready" link never reached the reader, no answer can come
-        said = ready.get(gate.key) if gate is not None else None
-        if gate is not None and said is None and step.key not in rows:
-            out.waiting = out.waiting or (None if ahead else gate.key)
+        held = held_at_gate(gate, step, rows, ready, out.skip)
+        if held == "waits":
+            out.waiting = out.waiting or (None if ahead or gate is None else gate.key)
             out.upcoming.append(Upcoming(step.key, step.post.subject, None, waiting=True))
-            break
+        if held:
+            break  # "ends": no "ready" can come, so nothing more goes out to this reader
+        said = ready.get(gate.key) if gate is not None else None
         due = max(due, said) if said is not None else due
         row = rows.get(step.key)
         if row is not None and row.state in SETTLED:
@@ -133,7 +161,8 @@ def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
             out.next_at, ahead = due, True
             out.upcoming.append(Upcoming(step.key, step.post.subject, due))
             previous = local_date(due, reader.tz)
-        elif gate is None and is_stale(due, now, step.when.dated, settings):
+        elif (gate is None and is_stale(due, now, step.when.dated, settings)
+              and not (i == 0 and fresh and due_since_joining(reader, due))):
             out.skip.append(step.key)
             previous = local_date(due, reader.tz)
         else:

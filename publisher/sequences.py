@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from . import clock
 from .documents import SLUG_RE, Checker, read_document
 from .errors import Finding, RunletterError, display_path, suggest
 from .load import contained, document_paths, post_from
@@ -184,6 +185,12 @@ def _settings(data: dict, slug: str, problem) -> tuple[str, str, dt.date | None]
         elif not isinstance(since, dt.date):
             problem("since", f"since must be a date such as 2026-12-01, not '{since}'")
             since = None
+        if since is not None:
+            try:
+                clock.check_in_range(since, f"since {since}")
+            except clock.OutOfRange as exc:
+                problem("since", str(exc))
+                since = None
     return name.strip(), anchor, since
 
 

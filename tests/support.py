@@ -228,14 +228,15 @@ def add_reader(store: Store, email_addr: str, goal: str, signup: str,
     # No verb sets a race or a zone yet (the signup form and the import will): written here
     # as they will store them.
     with store.transaction() as conn:
-        conn.execute("UPDATE subscribers SET consent_at = ?, created_at = ?, race_date = ?, "
-                     "race_name = ?, timezone = ? WHERE id = ?",
-                     (stamp, stamp, race_date, race_name, timezone, reader.id))
+        conn.execute("UPDATE subscribers SET consent_at = ?, created_at = ?, enrolled_at = ?, "
+                     "race_date = ?, race_name = ?, timezone = ? WHERE id = ?",
+                     (stamp, stamp, stamp, race_date, race_name, timezone, reader.id))
     return reader.id
 
 
 def move_race(store: Store, email_addr: str, race_date: str) -> None:
-    """A reader's race moved to another date."""
+    """A reader's race moved to another date, written past the store's checks (so also a
+    date a store from before dates were bounded may hold, e.g. year 1 or 9999)."""
     with store.transaction() as conn:
         conn.execute("UPDATE subscribers SET race_date = ? WHERE email = ?",
                      (race_date, email_addr))

@@ -377,10 +377,10 @@ def test_each_tools_opt_in_time_is_stored_in_utc(store, name, email, when):
     assert store.get(email).consent_at == when
 
 
-def test_a_file_without_an_opt_in_time_stamps_the_import_time(store):
+def test_a_file_without_an_opt_in_time_leaves_the_signup_time_unknown(store):
     arrive(store, "substack.csv")
     reader = store.get("marit.solberg@example.com")
-    assert reader.consent_at == reader.created_at
+    assert (reader.consent_at, reader.signed_up) == (None, None)
 
 
 def test_an_opt_in_time_that_is_not_a_date_is_a_warning_and_the_row_lands(store, tmp_path):

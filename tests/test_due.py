@@ -7,8 +7,11 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
+
+from publisher import clock
 
 from .conftest import AFTER_GATE, GATE, ON_BOTH_BACKENDS, RUNNER
 from .smtp_server import running_smtp
@@ -26,6 +29,7 @@ from .support import (
     say_ready,
     scheduled_post,
     time_rows,
+    write_csv,
 )
 
 pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
@@ -112,10 +116,11 @@ def test_a_step_tells_each_reader_their_race_and_the_weeks_to_go(timed_root):
 
 def test_a_run_three_days_after_a_step_shows_it_skipped_and_sends_nothing(timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
-    output = due_ok("2027-01-06T06:01")  # the 12-week step was 3 January
+    due_ok("2027-01-03T06:00")  # the 12-week step, on time
+    output = due_ok("2027-02-03T06:01")  # the 8-week step was 31 January
     rows = [line.split() for line in output.splitlines()]
-    assert (["race-plan/01-twelve-weeks", "0", "1"] in rows, received(timed_root)) == (
-        True, Counter())
+    assert (["race-plan/02-eight-weeks", "0", "1"] in rows, received(timed_root)) == (
+        True, Counter({(RUNNER, "race-plan/01-twelve-weeks"): 1}))
 
 
 def test_a_run_one_day_after_a_step_sends_it(timed_root):
@@ -193,13 +198,21 @@ def test_the_step_after_a_gate_waits_for_its_own_when_after_an_early_ready(timed
     assert received(timed_root)[(RUNNER, AFTER_GATE)] == 1
 
 
-def test_a_gated_step_skipped_as_late_leaves_no_reader_waiting_for_ready(timed_root):
+def test_a_gated_step_skipped_as_late_never_lets_the_step_after_it_out(timed_root):
     reader(timed_root, RUNNER, "comeback", "2027-01-04T09:00")
-    due_ok("2027-01-04T09:00")
-    due_ok("2027-01-11T06:00")  # phase one (7 January) is past its grace: skipped
+    due_ok("2027-01-11T06:00")  # the first run: phase one (7 January) is past its grace
     due_ok("2027-01-21T06:00")  # 2 weeks after phase one's day
-    assert (received(timed_root)[(RUNNER, GATE)], received(timed_root)[(RUNNER, AFTER_GATE)]) \
-        == (0, 1)
+    due_ok("2027-03-15T06:00")
+    assert (received(timed_root)[(RUNNER, GATE)], received(timed_root)[(RUNNER, AFTER_GATE)],
+            sequence_report("comeback")[GATE][6]) == (0, 0, "0")
+
+
+def test_a_first_run_long_after_a_reader_joined_sends_their_first_step_late_once(timed_root):
+    reader(timed_root, RUNNER, "marathon", "2026-12-01T09:00", "2027-03-28")
+    due_ok("2027-02-03T06:00")  # the twelve-week step was due on 3 January
+    due_ok("2027-02-04T06:00")
+    assert received(timed_root)[(RUNNER, "race-plan/01-twelve-weeks")] == 1
+    assert sequence_report("race-plan")["race-plan/02-eight-weeks"][1] == "1"  # skipped
 
 
 SPRING = "2027-03-28-spring"
@@ -356,7 +369,8 @@ def test_report_of_a_step_shows_its_ledger_per_segment(timed_root):
 def test_due_for_a_reader_lists_their_upcoming_items_on_their_local_dates(timed_root):
     reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28", "Madrid Marathon",
            "Europe/Madrid")
-    # The 4-week step (28 February) is past its grace: only what is ahead is listed.
+    due_ok("2027-01-03T06:00")  # the 12-week step; no run since
+    # The 8- and 4-week steps are past their grace: only what is ahead is listed.
     result = run("due", "--reader", RUNNER, "--now", "2027-03-05T00:00:00Z")
     assert result.exit_code == 0, result.output
     assert [line.split()[:3] for line in result.stdout.splitlines()[1:]] == [
@@ -379,3 +393,99 @@ def test_due_for_an_unknown_reader_says_so_in_one_line(timed_root):
     assert_user_error(run("due", "--reader", "nobody@example.com"),
                       "runletter: error: --reader nobody@example.com: no such subscriber; "
                       "'runletter subscribers list' shows them\n1 error\n")
+
+
+# -- a reader whose dates cannot be computed ----------------------------------------------------
+
+
+def one_reader_in_year_one(root) -> int:
+    """Two race readers, one of them (returned: their id) with a race in year 1."""
+    reader(root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
+    reader(root, "far@example.com", "marathon", "2027-01-01T09:00", "2027-03-28")
+    with project_store(root) as store:
+        move_race(store, "far@example.com", "0001-01-01")
+        return store.get("far@example.com").id
+
+
+def test_a_reader_whose_race_cannot_be_computed_does_not_stop_the_run_for_others(timed_root):
+    one_reader_in_year_one(timed_root)
+    due_ok("2027-01-03T06:00")
+    assert received(timed_root) == Counter({(RUNNER, "race-plan/01-twelve-weeks"): 1})
+
+
+def test_publish_due_names_and_counts_a_reader_it_left_out(timed_root):
+    far = one_reader_in_year_one(timed_root)
+    result = publish_due("2027-01-03T06:00")
+    assert f"left out 1 reader whose dates cannot be computed (#{far})" in result.stdout
+    assert f"warning: reader #{far} left out: their dates cannot be computed" in result.stderr
+
+
+def test_due_names_and_counts_a_reader_it_left_out(timed_root):
+    far = one_reader_in_year_one(timed_root)
+    result = run("due", "--now", "2027-01-01T00:00:00Z", "--days", "30")
+    assert result.exit_code == 0, result.output
+    assert f"left out 1 reader whose dates cannot be computed (#{far})" in result.stdout
+    assert ["2027-01-03", "race-plan/01-twelve-weeks", "1"] in [
+        line.split() for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("now", ["0001-01-01T00:00:00Z", "9999-12-31T23:00:00-05:00"])
+def test_publish_due_refuses_a_now_outside_the_date_range_in_one_line(timed_root, now):
+    assert_user_error(run("publish", "--due", "--now", now, "--yes"),
+                      f"runletter: error: --now '{now}' is outside the dates Runletter "
+                      "handles (1900-01-01 to 2199-12-31); give one in that range\n1 error\n")
+
+
+# -- imported readers and the signup sequences -------------------------------------------------
+
+NEW_5K = "email,goal\nnew@example.com,5k\n"  # a reader with no consent time, after `since`
+
+
+def import_on_5_january(root, text: str, *flags: str):
+    """`subscribers import` of a CSV on 5 January 2027 (after the welcome's `since`)."""
+    path = write_csv(root, text, "list.csv")
+    with clock.pinned(datetime(2027, 1, 5, 9, 0, tzinfo=UTC)):
+        result = run("subscribers", "import", str(path), *flags)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_an_import_without_enrol_sends_no_welcome_series(timed_root):
+    import_on_5_january(timed_root, NEW_5K)
+    due_ok("2027-01-05T10:00")
+    due_ok("2027-01-15T06:00")
+    assert received(timed_root) == Counter()
+
+
+def test_an_imported_readers_consent_time_does_not_enrol_them_without_enrol(timed_root):
+    import_on_5_january(timed_root, "email,goal,consent_at\n"
+                                    "new@example.com,5k,2027-01-04T08:00:00Z\n")
+    due_ok("2027-01-05T10:00")
+    assert received(timed_root) == Counter()
+
+
+def test_an_import_with_enrol_times_the_welcome_series_from_the_import(timed_root):
+    import_on_5_january(timed_root, NEW_5K, "--enrol")
+    due_ok("2027-01-05T10:00")
+    due_ok("2027-01-15T06:00")  # ten days after the import
+    assert received(timed_root) == Counter({("new@example.com", "welcome/01-hello"): 1,
+                                            ("new@example.com", "welcome/02-ten-days"): 1})
+
+
+def test_the_import_summary_names_the_signup_sequences_it_did_not_enrol_them_in(timed_root):
+    result = import_on_5_january(timed_root, NEW_5K)
+    assert ("not enrolled in signup sequences (comeback, welcome): pass --enrol to enrol them"
+            in result.stdout.splitlines())
+
+
+def test_the_import_summary_says_enrol_enrolled_them(timed_root):
+    result = import_on_5_january(timed_root, NEW_5K, "--enrol")
+    assert ("enrolled in signup sequences (comeback, welcome) from the time of this import"
+            in result.stdout.splitlines())
+
+
+def test_enrol_on_a_second_import_enrols_readers_the_first_left_out(timed_root):
+    import_on_5_january(timed_root, NEW_5K)
+    import_on_5_january(timed_root, NEW_5K, "--enrol")
+    due_ok("2027-01-05T10:00")
+    assert received(timed_root) == Counter({("new@example.com", "welcome/01-hello"): 1})

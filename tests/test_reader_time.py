@@ -22,6 +22,8 @@ pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture s
 RACE_HEADER = "email,goal,race_date,race_name,timezone\n"  # a hand-written readers CSV
 NOT_A_DATE = ("race_date '2027-02-30' is not a date; write it as YYYY-MM-DD, "
               "e.g. 2027-03-28")
+OUT_OF_RANGE = ("race_date 9999-12-31 is outside the dates Runletter handles (1900-01-01 to "
+                "2199-12-31); give one in that range")
 NOT_A_ZONE = ("timezone 'Europe/Madird' is not an IANA time zone (did you mean "
               "'Europe/Madrid'?), e.g. Europe/Madrid or America/New_York")
 
@@ -56,6 +58,13 @@ def test_add_refuses_a_race_date_that_is_not_a_date_and_stores_nothing(store):
     with pytest.raises(RunletterError) as caught:
         store.add("ana@example.com", race_date="2027-02-30")
     assert message_of(caught) == NOT_A_DATE
+    assert store.get("ana@example.com") is None
+
+
+def test_add_refuses_a_race_date_in_year_9999_and_stores_nothing(store):
+    with pytest.raises(RunletterError) as caught:
+        store.add("ana@example.com", race_date="9999-12-31")
+    assert message_of(caught) == OUT_OF_RANGE
     assert store.get("ana@example.com") is None
 
 
@@ -135,7 +144,8 @@ def test_an_export_with_race_fields_imports_back_into_a_new_store_as_it_was(stor
 @pytest.mark.parametrize(("cells", "problem"), [
     ("2027-02-30,,", NOT_A_DATE),
     (",,Europe/Madird", NOT_A_ZONE),
-    (f",{'x' * 121},", "race_name is 121 characters long; the limit is 120")])
+    (f",{'x' * 121},", "race_name is 121 characters long; the limit is 120"),
+    ("9999-12-31,,", OUT_OF_RANGE)])
 def test_a_bad_race_or_zone_cell_is_reported_by_file_and_line_and_the_row_skipped(
         store, tmp_path, cells, problem):
     path = write_csv(tmp_path, RACE_HEADER + "good@example.com,5k,,,\n"
@@ -172,6 +182,15 @@ def test_an_imported_readers_signup_time_is_the_files_consent_time(store, tmp_pa
     path = write_csv(tmp_path, "email,consent_at\nana@example.com,2024-05-01T07:00:00+00:00\n")
     store.import_csv(path, GOALS)
     assert store.get("ana@example.com").signed_up == "2024-05-01T07:00:00+00:00"
+
+
+def test_an_unknown_signup_time_stays_unknown_through_export_and_import(store, tmp_path):
+    store.import_csv(write_csv(tmp_path, "email\nana@example.com\n"), GOALS)
+    first = exported(store)
+    assert next(csv.DictReader(io.StringIO(first)))["consent_at"] == ""
+    with Store.open(tmp_path / "fresh.db") as fresh:
+        fresh.import_csv(write_csv(tmp_path, first, "export.csv"), GOALS)
+        assert fresh.get("ana@example.com").signed_up is None
 
 
 def test_map_reads_race_date_race_name_and_timezone_from_another_tools_columns(store,

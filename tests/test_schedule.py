@@ -15,13 +15,15 @@ from publisher.schedule import Reader, Row, due_at, enrolled, post_due, walk
 from publisher.sequences import read_sequence
 from publisher.when import parse_when
 
-from .conftest import AFTER_GATE, FIXTURE, FIXTURE_SLUG, GATE, GOALS, SEQUENCES
+from .conftest import AFTER_GATE, FIXTURE, FIXTURE_SLUG, GATE, GOALS, REPO, SEQUENCES
 from .support import utc
 
 SETTINGS = Schedule()  # UTC, send_hour 6, grace_days 2
 RACE_PLAN = read_sequence(SEQUENCES / "race-plan", SEQUENCES, GOALS)
 COMEBACK = read_sequence(SEQUENCES / "comeback", SEQUENCES, GOALS)
 WELCOME = read_sequence(SEQUENCES / "welcome", SEQUENCES, GOALS)
+# The sample's comeback: its first step is gated ("1 day after signup", then ready).
+SAMPLE_COMEBACK = read_sequence(REPO / "content" / "sequences" / "comeback", REPO, GOALS)
 
 
 def reader(zone: str = "UTC", signup: str = "2027-01-01T09:00",
@@ -177,19 +179,49 @@ def test_a_ready_given_weeks_after_the_steps_when_sends_it_at_once_not_as_stale(
     assert (step.skip, step.send) == ([], AFTER_GATE)
 
 
-def test_a_gated_step_skipped_as_late_does_not_hold_the_next_one_waiting_for_ready():
+def test_a_gated_step_skipped_as_late_never_lets_the_next_one_out():
     # Phase one (7 January) was 4 days late when a run came: skipped, so its "ready" link
-    # never reached the reader. Phase two goes by its own when: 2 weeks after 7 January.
+    # never reached the reader, and phase two must not go out without it.
     rows = {**sent(COMEBACK_SENT[0]), GATE: Row("skipped")}
     step = walk(COMEBACK, reader(signup="2027-01-04T09:00"), rows, {}, utc("2027-01-21T06:00"),
                 SETTINGS)
-    assert (step.send, step.waiting) == (AFTER_GATE, None)
+    assert (step.send, step.skip, step.waiting, step.next_at) == (None, [], None, None)
 
 
-def test_a_run_that_skips_a_gated_step_times_the_next_one_instead_of_waiting_for_ready():
+def test_a_run_that_skips_a_gated_step_times_nothing_after_it():
     step = walk(COMEBACK, reader(signup="2027-01-04T09:00"), sent(COMEBACK_SENT[0]), {},
                 utc("2027-01-11T06:00"), SETTINGS)
-    assert (step.skip, step.waiting, step.next_at) == ([GATE], None, utc("2027-01-21T06:00"))
+    assert (step.skip, step.send, step.waiting, step.next_at) == ([GATE], None, None, None)
+
+
+def test_a_ready_without_the_gated_step_sent_does_not_let_the_next_one_out():
+    rows = {**sent(COMEBACK_SENT[0]), GATE: Row("rejected")}
+    step = walk(COMEBACK, reader(signup="2027-01-04T09:00"), rows,
+                {GATE: utc("2027-01-10T12:00")}, utc("2027-01-21T06:00"), SETTINGS)
+    assert step.send is None
+
+
+def test_a_just_enrolled_readers_first_step_goes_out_late_rather_than_skipped():
+    # A gated first step, due 8 January, and the first run a week later.
+    step = walk(SAMPLE_COMEBACK, reader(signup="2027-01-07T09:00"), {}, {},
+                utc("2027-01-15T06:00"), SETTINGS, fresh=True)
+    assert (step.skip, step.send) == ([], "comeback/01-phase-one-walk")
+
+
+def test_a_first_step_due_before_the_reader_joined_is_still_skipped_as_late():
+    # Joined five weeks before the race: the twelve-week step was never theirs.
+    step = walk(RACE_PLAN, reader(signup="2027-02-21T09:00"), {}, {}, utc("2027-02-21T10:00"),
+                SETTINGS, fresh=True)
+    assert step.skip == ["race-plan/01-twelve-weeks", "race-plan/02-eight-weeks"]
+
+
+def test_after_a_late_first_step_the_next_run_still_skips_a_later_step_as_late():
+    # Enrolled in December; the first run, on 3 February, sent the twelve-week step a month
+    # late. The eight-week step (31 January) is then three days late: skipped.
+    rows = sent(("race-plan/01-twelve-weeks", "2027-02-03T06:00"))
+    step = walk(RACE_PLAN, reader(signup="2026-12-01T09:00"), rows, {},
+                utc("2027-02-03T07:00"), SETTINGS)
+    assert step.skip == ["race-plan/02-eight-weeks"]
 
 
 def test_since_enrols_a_reader_whose_local_signup_date_is_on_or_after_it():

@@ -232,6 +232,8 @@ def test_signup_ignores_a_time_zone_the_browser_gives_that_is_not_one(site):
 
 @pytest.mark.parametrize(("fields", "shown"), [
     ({"race_date": "28/03/2027"}, "Please give your race date as a date, e.g. 2027-03-28."),
+    ({"race_date": "0001-01-01"}, "Please give a race date from 1900-01-01 to 2199-12-31."),
+    ({"race_date": "9999-12-31"}, "Please give a race date from 1900-01-01 to 2199-12-31."),
     ({"race_name": "x" * 121}, "Your race name can be at most 120 characters, on one line.")])
 def test_signup_with_a_bad_race_shows_the_form_again_with_a_message(site, fields, shown):
     response = signup(site, "bad.race@example.net", **fields)
@@ -494,6 +496,7 @@ def test_preferences_clear_the_race_and_time_zone_when_left_empty(site):
 
 @pytest.mark.parametrize(("fields", "shown"), [
     ({"race_date": "2027-02-30"}, "Please give your race date as a date, e.g. 2027-03-28."),
+    ({"race_date": "9999-12-31"}, "Please give a race date from 1900-01-01 to 2199-12-31."),
     ({"timezone": "Mars/Olympus_Mons"}, "Please pick a time zone from the list.")])
 def test_preferences_refuse_a_bad_race_date_or_time_zone_with_a_message(site, fields, shown):
     address = "arjun.reddy@example.com"

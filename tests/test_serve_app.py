@@ -18,6 +18,7 @@ from .conftest import GATED, ON_BOTH_BACKENDS
 from .live_server import signer
 from .support import (
     import_sample,
+    move_race,
     project_store,
     set_race,
     store_rows,
@@ -177,6 +178,14 @@ def test_the_calendar_is_an_icalendar_feed_holding_the_readers_race_day(client, 
     [race] = [e for e in Calendar.from_ical(response.data).walk("VEVENT")
               if str(e["UID"]).startswith("race-day.")]
     assert (str(race["SUMMARY"]), race.decoded("DTSTART")) == ("Rome Marathon", date(2027, 3, 28))
+
+
+def test_the_calendar_of_a_reader_whose_stored_race_cannot_be_computed_still_answers(client,
+                                                                                     db):
+    move_race(db, RUNNER, "9999-12-31")
+    response = client.get(calendar_path(db, RUNNER))
+    assert response.status_code == 200
+    assert Calendar.from_ical(response.data).walk("VEVENT") == []
 
 
 def test_the_calendar_holds_each_upcoming_step_at_its_send_time(client, db, sample_root):

@@ -17,7 +17,6 @@ from sqlalchemy.exc import DBAPIError
 from publisher.errors import RunletterError
 from publisher.load import load_goals
 from publisher.store import (
-    LATEST,
     MIGRATIONS,
     Store,
     database,
@@ -51,7 +50,7 @@ def test_open_creates_the_database_at_the_latest_schema_version(tmp_path):
     path = tmp_path / "nested" / "dir" / "runletter.db"
     with Store.open(path) as store:
         assert path.exists()
-        assert (store.schema_version, LATEST) == (int(HEAD), 6)
+        assert store.schema_version == int(HEAD) == 10
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
@@ -98,6 +97,15 @@ def test_upgrading_a_version_5_store_keeps_its_ledger_and_dates_the_sent_rows(tm
         reader = store.get("ran@example.com")
     assert row == ("sent", "2026-02-03T06:00:00+00:00")
     assert (reader.race_date, reader.race_name, reader.timezone) == (None, "", "")
+
+
+@sqlite_only("a store from before Alembic")
+def test_an_upgraded_stores_readers_stay_in_the_signup_sequences_from_their_signup(tmp_path):
+    path = tmp_path / "old.db"
+    version_5_store(path, "old@example.com")
+    with Store.open(path) as store:
+        assert store.conn.execute("SELECT enrolled_at FROM subscribers").fetchall() == [
+            ("2026-01-01T00:00:00+00:00",)]
 
 
 def test_reopening_an_up_to_date_database_keeps_its_readers(store_url):
@@ -592,7 +600,7 @@ def test_import_gives_a_new_row_without_status_the_active_status(store, tmp_path
     reader = store.get("new@example.com")
     assert (reader.status, reader.goal, reader.consent_source) == (
         "active", "general", "import:runletter:readers.csv")
-    assert reader.consent_at is not None
+    assert reader.consent_at is None  # the file gave no consent time: unknown, not invented
     assert report.added == 1
 
 

@@ -7,6 +7,7 @@ import codecs
 import csv
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -36,7 +37,7 @@ def import_file(store: Store, path: Path, goals: Goals,
         header = _next(reader, path, shown, 0)
         plan = make_plan(header or [], options, path.name, shown, matcher)
         tally = _Tally(plan, shown)
-        with importing(store, shown, dry_run=options.dry_run) as lander:
+        with importing(store, shown, dry_run=options.dry_run, enrol=options.enrol) as lander:
             batch: list[tuple[int, Row]] = []
             for line, record in _records(reader, path, shown):
                 batch.append((line, read_row(plan, matcher, record)))
@@ -44,7 +45,7 @@ def import_file(store: Store, path: Path, goals: Goals,
                     tally.take(batch, lander)
                     batch = []
             tally.take(batch, lander)
-    return tally.report(options.dry_run)
+    return replace(tally.report(options.dry_run), enrol=options.enrol)
 
 
 def _open(path: Path, shown: str) -> TextIO:

@@ -19,13 +19,15 @@ from .runletter import RUNLETTER, RUNLETTER_STATUS
 
 @dataclass(frozen=True)
 class ArrivalOptions:
-    """What `subscribers import` was asked: --from, --status, --goal, --map, --dry-run."""
+    """What `subscribers import` was asked: --from, --status, --goal, --map, --dry-run,
+    --enrol."""
 
     source: str = "auto"
     status: str | None = None
     goal: str | None = None
     maps: tuple[str, ...] = ()
     dry_run: bool = False
+    enrol: bool = False
 
 
 class Reader(NamedTuple):

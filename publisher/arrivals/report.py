@@ -21,6 +21,17 @@ class ArrivalReport(ImportReport):
     statuses: dict[str, int] = field(default_factory=dict)  # landed readers per status
     goals: dict[str, int] = field(default_factory=dict)  # landed readers per goal
     dry_run: bool = False
+    enrol: bool = False  # --enrol: the readers join the signup sequences from the import
+    signup_sequences: tuple[str, ...] = ()  # the newsletter's, for the enrol line
+
+    def enrol_line(self) -> str | None:
+        """Whether the file's readers are in the signup sequences (None: there are none)."""
+        names = ", ".join(self.signup_sequences)
+        if not names or not (self.added or self.enrol):
+            return None
+        if self.enrol:
+            return f"enrolled in signup sequences ({names}) from the time of this import"
+        return f"not enrolled in signup sequences ({names}): pass --enrol to enrol them"
 
     def format_line(self) -> str:
         """'detected format: mailchimp (from the header)', with the file's kind if any."""

@@ -13,7 +13,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import Finding, RunletterError, suggest
@@ -202,6 +202,7 @@ class Outlook:
     now: dict[str, tuple[int, int]]  # item -> (send, skip)
     ahead: dict[str, Counter]  # item -> {date: readers}
     waiting: dict[str, int]  # gated step -> readers who have not said ready
+    unreadable: dict[int, str] = field(default_factory=dict)  # readers left out, and why
 
 
 def outlook(project: Project, at: dt.datetime, days: int) -> Outlook:
@@ -217,7 +218,7 @@ def outlook(project: Project, at: dt.datetime, days: int) -> Outlook:
             waiting.update(agenda.waiting(sequence))
     now = {k: (len(d.send), len(d.skip)) for k, d in decision.items.items()
            if d.send or d.skip}
-    return Outlook(at, until, now, ahead, dict(waiting))
+    return Outlook(at, until, now, ahead, dict(waiting), dict(agenda.unreadable))
 
 
 @dataclass(frozen=True)

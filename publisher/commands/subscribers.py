@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -24,17 +25,32 @@ def open_store(project: Project) -> Store:
 
 def import_readers(project: Project, csv_file: Path, source: str = "auto",
                    status: str | None = None, goal: str | None = None,
-                   maps: tuple[str, ...] = (), dry_run: bool = False) -> ArrivalReport:
+                   maps: tuple[str, ...] = (), dry_run: bool = False,
+                   enrol: bool = False) -> ArrivalReport:
     """Import readers from a CSV export (`source`: the tool that wrote it, or auto) in one
-    transaction; bad rows are findings, and skipped. A dry run writes nothing."""
+    transaction; bad rows are findings, and skipped. A dry run writes nothing. New readers
+    join the signup sequences only with `enrol` (from the time of the import)."""
     from ..arrivals import ArrivalOptions, import_file
 
     if not csv_file.is_file():
         raise RunletterError(f"{csv_file}: no such file")
     options = ArrivalOptions(source=source, status=status, goal=goal, maps=maps,
-                             dry_run=dry_run)
+                             dry_run=dry_run, enrol=enrol)
     with _import_store(project, dry_run) as store:
-        return import_file(store, csv_file, project.goals, options, display=str(csv_file))
+        report = import_file(store, csv_file, project.goals, options, display=str(csv_file))
+    return replace(report, signup_sequences=_signup_sequences(project))
+
+
+def _signup_sequences(project: Project) -> tuple[str, ...]:
+    """The slugs of the newsletter's signup sequences (none named when they cannot be read:
+    `check` reports why)."""
+    from ..sequences import SIGNUP, load_sequences
+
+    try:
+        found = load_sequences(project.config.content_dir, project.root, project.goals)
+    except RunletterError:
+        return ()
+    return tuple(s.slug for s in found if s.anchor == SIGNUP)
 
 
 @contextlib.contextmanager

@@ -14,11 +14,18 @@ from collections.abc import Mapping
 from flask import Blueprint, current_app, redirect, request
 from flask.blueprints import BlueprintSetupState
 
+from ..clock import DATE_RANGE
 from ..emails import CONTROL_RE
 from ..errors import RunletterError
 from ..model import EVERYONE
 from ..store import LEFT, MAX_NAME, Subscriber, name_problem, validate_email
-from ..store.records import MAX_RACE_NAME, check_race_date, check_race_name, known_timezone
+from ..store.records import (
+    MAX_RACE_NAME,
+    RaceDateOutOfRange,
+    check_race_date,
+    check_race_name,
+    known_timezone,
+)
 from .context import site
 from .db import get_store
 from .security import (
@@ -45,6 +52,7 @@ RACE_ERRORS = {  # what is wrong with a race field, in the reader's words
     "race_name": (check_race_name, f"Your race name can be at most {MAX_RACE_NAME} "
                   "characters, on one line."),
 }
+RANGE_ERROR = f"Please give a race date from {DATE_RANGE}."
 ZONE_ERROR = "Please pick a time zone from the list."
 
 
@@ -141,6 +149,8 @@ def race_errors(form: Mapping[str, str]) -> list[str]:
     for field, (check, error) in RACE_ERRORS.items():
         try:
             check(form[field])
+        except RaceDateOutOfRange:
+            errors.append(RANGE_ERROR)
         except RunletterError:
             errors.append(error)
     return errors

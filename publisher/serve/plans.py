@@ -77,4 +77,7 @@ def upcoming(reader: Subscriber) -> Sequence[Step]:
         current_app.logger.warning("calendar without steps: %s", exc.findings[0])
         return ()
     agenda = Agenda(config, get_store(), sequences, (), goals.slugs)
-    return agenda.reader_plan(reader.id, clock.now())
+    steps = agenda.reader_plan(reader.id, clock.now())
+    for why in agenda.unreadable.values():
+        current_app.logger.warning("calendar without steps for reader #%s: %s", reader.id, why)
+    return steps

@@ -90,9 +90,10 @@ class ReaderChanges:
 
         stamp = now()
         with self.transaction() as conn:
+            # Consenting here is signing up here: signup sequences count from it.
             conn.execute("UPDATE subscribers SET consent_source = ?, consent_at = ?, "
-                         "consent_ip = ?, updated_at = ? WHERE id = ?",
-                         (source, stamp, ip, stamp, subscriber_id))
+                         "consent_ip = ?, updated_at = ?, enrolled_at = ? WHERE id = ?",
+                         (source, stamp, ip, stamp, stamp, subscriber_id))
 
     def unsubscribe(self, subscriber_id: int, reason: str, *, end_pause: bool = False) -> bool:
         """Unsubscribe an active or pending reader; with `end_pause`, also end a pause for

@@ -18,8 +18,11 @@ if TYPE_CHECKING:
 # Audit rows are written in batches so a 100,000-row import never holds them all.
 _AUDIT_BATCH = 1000
 _INSERT = ("INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
-           "consent_at, consent_ip, created_at, updated_at, race_date, race_name, timezone) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(email) DO NOTHING")
+           "consent_at, consent_ip, created_at, updated_at, race_date, race_name, timezone, "
+           "enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+           "ON CONFLICT(email) DO NOTHING")
+# --enrol on a reader already stored who was imported without it.
+_ENROL = "UPDATE subscribers SET enrolled_at = ? WHERE email = ? AND enrolled_at IS NULL"
 _UPDATE = ("UPDATE subscribers SET first_name = ?, goal = ?, tags = ?, race_date = ?, "
            "race_name = ?, timezone = ?, status = ?, updated_at = ? WHERE id = ?")
 # The fields a file may change on a stored reader, besides the status.
@@ -43,7 +46,7 @@ class Landing(NamedTuple):
     tags: tuple[str, ...] | None
     status: str | None  # None: a new reader is active, a stored one keeps their status
     consent_source: str
-    consent_at: str | None = None  # None: the import time
+    consent_at: str | None = None  # None: unknown (never invented)
     consent_ip: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
@@ -69,9 +72,10 @@ class Lander:
     """Writes one file's rows inside its transaction, a batch at a time (a few statements
     per batch rather than several per row); use through `importing()`."""
 
-    def __init__(self, conn: Connection, shown: str):
+    def __init__(self, conn: Connection, shown: str, enrol: bool = False):
         self._conn = conn
         self._shown = shown
+        self._enrol = enrol  # the import's time is their signup sequences' start
         self._stamp = now()
         self._audit: list[tuple] = []
         # Readers with a higher id were inserted by this import.
@@ -102,9 +106,10 @@ class Lander:
         stamp = self._stamp
         self._conn.executemany(_INSERT, [(
             row.email, row.first_name or "", row.goal or EVERYONE, ";".join(row.tags or ()),
-            row.status or "active", row.consent_source, row.consent_at or stamp,
+            row.status or "active", row.consent_source, row.consent_at,
             row.consent_ip, row.created_at or stamp, row.updated_at or stamp,
-            row.race_date or None, row.race_name or "", row.timezone or "")
+            row.race_date or None, row.race_name or "", row.timezone or "",
+            stamp if self._enrol else None)
             for _, row in rows])
         # The rows just inserted are those above the highest id so far (a range scan), with
         # the address exactly as the file gave it; only the others are looked up by address.
@@ -126,6 +131,9 @@ class Lander:
                                 f"imported from {self._shown}:{line}", stamp))
             out.append(Landed("added", hit[2], hit[1]))
         self._conn.executemany(_UPDATE, updates)
+        if self._enrol:
+            self._conn.executemany(_ENROL, [(stamp, row.email) for _, row in rows
+                                            if row.email not in inserted])
         if len(self._audit) >= _AUDIT_BATCH:
             self._flush()
         return out
@@ -189,12 +197,14 @@ class Lander:
 
 
 @contextmanager
-def importing(store: Store, shown: str, *, dry_run: bool = False) -> Iterator[Lander]:
+def importing(store: Store, shown: str, *, dry_run: bool = False,
+              enrol: bool = False) -> Iterator[Lander]:
     """A Lander in one write transaction: committed at the end, rolled back on any error,
-    and rolled back anyway on a dry run, which therefore writes nothing."""
+    and rolled back anyway on a dry run, which therefore writes nothing. With `enrol`, the
+    file's readers join the signup sequences from now; without, new ones never do."""
     try:
         with store.transaction() as conn:
-            lander = Lander(conn, shown)
+            lander = Lander(conn, shown, enrol)
             yield lander
             lander.finish()
             if dry_run:

@@ -168,10 +168,10 @@ class Store(ReaderChanges, ReadySteps, Proposals):
             new_id = conn.execute(
                 "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
                 "consent_at, consent_ip, created_at, updated_at, race_date, race_name, "
-                "timezone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "timezone, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(email) DO NOTHING RETURNING id",
                 (address, first_name, goal, ";".join(split_tags(tags)), status, consent_source,
-                 stamp, consent_ip, stamp, stamp, *race)).scalar_one_or_none()
+                 stamp, consent_ip, stamp, stamp, *race, stamp)).scalar_one_or_none()
             if new_id is None:
                 existing = self._require(address)
                 raise RunletterError(f"{existing.email} is already a subscriber "

@@ -45,9 +45,10 @@ class Subscriber:
     timezone: str = ""  # IANA name; "" = the newsletter's [schedule] timezone
 
     @property
-    def signed_up(self) -> str:
-        """When the reader gave consent (their signup time), as stored."""
-        return self.consent_at or self.created_at
+    def signed_up(self) -> str | None:
+        """When the reader gave consent (their signup time), as stored; None when unknown
+        (imported from a file that gave no consent time)."""
+        return self.consent_at
 
     @property
     def is_active(self) -> bool:
@@ -123,6 +124,10 @@ def check_status(status: str) -> None:
                              + f"; use one of: {', '.join(STATUSES)}")
 
 
+class RaceDateOutOfRange(RunletterError):
+    """A race date that is a date, but outside the range Runletter computes with."""
+
+
 def check_race_date(text: str | None) -> str | None:
     """A race date as stored (YYYY-MM-DD), None for none; RunletterError says why not."""
     import datetime as dt
@@ -133,10 +138,16 @@ def check_race_date(text: str | None) -> str | None:
     try:
         if len(text) != 10:
             raise ValueError
-        return dt.date.fromisoformat(text).isoformat()
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise RunletterError(f"race_date {show_value(text)} is not a date; write it as "
                              "YYYY-MM-DD, e.g. 2027-03-28") from None
+    try:
+        clock.check_in_range(day, f"race_date {text}")
+    except clock.OutOfRange as exc:
+        raise RaceDateOutOfRange(str(exc)) from None
+    return day.isoformat()
+
 
 
 def check_race_name(name: str | None) -> str:

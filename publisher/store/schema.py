@@ -131,7 +131,8 @@ MIGRATIONS: list[str] = [
     """,
 ]
 LATEST = len(MIGRATIONS)  # the schema version Alembic's baseline revision ("0006") is
-HEAD = "0008"  # Alembic's newest revision; a revision id is the schema version, zero-padded
+BASELINE = "0006"  # the revision a store the old migrations brought to version 6 is at
+HEAD = "0010"  # Alembic's newest revision; a revision id is the schema version, zero-padded
 _LOCK = 0x52756E6C  # PostgreSQL advisory lock taken while migrating ("Runl")
 
 
@@ -232,7 +233,8 @@ def _alembic(conn: Connection, legacy: bool) -> None:
         config.attributes["connection"] = conn._conn
         if legacy and "alembic_version" not in _tables(conn):
             _legacy(conn)
-            command.stamp(config, HEAD)
+            # Version 6 is the baseline revision; the revisions after it are still to run.
+            command.stamp(config, BASELINE)
         command.upgrade(config, "head")
 
 

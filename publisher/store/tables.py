@@ -50,6 +50,8 @@ subscribers = Table(
     Column("race_date", Text),
     Column("race_name", Text, nullable=False, server_default=""),
     Column("timezone", Text, nullable=False, server_default=""),
+    # When signup sequences count from; NULL: not in them (imported without --enrol).
+    Column("enrolled_at", Text),
     Index("subscribers_status_goal", "status", "goal"),
 )
 
