@@ -94,7 +94,7 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
     from . import clock
     from .cli import _signer
     from .commands import due as dueing
-    from .commands.publish import choose_provider, rebuild_archive
+    from .commands.publish import choose_provider, in_flight_line, rebuild_archive
 
     at = moment(now_text)
     project = open_project(Path.cwd())
@@ -136,6 +136,12 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
                       if failed else ""))
         if any("/" not in item for item, _ in done) and (problem := rebuild_archive(project)):
             click.echo(f"warning: the archive was not rebuilt ({problem})", err=True)
+        doubt = [(item, n) for item, o in done if (n := sum(o.in_flight.values()))]
+        for item, count in doubt:
+            click.echo(f"error: {in_flight_line(count, item, provider.name)}", err=True)
+        if doubt:
+            _held(run)
+            sys.exit(1)
     return _held(run)
 
 
@@ -160,6 +166,7 @@ def report_command(name: str) -> None:
 
 
 def _ledger_table(ledger) -> None:
+    from .commands.publish import in_flight_line
     from .deliver import STATES
 
     if not ledger.segments:
@@ -171,6 +178,8 @@ def _ledger_table(ledger) -> None:
     totals = [sum(t.get(s, 0) for _, t in ledger.segments) for s in STATES]
     rows.append(["total", *(str(n) for n in totals), str(sum(totals))])
     table(rows)
+    if doubt := totals[STATES.index("in-flight")]:
+        click.echo(f"warning: {in_flight_line(doubt, ledger.post)}", err=True)
 
 
 def report_sequence(name: str) -> bool:

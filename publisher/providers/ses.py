@@ -13,7 +13,8 @@ Outcomes map onto receipts like this:
 
 * a MessageId                        → ACCEPTED (the id is SES's, as in its event records)
 * MessageRejected about the message   → REJECTED (the reader is marked bounced)
-* throttling, 429, 5xx, connection    → FAILED (the ledger retries later)
+* throttling, 429, 5xx, no connection → FAILED (the ledger retries later)
+* closed, reset or timed out after the call went out → no receipt (in flight, reported)
 * what no retry fixes                 → ProviderConfigError: an unverified sender (or the
   sandbox refusing a reader), a suspended or paused account, a MAIL FROM domain not verified,
   a missing configuration set, credentials refused or missing, an endpoint never reached.
@@ -40,7 +41,7 @@ from typing import Any, ClassVar
 from ..address import Addresser, Message, Recipient, message_date
 from ..config import Config
 from ..errors import RunletterError
-from . import sns
+from . import ses_answers, sns
 from .base import (
     ACCEPTED,
     FAILED,
@@ -270,7 +271,7 @@ class SesProvider(Provider):
                 continue
             if receipt is None:
                 unsent.append(recipient)
-            else:
+            elif receipt is not ses_answers.IN_DOUBT:  # no receipt: left in flight
                 receipts.append(receipt)
         if crash is not None:
             # Accepted messages are not reported: their rows stay in-flight and are shown,
@@ -344,10 +345,8 @@ class SesProvider(Provider):
             return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
         except (botoerrors.ParamValidationError, botoerrors.UnknownEndpointError) as exc:
             raise ProviderConfigError(f"ses: the SES client refused the call: {exc}") from None
-        except botoerrors.BotoCoreError as exc:
-            # Connection closed or reset, read timeout, a proxy error: worth a later try.
-            # (After a read timeout SES may have sent it; the ledger retries, as for SMTP.)
-            return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
+        except botoerrors.BotoCoreError as exc:  # closed, reset, timed out: maybe sent
+            return ses_answers.in_doubt_or_failed(rid, exc)
         self._reached = True
         return Receipt(rid, ACCEPTED, provider_id=response.get("MessageId"))
 
