@@ -179,7 +179,8 @@ class SesProvider(Provider):
                 "sesv2", endpoint_url=self.endpoint_url,
                 config=BotoConfig(
                     max_pool_connections=max(10, self.max_workers),
-                    retries={"max_attempts": 1, "mode": "standard"},  # the ledger retries
+                    # total, not max_attempts (retries: 1 would retry a call SES took)
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                     connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT))
         except (botoerrors.BotoCoreError, ValueError) as exc:
             # Unreadable AWS config or profile, a region or endpoint botocore refuses.

@@ -25,8 +25,9 @@ def in_doubt_or_failed(rid: int, exc: BotoCoreError) -> Receipt:
     FAILED (retried) for what proves it did not (no connection was made)."""
     from botocore import exceptions as botoerrors
 
-    if isinstance(exc, botoerrors.HTTPClientError) and not isinstance(
-            exc, botoerrors.EndpointConnectionError | botoerrors.ConnectTimeoutError):
+    # ConnectionClosedError and ReadTimeoutError (EndpointConnectionError and
+    # ConnectTimeoutError, which prove no connection, are not HTTPClientErrors).
+    if isinstance(exc, botoerrors.HTTPClientError):
         return IN_DOUBT
     return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
 
