@@ -38,7 +38,7 @@ from .contract import running
 from .fault_proxy import fault_proxy
 from .provider_scenarios import PROVIDERS, provider_env
 from .smtp_server import running_smtp
-from .support import free_port, import_sample, outbox_messages, project_store
+from .support import free_port, import_sample, outbox_messages, project_store, scheduled_post
 
 DONE, IN_FLIGHT, FAILED, STOPPED = "done", "in flight", "failed", "stopped"
 TIMEOUT = "0.5"  # seconds: the client's timeout; a late answer comes after LATE
@@ -351,3 +351,33 @@ def test_a_message_level_refusal_changes_no_reader_and_stops_the_run(
     ran = run_fault(provider, "message-level 5xx", sample_root, monkeypatch)
     assert ran.after == ran.before
     assert ran.first.exit_code == 1, ran.first.output
+
+
+# -- the other commands say the same -------------------------------------------------------
+
+
+def test_publish_due_exits_1_naming_the_provider_the_count_and_the_command_for_rows_in_flight(
+        sample_root, monkeypatch):
+    import_sample(sample_root)
+    slug = scheduled_post(sample_root, "2027-01-10-due-note", "2027-01-10T05:00:00Z")
+    with rig("smtp", sample_root, monkeypatch) as r:
+        r.service.next_fault = ("drop", 0)
+        result = CliRunner().invoke(main, ["publish", "--due", "--now", "2027-01-10T06:00:00Z",
+                                           "--yes", "--provider", "smtp"], env=r.env,
+                                    catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert (f"error: smtp: 1 message is in flight (sent, but no answer was read); run "
+            f"'runletter publish {slug} --resend-in-flight' once you have checked") \
+        in result.output
+
+
+def test_report_names_rows_left_in_flight_and_the_command_that_resolves_them(
+        sample_root, monkeypatch):
+    import_sample(sample_root)
+    with rig("postmark", sample_root, monkeypatch) as r:
+        r.service.take_then_next("drop")
+        assert publish("postmark", r.env).exit_code == 1
+    result = CliRunner().invoke(main, ["report", POST], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert (f"warning: {POST}: 59 messages are in flight (sent, but no answer was read); run "
+            f"'runletter publish {POST} --resend-in-flight'") in result.output
