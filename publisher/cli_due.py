@@ -112,7 +112,10 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
             click.echo(f"warning: {plural(count, 'delivery')} of {item} "
                        f"{'was' if count == 1 else 'were'} in flight (another run may be "
                        "sending them now, or an earlier one stopped); they are not sent again "
-                       f"('runletter report {item}' shows them)", err=True)
+                       f"('runletter report {item}' shows them"
+                       + ("" if "/" in item else
+                          f"; 'runletter publish {item} --resend-in-flight' resends them")
+                       + ")", err=True)
         if dry_run:
             click.echo(f"dry run: would send {plural(run.to_send, 'message')} via "
                        f"{provider.name}; nothing written")
