@@ -341,7 +341,7 @@ def _nothing_to_send(planned: Planned) -> str:
 def _send(publication: Publication, provider: Provider, to_send: int,
           resend_in_flight: bool) -> None:
     """Send with a progress bar, then show the ledger per segment and what went wrong."""
-    from .commands.publish import SENT_STATES, sending, settle
+    from .commands.publish import SENT_STATES, in_flight_line, sending, settle
 
     signer = _signer(publication.project, provider)
     label = f"sending via {provider.name}"
@@ -359,6 +359,8 @@ def _send(publication: Publication, provider: Provider, to_send: int,
                    "run 'runletter build'", err=True)
     if sent.stopped:
         raise RunletterError(sent.stopped)
+    if in_flight := sum(outcome.in_flight.values()):
+        raise RunletterError(in_flight_line(in_flight, publication.post.slug, provider.name))
     if failed := sum(outcome.failed.values()):
         tries = plural(publication.project.config.delivery.max_attempts, "try")
         raise RunletterError(f"{plural(failed, 'delivery')} failed after {tries}; run "

@@ -108,7 +108,7 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
     from . import clock
     from .cli import _signer
     from .commands import due as dueing
-    from .commands.publish import choose_provider, rebuild_archive
+    from .commands.publish import choose_provider, in_flight_line, rebuild_archive
 
     at = moment(now_text)
     project = open_project(Path.cwd())
@@ -127,7 +127,10 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
             click.echo(f"warning: {plural(count, 'delivery')} of {item} "
                        f"{'was' if count == 1 else 'were'} in flight (another run may be "
                        "sending them now, or an earlier one stopped); they are not sent again "
-                       f"('runletter report {item}' shows them)", err=True)
+                       f"('runletter report {item}' shows them"
+                       + ("" if "/" in item else
+                          f"; 'runletter publish {item} --resend-in-flight' resends them")
+                       + ")", err=True)
         if dry_run:
             click.echo(f"dry run: would send {plural(run.to_send, 'message')} via "
                        f"{provider.name}; nothing written")
@@ -151,6 +154,12 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
                       if failed else ""))
         if any("/" not in item for item, _ in done) and (problem := rebuild_archive(project)):
             click.echo(f"warning: the archive was not rebuilt ({problem})", err=True)
+        doubt = [(item, n) for item, o in done if (n := sum(o.in_flight.values()))]
+        for item, count in doubt:
+            click.echo(f"error: {in_flight_line(count, item, provider.name)}", err=True)
+        if doubt:
+            _held(run)
+            sys.exit(1)
     return _held(run)
 
 
@@ -175,6 +184,7 @@ def report_command(name: str) -> None:
 
 
 def _ledger_table(ledger) -> None:
+    from .commands.publish import in_flight_line
     from .deliver import STATES
 
     if not ledger.segments:
@@ -186,6 +196,8 @@ def _ledger_table(ledger) -> None:
     totals = [sum(t.get(s, 0) for _, t in ledger.segments) for s in STATES]
     rows.append(["total", *(str(n) for n in totals), str(sum(totals))])
     table(rows)
+    if doubt := totals[STATES.index("in-flight")]:
+        click.echo(f"warning: {in_flight_line(doubt, ledger.post)}", err=True)
 
 
 def report_sequence(name: str) -> bool:

@@ -33,6 +33,9 @@ class Outcome:
     sent: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
+    # Rows this run left in flight: the provider may have taken their call but gave no
+    # answer we could read. Never retried by the run; the command must say so (exit 1).
+    in_flight: Counter = field(default_factory=Counter)
     batches: int = 0
     # Set when the provider asked to wait longer than retry_after_max and the run stopped:
     # how long it asked, and the clock's time after which a re-run may send.
@@ -193,6 +196,10 @@ class _Run:
         self.pause.heed(receipts, at)
         self.outcome.batches += 1
         goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows}
+        answered = {r.subscriber_id for r in receipts}
+        for sid, goal_slug in goal_of.items():
+            if sid not in answered:
+                self.outcome.in_flight[goal_slug] += 1
         for r in receipts:
             if r.status == ACCEPTED:
                 self.outcome.sent[goal_of[r.subscriber_id]] += 1

@@ -55,6 +55,11 @@ class RecordingHandler:
         # messages were accepted (a message-level refusal, e.g. "554 5.7.1 ... DMARC").
         self.refuse_data: str | None = None
         self.refuse_data_after = 0
+        # One fault for the next transaction (set by a test): ("mail", 0) drops the
+        # connection at MAIL FROM, before any message; ("drop", 0) takes the message and
+        # drops without a reply; ("late", s) takes it and replies s seconds later;
+        # ("554", 0) refuses the message itself at the end of DATA.
+        self.next_fault: tuple[str, float] | None = None
 
     def _count(self, server: SMTP) -> None:
         # One SMTP instance per connection; EHLO comes again after STARTTLS, so mark the
@@ -80,6 +85,10 @@ class RecordingHandler:
         """Refuse the sender when asked to."""
         if self.refuse_sender:
             return self.refuse_sender
+        if self.next_fault and self.next_fault[0] == "mail":
+            self.next_fault = None
+            server.transport.abort()
+            return "421 4.3.0 dropped by test server"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -98,6 +107,9 @@ class RecordingHandler:
         """Record the message, or drop the connection without a reply (once)."""
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.next_fault and self.next_fault[0] == "554":
+            self.next_fault = None
+            return "554 5.7.1 Message refused as spam"
         with self.lock:
             if self.refuse_data and len(self.messages) >= self.refuse_data_after:
                 return self.refuse_data
@@ -111,6 +123,12 @@ class RecordingHandler:
                 tls = server.transport.get_extra_info("ssl_object") is not None
                 self.sessions.append({"tls": tls,
                                       "authenticated": bool(session.authenticated)})
+        fault, self.next_fault = self.next_fault, None
+        if fault and fault[0] == "drop" and not drop:
+            server.transport.abort()  # taken (recorded above), but no reply ever comes
+            return "421 4.3.0 dropped by test server"
+        if fault and fault[0] == "late" and not drop:
+            await asyncio.sleep(fault[1])
         if drop:
             # abort(): no FIN-after-flush, so the reply below never reaches the client and
             # the message is not delivered; the client sees the connection die mid-DATA.

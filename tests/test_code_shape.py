@@ -10,10 +10,12 @@ import pytest
 
 from .conftest import REPO
 
-MAX_LINES = 400
+# A prompt to look, not a reason to split: a module is one concept, never cut for a line count
+# (the 400-line guard it replaces made splits such as cli_due and ses_answers; issue 20).
+MAX_LINES = 600
 
 
-def test_no_module_of_the_package_is_over_400_lines():
+def test_no_module_of_the_package_is_over_600_lines():
     long = {str(path.relative_to(REPO)): n for path in sorted((REPO / "publisher").rglob("*.py"))
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}

@@ -70,7 +70,7 @@ def test_batches_never_exceed_max_batch(sample_root):
     scenario_small_batches("mailgun", MailgunProvider, sample_root)
 
 
-def test_429_5xx_and_a_dropped_connection_end_delivered_once_honouring_retry_after(
+def test_429_and_5xx_are_retried_once_a_dropped_call_stays_in_flight_honouring_retry_after(
         sample_root):
     scenario_transient_faults("mailgun", MailgunProvider, sample_root,
                               rate_limit_with_retry_after(7))

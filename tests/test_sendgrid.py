@@ -72,7 +72,7 @@ def test_batches_never_exceed_max_batch(sample_root):
     scenario_small_batches("sendgrid", SendgridProvider, sample_root)
 
 
-def test_429_5xx_and_a_dropped_connection_end_delivered_once_honouring_rate_limit_reset(
+def test_429_and_5xx_are_retried_once_a_dropped_call_stays_in_flight_honouring_rate_limit_reset(
         sample_root):
     scenario_transient_faults("sendgrid", SendgridProvider, sample_root,
                               rate_limit_reset_in(12))

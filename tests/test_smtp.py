@@ -192,20 +192,20 @@ def test_an_unknown_mailbox_at_rcpt_is_still_rejected(config, addresser, make_ba
     assert (receipt.status, receipt.bounce) == (REJECTED, True)
 
 
-def test_a_dropped_connection_is_reopened_and_receipts_agree_with_what_was_delivered(
+def test_a_connection_dropped_after_the_final_dot_leaves_that_reader_in_flight_not_retried(
         config, addresser, make_batch):
+    # The server had the whole message when it went away: it may have queued it, so no
+    # receipt (in flight, reported) and no second try; the readers after it never went.
     with running_smtp(drop_after=4) as server:
         with smtp_provider(config, addresser, server.port) as provider:
-            receipts = provider.send(make_batch(10))
+            receipts = by_id(provider.send(make_batch(10)))
         assert server.handler.dropped == 1
-        assert server.connections == 2
+        assert server.connections == 1
         counts = received_counts(server)
-    assert len(receipts) == 10
     assert max(counts.values()) == 1  # nobody twice
-    for receipt in receipts:
-        delivered = counts[f"r{receipt.subscriber_id}@example.com"] == 1
-        assert (receipt.status == ACCEPTED) == delivered, receipt
-    assert all(r.status == ACCEPTED for r in receipts)  # the retry got it through
+    assert [receipts[i].status for i in range(1, 5)] == [ACCEPTED] * 4
+    assert 5 not in receipts
+    assert [receipts[i].status for i in range(6, 11)] == [FAILED] * 5
 
 
 def test_a_server_that_goes_away_leaves_failed_receipts_and_raises_nothing(

@@ -267,6 +267,19 @@ def stopped_early(publication: Publication, provider: Provider,
                    f"yet: run publish again after {when}")
 
 
+def in_flight_line(count: int, item: str, provider: str = "") -> str:
+    """The one wording for rows left in flight (a call the provider may have taken, with no
+    answer read) and the command that resolves them; `provider` names who was called."""
+    what = f"{count} message{'' if count == 1 else 's'} {'is' if count == 1 else 'are'}"
+    place = f"{provider}: " if provider else f"{item}: "
+    if "/" in item:  # a sequence step: nothing resends it by hand yet
+        resolve = f"'runletter report {item}' shows them; they are not sent again"
+    else:
+        resolve = (f"run 'runletter publish {item} --resend-in-flight' once you have checked "
+                   f"they did not arrive (readers who got one would get a second)")
+    return f"{place}{what} in flight (sent, but no answer was read); {resolve}"
+
+
 def rebuild_archive(project: Project) -> Finding | None:
     """Rebuild the archive; another post's mistake is returned, not raised, so it cannot
     fail a send that has finished."""

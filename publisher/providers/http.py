@@ -4,7 +4,11 @@ One `requests.Session` per publish, opened in open() and closed in close(): its 
 keep-alive connection carries every batch, so a publish pays for one TCP and TLS
 handshake, not one per batch. Nothing here retries by itself: a transient failure becomes
 FAILED receipts and the ledger decides when to try again (with backoff, honouring the
-provider's Retry-After), so waits are visible, bounded and recorded.
+provider's Retry-After), so waits are visible, bounded and recorded. A failure after the
+request may have reached the provider (no answer before the timeout, a reset after the
+body went out, an answer cut short) is InDoubt instead: no receipt, the rows stay in
+flight and are reported, never sent again by themselves (none of the APIs has an
+idempotency key, so a retry could be a second copy).
 
 The common settings are `base_url` (each provider's documented default; EU regions need
 another one, tests point it at 127.0.0.1) and `timeout` (seconds, per connect and per read).
@@ -38,6 +42,7 @@ from .base import (
     plain,
     secret_names,
 )
+from .request_errors import InDoubt, describe_request_error, never_reached
 from .verdicts import COPY, receipt_for
 
 
@@ -77,31 +82,6 @@ class Transient(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-
-
-def describe_request_error(exc: requests.RequestException) -> str:
-    """A short, readable reason for a failed request (without the long urllib3 chain)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        kind = "connect timed out"
-    elif isinstance(exc, requests.ReadTimeout):
-        kind = "no answer before the timeout"
-    elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        kind = "connection broken while reading the answer"
-    elif isinstance(exc, requests.ConnectionError):
-        kind = "connection failed"
-    else:
-        kind = exc.__class__.__name__
-    cause: BaseException | None = exc
-    detail = ""
-    for _ in range(10):  # the innermost cause says what happened (reset, refused)
-        if cause is None:
-            break
-        detail = str(cause) or detail
-        cause = cause.__cause__ or cause.__context__
-    detail = " ".join(detail.split())
-    if len(detail) > 160:
-        detail = detail[:157] + "..."
-    return f"{kind}: {detail}" if detail else kind
 
 
 BLOCK = 256 * 1024
@@ -240,7 +220,8 @@ class HttpProvider(Provider):
             session.close()
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
-        """POST to base_url + path; requests' own errors become Transient or config errors."""
+        """POST to base_url + path; requests' own errors become Transient (nothing reached
+        the provider), InDoubt (something may have) or config errors."""
         if self.session is None:
             self.open()
         assert self.session is not None
@@ -254,6 +235,7 @@ class HttpProvider(Provider):
                     f"{self.label or self.name}: the TLS certificate of {self.base_url} is "
                     f"not trusted; check base_url (or REQUESTS_CA_BUNDLE for a private CA)"
                 ) from None
+            # The handshake comes before any byte of the request: provably not sent.
             raise Transient(describe_request_error(exc)) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as exc:
@@ -263,19 +245,23 @@ class HttpProvider(Provider):
         except (requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError, ConnectionError) as exc:
-            # Refused, reset, dropped mid-answer, timed out: transient by DESIGN §4, so the
-            # ledger retries. A read timeout or a drop after the whole request went out can
-            # follow a call the provider did take (none of the three has an idempotency
-            # key), so that one case may mean a second copy for that batch's readers.
-            raise Transient(describe_request_error(exc)) from None
+            # Refused or never connected: transient by DESIGN §4, so the ledger retries. A
+            # read timeout, a reset or an answer cut short can follow a call the provider
+            # did take (none of the three has an idempotency key): a retry could be a
+            # second copy, so those readers stay in flight instead.
+            if never_reached(exc):
+                raise Transient(describe_request_error(exc)) from None
+            raise InDoubt(describe_request_error(exc)) from None
 
     # -- receipts ---------------------------------------------------------------------
 
     def settle(self, batch: Batch, receipts: list[Receipt],
-               exc: Transient | ProviderConfigError,
+               exc: Transient | InDoubt | ProviderConfigError,
                settled: Collection[int] = ()) -> list[Receipt]:
         """Finish a batch that stopped part-way; every reader not yet settled gets a fate.
 
+        InDoubt: the rest get no receipt (in flight; a reader of a later call of the batch
+        was not sent either, but cannot be told apart here, and one report beats a copy).
         Transient: the rest are FAILED (with the provider's Retry-After) and retried later.
         ProviderConfigError: when nothing of the batch was accepted, raise it (the publish
         stops and the ledger un-claims the batch); otherwise keep the receipts we have
@@ -284,6 +270,8 @@ class HttpProvider(Provider):
         """
         done = set(settled) | {r.subscriber_id for r in receipts}
         rest = [r for r in batch.recipients if r.subscriber_id not in done]
+        if isinstance(exc, InDoubt):
+            return receipts
         if isinstance(exc, Transient):
             return receipts + failed_for_all(rest, f"{self.label or self.name}: {exc.reason}",
                                              exc.retry_after)
@@ -313,7 +301,7 @@ class HttpProvider(Provider):
                 group = pending.pop()
                 if group:
                     pending += send_group(group, receipts)
-        except (Transient, ProviderConfigError) as exc:
+        except (Transient, InDoubt, ProviderConfigError) as exc:
             return self.settle(batch, receipts, exc)
         return receipts
 
@@ -380,6 +368,7 @@ __all__ = [
     "BulkBody",
     "ChunkedBody",
     "HttpProvider",
+    "InDoubt",
     "Transient",
     "failed_for_all",
     "json_or_none",

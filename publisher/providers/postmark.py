@@ -20,7 +20,8 @@ Outcomes:
                10, 400, 401, 405, 412, 413 (token, sender signature, account) → config
   per call     401 → config (the server token); 422 → config (the request as a whole);
                429 and 5xx → failed with Retry-After; 413 → split the call in two;
-               connection refused, reset or timed out → failed
+               connection refused → failed; no answer in time, reset after connecting,
+               an unreadable 200 → in flight (no receipt: reported, never re-sent alone)
 Unknown per-message codes are retried rather than rejected: a rejection marks the reader
 bounced for good, which only Postmark's own verdict about that reader should do.
 
@@ -50,7 +51,15 @@ from .base import (
     secret,
     setting,
 )
-from .http import ChunkedBody, HttpProvider, Transient, halves, json_or_none, response_text
+from .http import (
+    ChunkedBody,
+    HttpProvider,
+    InDoubt,
+    Transient,
+    halves,
+    json_or_none,
+    response_text,
+)
 from .postmark_message import Template, build_template
 from .verdicts import ADDRESS, COPY, receipt_for
 from .webhook import (
@@ -201,7 +210,7 @@ class PostmarkProvider(HttpProvider):
         try:
             for call in self._calls(items, receipts):
                 self._post_call(call, receipts, settled)
-        except (Transient, ProviderConfigError) as exc:
+        except (Transient, InDoubt, ProviderConfigError) as exc:
             return self.settle(everyone, receipts, exc, settled)
         return receipts
 

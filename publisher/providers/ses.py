@@ -13,7 +13,8 @@ Outcomes map onto receipts like this:
 
 * a MessageId                        → ACCEPTED (the id is SES's, as in its event records)
 * MessageRejected: about the address → REJECTED (bounced); else MessageRefused (run stops)
-* throttling, 429, 5xx, connection    → FAILED (the ledger retries later)
+* throttling, 429, 5xx, no connection → FAILED (the ledger retries later)
+* closed, reset or timed out after the call went out → no receipt (in flight, reported)
 * what no retry fixes                 → ProviderConfigError: an unverified sender (or the
   sandbox refusing a reader), a suspended or paused account, a MAIL FROM domain not verified,
   a missing configuration set, credentials refused or missing, an endpoint never reached.
@@ -40,7 +41,7 @@ from typing import Any, ClassVar
 from ..address import Addresser, Message, Recipient, message_date
 from ..config import Config
 from ..errors import RunletterError
-from . import sns
+from . import ses_answers, sns
 from .base import (
     ACCEPTED,
     FAILED,
@@ -178,7 +179,8 @@ class SesProvider(Provider):
                 "sesv2", endpoint_url=self.endpoint_url,
                 config=BotoConfig(
                     max_pool_connections=max(10, self.max_workers),
-                    retries={"max_attempts": 1, "mode": "standard"},  # the ledger retries
+                    # total, not max_attempts (retries: 1 would retry a call SES took)
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                     connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT))
         except (botoerrors.BotoCoreError, ValueError) as exc:
             # Unreadable AWS config or profile, a region or endpoint botocore refuses.
@@ -270,7 +272,7 @@ class SesProvider(Provider):
                 continue
             if receipt is None:
                 unsent.append(recipient)
-            else:
+            elif receipt is not ses_answers.IN_DOUBT:  # no receipt: left in flight
                 receipts.append(receipt)
         if crash is not None:
             # Accepted messages are not reported: their rows stay in-flight and are shown,
@@ -344,10 +346,8 @@ class SesProvider(Provider):
             return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
         except (botoerrors.ParamValidationError, botoerrors.UnknownEndpointError) as exc:
             raise ProviderConfigError(f"ses: the SES client refused the call: {exc}") from None
-        except botoerrors.BotoCoreError as exc:
-            # Connection closed or reset, read timeout, a proxy error: worth a later try.
-            # (After a read timeout SES may have sent it; the ledger retries, as for SMTP.)
-            return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
+        except botoerrors.BotoCoreError as exc:  # closed, reset, timed out: maybe sent
+            return ses_answers.in_doubt_or_failed(rid, exc)
         self._reached = True
         return Receipt(rid, ACCEPTED, provider_id=response.get("MessageId"))
 

@@ -14,7 +14,23 @@ from .verdicts import message_refused, receipt_for, ses_verdict
 from .webhook import Event, WebhookError, address, array_of, dict_in, text
 
 if TYPE_CHECKING:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+# What a call that may have reached SES gets instead of a receipt: its row stays in flight.
+IN_DOUBT = Receipt(-1, FAILED, reason="in doubt")
+
+
+def in_doubt_or_failed(rid: int, exc: BotoCoreError) -> Receipt:
+    """A call that failed in botocore: IN_DOUBT once the request may have reached SES (the
+    connection closed or reset, or no answer before the timeout, after it was sent);
+    FAILED (retried) for what proves it did not (no connection was made)."""
+    from botocore import exceptions as botoerrors
+
+    # ConnectionClosedError and ReadTimeoutError (EndpointConnectionError and
+    # ConnectTimeoutError, which prove no connection, are not HTTPClientErrors).
+    if isinstance(exc, botoerrors.HTTPClientError):
+        return IN_DOUBT
+    return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
 
 def ses_address(address: str) -> str:
     """The address as SES takes it: 7-bit ASCII, an international domain in Punycode.

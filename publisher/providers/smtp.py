@@ -10,7 +10,8 @@ about the recipient's address is REJECTED (the reader is bounced); a 4xx, or a r
 the recipient that is not about the address (a 5.7.x policy answer to RCPT), is FAILED (the
 ledger retries later); a refusal of the message (DATA-stage 5xx, 5.7.x, 5.6.x, 5.3.4) raises
 MessageRefused and changes no reader. A lost connection is retried once on a fresh
-connection. Problems no retry can fix (bad password, STARTTLS refused, an untrusted
+connection, except after the final '.' of DATA went out: then the server may have the
+message, which gets no receipt (in flight, reported, never re-sent alone). Problems no retry can fix (bad password, STARTTLS refused, an untrusted
 certificate, the server refusing our envelope sender) raise ProviderConfigError.
 """
 
@@ -21,7 +22,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from ..address import Addresser, Message, Recipient, message_date
 from ..config import Config
@@ -53,6 +54,31 @@ SECURITY_MODES = ("starttls", "ssl", "none")
 
 class _ConnectionLost(Exception):
     """The connection died (or the server said 421) before this message was accepted."""
+
+
+class _InDoubt(Exception):
+    """The connection died after the final '.' of DATA went out, before the reply: the
+    server may have taken the message, so it is neither retried nor failed (in flight)."""
+
+
+class _DotWatch:
+    """Notes when the final '.' of DATA has gone out in full (only DATA's terminator ends
+    in CRLF '.' CRLF; a send cut short never sets it)."""
+
+    dot_sent = False
+
+    def send(self, s: bytes | str) -> None:
+        super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.dot_sent = True
+
+
+class _SMTP(_DotWatch, smtplib.SMTP):
+    """smtplib.SMTP that knows whether DATA's '.' went out."""
+
+
+class _SMTPSSL(_DotWatch, smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL that knows whether DATA's '.' went out."""
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -140,11 +166,11 @@ class SmtpProvider(Provider):
         local = self.settings.local_hostname or None
         try:
             if self.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp: smtplib.SMTP = _SMTPSSL(
                     host, port, local_hostname=local, timeout=timeout,
                     context=self._tls_context())
             else:
-                smtp = smtplib.SMTP(host, port, local_hostname=local, timeout=timeout)
+                smtp = _SMTP(host, port, local_hostname=local, timeout=timeout)
         except ssl.SSLCertVerificationError as exc:
             raise ProviderConfigError(
                 f"smtp: the certificate of {self.where} is not trusted ({exc.verify_message}); "
@@ -273,6 +299,11 @@ class SmtpProvider(Provider):
             except _ConnectionLost as exc:
                 receipts += self._fail_rest(recipients[index:], str(exc))
                 break
+            except _InDoubt as exc:  # this reader stays in flight; the rest never went
+                self._drop(self._smtp)
+                self._smtp = None
+                receipts += self._fail_rest(recipients[index + 1:], f"not sent: {exc}")
+                break
             receipts.append(receipt)
         return receipts
 
@@ -307,6 +338,7 @@ class SmtpProvider(Provider):
         if smtp is None:
             raise _ConnectionLost("not connected")
         options = [] if message.to.isascii() else ["SMTPUTF8"]
+        smtp.dot_sent = False  # type: ignore[attr-defined]
         try:
             refused = smtp.sendmail(self.envelope_from, [message.to], message.data,
                                     mail_options=options)
@@ -326,7 +358,7 @@ class SmtpProvider(Provider):
         except UnicodeEncodeError:
             return receipt_for(rid, COPY, "address cannot be encoded for SMTP")
         except smtplib.SMTPServerDisconnected as exc:
-            raise _ConnectionLost(str(exc) or "server disconnected") from None
+            self._lost(smtp, str(exc) or "server disconnected")
         except smtplib.SMTPResponseException as exc:
             # Any other reply out of place (e.g. to HELO after a reset): treat it by its code.
             return self._by_code(rid, exc.smtp_code, exc.smtp_error, "SMTP")
@@ -334,11 +366,19 @@ class SmtpProvider(Provider):
             # Anything else smtplib can say about one transaction: worth a later retry.
             return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
         except OSError as exc:  # reset, broken pipe, timeout, TLS error mid-stream
-            raise _ConnectionLost(f"{exc.__class__.__name__}: {exc}") from None
+            self._lost(smtp, f"{exc.__class__.__name__}: {exc}")
         if message.to in refused:  # only with several recipients; kept for completeness
             code, text = refused[message.to]
             return self._by_code(rid, code, text, RCPT)
         return Receipt(rid, ACCEPTED, provider_id=message.message_id)
+
+    def _lost(self, smtp: smtplib.SMTP, reason: str) -> NoReturn:
+        """A connection lost mid-transaction: in doubt once DATA's '.' went out (the server
+        may have queued it: no retry, no receipt), otherwise worth one reconnect."""
+        if getattr(smtp, "dot_sent", False):
+            raise _InDoubt(f"connection to {self.where} lost after the message was sent, "
+                           f"before the server answered ({reason})")
+        raise _ConnectionLost(reason)
 
     def _sender_refused(self, rid: int, exc: smtplib.SMTPSenderRefused) -> Receipt:
         """MAIL FROM refused: for good (5xx) it is about our sender, for every reader."""

@@ -6,6 +6,7 @@ import collections
 import contextlib
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ STATS_PATH = "/_contract/stats"
 CHUNK = 1 << 20
 PROVIDERS = {"postmark": PostmarkApp, "mailgun": MailgunApp, "sendgrid": SendGridApp}
 DROP = "drop"
+RESET_BEFORE = "reset-before"
+TAKE = "take"
 
 
 class ContractServer:
@@ -63,6 +66,18 @@ class ContractServer:
         """The next `times` requests are read, then the connection closes without an answer."""
         with self._lock:
             self._faults.extend([(DROP,)] * times)
+
+    def reset_before_body_next(self) -> None:
+        """The next request's connection closes before its body is read: nothing taken."""
+        with self._lock:
+            self._faults.append((RESET_BEFORE,))
+
+    def take_then_next(self, how: str, arg: float | bytes = 0.0) -> None:
+        """The next request is taken (its readers delivered), then answered badly: `how` is
+        "drop" (the connection closes with no answer), "late" (answered `arg` seconds
+        later, past the client's timeout) or "garbage" (a 200 whose body is `arg`)."""
+        with self._lock:
+            self._faults.append((TAKE, how, arg))
 
     def reject(self, email: str) -> None:
         """Refuse this recipient permanently, the way the provider does (see its module)."""
@@ -195,6 +210,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._read_body(None)
             self._send(Reply(200, dumps(contract.stats())))
             return
+        with contract._lock:
+            if contract._faults and contract._faults[0][0] == RESET_BEFORE:
+                contract._faults.popleft()
+                self.close_connection = True
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))  # RST, not FIN
+                return
         body, size, oversize = self._read_body(contract._app.max_bytes)
         if body is None:
             self.close_connection = True
@@ -209,11 +231,30 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if fault and fault[0] == TAKE:
+            self._taken(req, *fault[1:])
+            return
         if fault:
             reply = contract._fault_reply(fault, req)
         else:
             reply = contract._app.handle(req, contract._rejected)
         contract._record(req, reply.status, reply)
+        self._send(reply)
+
+    def _taken(self, req: Request, how: str, arg: Any) -> None:
+        """Deliver the request as the provider would, then answer it badly."""
+        contract = self.server.contract
+        reply = contract._app.handle(req, contract._rejected)
+        contract._record(req, reply.status, reply)
+        if how == "late":
+            time.sleep(arg)
+        elif how == "garbage":
+            reply = Reply(200, arg, "application/json; charset=utf-8")
+        else:
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            return
         self._send(reply)
 
     def _read_body(self, limit: int | None) -> tuple[bytes | None, int, bool]:
