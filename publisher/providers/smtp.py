@@ -11,8 +11,9 @@ the recipient that is not about the address (a 5.7.x policy answer to RCPT), is 
 ledger retries later); a refusal of the message (DATA-stage 5xx, 5.7.x, 5.6.x, 5.3.4) raises
 MessageRefused and changes no reader. A lost connection is retried once on a fresh
 connection, except after the final '.' of DATA went out: then the server may have the
-message, which gets no receipt (in flight, reported, never re-sent alone). Problems no retry can fix (bad password, STARTTLS refused, an untrusted
-certificate, the server refusing our envelope sender) raise ProviderConfigError.
+message, which gets no receipt (in flight, reported, never re-sent alone). Problems no retry
+can fix (bad password, STARTTLS refused, an untrusted certificate, the server refusing our
+envelope sender) raise ProviderConfigError.
 """
 
 from __future__ import annotations
