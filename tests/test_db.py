@@ -69,7 +69,7 @@ def test_status_shows_the_store_its_dialect_schema_and_the_rows_of_every_table(p
     assert result.exit_code == 0, result.output
     assert f"store: sqlite:///{project_dir / STORE}\n" in result.stdout
     assert "dialect: sqlite\n" in result.stdout
-    assert "schema: 6 (the latest)\n" in result.stdout
+    assert "schema: 7 (the latest)\n" in result.stdout
     assert counts_of(result.stdout) == expected
 
 
@@ -134,9 +134,9 @@ def test_upgrade_brings_a_version_5_store_to_the_latest_schema_keeping_its_reade
     result = run("db", "upgrade")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 5 -> 6\n"
+    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 5 -> 7\n"
     with Store.open(project_dir / STORE) as store:
-        assert store.schema_version == 6
+        assert store.schema_version == 7
         assert store.get(RUNNER).status == "active"
 
 
@@ -145,13 +145,13 @@ def test_upgrade_of_an_up_to_date_store_says_so(project_dir):
 
     result = run("db", "upgrade")
 
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 6 (up to date)\n"
+    assert result.stdout == f"store sqlite:///{project_dir / STORE}: schema 7 (up to date)\n"
 
 
 def test_upgrade_makes_a_new_store_at_the_latest_schema(project_dir):
     result = run("db", "upgrade")
 
-    assert result.stdout == f"store sqlite:///{project_dir / STORE}: made at schema 6\n"
+    assert result.stdout == f"store sqlite:///{project_dir / STORE}: made at schema 7\n"
     assert (project_dir / STORE).is_file()
 
 

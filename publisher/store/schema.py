@@ -131,7 +131,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 LATEST = len(MIGRATIONS)  # the schema version Alembic's baseline revision ("0006") is
-HEAD = "0006"  # Alembic's newest revision; a revision id is the schema version, zero-padded
+HEAD = "0007"  # Alembic's newest revision; a revision id is the schema version, zero-padded
 _LOCK = 0x52756E6C  # PostgreSQL advisory lock taken while migrating ("Runl")
 
 

@@ -1,0 +1,147 @@
+"""One mailbox, one reader: every spelling of an address (Unicode or punycode domain, NFC or
+NFD, any case) is the same reader on every route, and migration 0007 merges the readers an
+older store holds twice (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from publisher.emails import canonical, mailbox_key, validate_email
+from publisher.store import Store
+from publisher.store.database import ENV as DATABASE_URL
+
+from .conftest import GOALS, HEADER, ON_BOTH_BACKENDS, STORE
+from .support import run, write_csv
+
+UNICODE = "hans@bücher.example"
+PUNYCODE = "hans@xn--bcher-kva.example"
+NFD = unicodedata.normalize("NFD", UNICODE)
+LABELS = st.sampled_from(["bücher", "straße", "münchen", "ελλάδα", "日本語", "example", "b-c"])
+
+
+def spellings(local: str, labels: list[str]) -> list[str]:
+    """The ways a person or a provider may write one mailbox."""
+    unicode_domain = ".".join(labels) + ".example"
+    ascii_domain = canonical(f"x@{unicode_domain}").split("@")[1]
+    # 'ß'.upper() is 'SS': another domain (IDNA 2008), so it is no spelling of this one.
+    shouted = unicode_domain.upper() if unicode_domain.upper().lower() == unicode_domain \
+        else unicode_domain
+    return [f"{local}@{unicode_domain}", unicodedata.normalize("NFD", f"{local}@{unicode_domain}"),
+            f"{local}@{shouted}", f"{local}@{ascii_domain}",
+            f"{local.upper()}@{ascii_domain.upper()}", f"  {local}@{unicode_domain} "]
+
+
+@settings(deadline=None)  # the first call loads idna's tables
+@given(st.from_regex(r"[a-z][a-z0-9.+]{0,10}[a-z]", fullmatch=True).filter(
+    lambda s: ".." not in s), st.lists(LABELS, min_size=1, max_size=3))
+def test_every_spelling_of_a_mailbox_has_one_key_and_canonical_is_idempotent(local, labels):
+    forms = spellings(local, labels)
+    assert all(validate_email(form) is None for form in forms)
+    assert len({mailbox_key(form) for form in forms}) == 1
+    assert all(canonical(canonical(form)) == canonical(form) for form in forms)
+    assert canonical(forms[0]).isascii()
+
+
+def test_the_stored_form_keeps_the_local_parts_case_and_puts_the_domain_in_punycode():
+    assert canonical("Hans@BÜCHER.Example") == "Hans@xn--bcher-kva.example"
+
+
+def test_a_punycode_that_is_no_domain_is_refused():
+    assert "not a valid international domain name" in validate_email("hans@xn--zz.example")
+
+
+@ON_BOTH_BACKENDS
+def test_adding_another_spelling_of_a_stored_mailbox_is_refused(store):
+    store.add(UNICODE)
+    for spelling in (PUNYCODE, NFD, "HANS@BÜCHER.EXAMPLE"):
+        try:
+            store.add(spelling)
+        except Exception as exc:  # noqa: BLE001 - the message is what is checked
+            assert "is already a subscriber" in str(exc)
+        else:
+            raise AssertionError(f"{spelling!r} was added as a second reader")
+    assert [r.email for r in store.list()] == [PUNYCODE]
+
+
+@ON_BOTH_BACKENDS
+def test_an_import_in_other_spellings_does_not_bring_a_leaver_back(store, tmp_path):
+    store.add(UNICODE, goal="5k")
+    store.set_status(UNICODE, "unsubscribed", "their choice")
+    path = write_csv(tmp_path, HEADER + f"{PUNYCODE},Hans,5k,,active\n{NFD},Hans,5k,,active\n")
+
+    report = store.import_csv(path, GOALS)
+
+    assert report.added == 0
+    assert [(r.email, r.status) for r in store.list()] == [(PUNYCODE, "unsubscribed")]
+
+
+@ON_BOTH_BACKENDS
+def test_a_providers_bounce_for_the_punycode_spelling_bounces_the_reader(store):
+    store.add(NFD)
+
+    reader, moved = store.apply_event(PUNYCODE, "bounced", "postmark webhook: bounce")
+
+    assert moved and reader is not None
+    assert store.get(UNICODE).status == "bounced"
+
+
+@ON_BOTH_BACKENDS
+def test_remove_finds_the_reader_by_any_spelling(store):
+    store.add(PUNYCODE)
+    assert store.remove(NFD)
+    assert store.get(PUNYCODE) is None
+
+
+def two_spellings_at_version_6(url: str) -> None:
+    """A store as version 6 could leave it: one mailbox as three readers (written the way
+    version 6 stored them), one ledger row each for one post, then marked as version 6."""
+    with Store.open(url) as store, store.transaction() as conn:
+        for email, status, consent in ((UNICODE, "active", "2026-03-01T00:00:00+00:00"),
+                                       (PUNYCODE, "unsubscribed", "2026-02-01T00:00:00+00:00"),
+                                       (NFD, "pending", "2026-01-01T00:00:00+00:00")):
+            conn.execute("INSERT INTO subscribers(email, status, consent_source, consent_at, "
+                         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (email, status, f"source of {status}", consent, consent, consent))
+        ids = [row[0] for row in conn.execute("SELECT id FROM subscribers ORDER BY id")]
+        for reader_id, state in zip(ids, ("planned", "sent", "failed"), strict=True):
+            conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
+                         "updated_at) VALUES ('p', ?, 'x', 'general', ?, 'now')",
+                         (reader_id, state))
+        conn.execute("UPDATE alembic_version SET version_num = '0006'")
+
+
+@ON_BOTH_BACKENDS
+def test_upgrade_merges_the_spellings_of_one_mailbox_keeping_the_strictest_status(
+        project_dir):
+    url = os.environ.get(DATABASE_URL) or f"sqlite:///{project_dir / STORE}"
+    two_spellings_at_version_6(url)
+
+    result = run("db", "upgrade")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == [
+        f"merged 3 readers into {PUNYCODE} (kept: unsubscribed)"]
+    with Store.open(url) as store:
+        (reader,) = store.list()
+        assert (reader.email, reader.status) == (PUNYCODE, "unsubscribed")
+        assert store.schema_version == 7
+
+
+@ON_BOTH_BACKENDS
+def test_a_merged_reader_keeps_the_earliest_consent_and_the_most_sent_ledger_row(
+        project_dir):
+    url = os.environ.get(DATABASE_URL) or f"sqlite:///{project_dir / STORE}"
+    two_spellings_at_version_6(url)
+
+    with Store.open(url) as store:
+        (reader,) = store.list()
+        # The pending spelling's signup was never confirmed: it is not consent.
+        assert (reader.consent_source, reader.consent_at) == (
+            "source of unsubscribed", "2026-02-01T00:00:00+00:00")
+        assert dict(store.conn.execute("SELECT subscriber_id, state FROM deliveries")
+                    .fetchall()) == {reader.id: "sent"}
+        assert store.history(UNICODE)[-1].new_status == "merged"
