@@ -79,7 +79,7 @@ def test_status_of_an_old_store_names_its_version_and_leaves_it_at_that_version(
     result = run("db", "status")
 
     assert result.exit_code == 0, result.output
-    assert "schema: 5 (this runletter's is 6: run 'runletter db upgrade')\n" in result.stdout
+    assert "schema: 5 (this runletter's is 7: run 'runletter db upgrade')\n" in result.stdout
     assert counts_of(result.stdout)["subscribers"] == [1]
     with sqlite3.connect(project_dir / STORE) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
