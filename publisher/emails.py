@@ -132,6 +132,16 @@ def mailbox_key(text: str) -> str:
     return canonical(text).casefold()
 
 
+def unicode_form(text: str) -> str:
+    """The address with its domain's A-labels shown as Unicode (as a person writes it); the
+    address as it is when the domain does not decode."""
+    local, _, domain = text.strip().rpartition("@")
+    try:
+        return f"{local}@{idna.decode(domain)}" if local and "xn--" in domain.lower() else text
+    except UnicodeError:
+        return text
+
+
 def normalize_email(text: str) -> str:
     """The stored form of an address (`canonical`), as every route looks readers up."""
     return canonical(text)

@@ -4,6 +4,8 @@ older store holds twice (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import base64
+import hmac
 import os
 import unicodedata
 
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from publisher.emails import canonical, mailbox_key, validate_email
 from publisher.store import Store
 from publisher.store.database import ENV as DATABASE_URL
+from publisher.tokens import Signer
 
 from .conftest import GOALS, HEADER, ON_BOTH_BACKENDS, STORE
 from .support import run, write_csv
@@ -145,3 +148,28 @@ def test_a_merged_reader_keeps_the_earliest_consent_and_the_most_sent_ledger_row
         assert dict(store.conn.execute("SELECT subscriber_id, state FROM deliveries")
                     .fetchall()) == {reader.id: "sent"}
         assert store.history(UNICODE)[-1].new_status == "merged"
+
+
+def legacy_token(signer: Signer, purpose: str, reader_id: int, spelling: str) -> str:
+    """A link's token as runletter minted it before schema 0007: the MAC over the stored
+    spelling, lowercased."""
+    body = f"{reader_id:x}.0"
+    mac = hmac.digest(signer._keys[purpose], f"{body}|{spelling.lower()}".encode(), "sha256")
+    return f"{body}.{base64.urlsafe_b64encode(mac[:18]).decode('ascii')}"
+
+
+def test_a_link_sent_to_the_unicode_spelling_still_works_once_the_store_holds_punycode():
+    signer = Signer("a-signing-secret-for-tests")
+    token = legacy_token(signer, "unsubscribe", 7, UNICODE)
+
+    data = signer.verify("unsubscribe", token, bind=PUNYCODE)
+
+    assert data is not None and data.subscriber_id == 7
+
+
+def test_a_link_is_bound_to_the_mailbox_not_to_its_spelling():
+    signer = Signer("a-signing-secret-for-tests")
+    token = signer.sign("preferences", 7, bind=NFD)
+
+    assert signer.verify("preferences", token, bind="HANS@xn--BCHER-KVA.example") is not None
+    assert signer.verify("preferences", token, bind="hans@other.example") is None
