@@ -9,6 +9,7 @@ import hmac
 import os
 import unicodedata
 
+import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +18,9 @@ from publisher.store import Store
 from publisher.store.database import ENV as DATABASE_URL
 from publisher.tokens import Signer
 
-from .conftest import GOALS, HEADER, ON_BOTH_BACKENDS, STORE
-from .support import run, write_csv
+from .conftest import GOALS, HEADER, ON_BOTH_BACKENDS, STORE, copy_sample
+from .live_server import signer, start_site
+from .support import free_port, run, write_csv
 
 UNICODE = "hans@bücher.example"
 PUNYCODE = "hans@xn--bcher-kva.example"
@@ -99,6 +101,12 @@ def test_remove_finds_the_reader_by_any_spelling(store):
     assert store.get(PUNYCODE) is None
 
 
+def back_to_version_6(conn) -> None:
+    """Take away what migration 0007 added, and say the store is at version 6."""
+    conn.execute("DROP TABLE merged_readers")
+    conn.execute("UPDATE alembic_version SET version_num = '0006'")
+
+
 def two_spellings_at_version_6(url: str) -> None:
     """A store as version 6 could leave it: one mailbox as three readers (written the way
     version 6 stored them), one ledger row each for one post, then marked as version 6."""
@@ -114,7 +122,7 @@ def two_spellings_at_version_6(url: str) -> None:
             conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
                          "updated_at) VALUES ('p', ?, 'x', 'general', ?, 'now')",
                          (reader_id, state))
-        conn.execute("UPDATE alembic_version SET version_num = '0006'")
+        back_to_version_6(conn)
 
 
 @ON_BOTH_BACKENDS
@@ -173,3 +181,25 @@ def test_a_link_is_bound_to_the_mailbox_not_to_its_spelling():
 
     assert signer.verify("preferences", token, bind="HANS@xn--BCHER-KVA.example") is not None
     assert signer.verify("preferences", token, bind="hans@other.example") is None
+
+
+@ON_BOTH_BACKENDS
+def test_an_unsubscribe_link_sent_to_a_merged_away_spelling_unsubscribes_the_mailbox(tmp_path):
+    live = start_site(copy_sample(tmp_path / "news"), free_port())
+    try:
+        with live.store() as store, store.transaction() as conn:
+            for spelling in (UNICODE, PUNYCODE):  # as version 6 stored them: two readers
+                conn.execute("INSERT INTO subscribers(email, status, created_at, updated_at) "
+                             "VALUES (?, 'active', 'then', 'then')", (spelling,))
+            merged_away = conn.execute("SELECT MAX(id) FROM subscribers").fetchone()[0]
+            back_to_version_6(conn)
+        link = live.url("/unsubscribe/" + signer.sign("unsubscribe", merged_away, bind=PUNYCODE))
+        live.store().close()  # opening it ran migration 0007: the two are one reader now
+
+        response = requests.post(link, data="List-Unsubscribe=One-Click", timeout=10, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+
+        assert response.status_code == 200
+        assert live.reader(UNICODE).status == "unsubscribed"
+    finally:
+        live.stop()

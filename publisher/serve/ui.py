@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import RunletterError
 from ..store import Subscriber
+from ..store.mailboxes import merged_reader
 from .context import site
 from .db import get_store
 from .security import WEBHOOKS, issue_csrf, set_csrf_cookie
@@ -73,7 +74,12 @@ def verified(purpose: str, token: str) -> tuple[Subscriber | None, Any]:
     found: dict[int, Subscriber | None] = {}
 
     def bind(subscriber_id: int) -> str | None:
-        found[subscriber_id] = get_store().by_id(subscriber_id)
+        store = get_store()
+        found[subscriber_id] = store.by_id(subscriber_id)
+        if found[subscriber_id] is None and (merged := merged_reader(store.conn, subscriber_id)):
+            # A link sent to a spelling merged away: it acts on the reader it became.
+            found[subscriber_id] = store.by_id(merged[0])
+            return merged[1] if found[subscriber_id] else ""
         return found[subscriber_id].email if found[subscriber_id] else ""
 
     data = site().signer.verify(purpose, token, bind=bind) if len(token) <= TOKEN_MAX else None

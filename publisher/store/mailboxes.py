@@ -61,6 +61,8 @@ def merge_mailboxes(conn: Any) -> list[Merge]:
         others = [r for r in readers.values() if r[0] != kept[0]]
         for other in others:
             _move(conn, other[0], kept[0])
+            conn.execute(text("INSERT INTO merged_readers(id, into_id, email) VALUES "
+                              "(:i, :k, :e)"), {"i": other[0], "k": kept[0], "e": other[1]})
             conn.execute(text("INSERT INTO audit(subscriber_id, email, old_status, new_status, "
                               "reason, at) VALUES (:i, :e, :s, 'merged', :r, :a)"),
                          {"i": other[0], "e": wanted, "s": other[2],
@@ -115,6 +117,14 @@ def _canonical_audit(conn: Any, dialect: str) -> None:
         if canonical(email) != email:
             conn.execute(text("UPDATE audit SET email = :c WHERE email = :e"),
                          {"c": canonical(email), "e": email})
+
+
+def merged_reader(conn: Any, subscriber_id: int) -> tuple[int, str] | None:
+    """(the reader it became, the spelling its links are bound to) for a reader id merged
+    away by migration 0007, or None (a store Connection)."""
+    row = conn.execute("SELECT into_id, email FROM merged_readers WHERE id = ?",
+                       (subscriber_id,)).fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def recorded_merges(conn: Any) -> list[Merge]:

@@ -5,6 +5,7 @@ Revision ID: 0007
 Revises: 0006
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 from publisher.store.mailboxes import merge_mailboxes
@@ -16,8 +17,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "merged_readers",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("into_id", sa.Integer,
+                  sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("email", sa.Text, nullable=False),
+    )
     merge_mailboxes(op.get_bind())
 
 
 def downgrade() -> None:
-    """Nothing to undo in the schema; merged readers cannot be told apart again."""
+    """The table goes; merged readers cannot be told apart again."""
+    op.drop_table("merged_readers")
