@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+import re
 import unicodedata
 
 import requests
@@ -201,5 +202,27 @@ def test_an_unsubscribe_link_sent_to_a_merged_away_spelling_unsubscribes_the_mai
 
         assert response.status_code == 200
         assert live.reader(UNICODE).status == "unsubscribed"
+    finally:
+        live.stop()
+
+
+@ON_BOTH_BACKENDS
+def test_a_signup_in_another_spelling_of_a_leavers_mailbox_is_no_second_reader(tmp_path):
+    live = start_site(copy_sample(tmp_path / "news"), free_port())
+    try:
+        with live.store() as store:
+            store.add(PUNYCODE)
+            store.set_status(PUNYCODE, "unsubscribed", "their choice")
+        session = requests.Session()
+        page = session.get(live.url("/subscribe"), timeout=10)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+        response = session.post(live.url("/subscribe"), timeout=10, data={
+            "email": NFD, "first_name": "Hans", "goal": "general", "csrf": csrf})
+
+        assert response.status_code == 200
+        with live.store() as store:
+            assert [(r.email, r.status) for r in store.list() if r.email.startswith("hans@")
+                    ] == [(PUNYCODE, "unsubscribed")]
     finally:
         live.stop()
