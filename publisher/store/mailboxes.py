@@ -58,6 +58,7 @@ def merge_mailboxes(conn: Any) -> list[Merge]:
         for row in conn.execute(text(f"{_READER} WHERE email = :e"), {"e": wanted}):
             readers.setdefault(row[0], tuple(row))
         kept = max(readers.values(), key=lambda r: strictness(r[2], r[0]))
+        wanted = canonical(kept[1])  # the kept reader's local part, as they spelled it
         others = [r for r in readers.values() if r[0] != kept[0]]
         for other in others:
             _move(conn, other[0], kept[0])
