@@ -27,6 +27,8 @@ def upgrade_command() -> None:
         click.echo(f"store {done.store}: schema {done.after} (up to date)")
     else:
         click.echo(f"store {done.store}: schema {done.before} -> {done.after}")
+    for merge in done.merged:
+        click.echo(f"merged {merge.readers} readers into {merge.email} (kept: {merge.status})")
 
 
 @db_command.command("status")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
+
+import idna
 
 from .errors import RunletterError
 
@@ -75,12 +78,10 @@ def _domain_problem(domain: str) -> str | None:
         return f"the domain '{domain}' has no dot"
     if any(not label for label in domain.split(".")):
         return f"the domain '{domain}' has an empty part"
-    ascii_domain = domain
-    if not domain.isascii():
-        try:
-            ascii_domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
-            return f"the domain '{domain}' is not a valid international domain name"
+    try:
+        ascii_domain = canonical_domain(domain)
+    except UnicodeError:
+        return f"the domain '{domain}' is not a valid international domain name"
     # Checked in the form headers carry (xn--…), so an IDN cannot smuggle in what ASCII can't.
     bad = _NOT_HOSTNAME_RE.search(ascii_domain)
     if bad:
@@ -93,10 +94,57 @@ def _domain_problem(domain: str) -> str | None:
     return None
 
 
-def normalize_email(text: str) -> str:
-    """The stored form of an address: trimmed, with the domain lowercased."""
+def canonical_domain(domain: str) -> str:
+    """The one ASCII form of a domain: UTS-46 mapped (case, NFC, full-width dots) and each
+    international label as its A-label (xn--…); a UnicodeError when it is not a valid IDN.
+
+    Punycode rather than Unicode is stored because that is what every provider reports in
+    its webhooks and what an SMTP server without SMTPUTF8 accepts. Nontransitional (IDNA
+    2008) mapping keeps 'ß' and 'ς' as registries do, so two real domains never merge.
+    """
+    if domain.isascii() and "xn--" not in domain.lower():
+        return domain.lower()  # plain host names keep the checks and messages of before
+    mapped = idna.uts46_remap(domain, std3_rules=False, transitional=False)
+    return ".".join(label if label.isascii() and not label.startswith("xn--")
+                    else idna.alabel(label).decode("ascii") for label in mapped.split("."))
+
+
+def canonical(text: str) -> str:
+    """The stored form of an address, one per mailbox: trimmed, the local part in NFC with
+    its case as given (mail goes to the spelling the reader used), the domain by
+    `canonical_domain`. Matching ignores the local part's case too (see `mailbox_key`).
+    An address whose domain is no valid IDN keeps its domain lowercased (it only fails to
+    match), so a lookup never raises."""
     local, _, domain = text.strip().rpartition("@")
-    return f"{local}@{domain.lower()}" if local else text.strip()
+    if not local:
+        return text.strip()
+    try:
+        domain = canonical_domain(domain)
+    except UnicodeError:
+        domain = domain.lower()
+    return f"{unicodedata.normalize('NFC', local)}@{domain}"
+
+
+def mailbox_key(text: str) -> str:
+    """What two spellings of one mailbox share: `canonical` with the local part case-folded
+    (RFC 5321 lets a server tell 'Hans' from 'hans'; no mainstream provider does, and a
+    reader who once types capitals must not become a second reader)."""
+    return canonical(text).casefold()
+
+
+def unicode_form(text: str) -> str:
+    """The address with its domain's A-labels shown as Unicode (as a person writes it); the
+    address as it is when the domain does not decode."""
+    local, _, domain = text.strip().rpartition("@")
+    try:
+        return f"{local}@{idna.decode(domain)}" if local and "xn--" in domain.lower() else text
+    except UnicodeError:
+        return text
+
+
+def normalize_email(text: str) -> str:
+    """The stored form of an address (`canonical`), as every route looks readers up."""
+    return canonical(text)
 
 
 def check_email(text: str) -> str:

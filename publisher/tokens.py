@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .emails import mailbox_key, unicode_form
 from .errors import Finding, RunletterError
 
 SECRET_ENV = "RUNLETTER_SECRET"
@@ -60,9 +61,19 @@ class Signer:
 
     def _mac(self, purpose: str, body: str, bind: str) -> bytes:
         # The bound address is in the MAC, not the token: a reader id that SQLite hands out
-        # again after a removal does not inherit the removed reader's links.
-        return hmac.digest(self._keys[purpose], f"{body}|{bind.lower()}".encode(),
+        # again after a removal does not inherit the removed reader's links. Bound to the
+        # mailbox, not the spelling (for an ASCII address the same text as before).
+        return hmac.digest(self._keys[purpose], f"{body}|{mailbox_key(bind)}".encode(),
                            "sha256")[:18]
+
+    def _genuine(self, purpose: str, body: str, bind: str, mac: bytes) -> bool:
+        """The MAC is this reader's: over their mailbox, or over the Unicode spelling that
+        links sent before addresses were stored as punycode (schema 0007) were bound to."""
+        if hmac.compare_digest(self._mac(purpose, body, bind), mac):
+            return True
+        legacy = unicode_form(bind).lower()
+        return legacy != mailbox_key(bind) and hmac.compare_digest(hmac.digest(
+            self._keys[purpose], f"{body}|{legacy}".encode(), "sha256")[:18], mac)
 
     def sign(self, purpose: str, subscriber_id: int, ttl: int | None = None,
              bind: str = "", item: str = "") -> str:
@@ -90,8 +101,7 @@ class Signer:
             address = bind(subscriber_id) if callable(bind) else bind
             if address is None:
                 return None
-            expected = self._mac(purpose, ".".join(body_parts), address)
-            if not hmac.compare_digest(expected, _unb64(mac_text)):
+            if not self._genuine(purpose, ".".join(body_parts), address, _unb64(mac_text)):
                 return None
             item = _unb64(body_parts[2]).decode() if len(body_parts) == 3 else ""
         except (ValueError, KeyError, UnicodeDecodeError):

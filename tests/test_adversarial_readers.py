@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from publisher.address import HeaderInjection
+from publisher.emails import canonical, mailbox_key
 from publisher.errors import RunletterError
 from publisher.store import (
     LEFT,
@@ -101,7 +102,7 @@ def good_row(addr: str, name: str, goal: str, tag_list: list[str], status: str) 
     # A hand-written cell such as '=x reads as =x: the importer undoes a neutralising quote.
     joined = restore_cell(";".join(tag_list))
     return Row((addr, name, goal, ";".join(tag_list), status),
-               (restore_cell(addr), restore_cell(name).strip(), goal,
+               (canonical(restore_cell(addr)), restore_cell(name).strip(), goal,
                 tuple(dict.fromkeys(t for t in joined.split(";") if t)), status or "active"))
 
 
@@ -141,7 +142,7 @@ def audit_count(store: Store) -> int:
 
 
 def fold(row: Row) -> str:
-    return restore_cell(row.cells[0]).lower()
+    return mailbox_key(restore_cell(row.cells[0]))
 
 
 @FAST
@@ -258,7 +259,7 @@ def test_no_bytes_crash_an_import_or_half_write_it(data):
 
 readers = st.lists(st.tuples(addresses, names, st.sampled_from(GOALS.slugs), tags,
                              st.sampled_from(STATUSES)),
-                   min_size=1, max_size=8, unique_by=lambda r: r[0].lower())
+                   min_size=1, max_size=8, unique_by=lambda r: mailbox_key(r[0]))
 # Values that start with formula characters, or with quotes before one, as stored values may.
 # (A stored name or tag never starts with TAB or CR: the store trims them.)
 formula_names = st.builds(lambda quotes, start, rest: storable(quotes + start + rest),
@@ -270,7 +271,7 @@ formula_readers = st.lists(st.tuples(
     st.one_of(names, formula_names), st.sampled_from(GOALS.slugs),
     st.lists(st.one_of(formula_names, st.sampled_from(["'", "'@x", "-1"])).map(
         lambda t: t.replace(";", "")).filter(bool), max_size=3, unique=True),
-    st.sampled_from(STATUSES)), min_size=1, max_size=8, unique_by=lambda r: r[0].lower())
+    st.sampled_from(STATUSES)), min_size=1, max_size=8, unique_by=lambda r: mailbox_key(r[0]))
 
 
 def fill(store: Store, people: list[tuple]) -> None:

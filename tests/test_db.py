@@ -28,6 +28,8 @@ def fill_every_table(store: Store) -> list[int]:
     with store.transaction() as conn:
         conn.execute("INSERT INTO enrolments(sequence, subscriber_id, basis, next_at, waiting) "
                      "VALUES (?, ?, ?, ?, ?)", ("comeback", ids[0], "2027-01-01", 1.5, GATE))
+        conn.execute("INSERT INTO merged_readers(id, into_id, email) VALUES (?, ?, ?)",
+                     (ids[1], ids[0], "READER1@example.com"))  # as migration 0007 merges
     store.mark_ready(ids[0], GATE)
     store.take_signup_slot("192.0.2.1", 5, 3600.0, 1000.0)
     store.mark_webhook_seen("postmark", "token-1", 3600.0, 1000.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Finding, RunletterError
+from ..store.mailboxes import recorded_merges
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Upgraded:
     store: str
     before: int | None
     after: int
+    merged: tuple = ()  # store.mailboxes.Merge: readers one mailbox held twice, now one
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,9 @@ def upgrade(url: str) -> Upgraded:
 
     before = _described(url, version_of)
     with Store.open(url) as store:
-        return Upgraded(display(url), before, store.schema_version)
+        # Only the upgrade that ran migration 0007 reports its merges (they stay audited).
+        merged = tuple(recorded_merges(store.conn)) if before and before < 7 else ()
+        return Upgraded(display(url), before, store.schema_version, merged)
 
 
 def status(url: str) -> Status:

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import RunletterError
 from ..store import Subscriber
+from ..store.mailboxes import merged_reader
 from .context import site
 from .db import get_store
 from .security import WEBHOOKS, issue_csrf, set_csrf_cookie
@@ -79,8 +80,13 @@ def verified(purpose: str, token: str) -> tuple[Subscriber | None, Any]:
     up once and one MAC is computed, so the time taken tells nothing either."""
     found: dict[int, Subscriber | None] = {}
 
-    def bind(subscriber_id: int) -> str:
-        found[subscriber_id] = get_store().by_id(subscriber_id)
+    def bind(subscriber_id: int) -> str | None:
+        store = get_store()
+        found[subscriber_id] = store.by_id(subscriber_id)
+        if found[subscriber_id] is None and (merged := merged_reader(store.conn, subscriber_id)):
+            # A link sent to a spelling merged away: it acts on the reader it became.
+            found[subscriber_id] = store.by_id(merged[0])
+            return merged[1] if found[subscriber_id] else ""
         return found[subscriber_id].email if found[subscriber_id] else ""
 
     # now=0: expiry is judged below, so a genuine old link gets the kinder page.

@@ -137,6 +137,16 @@ proposals = Table(
     Index("proposals_reader", "subscriber_id"),
 )
 
+# A reader merged into another by migration 0007 (one mailbox in two spellings): links sent
+# to the merged-away id, bound to its spelling, still reach the reader it became.
+merged_readers = Table(
+    "merged_readers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("into_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("email", Text, nullable=False),
+)
+
 # In the order `db copy` fills them (readers before what refers to them).
 COPY_ORDER = (subscribers, audit, deliveries, ready, enrolments, serve_signups,
-              serve_webhook_seen, proposals)
+              serve_webhook_seen, proposals, merged_readers)

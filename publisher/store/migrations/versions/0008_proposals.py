@@ -3,14 +3,14 @@ time zone): they wait here, one row per signup, until the confirmation link of t
 is pressed, and never replace a confirmed reader's own.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
