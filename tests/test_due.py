@@ -547,6 +547,19 @@ def test_a_step_left_in_flight_is_resent_once_by_resend_in_flight_and_not_by_a_p
         dict.fromkeys(FIVE_K, "sent"), True)
 
 
+def test_the_in_flight_line_of_a_step_names_publish_due_resend_in_flight(timed_root,
+                                                                         monkeypatch):
+    with running_smtp() as server:
+        first = welcome_dropped(timed_root, monkeypatch, server)
+    reported = run("report", WELCOME)
+    resolve = ("1 message is in flight (sent, but no answer was read); run 'runletter publish "
+               "--due --resend-in-flight' once you have checked they did not arrive (readers "
+               "who got one would get a second)")
+    assert (f"error: smtp: {resolve}" in first.output,
+            f"warning: {WELCOME}: {resolve}" in reported.output) == (True, True), (
+        first.output, reported.output)
+
+
 def left_in_flight(root) -> None:
     """RUNNER's first race-plan step in flight, as a run killed mid-call leaves it."""
     reader(root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
