@@ -246,7 +246,8 @@ def audience() -> None:
               "post's first goal).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--resend-in-flight", is_flag=True, help="Send again to readers whose batch "
-              "was in flight when an earlier publish stopped (they may get two copies).")
+              "was in flight when an earlier publish stopped (they may get two copies); "
+              "with --due, of every item found in flight.")
 def publish(post: str | None, due: bool, now_text: str | None, provider_name: str | None,
             dry_run: bool, test_to: str | None, test_goal: str | None, yes: bool,
             resend_in_flight: bool) -> None:
@@ -255,12 +256,12 @@ def publish(post: str | None, due: bool, now_text: str | None, provider_name: st
     from .commands import publish as publishing
 
     if due or post is None:
-        if not due or post or test_to or resend_in_flight:
+        if not due or post or test_to:
             raise click.UsageError("give a POST to publish, or --due alone (with --now, "
-                                   "--dry-run, --yes, --provider)")
+                                   "--dry-run, --yes, --provider, --resend-in-flight)")
         from .cli_due import publish_due
 
-        return publish_due(provider_name, dry_run, yes, now_text)
+        return publish_due(provider_name, dry_run, yes, now_text, resend_in_flight)
     if now_text:
         raise click.UsageError("--now goes with --due")
 

@@ -103,8 +103,9 @@ def _print_reader(plan) -> None:
 
 
 def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
-                now_text: str | None) -> None:
-    """`publish --due`: send every scheduled post and sequence step due at that moment."""
+                now_text: str | None, resend_in_flight: bool = False) -> None:
+    """`publish --due`: send every scheduled post and sequence step due at that moment
+    (and, with `resend_in_flight`, the rows an earlier run left in flight, once more)."""
     from . import clock
     from .cli import _signer
     from .commands import due as dueing
@@ -113,7 +114,7 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
     at = moment(now_text)
     project = open_project(Path.cwd())
     with clock.pinned(at):
-        run = dueing.decide(project, at)
+        run = dueing.decide(project, at, resend_in_flight)
         provider = choose_provider(project, provider_name)
         for item in run.items:
             report(item.findings)
@@ -123,14 +124,7 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
         if rows:
             table([["item", "send", "skip (late)", ""], *rows])
         left_out(run.decision.unreadable)
-        for item, count in run.in_flight:
-            click.echo(f"warning: {plural(count, 'delivery')} of {item} "
-                       f"{'was' if count == 1 else 'were'} in flight (another run may be "
-                       "sending them now, or an earlier one stopped); they are not sent again "
-                       f"('runletter report {item}' shows them"
-                       + ("" if "/" in item else
-                          f"; 'runletter publish {item} --resend-in-flight' resends them")
-                       + ")", err=True)
+        _warn_in_flight(run, resend_in_flight, dry_run)
         if dry_run:
             click.echo(f"dry run: would send {plural(run.to_send, 'message')} via "
                        f"{provider.name}; nothing written")
@@ -161,6 +155,24 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
             _held(run)
             sys.exit(1)
     return _held(run)
+
+
+def _warn_in_flight(run, resend_in_flight: bool, dry_run: bool) -> None:
+    """A line per item with rows an earlier run left in flight: whether this run sends them
+    again, and how to when it does not."""
+    for item, count in run.in_flight:
+        head = (f"warning: {plural(count, 'delivery')} of {item} "
+                f"{'was' if count == 1 else 'were'} in flight (another run may be sending "
+                "them now, or an earlier one stopped); ")
+        if resend_in_flight and item not in run.held:
+            click.echo(head + ("they would be sent again" if dry_run else
+                               "they are sent again in this run")
+                       + " (readers who got one get a second)", err=True)
+            continue
+        how = ("runletter publish --due --resend-in-flight" if "/" in item else
+               f"runletter publish {item} --resend-in-flight")
+        click.echo(head + f"they are not sent again ('runletter report {item}' shows them; "
+                   f"'{how}' resends them)", err=True)
 
 
 def _held(run) -> None:

@@ -489,3 +489,104 @@ def test_enrol_on_a_second_import_enrols_readers_the_first_left_out(timed_root):
     import_on_5_january(timed_root, NEW_5K, "--enrol")
     due_ok("2027-01-05T10:00")
     assert received(timed_root) == Counter({("new@example.com", "welcome/01-hello"): 1})
+
+
+# -- rows left in flight: `publish --due --resend-in-flight` ---------------------------------
+
+WELCOME = "welcome/01-hello"  # the fixture's first welcome step, for 5K readers
+FIVE_K = ("a@example.com", "b@example.com", "c@example.com")
+
+
+def smtp_env(monkeypatch, server) -> None:
+    """Point the CLI's SMTP provider at a test server."""
+    for name, value in {"RUNLETTER_SMTP_HOST": server.host,
+                        "RUNLETTER_SMTP_PORT": str(server.port),
+                        "RUNLETTER_SMTP_SECURITY": "none", "RUNLETTER_SMTP_TIMEOUT": "0.5"
+                        }.items():
+        monkeypatch.setenv(name, value)
+
+
+def welcome_dropped(root, monkeypatch, server):
+    """Three 5K readers due the welcome step, sent through `server` with the first message's
+    connection dropped after the server took it: that row is left in flight. The run."""
+    for address in FIVE_K:
+        reader(root, address, "5k", "2027-01-05T09:00")
+    smtp_env(monkeypatch, server)
+    server.handler.next_fault = ("drop", 0)
+    return publish_due("2027-01-06T06:00", "--provider", "smtp")
+
+
+def copies(server) -> Counter:
+    """Messages the SMTP server took, per recipient."""
+    return Counter(to.lower() for tos, _ in server.messages for to in tos)
+
+
+def step_states(root, item: str) -> dict[str, str]:
+    """The ledger state of each reader's row of `item`."""
+    with project_store(root) as store:
+        return dict(store.conn.execute("SELECT email, state FROM deliveries WHERE post = ?",
+                                       (item,)).fetchall())
+
+
+def test_a_step_left_in_flight_is_resent_once_by_resend_in_flight_and_not_by_a_plain_run(
+        timed_root, monkeypatch):
+    with running_smtp() as server:
+        first = welcome_dropped(timed_root, monkeypatch, server)
+        assert first.exit_code == 1, first.output
+        [dropped] = [a for a, s in step_states(timed_root, WELCOME).items() if s == "in-flight"]
+        plain = due_ok("2027-01-06T06:15", "--provider", "smtp")
+        after_plain = copies(server)
+        resent = due_ok("2027-01-06T06:30", "--provider", "smtp", "--resend-in-flight")
+        again = due_ok("2027-01-06T06:45", "--provider", "smtp", "--resend-in-flight")
+        final = copies(server)
+    assert "runletter publish --due --resend-in-flight' resends them" in plain
+    assert "they are sent again in this run" in resent
+    assert (after_plain - Counter({dropped: 1}), final - Counter({dropped: 1})) == (
+        Counter({a: 1 for a in FIVE_K if a != dropped}), Counter(dict.fromkeys(FIVE_K, 1)))
+    assert (step_states(timed_root, WELCOME), "nothing to send" in again) == (
+        dict.fromkeys(FIVE_K, "sent"), True)
+
+
+def test_the_in_flight_line_of_a_step_names_publish_due_resend_in_flight(timed_root,
+                                                                         monkeypatch):
+    with running_smtp() as server:
+        first = welcome_dropped(timed_root, monkeypatch, server)
+    reported = run("report", WELCOME)
+    resolve = ("1 message is in flight (sent, but no answer was read); run 'runletter publish "
+               "--due --resend-in-flight' once you have checked they did not arrive (readers "
+               "who got one would get a second)")
+    assert (f"error: smtp: {resolve}" in first.output,
+            f"warning: {WELCOME}: {resolve}" in reported.output) == (True, True), (
+        first.output, reported.output)
+
+
+def left_in_flight(root) -> None:
+    """RUNNER's first race-plan step in flight, as a run killed mid-call leaves it."""
+    reader(root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
+    due_ok("2027-01-03T06:00", "--dry-run")
+    with project_store(root) as store, store.transaction() as conn:
+        conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
+                     "updated_at) SELECT 'race-plan/01-twelve-weeks', id, email, goal, "
+                     "'in-flight', 1, '2027-01-03T06:00:00+00:00' FROM subscribers")
+
+
+def test_a_dry_run_with_resend_in_flight_counts_them_and_writes_nothing(timed_root):
+    left_in_flight(timed_root)
+    before = time_rows(timed_root)
+    output = due_ok("2027-01-03T06:15", "--dry-run", "--resend-in-flight")
+    assert ("dry run: would send 1 message" in output, time_rows(timed_root),
+            received(timed_root)) == (True, before, Counter())
+
+
+def test_resend_in_flight_marks_sent_an_outbox_message_already_in_new_and_sends_no_other(
+        timed_root):
+    reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
+    due_ok("2027-01-03T06:00")
+    with project_store(timed_root) as store, store.transaction() as conn:
+        # The file was written, then the run was killed before the row was settled.
+        conn.execute("UPDATE deliveries SET state = 'in-flight' WHERE post = ?",
+                     ("race-plan/01-twelve-weeks",))
+    output = due_ok("2027-01-03T06:15", "--resend-in-flight")
+    assert (received(timed_root), step_states(timed_root, "race-plan/01-twelve-weeks"),
+            "sent 0 messages" in output) == (
+        Counter({(RUNNER, "race-plan/01-twelve-weeks"): 1}), {RUNNER: "sent"}, True)

@@ -88,6 +88,7 @@ class DueItem:
     skip: int
     publication: Publication | None
     problems: tuple[Finding, ...] = ()  # references that did not resolve
+    resend: int = 0  # rows left in flight, released and sent again (--resend-in-flight)
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -120,30 +121,39 @@ class DueRun:
         return tuple(i.item for i in self.items if i.errors)
 
 
-def decide(project: Project, at: dt.datetime) -> DueRun:
-    """What is due at `at`, each item to send rendered once and checked; nothing written."""
+def decide(project: Project, at: dt.datetime, resend_in_flight: bool = False) -> DueRun:
+    """What is due at `at`, each item to send rendered once and checked; nothing written.
+    With `resend_in_flight`, every item with rows left in flight is sent too (those rows
+    again), rendered like a due item even when nothing else of it is due."""
     plan = scheduled(project)
     with open_store(project) as store:
         agenda = agenda_for(project, store, plan)
         decision = agenda.decide(at)
         leftover = {key: _unsent(store, key) for key in agenda.unsettled()}
         doubt = tuple(agenda.in_flight().items())
-    items = []
+    again = dict(doubt) if resend_in_flight else {}
     keys = [k for k in decision.items if decision.items[k].send or decision.items[k].skip]
-    keys += [k for k in leftover if k not in decision.items]
+    keys += [k for k in dict.fromkeys([*leftover, *again]) if k not in keys]
+    items = []
     for key in keys:
         chosen = decision.items.get(key)
-        send = (len(chosen.send) if chosen else 0) + leftover.get(key, 0)
-        post = plan.item(key)
-        publication, problems = None, ()
-        if send and post is not None:
-            try:
-                publication = render_and_check(project, project.resolve(post))
-            except RunletterError as exc:
-                problems = exc.findings
+        send = (len(chosen.send) if chosen else 0) + leftover.get(key, 0) + again.get(key, 0)
+        publication, problems = _rendered(project, plan.item(key)) if send else (None, ())
         items.append(DueItem(key, send, len(chosen.skip) if chosen else 0, publication,
-                             tuple(problems)))
+                             problems, again.get(key, 0)))
     return DueRun(at, tuple(items), decision, doubt)
+
+
+def _rendered(project: Project, post: Post | None
+              ) -> tuple[Publication | None, tuple[Finding, ...]]:
+    """An item's editions rendered and checked (a step per reader slots, like a post), or
+    why it could not be resolved."""
+    if post is None:
+        return None, ()
+    try:
+        return render_and_check(project, project.resolve(post)), ()
+    except RunletterError as exc:
+        return None, tuple(exc.findings)
 
 
 def _unsent(store: Store, item: str) -> int:
@@ -155,9 +165,11 @@ def _unsent(store: Store, item: str) -> int:
 def sending(run: DueRun, project: Project, provider: Provider, signer: Signer
             ) -> Iterator[Callable[..., list[tuple[str, Outcome]]]]:
     """Write the run's decision, open the provider once, and yield `send(progress=None,
-    notice=None)`, which sends every item that checked clean, one after another."""
+    notice=None)`, which sends every item that checked clean, one after another (first
+    releasing the in-flight rows of the items the run resends)."""
     from ..address import Addresser
     from ..deliver import Ledger, send_rendered
+    from .publish import settle_delivered
 
     delivery = project.config.delivery
     addresser = Addresser(project.config, signer)
@@ -171,6 +183,9 @@ def sending(run: DueRun, project: Project, provider: Provider, signer: Signer
             for item in run.items:
                 if item.publication is None or item.errors:
                     continue
+                if item.resend:  # the outbox's files in new/ are marked sent, not resent
+                    settle_delivered(ledger, item.item, sender)
+                    ledger.release_in_flight(item.item)
                 ledger.retry_failed(item.item)
                 done.append((item.item, send_rendered(
                     item.publication.rendered, ledger, sender, addresser,

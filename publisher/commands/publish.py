@@ -272,11 +272,11 @@ def in_flight_line(count: int, item: str, provider: str = "") -> str:
     answer read) and the command that resolves them; `provider` names who was called."""
     what = f"{count} message{'' if count == 1 else 's'} {'is' if count == 1 else 'are'}"
     place = f"{provider}: " if provider else f"{item}: "
-    if "/" in item:  # a sequence step: nothing resends it by hand yet
-        resolve = f"'runletter report {item}' shows them; they are not sent again"
-    else:
-        resolve = (f"run 'runletter publish {item} --resend-in-flight' once you have checked "
-                   f"they did not arrive (readers who got one would get a second)")
+    # A sequence step is sent only by `publish --due`, which resends what it finds in flight.
+    command = ("runletter publish --due --resend-in-flight" if "/" in item else
+               f"runletter publish {item} --resend-in-flight")
+    resolve = (f"run '{command}' once you have checked they did not arrive (readers who got "
+               "one would get a second)")
     return f"{place}{what} in flight (sent, but no answer was read); {resolve}"
 
 
