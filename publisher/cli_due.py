@@ -89,6 +89,7 @@ def _print_reader(plan) -> None:
     tz = ZoneInfo(plan.zone)
     head = f"{plan.email} ({plan.zone})" + (f", {plan.race}" if plan.race else "")
     click.echo(head)
+    click.echo(f"signed up: {plan.signed_up or 'unknown (no consent time was given)'}")
     if not plan.upcoming:
         click.echo("nothing ahead")
         return

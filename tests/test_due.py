@@ -457,6 +457,21 @@ def test_an_import_without_enrol_sends_no_welcome_series(timed_root):
     assert received(timed_root) == Counter()
 
 
+def test_a_reader_imported_without_a_consent_time_is_shown_as_signed_up_at_an_unknown_time(
+        timed_root):
+    import_on_5_january(timed_root, NEW_5K)
+    result = run("due", "--reader", "new@example.com", "--now", "2027-01-05T10:00:00Z")
+    assert result.exit_code == 0, result.output
+    assert "signed up: unknown (no consent time was given)\n" in result.output
+
+
+def test_a_reader_imported_with_a_consent_time_is_shown_signed_up_then(timed_root):
+    import_on_5_january(timed_root, "email,goal,consent_at\n"
+                                    "new@example.com,5k,2027-01-04T08:00:00Z\n")
+    result = run("due", "--reader", "new@example.com", "--now", "2027-01-05T10:00:00Z")
+    assert "signed up: 2027-01-04T08:00:00" in result.output
+
+
 def test_an_imported_readers_consent_time_does_not_enrol_them_without_enrol(timed_root):
     import_on_5_january(timed_root, "email,goal,consent_at\n"
                                     "new@example.com,5k,2027-01-04T08:00:00Z\n")

@@ -244,6 +244,7 @@ class ReaderPlan:
     zone: str
     race: str
     upcoming: tuple[Upcoming, ...]
+    signed_up: str | None = None  # the stored consent time; None: unknown, never invented
 
 
 def reader_plan(project: Project, email: str, at: dt.datetime,
@@ -263,7 +264,7 @@ def reader_plan(project: Project, email: str, at: dt.datetime,
         upcoming = [u for u in upcoming if u.at is None or u.at <= until]
     tz = zone(reader.timezone, project.config.schedule.timezone)
     race = f"{reader.race_name or 'race'} on {reader.race_date}" if reader.race_date else ""
-    return ReaderPlan(reader.email, str(tz.key), race, tuple(upcoming))
+    return ReaderPlan(reader.email, str(tz.key), race, tuple(upcoming), reader.signed_up)
 
 
 # -- reports ---------------------------------------------------------------------------------
