@@ -373,7 +373,8 @@ def test_due_for_a_reader_lists_their_upcoming_items_on_their_local_dates(timed_
     # The 8- and 4-week steps are past their grace: only what is ahead is listed.
     result = run("due", "--reader", RUNNER, "--now", "2027-03-05T00:00:00Z")
     assert result.exit_code == 0, result.output
-    assert [line.split()[:3] for line in result.stdout.splitlines()[1:]] == [
+    assert result.stdout.splitlines()[1].startswith("signed up: 2027-01-01T09:00")
+    assert [line.split()[:3] for line in result.stdout.splitlines()[2:]] == [
         ["date", "time", "item"],
         ["2027-03-18", "06:00", "race-plan/04-ten-days"],
         ["2027-03-28", "06:00", "race-plan/05-race-day"],  # after the clocks went forward
@@ -386,7 +387,7 @@ def test_due_for_a_reader_lists_their_upcoming_items_on_their_local_dates(timed_
 def test_due_for_a_reader_at_a_gate_shows_the_next_step_waiting_for_ready(timed_root):
     comeback_sent_phase_one(timed_root)
     result = run("due", "--reader", RUNNER, "--now", "2027-02-01T00:00:00Z")
-    assert result.stdout.splitlines()[2].split()[:3] == ["waiting", "ready", AFTER_GATE]
+    assert result.stdout.splitlines()[3].split()[:3] == ["waiting", "ready", AFTER_GATE]
 
 
 def test_due_for_an_unknown_reader_says_so_in_one_line(timed_root):
