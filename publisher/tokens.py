@@ -111,12 +111,6 @@ class Signer:
         return TokenData(purpose=purpose, subscriber_id=subscriber_id, expires=expires,
                          item=item)
 
-    def is_expired(self, purpose: str, token: str,
-                   bind: str | Callable[[int], str | None] = "") -> bool:
-        """True when the token is genuine but past its expiry (to show a kinder page)."""
-        data = self.verify(purpose, token, now=0, bind=bind)
-        return data is not None and self.verify(purpose, token, bind=bind) is None
-
 
 def refuse_if_shared(path: Path) -> None:
     """Refuse a secret file that its group or other users can read or write."""
