@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -24,8 +26,8 @@ from publisher.store import Store
 from publisher.tokens import Signer
 
 from . import webhooks as wh
-from .conftest import DATABASE_URL, HOST, REPO, SECRET
-from .support import project_store
+from .conftest import DATABASE_URL, HOST, REPO, SECRET, copy_sample
+from .support import free_port, project_store
 
 CONFIRM_HOURS = 48  # the [serve] confirm_hours start_site sets
 
@@ -202,3 +204,13 @@ def press_confirm(link: str) -> requests.Response:
 def same_page(response: requests.Response) -> tuple[int, str]:
     """Status and body with the per-response CSP nonce taken out."""
     return response.status_code, re.sub(r'nonce="[^"]*"', 'nonce=""', response.text)
+
+
+@contextmanager
+def sample_site(folder: Path, database_url: str) -> Iterator[LiveServer]:
+    """`runletter serve` on a copy of the sample in `folder`, on that store; stopped after."""
+    server = start_site(copy_sample(folder), free_port(), database_url)
+    try:
+        yield server
+    finally:
+        server.stop()

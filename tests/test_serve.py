@@ -48,6 +48,7 @@ from .live_server import (
     post_json,
     press_confirm,
     same_page,
+    sample_site,
     signer,
     signup,
     start_site,
@@ -62,12 +63,8 @@ from .support import free_port, project_store, set_race
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, module_database: str):
     """One server for the module's tests, on each backend in turn."""
-    server = start_site(copy_sample(tmp_path_factory.mktemp("serve") / "news"), free_port(),
-                        module_database)
-    try:
+    with sample_site(tmp_path_factory.mktemp("serve") / "news", module_database) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -23,9 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from . import webhooks as wh
-from .conftest import FAST, copy_sample
-from .live_server import LiveServer, messages_to, post_json, start_site
-from .support import free_port
+from .conftest import FAST
+from .live_server import LiveServer, messages_to, post_json, sample_site
 
 TOKEN_ROUTES = ("/confirm/{}", "/unsubscribe/{}", "/preferences/{}", "/ready/{}",
                 "/calendar/{}.ics")
@@ -37,12 +36,8 @@ HUGE_STAMP = "9" * 400
 @pytest.fixture(scope="module")
 def stranger_site(tmp_path_factory: pytest.TempPathFactory, module_database: str):
     """One server for the module's tests, on each backend in turn."""
-    server = start_site(copy_sample(tmp_path_factory.mktemp("trust") / "news"), free_port(),
-                        module_database)
-    try:
+    with sample_site(tmp_path_factory.mktemp("trust") / "news", module_database) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def answer(site: LiveServer, method: str, route: str, token: str) -> tuple[int, str]:
