@@ -129,15 +129,19 @@ def test_a_run_one_day_after_a_step_sends_it(timed_root):
     assert received(timed_root) == Counter({(RUNNER, "race-plan/01-twelve-weeks"): 1})
 
 
-def test_a_run_after_a_crash_warns_of_deliveries_left_in_flight_and_does_not_resend_them(
-        timed_root):
-    reader(timed_root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
+def left_in_flight(root) -> None:
+    """RUNNER's first race-plan step in flight, as a run killed mid-call leaves it."""
+    reader(root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
     due_ok("2027-01-03T06:00", "--dry-run")
-    with project_store(timed_root) as store, store.transaction() as conn:
-        # What a run killed between claiming a call and settling it leaves behind.
+    with project_store(root) as store, store.transaction() as conn:
         conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
                      "updated_at) SELECT 'race-plan/01-twelve-weeks', id, email, goal, "
                      "'in-flight', 1, '2027-01-03T06:00:00+00:00' FROM subscribers")
+
+
+def test_a_run_after_a_crash_warns_of_deliveries_left_in_flight_and_does_not_resend_them(
+        timed_root):
+    left_in_flight(timed_root)
     output = due_ok("2027-01-03T06:15")
     assert ("1 delivery of race-plan/01-twelve-weeks was in flight" in output,
             received(timed_root)) == (True, Counter())
@@ -574,16 +578,6 @@ def test_the_in_flight_line_of_a_step_names_publish_due_resend_in_flight(timed_r
     assert (f"error: smtp: {resolve}" in first.output,
             f"warning: {WELCOME}: {resolve}" in reported.output) == (True, True), (
         first.output, reported.output)
-
-
-def left_in_flight(root) -> None:
-    """RUNNER's first race-plan step in flight, as a run killed mid-call leaves it."""
-    reader(root, RUNNER, "marathon", "2027-01-01T09:00", "2027-03-28")
-    due_ok("2027-01-03T06:00", "--dry-run")
-    with project_store(root) as store, store.transaction() as conn:
-        conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
-                     "updated_at) SELECT 'race-plan/01-twelve-weeks', id, email, goal, "
-                     "'in-flight', 1, '2027-01-03T06:00:00+00:00' FROM subscribers")
 
 
 def test_a_dry_run_with_resend_in_flight_counts_them_and_writes_nothing(timed_root):
