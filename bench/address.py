@@ -18,10 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sample import REPO, arguments, machine  # noqa: E402
 
-from publisher.address import Addresser  # noqa: E402
+from publisher.delivery.address import Addresser  # noqa: E402
+from publisher.delivery.tokens import Signer  # noqa: E402
 from publisher.project import open_project  # noqa: E402
-from publisher.render import EmailRenderer  # noqa: E402
-from publisher.tokens import Signer  # noqa: E402
+from publisher.render.email import EmailRenderer  # noqa: E402
 
 N_FAST = 20_000
 N_NAIVE = 200

@@ -25,9 +25,9 @@ from _sample import arguments, copy_sample, machine, peak_rss_mb  # noqa: E402
 from publisher import clock  # noqa: E402
 from publisher.commands import due as dueing  # noqa: E402
 from publisher.commands.publish import choose_provider  # noqa: E402
+from publisher.delivery.tokens import Signer  # noqa: E402
 from publisher.project import open_project  # noqa: E402
 from publisher.store import Store  # noqa: E402
-from publisher.tokens import Signer  # noqa: E402
 
 READERS = 100_000
 SEQUENCES = {"marathon-build": ["marathon", "half"], "speed-build": ["5k", "10k"],

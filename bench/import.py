@@ -76,7 +76,7 @@ def traced(path: Path) -> None:
 
     sys.path.insert(0, str(HERE.parent))
     from publisher.arrivals import import_file
-    from publisher.load import load_goals
+    from publisher.content.posts import load_goals
     from publisher.store import Store
 
     goals = load_goals(HERE.parent / "subscribers/goals.toml", HERE.parent)

@@ -28,13 +28,13 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from _sample import arguments, copy_sample, machine  # noqa: E402
 
-from publisher.address import Addresser  # noqa: E402
+from publisher.delivery.address import Addresser  # noqa: E402
+from publisher.delivery.providers.base import Batch, provider_settings  # noqa: E402
+from publisher.delivery.providers.postmark.sending import PostmarkProvider  # noqa: E402
+from publisher.delivery.tokens import Signer  # noqa: E402
 from publisher.project import open_project  # noqa: E402
-from publisher.providers.base import Batch, provider_settings  # noqa: E402
-from publisher.providers.postmark import PostmarkProvider  # noqa: E402
-from publisher.render import EmailRenderer  # noqa: E402
+from publisher.render.email import EmailRenderer  # noqa: E402
 from publisher.store import Store, now  # noqa: E402
-from publisher.tokens import Signer  # noqa: E402
 from tests.contract.server import stats_of  # noqa: E402
 
 POST = "2026-11-24-hip-drive"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sample import arguments, copy_sample, machine, write_post  # noqa: E402
 
 from publisher.project import open_project  # noqa: E402
-from publisher.render import EmailRenderer  # noqa: E402
+from publisher.render.email import EmailRenderer  # noqa: E402
 
 NODE_MJML = Path(__file__).resolve().parent / ".node" / "node_modules" / "mjml"
 

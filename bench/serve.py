@@ -30,9 +30,9 @@ from _sample import arguments, copy_sample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from publisher.delivery.tokens import Signer  # noqa: E402
 from publisher.project import open_project  # noqa: E402
 from publisher.store import Store  # noqa: E402
-from publisher.tokens import Signer  # noqa: E402
 
 HOST = "127.0.0.1"
 SECRET = "bench-secret-0123456789abcdef"

@@ -81,7 +81,7 @@ def rebuild_in_process(root: Path, post: Path) -> float:
     import os
 
     from publisher.project import open_project
-    from publisher.site import SiteBuilder
+    from publisher.render.archive import SiteBuilder
 
     here = Path.cwd()
     os.chdir(root)

@@ -25,12 +25,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from _sample import REPO, arguments, machine  # noqa: E402
 
-from publisher.address import Addresser  # noqa: E402
+from publisher.delivery.address import Addresser  # noqa: E402
+from publisher.delivery.providers.base import Batch, provider_settings  # noqa: E402
+from publisher.delivery.providers.smtp import SmtpProvider  # noqa: E402
+from publisher.delivery.tokens import Signer  # noqa: E402
 from publisher.project import open_project  # noqa: E402
-from publisher.providers.base import Batch, provider_settings  # noqa: E402
-from publisher.providers.smtp import SmtpProvider  # noqa: E402
-from publisher.render import EmailRenderer  # noqa: E402
-from publisher.tokens import Signer  # noqa: E402
+from publisher.render.email import EmailRenderer  # noqa: E402
 from tests.smtp_server import running_smtp  # noqa: E402
 
 

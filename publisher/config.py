@@ -10,8 +10,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import Finding, RunletterError, suggest
-from .schema import read_table, toml_line
+from publisher.errors import Finding, RunletterError, suggest
+from publisher.settings import read_table, toml_line
 
 CONFIG_NAME = "runletter.toml"
 
@@ -155,7 +155,7 @@ class Config:
         [paths] store; a relative SQLite path is the project root's."""
         import os
 
-        from .store.database import ENV, parse_url
+        from publisher.store.database import ENV, parse_url
 
         given = os.environ.get(ENV) or self.store.url
         if not given:
@@ -164,7 +164,7 @@ class Config:
 
     def store_file(self) -> Path | None:
         """The store's SQLite file, or None when the store is a PostgreSQL database."""
-        from .store.database import parse_url
+        from publisher.store.database import parse_url
 
         url = parse_url(self.store_url())
         return Path(url.database) if url.drivername == "sqlite" else None
@@ -271,7 +271,7 @@ def load_config(root: Path) -> Config:
 
 def _schedule_findings(schedule: Schedule, text: str, rel: str) -> list[Finding]:
     """[schedule] values that cannot time anything: an unknown zone, an hour off the clock."""
-    from .store.records import known_timezone
+    from publisher.store.records import known_timezone
 
     found = []
     if not known_timezone(schedule.timezone):
@@ -290,7 +290,7 @@ def _schedule_findings(schedule: Schedule, text: str, rel: str) -> list[Finding]
 
 def _store_findings(store: StoreSettings, text: str, rel: str) -> list[Finding]:
     """[store] url: a database runletter knows, and never a password in the file."""
-    from .store.database import parse_url
+    from publisher.store.database import parse_url
 
     if not store.url:
         return []
@@ -313,7 +313,9 @@ def _move_old_keys(data: dict[str, Any], text: str, rel: str) -> tuple[Moved, ..
     known = {f.name for f in fields(Serve)}
     if not isinstance(serve, dict) or not isinstance(providers, dict) or set(serve) <= known:
         return ()
-    from .providers import moved_settings  # imports the providers: only for older files
+    from publisher.delivery.providers import (
+        moved_settings,  # imports the providers: only for older files
+    )
 
     places = moved_settings("serve")
     found = []

@@ -12,7 +12,7 @@ import unicodedata
 
 import idna
 
-from .errors import RunletterError
+from publisher.errors import RunletterError
 
 MAX_EMAIL = 254  # RFC 5321 path limit
 MAX_LOCAL = 64  # RFC 5321 4.5.3.1.1

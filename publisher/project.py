@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cache import cache_path, load_cache, save_cache
-from .config import Config, find_root, load_config
-from .errors import Finding, RunletterError
-from .load import find_post, load_catalogue, load_goals, load_posts, read_post
-from .model import Catalogue, Goals, Post, Resolved
-from .resolve import check_catalogue, resolve
+from publisher.config import Config, find_root, load_config
+from publisher.content.posts import find_post, load_catalogue, load_goals, load_posts, read_post
+from publisher.content.references import check_catalogue, resolve
+from publisher.errors import Finding, RunletterError
+from publisher.model import Catalogue, Goals, Post, Resolved
+from publisher.render.cache import cache_path, load_cache, save_cache
 
 
 class Project:
@@ -56,8 +56,8 @@ class Project:
     def resolve_all(self, include_drafts: bool = False) -> tuple[Resolved, ...]:
         """Resolve every post in the archive (drafts too when asked; a post scheduled for
         later counts as one), gathering all errors before raising."""
-        from . import clock
-        from .schedule import published_at
+        from publisher import clock
+        from publisher.schedule.rules import published_at
 
         resolved: list[Resolved] = []
         findings: list[Finding] = []

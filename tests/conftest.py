@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from publisher.address import Addresser
+from publisher.delivery.address import Addresser
+from publisher.delivery.tokens import Signer
 from publisher.model import Goal, Goals
 from publisher.project import open_project
-from publisher.render import EmailRenderer
+from publisher.render.email import EmailRenderer
 from publisher.store import Store
 from publisher.store.database import ENV as DATABASE_URL
-from publisher.tokens import Signer
 
 REPO = Path(__file__).resolve().parents[1]
 MOTOR_UNITS = "2026-09-15-motor-unit-activation"  # no audience: every goal gets an edition

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import requests
 
+from publisher.delivery.providers.mailgun import KEY_ENV as MAILGUN_KEY_ENV
+from publisher.delivery.providers.postmark.sending import PASSWORD_ENV as POSTMARK_PASSWORD_ENV
+from publisher.delivery.tokens import Signer
 from publisher.project import open_project
-from publisher.providers.mailgun import KEY_ENV as MAILGUN_KEY_ENV
-from publisher.providers.postmark import PASSWORD_ENV as POSTMARK_PASSWORD_ENV
 from publisher.store import Store
-from publisher.tokens import Signer
 
 from . import webhooks as wh
 from .conftest import DATABASE_URL, HOST, REPO, SECRET, copy_sample

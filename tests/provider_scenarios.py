@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from publisher.address import Addresser
 from publisher.cli import main
-from publisher.deliver import Ledger, Outcome, send_post
+from publisher.delivery.address import Addresser
+from publisher.delivery.providers import REGISTRY, provider_class
+from publisher.delivery.providers.base import Provider, provider_settings
+from publisher.delivery.send import Ledger, Outcome, send_post
+from publisher.delivery.tokens import Signer
 from publisher.project import open_project
-from publisher.providers import REGISTRY, provider_class
-from publisher.providers.base import Provider, provider_settings
-from publisher.render import EmailRenderer
-from publisher.tokens import Signer
+from publisher.render.email import EmailRenderer
 
 from .conftest import AUDIENCE, SECRET
 from .conftest import HIP_DRIVE as POST
@@ -30,9 +30,9 @@ from .contract import ContractServer, running
 from .support import Clock, Crash, import_sample, project_store
 
 PROVIDERS = {
-    "postmark": "publisher.providers.postmark:PostmarkProvider",
-    "mailgun": "publisher.providers.mailgun:MailgunProvider",
-    "sendgrid": "publisher.providers.sendgrid:SendgridProvider",
+    "postmark": "publisher.delivery.providers.postmark.sending:PostmarkProvider",
+    "mailgun": "publisher.delivery.providers.mailgun:MailgunProvider",
+    "sendgrid": "publisher.delivery.providers.sendgrid:SendgridProvider",
 }
 CREDENTIALS = {  # what the contract servers accept by default
     "postmark": {"SERVER_TOKEN": "test-token"},

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from publisher.address import Addresser, HeaderInjection, encode_header
-from publisher.tokens import Signer
+from publisher.delivery.address import Addresser, HeaderInjection, encode_header
+from publisher.delivery.tokens import Signer
 
 from .conftest import SECRET
 from .support import address_in

@@ -15,12 +15,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from publisher.check import body_links, check_links
+from publisher.content.posts import load_catalogue
 from publisher.errors import RunletterError
-from publisher.load import load_catalogue
 from publisher.project import open_project
-from publisher.render import EmailRenderer
-from publisher.site import SiteBuilder
+from publisher.render.archive import SiteBuilder
+from publisher.render.check import body_links, check_links
+from publisher.render.email import EmailRenderer
 
 from .conftest import ATOM as A
 from .conftest import FIXTURE

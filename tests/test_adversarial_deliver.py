@@ -29,13 +29,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.address import Addresser
-from publisher.deliver import Ledger, send_post
+from publisher.delivery.address import Addresser
+from publisher.delivery.providers.base import ACCEPTED, FAILED, REJECTED, Provider, Receipt
+from publisher.delivery.send import Ledger, send_post
+from publisher.delivery.tokens import Signer
 from publisher.project import open_project
-from publisher.providers.base import ACCEPTED, FAILED, REJECTED, Provider, Receipt
-from publisher.render import EmailRenderer
+from publisher.render.email import EmailRenderer
 from publisher.store import Store
-from publisher.tokens import Signer
 
 from .conftest import HIP_DRIVE as POST
 from .conftest import SECRET, copy_sample

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from publisher.address import HeaderInjection
+from publisher.delivery.address import HeaderInjection
 from publisher.emails import canonical, mailbox_key
 from publisher.errors import RunletterError
 from publisher.store import (

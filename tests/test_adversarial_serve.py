@@ -19,8 +19,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from publisher.providers.webhook import json_depth
-from publisher.tokens import PURPOSES
+from publisher.delivery.providers.webhook import json_depth
+from publisher.delivery.tokens import PURPOSES
 
 from . import webhooks as wh
 from .conftest import copy_sample

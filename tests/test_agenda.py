@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from publisher.agenda import Agenda
 from publisher.commands.due import agenda_for, scheduled
 from publisher.project import open_project
+from publisher.schedule.agenda import Agenda
 from publisher.store import Store
 
 from .conftest import AFTER_GATE, GATE, ON_BOTH_BACKENDS, RUNNER

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from publisher.arrivals import ArrivalOptions, import_file
+from publisher.content.posts import load_goals
 from publisher.errors import RunletterError
-from publisher.load import load_goals
 from publisher.store import LEFT, Store
 
 from .conftest import FAST, ON_BOTH_BACKENDS, REPO

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from publisher.check import check_links_online, check_posts
 from publisher.cli import main
 from publisher.project import open_project
+from publisher.render.check import check_links_online, check_posts
 
 GOOD_FRONT = """---
 title: "A clean post"
@@ -174,7 +174,7 @@ def test_online_link_check_reports_4xx_as_warnings(sample_root):
         write(sample_root, body)
         project = open_project(sample_root)
         post = project.post("2026-11-01-c")
-        from publisher.check import body_links
+        from publisher.render.check import body_links
 
         found = check_links_online(post, body_links(project.resolve(post)), timeout=5)
     finally:

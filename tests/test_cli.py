@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from publisher.load import read_exercise, read_post
+from publisher.content.posts import read_exercise, read_post
 from publisher.project import open_project
 
 from .conftest import FIXTURE_SLUG as SLUG

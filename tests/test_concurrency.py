@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from publisher.address import Addresser
-from publisher.ledger import Ledger
+from publisher.delivery.address import Addresser
+from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.store import Store
 from publisher.store.database import ENV as DATABASE_URL_ENV
-from publisher.tokens import Signer
+from publisher.store.ledger import Ledger
 
 from .conftest import HIP_DRIVE, HIP_DRIVE_GOALS, SECRET, STORE, copy_sample
 from .contract import running

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from publisher.console import finding_line, plural, tally
+from publisher.cli.console import finding_line, plural, tally
 from publisher.errors import Finding
 
 

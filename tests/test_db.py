@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from publisher.commands.db import given_url
-from publisher.ledger import Ledger
 from publisher.store import Store
+from publisher.store.ledger import Ledger
 from publisher.store.schema import HEAD
 from publisher.store.tables import COPY_ORDER
 

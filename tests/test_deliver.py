@@ -7,15 +7,21 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-from publisher.address import Addresser
 from publisher.cli import main
-from publisher.deliver import Ledger, backoff, send_post
+from publisher.delivery.address import Addresser
+from publisher.delivery.providers import REGISTRY
+from publisher.delivery.providers.base import (
+    ACCEPTED,
+    FAILED,
+    REJECTED,
+    ProviderConfigError,
+    Receipt,
+)
+from publisher.delivery.providers.outbox import OutboxProvider
+from publisher.delivery.send import Ledger, backoff, send_post
+from publisher.delivery.tokens import Signer
 from publisher.project import open_project
-from publisher.providers import REGISTRY
-from publisher.providers.base import ACCEPTED, FAILED, REJECTED, ProviderConfigError, Receipt
-from publisher.providers.outbox import OutboxProvider
-from publisher.render import EmailRenderer
-from publisher.tokens import Signer
+from publisher.render.email import EmailRenderer
 
 from .conftest import HIP_DRIVE as POST
 from .conftest import ON_BOTH_BACKENDS, SECRET

@@ -30,7 +30,7 @@ import pytest
 from click.testing import CliRunner
 
 from publisher.cli import main
-from publisher.providers import REGISTRY
+from publisher.delivery.providers import REGISTRY
 
 from . import moto_server
 from .conftest import HIP_DRIVE as POST
@@ -115,7 +115,7 @@ def ses_environment(moto, monkeypatch: pytest.MonkeyPatch) -> None:
                             "AWS_CONFIG_FILE": "/nonexistent",
                             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
         monkeypatch.setenv(variable, value)
-    monkeypatch.setattr("publisher.providers.ses.READ_TIMEOUT", float(TIMEOUT))
+    monkeypatch.setattr("publisher.delivery.providers.ses.sending.READ_TIMEOUT", float(TIMEOUT))
     boto3.client("sesv2", region_name="us-east-1", endpoint_url=moto.url
                  ).create_email_identity(EmailIdentity=SENDER.split("@")[1])
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from publisher.project import open_project
-from publisher.render import EmailRenderer
-from publisher.site import SiteBuilder
+from publisher.render.archive import SiteBuilder
+from publisher.render.email import EmailRenderer
 
 from .conftest import FIXTURE
 from .conftest import FIXTURE_SLUG as SLUG

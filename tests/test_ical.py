@@ -10,7 +10,7 @@ import pytest
 from icalendar import Calendar
 
 from publisher.config import load_config
-from publisher.ical import reader_calendar
+from publisher.serve.ical import reader_calendar
 from publisher.store import Subscriber
 
 from .conftest import GATED, REPO

@@ -12,8 +12,8 @@ import pytest
 
 from publisher.errors import RunletterError
 from publisher.project import open_project
-from publisher.render import EmailRenderer
-from publisher.site import SiteBuilder
+from publisher.render.archive import SiteBuilder
+from publisher.render.email import EmailRenderer
 
 from .conftest import FIXTURE_SLUG as SLUG
 from .conftest import REPO
@@ -96,7 +96,7 @@ def test_the_built_in_email_renders_the_same_through_an_empty_extension(project_
 
 
 def test_in_this_repo_the_layouts_folder_is_the_built_in_set_not_an_override():
-    from publisher.layout_files import layout_folders, overrides
+    from publisher.render.layouts import layout_folders, overrides
 
     config = open_project(REPO).config
     assert overrides(config) == {}
@@ -106,11 +106,11 @@ def test_in_this_repo_the_layouts_folder_is_the_built_in_set_not_an_override():
 def test_a_built_in_layout_cannot_extend_builtin_itself(project_dir, monkeypatch):
     """In this repo layouts/ is both the author's folder and the built-ins: a `!builtin/`
     there would extend itself, so it is an error at its line, not endless recursion."""
-    import publisher.layout_files
+    import publisher.render.layouts
 
     layouts = project_dir / "layouts"
     shutil.copytree(REPO / "layouts", layouts, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(publisher.layout_files, "builtin_layouts", lambda: layouts)
+    monkeypatch.setattr(publisher.render.layouts, "builtin_layouts", lambda: layouts)
     base = layouts / "email/base.mjml.j2"
     base.write_text('{% extends "!builtin/email/base.mjml.j2" %}\n', encoding="utf-8")
     with pytest.raises(RunletterError, match=r"base\.mjml\.j2:1: layout error: a built-in "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from publisher.deliver import Ledger
+from publisher.delivery.send import Ledger
 from publisher.store import Store
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.errors import RunletterError
-from publisher.load import (
+from publisher.content.posts import (
     find_post,
     load_catalogue,
     load_goals,
@@ -15,6 +14,7 @@ from publisher.load import (
     read_exercise,
     read_post,
 )
+from publisher.errors import RunletterError
 
 from .conftest import FIXTURE
 from .conftest import NEW_POST as POST

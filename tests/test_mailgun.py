@@ -11,12 +11,12 @@ from collections import Counter
 
 import pytest
 
-from publisher.address import Addresser
+from publisher.delivery.address import Addresser
+from publisher.delivery.providers.base import ProviderConfigError, provider_settings
+from publisher.delivery.providers.mailgun import MailgunProvider
+from publisher.delivery.tokens import Signer
 from publisher.project import open_project
-from publisher.providers.base import ProviderConfigError, provider_settings
-from publisher.providers.mailgun import MailgunProvider
 from publisher.store import Store
-from publisher.tokens import Signer
 
 from .conftest import AUDIENCE, SECRET
 from .contract import running

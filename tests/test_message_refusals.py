@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from publisher.cli import main
-from publisher.providers.base import ProviderConfigError
-from publisher.providers.mailgun import MailgunProvider
-from publisher.providers.sendgrid import SendgridProvider
+from publisher.delivery.providers.base import ProviderConfigError
+from publisher.delivery.providers.mailgun import MailgunProvider
+from publisher.delivery.providers.sendgrid import SendgridProvider
 
 from .conftest import AUDIENCE, HIP_DRIVE_GOALS
 from .conftest import HIP_DRIVE as POST

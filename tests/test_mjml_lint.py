@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from publisher.mjml_lint import findings, lint
+from publisher.render.mjml_lint import findings, lint
 
 GOOD = """<mjml><mj-head><mj-attributes><mj-all font-family="Arial" /><mj-text color="#111" />
 </mj-attributes><mj-preview>Hi</mj-preview></mj-head>

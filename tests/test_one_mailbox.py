@@ -14,11 +14,11 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from publisher.delivery.tokens import Signer
 from publisher.emails import canonical, mailbox_key, validate_email
 from publisher.store import Store
 from publisher.store.database import ENV as DATABASE_URL
 from publisher.store.schema import HEAD
-from publisher.tokens import Signer
 
 from .conftest import GOALS, HEADER, ON_BOTH_BACKENDS, STORE, copy_sample
 from .live_server import signer, start_site

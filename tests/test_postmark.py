@@ -15,13 +15,13 @@ from email.utils import formatdate
 import pytest
 from click.testing import CliRunner
 
-from publisher.address import Addresser
 from publisher.cli import main
+from publisher.delivery.address import Addresser
+from publisher.delivery.providers.base import ProviderConfigError, provider_settings
+from publisher.delivery.providers.http import parse_rate_limit_reset, parse_retry_after
+from publisher.delivery.providers.postmark.sending import PostmarkProvider
+from publisher.delivery.tokens import Signer
 from publisher.project import open_project
-from publisher.providers.base import ProviderConfigError, provider_settings
-from publisher.providers.http import parse_rate_limit_reset, parse_retry_after
-from publisher.providers.postmark import PostmarkProvider
-from publisher.tokens import Signer
 
 from .conftest import AUDIENCE, ON_BOTH_BACKENDS, SECRET
 from .conftest import HIP_DRIVE as POST

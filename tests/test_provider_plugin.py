@@ -16,7 +16,7 @@ import requests
 from click.testing import CliRunner
 
 from publisher.cli import main
-from publisher.providers import REGISTRY
+from publisher.delivery.providers import REGISTRY
 from publisher.serve import prepare, run_server
 from publisher.store import Store
 
@@ -35,8 +35,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from publisher.providers.base import ACCEPTED, Provider, Receipt, secret
-from publisher.providers.webhook import Event, WebhookError, WebhookReport, read_json
+from publisher.delivery.providers.base import ACCEPTED, Provider, Receipt, secret
+from publisher.delivery.providers.webhook import Event, WebhookError, WebhookReport, read_json
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import threading
 import time
 from collections import Counter
 
-from publisher.deliver import Ledger
-from publisher.providers.mailgun import MailgunProvider
-from publisher.providers.sendgrid import SendgridProvider
+from publisher.delivery.providers.mailgun import MailgunProvider
+from publisher.delivery.providers.sendgrid import SendgridProvider
+from publisher.delivery.send import Ledger
 
 from .conftest import AUDIENCE, ON_BOTH_BACKENDS
 from .contract import running

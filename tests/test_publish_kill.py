@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 
-from publisher.deliver import Ledger
+from publisher.delivery.send import Ledger
 
 from .conftest import AUDIENCE, ON_BOTH_BACKENDS
 from .conftest import HIP_DRIVE as POST

@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-import publisher.markup
+import publisher.render.markdown
 from publisher.model import Slot
 from publisher.project import open_project
-from publisher.render import EmailRenderer
+from publisher.render.email import EmailRenderer
 
 from .conftest import FIXTURE, HTML_NAME
 from .conftest import FIXTURE_SLUG as SLUG
@@ -265,13 +265,13 @@ def test_an_author_footer_overrides_the_built_in_one(tmp_path):
 
 def test_markdown_runs_once_per_block_not_once_per_edition(project, resolved, monkeypatch):
     calls: list[str] = []
-    real = publisher.markup.convert
+    real = publisher.render.markdown.convert
 
     def counting(md, source):
         calls.append(source)
         return real(md, source)
 
-    monkeypatch.setattr(publisher.markup, "convert", counting)
+    monkeypatch.setattr(publisher.render.markdown, "convert", counting)
     editions = EmailRenderer(project.config).editions(resolved)
     assert len(editions) == 4
     assert len(resolved.blocks) == 4

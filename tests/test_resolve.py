@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from publisher.content.posts import load_catalogue, load_goals, read_post
+from publisher.content.references import check_catalogue, resolve
 from publisher.errors import RunletterError
-from publisher.load import load_catalogue, load_goals, read_post
 from publisher.project import open_project
-from publisher.resolve import check_catalogue, resolve
 
 from .conftest import FIXTURE
 from .conftest import NEW_POST as POST

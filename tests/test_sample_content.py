@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import tomllib
 
-from publisher.documents import read_document
-from publisher.load import load_catalogue, load_goals
-from publisher.resolve import EXERCISE_LINK
+from publisher.content.documents import read_document
+from publisher.content.posts import load_catalogue, load_goals
+from publisher.content.references import EXERCISE_LINK
 
 from .conftest import REPO
 

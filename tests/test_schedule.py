@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.config import Schedule
-from publisher.load import read_post
-from publisher.schedule import Reader, Row, due_at, enrolled, post_due, walk
-from publisher.sequences import read_sequence
-from publisher.when import parse_when
+from publisher.content.posts import read_post
+from publisher.content.sequences import read_sequence
+from publisher.content.when import parse_when
+from publisher.schedule.rules import Reader, Row, due_at, enrolled, post_due, walk
 
 from .conftest import AFTER_GATE, FIXTURE, FIXTURE_SLUG, GATE, GOALS, REPO, SEQUENCES
 from .support import utc

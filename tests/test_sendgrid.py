@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from publisher.providers.sendgrid import SendgridProvider
+from publisher.delivery.providers.sendgrid import SendgridProvider
 from publisher.store import Store
 
 from .conftest import AUDIENCE

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from publisher.when import parse_when
+from publisher.content.when import parse_when
 
 from .support import run
 

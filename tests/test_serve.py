@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from icalendar import Calendar
 
 from publisher.cli import main
+from publisher.delivery.providers.sendgrid import TOLERANCE as SENDGRID_TOLERANCE
+from publisher.delivery.tokens import PURPOSES
 from publisher.errors import RunletterError
-from publisher.providers.sendgrid import TOLERANCE as SENDGRID_TOLERANCE
 from publisher.serve import prepare, serve_command
 from publisher.store import now
-from publisher.tokens import PURPOSES
 
 from . import webhooks as wh
 from .conftest import (

@@ -23,12 +23,10 @@ import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
-from publisher.address import Addresser
 from publisher.cli import main
-from publisher.errors import RunletterError
-from publisher.project import open_project
-from publisher.providers import REGISTRY, provider_class
-from publisher.providers.base import (
+from publisher.delivery.address import Addresser
+from publisher.delivery.providers import REGISTRY, provider_class
+from publisher.delivery.providers.base import (
     ACCEPTED,
     FAILED,
     REJECTED,
@@ -36,10 +34,12 @@ from publisher.providers.base import (
     ProviderConfigError,
     provider_settings,
 )
-from publisher.providers.ses import Pacer, SesProvider, ses_address
-from publisher.render import EmailRenderer
+from publisher.delivery.providers.ses.sending import Pacer, SesProvider, ses_address
+from publisher.delivery.tokens import Signer
+from publisher.errors import RunletterError
+from publisher.project import open_project
+from publisher.render.email import EmailRenderer
 from publisher.store import Store
-from publisher.tokens import Signer
 
 from .conftest import HIP_DRIVE as POST
 from .conftest import REPO, SECRET
@@ -165,7 +165,7 @@ def verify(moto, identity: str, api: str = "sesv2") -> None:
 @pytest.fixture
 def news(sample_root, aws, monkeypatch):
     """The sample newsletter with its readers imported, publishing via SES on moto."""
-    monkeypatch.setitem(REGISTRY, "ses", "publisher.providers.ses:SesProvider")
+    monkeypatch.setitem(REGISTRY, "ses", "publisher.delivery.providers.ses.sending:SesProvider")
     toml = sample_root / "runletter.toml"
     toml.write_text(toml.read_text().replace("backoff_base = 1.0", "backoff_base = 0.02"))
     import_sample(sample_root)
@@ -627,8 +627,8 @@ def test_settings_and_secrets_stay_out_of_the_file(project):
 
 
 def test_without_boto3_the_registry_says_what_to_install(monkeypatch):
-    monkeypatch.setitem(REGISTRY, "ses", "publisher.providers.ses:SesProvider")
-    monkeypatch.delitem(sys.modules, "publisher.providers.ses")
+    monkeypatch.setitem(REGISTRY, "ses", "publisher.delivery.providers.ses.sending:SesProvider")
+    monkeypatch.delitem(sys.modules, "publisher.delivery.providers.ses.sending")
     monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
     with pytest.raises(RunletterError, match=r"pip install 'runletter\[ses\]'"):
         provider_class("ses")

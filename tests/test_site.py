@@ -15,12 +15,12 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from publisher.cache import CACHE_DIR
 from publisher.errors import RunletterError
-from publisher.layout_files import builtin_layouts
 from publisher.model import Catalogue
 from publisher.project import open_project
-from publisher.site import SiteBuilder
+from publisher.render.archive import SiteBuilder
+from publisher.render.cache import CACHE_DIR
+from publisher.render.layouts import builtin_layouts
 
 from .conftest import ATOM as A
 from .conftest import FIXTURE, HTML_NAME

@@ -9,9 +9,8 @@ from email import policy
 
 import pytest
 
-from publisher.address import Addresser
-from publisher.project import open_project
-from publisher.providers.base import (
+from publisher.delivery.address import Addresser
+from publisher.delivery.providers.base import (
     ACCEPTED,
     FAILED,
     REJECTED,
@@ -20,9 +19,10 @@ from publisher.providers.base import (
     ProviderConfigError,
     provider_settings,
 )
-from publisher.providers.smtp import SmtpProvider
-from publisher.render import EmailRenderer
-from publisher.tokens import Signer
+from publisher.delivery.providers.smtp import SmtpProvider
+from publisher.delivery.tokens import Signer
+from publisher.project import open_project
+from publisher.render.email import EmailRenderer
 
 from .conftest import REPO as ROOT
 from .conftest import SECRET

@@ -12,9 +12,9 @@ from datetime import datetime
 
 import pytest
 
-from publisher.ledger import Ledger
-from publisher.providers.base import Receipt
+from publisher.delivery.providers.base import Receipt
 from publisher.store import Store, Subscriber, now
+from publisher.store.ledger import Ledger
 
 from .conftest import ON_BOTH_BACKENDS
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
+from publisher.content.posts import load_goals
 from publisher.errors import RunletterError
-from publisher.load import load_goals
 from publisher.store import (
     MIGRATIONS,
     Store,

@@ -2,8 +2,8 @@
 
 import pytest
 
+from publisher.delivery.tokens import SECRET_FILE, Signer, load_secret
 from publisher.errors import RunletterError
-from publisher.tokens import SECRET_FILE, Signer, load_secret
 
 SECRET = "a-long-enough-secret-for-tests"
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from publisher.providers.base import FAILED, REJECTED, MessageRefused
-from publisher.providers.verdicts import (
+from publisher.delivery.providers.base import FAILED, REJECTED, MessageRefused
+from publisher.delivery.providers.verdicts import (
     ADDRESS,
     COPY,
     DATA,

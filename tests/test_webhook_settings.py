@@ -12,10 +12,10 @@ import pytest
 import requests
 
 from publisher.config import load_config
+from publisher.delivery.providers import REGISTRY, provider_class, registered_class
+from publisher.delivery.providers.base import read_settings, unknown_env_settings
+from publisher.delivery.providers.sendgrid import SendgridProvider
 from publisher.errors import RunletterError
-from publisher.providers import REGISTRY, provider_class, registered_class
-from publisher.providers.base import read_settings, unknown_env_settings
-from publisher.providers.sendgrid import SendgridProvider
 from publisher.serve import prepare
 from publisher.store import Store
 
@@ -103,8 +103,8 @@ def test_a_misspelled_webhook_variable_is_warned_about_with_the_right_name():
 
 
 def test_a_providers_webhook_needs_none_of_its_sending_packages(monkeypatch):
-    monkeypatch.setitem(REGISTRY, "ses", "publisher.providers.ses:SesProvider")
-    monkeypatch.delitem(sys.modules, "publisher.providers.ses")
+    monkeypatch.setitem(REGISTRY, "ses", "publisher.delivery.providers.ses.sending:SesProvider")
+    monkeypatch.delitem(sys.modules, "publisher.delivery.providers.ses.sending")
     monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
     assert registered_class("ses").WebhookSettings is not None
     with pytest.raises(RunletterError, match=r"pip install 'runletter\[ses\]'"):

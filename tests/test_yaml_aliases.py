@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from publisher.documents import read_document
+from publisher.content.documents import read_document
 from publisher.errors import RunletterError
 
 BOMB = "\n".join(["---", "title: Laughs", 'a: &a ["lol","lol","lol","lol","lol","lol","lol"]',

@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..emails import show_value
-from ..errors import RunletterError
-from ..store import LEFT
-from ..store.records import check_race_date, check_race_name, check_timezone, split_tags
+from publisher.emails import show_value
+from publisher.errors import RunletterError
+from publisher.store import LEFT
+from publisher.store.records import check_race_date, check_race_name, check_timezone, split_tags
 
 RACE_FIELDS = ("race_date", "race_name", "timezone")
 # What --map may name.

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .base import GOAL_COLUMNS, Column, Format, comma_list, json_key, status_reader, when
+from publisher.arrivals.base import (
+    GOAL_COLUMNS,
+    Column,
+    Format,
+    comma_list,
+    json_key,
+    status_reader,
+    when,
+)
 
 STATUSES = {
     **dict.fromkeys(("regular", "premium", "gifted", "churned", "trialed", "unpaid",

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from ..store import restore_cell
-from .base import GOAL_COLUMNS, Column, Format, comma_list, first_word, status_reader, when
+from publisher.arrivals.base import (
+    GOAL_COLUMNS,
+    Column,
+    Format,
+    comma_list,
+    first_word,
+    status_reader,
+    when,
+)
+from publisher.store import restore_cell
 
 STATUSES = {"true": "active", "false": "unsubscribed"}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from ..emails import show_value
-from ..errors import suggest
-from ..model import Goals
+from publisher.emails import show_value
+from publisher.errors import suggest
+from publisher.model import Goals
 
 # Spellings coaches use for the sample goals whose labels in goals.toml read differently.
 ALIASES = {"half marathon": "half", "comeback from injury": "comeback", "everyone": "general"}

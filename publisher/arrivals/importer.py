@@ -11,14 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import Finding, RunletterError, display_path
-from ..model import Goals
-from ..store import LEFT, Store
-from ..store.landing import Landed, Lander, Landing, importing
-from .goals import GoalMatcher
-from .plan import ArrivalOptions, Plan, make_plan
-from .report import ArrivalReport
-from .rows import Row, read_row
+from publisher.arrivals.goals import GoalMatcher
+from publisher.arrivals.plan import ArrivalOptions, Plan, make_plan
+from publisher.arrivals.report import ArrivalReport
+from publisher.arrivals.rows import Row, read_row
+from publisher.errors import Finding, RunletterError, display_path
+from publisher.model import Goals
+from publisher.store import LEFT, Store
+from publisher.store.landing import Landed, Lander, Landing, importing
 
 BATCH = 500  # rows read, then landed together: memory stays at one batch
 NOT_UTF8 = "not UTF-8 text; save it as 'CSV UTF-8' and import again (nothing imported)"

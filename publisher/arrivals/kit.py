@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .base import GOAL_COLUMNS, Column, Format, comma_list, first_word, status_reader, when
+from publisher.arrivals.base import (
+    GOAL_COLUMNS,
+    Column,
+    Format,
+    comma_list,
+    first_word,
+    status_reader,
+    when,
+)
 
 # inactive: never confirmed; cold: active but not opening lately (still subscribed).
 STATUSES = {"active": "active", "cold": "active", "inactive": "pending",

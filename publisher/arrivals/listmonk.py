@@ -5,7 +5,15 @@ listmonk shows as enabled; import that list's unsubscribed export with --status.
 
 from __future__ import annotations
 
-from .base import GOAL_COLUMNS, Column, Format, first_word, json_key, status_reader, when
+from publisher.arrivals.base import (
+    GOAL_COLUMNS,
+    Column,
+    Format,
+    first_word,
+    json_key,
+    status_reader,
+    when,
+)
 
 STATUSES = {"enabled": "active", "disabled": "unsubscribed", "blocklisted": "unsubscribed"}
 

@@ -3,7 +3,7 @@ nonsubscribed) with the same columns, told apart by their UNSUB_/CLEAN_ columns 
 
 from __future__ import annotations
 
-from .base import GOAL_COLUMNS, Column, Format, first_word, quoted_list, when
+from publisher.arrivals.base import GOAL_COLUMNS, Column, Format, first_word, quoted_list, when
 
 _MARKS = frozenset({"member_rating", "leid", "euid", "optin_time", "confirm_time"})
 

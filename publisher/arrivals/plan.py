@@ -8,13 +8,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..emails import show_value
-from ..errors import Finding, RunletterError, suggest
-from ..store import STATUSES
-from .base import FIELDS, RACE_READERS, Format, column_key, first_word, status_reader
-from .goals import GoalMatcher
-from .registry import BY_NAME, FORMATS, detect
-from .runletter import RUNLETTER, RUNLETTER_STATUS
+from publisher.arrivals.base import (
+    FIELDS,
+    RACE_READERS,
+    Format,
+    column_key,
+    first_word,
+    status_reader,
+)
+from publisher.arrivals.goals import GoalMatcher
+from publisher.arrivals.registry import BY_NAME, FORMATS, detect
+from publisher.arrivals.runletter import RUNLETTER, RUNLETTER_STATUS
+from publisher.emails import show_value
+from publisher.errors import Finding, RunletterError, suggest
+from publisher.store import STATUSES
 
 
 @dataclass(frozen=True)

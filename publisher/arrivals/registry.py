@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from .base import Format
-from .buttondown import BUTTONDOWN
-from .ghost import GHOST
-from .kit import KIT
-from .listmonk import LISTMONK
-from .mailchimp import MAILCHIMP
-from .runletter import RUNLETTER
-from .substack import SUBSTACK
+from publisher.arrivals.base import Format
+from publisher.arrivals.buttondown import BUTTONDOWN
+from publisher.arrivals.ghost import GHOST
+from publisher.arrivals.kit import KIT
+from publisher.arrivals.listmonk import LISTMONK
+from publisher.arrivals.mailchimp import MAILCHIMP
+from publisher.arrivals.runletter import RUNLETTER
+from publisher.arrivals.substack import SUBSTACK
 
 # The tools first: each has columns of its own; Runletter's few columns come last. Ghost
 # before Substack: a Ghost export with an `email_disabled` column must not read as Substack.

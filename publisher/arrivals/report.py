@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..store import ImportReport
+from publisher.store import ImportReport
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from publisher.arrivals.plan import Plan
 
 
 @dataclass(frozen=True)

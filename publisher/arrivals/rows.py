@@ -3,13 +3,13 @@ cannot land. A status is only ever made stricter by the file's kind or --status.
 
 from __future__ import annotations
 
-from ..emails import normalize_email, show_value, validate_email
-from ..model import EVERYONE
-from ..store.landing import Landing
-from ..store.records import name_problem
-from .base import RowProblem, Unreadable, stricter
-from .goals import GoalMatcher
-from .plan import Plan
+from publisher.arrivals.base import RowProblem, Unreadable, stricter
+from publisher.arrivals.goals import GoalMatcher
+from publisher.arrivals.plan import Plan
+from publisher.emails import normalize_email, show_value, validate_email
+from publisher.model import EVERYONE
+from publisher.store.landing import Landing
+from publisher.store.records import name_problem
 
 
 class Row:

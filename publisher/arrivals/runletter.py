@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..emails import show_value
-from ..store import EXPORT_COLUMNS, STATUSES, restore_cell
-from ..store.records import split_tags
-from .base import RACE_FIELDS, RACE_READERS, Column, Format, RowProblem, status_reader, when
+from publisher.arrivals.base import (
+    RACE_FIELDS,
+    RACE_READERS,
+    Column,
+    Format,
+    RowProblem,
+    status_reader,
+    when,
+)
+from publisher.emails import show_value
+from publisher.store import EXPORT_COLUMNS, STATUSES, restore_cell
+from publisher.store.records import split_tags
 
 STATUSES_TABLE = {status: status for status in STATUSES}
 RUNLETTER_STATUS = status_reader("", STATUSES_TABLE)

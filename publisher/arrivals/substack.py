@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import GOAL_COLUMNS, Column, Format, first_word, status_reader, when
+from publisher.arrivals.base import GOAL_COLUMNS, Column, Format, first_word, status_reader, when
 
 STATUSES = {"false": "active", "true": "unsubscribed"}
 _DELETED = "@deletion-request.substack.com"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..project import Project
-from .subscribers import open_store
+from publisher.commands.subscribers import open_store
+from publisher.project import Project
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import display_path
-from ..project import Project
+from publisher.errors import display_path
+from publisher.project import Project
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Built:
 
 def build(project: Project, drafts: bool = False, out: Path | None = None) -> Built:
     """Build the archive of every post (drafts only when asked) into site/ or `out`."""
-    from ..site import SiteBuilder
+    from publisher.render.archive import SiteBuilder
 
     resolved = project.resolve_all(include_drafts=drafts)
     builder = SiteBuilder(project.config, project.goals, project.catalogue)

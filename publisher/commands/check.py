@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import Counted, Finding, RunletterError
-from ..project import Project
+from publisher.errors import Counted, Finding, RunletterError
+from publisher.project import Project
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,8 @@ class Checked(Counted):
 def check(project: Project, names: tuple[str, ...] = (), links: bool = False) -> Checked:
     """Check the named posts, sequences or steps (slugs, paths, SEQ or SEQ/STEP; none: all
     of them); `links` asks each link."""
-    from ..check import check_posts
-    from ..sequences import load_sequences, sequence_folders
+    from publisher.content.sequences import load_sequences, sequence_folders
+    from publisher.render.check import check_posts
 
     findings: list[Finding] = []
     sequences = ()

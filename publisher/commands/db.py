@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import Finding, RunletterError
-from ..store.mailboxes import recorded_merges
+from publisher.errors import Finding, RunletterError
+from publisher.store.mailboxes import recorded_merges
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,14 @@ class Copied:
 
 def project_url(start: Path | None = None) -> str:
     """The URL of the project's store: the environment's, [store] url's, or its SQLite file."""
-    from ..config import find_root, load_config
+    from publisher.config import find_root, load_config
 
     return load_config(find_root(start)).store_url()
 
 
 def display(url: Any) -> str:
     """A store URL as the CLI prints it: the password hidden, the driver's name left out."""
-    from ..store.database import parse_url
+    from publisher.store.database import parse_url
 
     parsed = parse_url(str(url)) if isinstance(url, str) else url
     if parsed.drivername != "sqlite":
@@ -68,8 +68,8 @@ def display(url: Any) -> str:
 
 def upgrade(url: str) -> Upgraded:
     """Bring the store at url to the newest schema (making it when there is none)."""
-    from ..store import Store
-    from ..store.schema import version_of
+    from publisher.store import Store
+    from publisher.store.schema import version_of
 
     before = _described(url, version_of)
     with Store.open(url) as store:
@@ -80,8 +80,8 @@ def upgrade(url: str) -> Upgraded:
 
 def status(url: str) -> Status:
     """The store at url as it is (never migrated, never made): dialect, version, rows."""
-    from ..store.copying import row_counts
-    from ..store.schema import HEAD, version_of
+    from publisher.store.copying import row_counts
+    from publisher.store.schema import HEAD, version_of
 
     found = _described(url, lambda conn: (conn.dialect, version_of(conn), row_counts(conn)))
     dialect, version, counts = found or ("sqlite", None, {})
@@ -93,7 +93,7 @@ def _described(url: str, read: Callable[[Any], Any]) -> Any:
     that does not exist (which is left unmade)."""
     from sqlalchemy.exc import DBAPIError
 
-    from ..store.database import connect, parse_url
+    from publisher.store.database import connect, parse_url
 
     parsed = parse_url(url)
     if parsed.drivername == "sqlite" and not Path(parsed.database).exists():
@@ -113,7 +113,7 @@ def given_url(text: str, root: Path, label: str) -> str:
     """A store URL from the command line (`label` names the argument): a relative SQLite path
     is root's; a password is refused, but one the environment's URL holds for the same
     database is taken from there."""
-    from ..store.database import ENV, parse_url, shown
+    from publisher.store.database import ENV, parse_url, shown
 
     url = parse_url(text, root)
     if url.password is not None:
@@ -134,8 +134,8 @@ def copy(source_text: str, target_text: str, force: bool = False, start: Path | 
     """Copy every table of one store into another (both brought to the newest schema first)
     in one transaction on the target, then count both sides. A target that holds rows is
     refused unless `force`, and then its rows are replaced."""
-    from ..store import Store
-    from ..store.copying import copy_rows, row_counts
+    from publisher.store import Store
+    from publisher.store.copying import copy_rows, row_counts
 
     root = _root(start)
     source = given_url(source_text, root, "SOURCE_URL")
@@ -156,7 +156,7 @@ def copy(source_text: str, target_text: str, force: bool = False, start: Path | 
 
 def _root(start: Path | None) -> Path:
     """Where a relative SQLite path starts: the project's folder, else the current one."""
-    from ..config import find_root
+    from publisher.config import find_root
 
     try:
         return find_root(start)
@@ -166,7 +166,7 @@ def _root(start: Path | None) -> Path:
 
 def _check_pair(source: str, target: str) -> None:
     """Refuse a copy of a store onto itself, and a SQLite source that does not exist."""
-    from ..store.database import parse_url
+    from publisher.store.database import parse_url
 
     there, here = parse_url(source), parse_url(target)
     if there.drivername == "sqlite" and not Path(there.database).is_file():

@@ -16,19 +16,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import Finding, RunletterError, suggest
-from ..project import Project
-from .publish import Provider, Publication, render_and_check
-from .subscribers import open_store
+from publisher.commands.publish import Provider, Publication, render_and_check
+from publisher.commands.subscribers import open_store
+from publisher.errors import Finding, RunletterError, suggest
+from publisher.project import Project
 
 if TYPE_CHECKING:
-    from ..agenda import Agenda, Decision
-    from ..deliver import Outcome
-    from ..model import Post
-    from ..schedule import Upcoming
-    from ..sequences import Sequence
-    from ..store import Store
-    from ..tokens import Signer
+    from publisher.content.sequences import Sequence
+    from publisher.delivery.send import Outcome
+    from publisher.delivery.tokens import Signer
+    from publisher.model import Post
+    from publisher.schedule.agenda import Agenda, Decision
+    from publisher.schedule.rules import Upcoming
+    from publisher.store import Store
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Scheduled:
 def scheduled(project: Project, posts: bool = True) -> Scheduled:
     """Read the project's scheduled posts (unless `posts` is False) and its sequences,
     gathering all errors before raising."""
-    from ..sequences import load_sequences
+    from publisher.content.sequences import load_sequences
 
     findings: list[Finding] = []
     found: tuple = ()
@@ -73,7 +73,7 @@ def scheduled(project: Project, posts: bool = True) -> Scheduled:
 
 def agenda_for(project: Project, store: Store, plan: Scheduled) -> Agenda:
     """The agenda of this project's scheduled items over this store."""
-    from ..agenda import Agenda
+    from publisher.schedule.agenda import Agenda
 
     return Agenda(project.config, store, plan.sequences, plan.posts, project.goals.slugs)
 
@@ -167,9 +167,9 @@ def sending(run: DueRun, project: Project, provider: Provider, signer: Signer
     """Write the run's decision, open the provider once, and yield `send(progress=None,
     notice=None)`, which sends every item that checked clean, one after another (first
     releasing the in-flight rows of the items the run resends)."""
-    from ..address import Addresser
-    from ..deliver import Ledger, send_rendered
-    from .publish import settle_delivered
+    from publisher.commands.publish import settle_delivered
+    from publisher.delivery.address import Addresser
+    from publisher.delivery.send import Ledger, send_rendered
 
     delivery = project.config.delivery
     addresser = Addresser(project.config, signer)
@@ -250,7 +250,7 @@ class ReaderPlan:
 def reader_plan(project: Project, email: str, at: dt.datetime,
                 days: int | None = None) -> ReaderPlan:
     """A reader's upcoming items (within `days`, when given)."""
-    from ..when import zone
+    from publisher.content.when import zone
 
     plan = scheduled(project)
     with open_store(project) as store:

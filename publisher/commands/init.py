@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..errors import Finding, RunletterError
+from publisher.errors import Finding, RunletterError
 
 SKELETON = Path(__file__).resolve().parents[1] / "skeleton"
 

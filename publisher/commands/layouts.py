@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config, find_root, load_config
-from ..errors import display_path
-from ..layout_files import builtin_names, eject, overrides
+from publisher.config import Config, find_root, load_config
+from publisher.errors import display_path
+from publisher.render.layouts import builtin_names, eject, overrides
 
 
 @dataclass(frozen=True)

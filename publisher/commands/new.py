@@ -7,8 +7,8 @@ import re
 import unicodedata
 from pathlib import Path
 
-from ..config import Config
-from ..errors import Finding, RunletterError, display_path
+from publisher.config import Config
+from publisher.errors import Finding, RunletterError, display_path
 
 
 def slugify(text: str) -> str:

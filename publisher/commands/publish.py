@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Finding, RunletterError, suggest
-from ..project import Project
-from .subscribers import open_store
+from publisher.commands.subscribers import open_store
+from publisher.errors import Finding, RunletterError, suggest
+from publisher.project import Project
 
 if TYPE_CHECKING:
-    from ..deliver import Outcome, Plan
-    from ..model import Post, Resolved
-    from ..render import Rendered
-    from ..tokens import Signer
+    from publisher.delivery.send import Outcome, Plan
+    from publisher.delivery.tokens import Signer
+    from publisher.model import Post, Resolved
+    from publisher.render.email import Rendered
 
 # The ledger states a publish's summary shows per segment, in this order.
 SENT_STATES = ("sent", "rejected", "failed", "in-flight")
@@ -109,8 +109,8 @@ def prepare(project: Project, post: str, test_to: str | None = None,
 
 def render_and_check(project: Project, resolved: Resolved) -> Publication:
     """Every edition of a resolved post (or step) rendered once, and checked."""
-    from ..check import check_rendered
-    from ..render import EmailRenderer
+    from publisher.render.check import check_rendered
+    from publisher.render.email import EmailRenderer
 
     rendered = EmailRenderer(project.config).render(resolved)
     return Publication(project, rendered, tuple(check_rendered(project, [rendered])))
@@ -120,8 +120,8 @@ def scheduled_later(project: Project, post: Post) -> Finding | None:
     """Why a plain publish refuses a post whose send_at is still ahead (None if it is not)."""
     import datetime as dt
 
-    from .. import clock
-    from ..schedule import published_at
+    from publisher import clock
+    from publisher.schedule.rules import published_at
 
     schedule = project.config.schedule
     when = published_at(post, schedule)
@@ -138,8 +138,8 @@ def scheduled_later(project: Project, post: Post) -> Finding | None:
 
 def choose_provider(project: Project, name: str | None) -> Provider:
     """The provider named (or runletter.toml's) with its settings from file and environment."""
-    from ..providers import provider_class
-    from ..providers.base import provider_settings, unknown_env_settings
+    from publisher.delivery.providers import provider_class
+    from publisher.delivery.providers.base import provider_settings, unknown_env_settings
 
     chosen = name or project.config.delivery.provider
     cls = provider_class(chosen)
@@ -152,7 +152,7 @@ def sign_links(project: Project, provider: Provider) -> tuple[Signer, str | None
     every provider that sends real mail needs RUNLETTER_SECRET."""
     import os
 
-    from ..tokens import SECRET_ENV, Signer, load_secret
+    from publisher.delivery.tokens import SECRET_ENV, Signer, load_secret
 
     if provider.cls.needs_secret_env and not os.environ.get(SECRET_ENV):
         raise RunletterError(
@@ -165,7 +165,7 @@ def sign_links(project: Project, provider: Provider) -> tuple[Signer, str | None
 
 def copy_goal(publication: Publication, to: str, goal: str | None) -> str:
     """The goal whose edition a test copy to `to` gets (default: the first of the audience)."""
-    from ..store import validate_email
+    from publisher.store import validate_email
 
     if reason := validate_email(to):
         raise RunletterError(f"--to {to}: not an email address ({reason})")
@@ -180,8 +180,8 @@ def copy_goal(publication: Publication, to: str, goal: str | None) -> str:
 def send_test_copy(publication: Publication, provider: Provider, signer: Signer, to: str,
                    goal: str) -> None:
     """Send one copy of `goal`'s edition to `to`, outside the ledger."""
-    from ..address import Addresser
-    from ..providers.base import Batch
+    from publisher.delivery.address import Addresser
+    from publisher.delivery.providers.base import Batch
 
     config = publication.project.config
     addresser = Addresser(config, signer)
@@ -196,7 +196,7 @@ def send_test_copy(publication: Publication, provider: Provider, signer: Signer,
 
 def plan(publication: Publication, resend_in_flight: bool = False) -> Planned:
     """What the ledger would send now (nothing is written)."""
-    from ..deliver import Ledger
+    from publisher.delivery.send import Ledger
 
     project = publication.project
     with open_store(project) as store:
@@ -210,8 +210,8 @@ def sending(publication: Publication, provider: Provider, signer: Signer,
             resend_in_flight: bool = False) -> Iterator[Callable[..., Outcome]]:
     """Plan every reader in the ledger and open the provider; yields `send(progress=None,
     notice=None)`, which sends the editions `prepare` rendered and returns the Outcome."""
-    from ..address import Addresser
-    from ..deliver import Ledger, send_rendered
+    from publisher.delivery.address import Addresser
+    from publisher.delivery.send import Ledger, send_rendered
 
     project, slug = publication.project, publication.post.slug
     delivery = project.config.delivery
@@ -233,7 +233,7 @@ def sending(publication: Publication, provider: Provider, signer: Signer,
 def settle_delivered(ledger: Any, post: str, sender: Any) -> None:
     """Mark sent the in-flight rows the provider shows were delivered (the outbox's files in
     new/), so that resending in-flight rows resends only the others."""
-    from ..providers.base import ACCEPTED, Receipt
+    from publisher.delivery.providers.base import ACCEPTED, Receipt
 
     found = sender.already_delivered(post, ledger.in_flight_ids(post))
     if found:
@@ -243,7 +243,7 @@ def settle_delivered(ledger: Any, post: str, sender: Any) -> None:
 
 def settle(publication: Publication, provider: Provider, outcome: Outcome) -> Sent:
     """After a send: the ledger per segment, the archive rebuilt, and why the run stopped."""
-    from ..deliver import Ledger
+    from publisher.delivery.send import Ledger
 
     project = publication.project
     with open_store(project) as store:
@@ -283,7 +283,7 @@ def in_flight_line(count: int, item: str, provider: str = "") -> str:
 def rebuild_archive(project: Project) -> Finding | None:
     """Rebuild the archive; another post's mistake is returned, not raised, so it cannot
     fail a send that has finished."""
-    from ..site import SiteBuilder
+    from publisher.render.archive import SiteBuilder
 
     try:
         SiteBuilder(project.config, project.goals, project.catalogue).build(

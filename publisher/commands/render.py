@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import Finding, RunletterError, suggest
-from ..model import Edition, Goal, Resolved
-from ..project import Project
+from publisher.errors import Finding, RunletterError, suggest
+from publisher.model import Edition, Goal, Resolved
+from publisher.project import Project
 
 # Without a reader the links that are theirs alone have no value; say what goes there.
 PLACEHOLDERS = {"unsubscribe_url": "<unsubscribe link>", "preferences_url": "<preferences link>"}
@@ -12,7 +12,7 @@ PLACEHOLDERS = {"unsubscribe_url": "<unsubscribe link>", "preferences_url": "<pr
 
 def render(project: Project, post: str, goal: str | None = None) -> Edition:
     """One edition of POST (a slug or a path): `goal`'s, or general's, or the first goal's."""
-    from ..render import EmailRenderer
+    from publisher.render.email import EmailRenderer
 
     resolved = project.resolve(project.post(post))
     renderer = EmailRenderer(project.config)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ..project import Project
-from .subscribers import open_store
+from publisher.commands.subscribers import open_store
+from publisher.project import Project
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class LedgerReport:
 
 def ledger_report(project: Project, post: str) -> LedgerReport:
     """The ledger of POST (a slug or a path)."""
-    from ..deliver import Ledger
+    from publisher.delivery.send import Ledger
 
     slug = project.post(post).slug
     with open_store(project) as store:
@@ -29,7 +29,7 @@ def ledger_report(project: Project, post: str) -> LedgerReport:
 
 def step_report(project: Project, key: str) -> LedgerReport:
     """The ledger of one sequence step (its key, '<sequence>/<step>')."""
-    from ..deliver import Ledger
+    from publisher.delivery.send import Ledger
 
     with open_store(project) as store:
         table = Ledger(store).report(key)

@@ -8,17 +8,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..errors import RunletterError, suggest
-from ..project import Project
+from publisher.errors import RunletterError, suggest
+from publisher.project import Project
 
 if TYPE_CHECKING:
-    from ..arrivals.report import ArrivalReport
-    from ..store import Store, Subscriber
+    from publisher.arrivals.report import ArrivalReport
+    from publisher.store import Store, Subscriber
 
 
 def open_store(project: Project) -> Store:
     """The subscriber store named in runletter.toml (created on first use)."""
-    from ..store import Store
+    from publisher.store import Store
 
     return Store.open(project.config.store_url())
 
@@ -30,7 +30,7 @@ def import_readers(project: Project, csv_file: Path, source: str = "auto",
     """Import readers from a CSV export (`source`: the tool that wrote it, or auto) in one
     transaction; bad rows are findings, and skipped. A dry run writes nothing. New readers
     join the signup sequences only with `enrol` (from the time of the import)."""
-    from ..arrivals import ArrivalOptions, import_file
+    from publisher.arrivals import ArrivalOptions, import_file
 
     if not csv_file.is_file():
         raise RunletterError(f"{csv_file}: no such file")
@@ -44,7 +44,7 @@ def import_readers(project: Project, csv_file: Path, source: str = "auto",
 def _signup_sequences(project: Project) -> tuple[str, ...]:
     """The slugs of the newsletter's signup sequences (none named when they cannot be read:
     `check` reports why)."""
-    from ..sequences import SIGNUP, load_sequences
+    from publisher.content.sequences import SIGNUP, load_sequences
 
     try:
         found = load_sequences(project.config.content_dir, project.root, project.goals)
@@ -58,7 +58,7 @@ def _import_store(project: Project, dry_run: bool) -> Iterator[Store]:
     """The store to import into; a dry run with no store yet reads an empty throwaway one."""
     import tempfile
 
-    from ..store import Store
+    from publisher.store import Store
 
     local = project.config.store_file()
     if not dry_run or local is None or local.exists():
@@ -86,7 +86,7 @@ def add_reader(project: Project, email: str, goal: str, first_name: str, tags: s
 
 def _check_flags(values: dict[str, str | None]) -> None:
     """The store's checks of these fields, each refusal naming its flag (--race-date …)."""
-    from ..store.records import check_race_date, check_race_name, check_timezone
+    from publisher.store.records import check_race_date, check_race_name, check_timezone
 
     checks = {"race_date": check_race_date, "race_name": check_race_name,
               "timezone": check_timezone}
@@ -122,7 +122,7 @@ def export_readers(project: Project, out: TextIO, goal: str | None, status: str 
 def bounced_reader(project: Project, email: str) -> tuple[Subscriber, str]:
     """A bounced reader and why they bounced (the audit's reason), for unbounce to show
     before it asks; a RunletterError for an unknown address or any other status."""
-    from ..store.changes import not_bounced
+    from publisher.store.changes import not_bounced
 
     with open_store(project) as store:
         reader = store.get(email)

@@ -11,8 +11,8 @@ event to `/events`; the page then re-fetches itself and its frames.
 - command: the click command
 """
 
-from .command import preview_command
-from .server import PreviewServer
-from .workspace import Workspace
+from publisher.preview.command import preview_command
+from publisher.preview.server import PreviewServer
+from publisher.preview.workspace import Workspace
 
 __all__ = ["PreviewServer", "Workspace", "preview_command"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..config import CONFIG_NAME, find_root
-from ..console import summarize
-from .server import PreviewServer
+from publisher.cli.console import summarize
+from publisher.config import CONFIG_NAME, find_root
+from publisher.preview.server import PreviewServer
 
 
 @click.command("preview")

@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jinja2
 
-from ..errors import Finding, RunletterError, display_path
-from ..model import Post
-from .watcher import Broadcaster, Watcher
-from .workspace import PostView, ReaderChoice, Workspace, crash, finding_line
+from publisher.errors import Finding, RunletterError, display_path
+from publisher.model import Post
+from publisher.preview.watcher import Broadcaster, Watcher
+from publisher.preview.workspace import PostView, ReaderChoice, Workspace, crash, finding_line
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = {"preview.css": "text/css; charset=utf-8",

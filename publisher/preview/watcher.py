@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import RunletterError
-from .workspace import Workspace
+from publisher.errors import RunletterError
+from publisher.preview.workspace import Workspace
 
 
 class Broadcaster:

@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import CONFIG_NAME, Config, load_config
-from ..errors import Counted, Finding, RunletterError, suggest
-from ..load import SLUG_RE, document_paths, read_post
-from ..model import Edition, Goal, Post
-from ..project import Project, open_project
+from publisher.config import CONFIG_NAME, Config, load_config
+from publisher.content.posts import SLUG_RE, document_paths, read_post
+from publisher.errors import Counted, Finding, RunletterError, suggest
+from publisher.model import Edition, Goal, Post
+from publisher.project import Project, open_project
 
 # Reader links in the preview are signed with the project's secret when it has one; without
 # one they get this fixed key, which no `runletter serve` accepts.
@@ -193,8 +193,8 @@ class Workspace:
             return view
 
     def _render(self, slug: str, path: Path) -> PostView:
-        from ..check import archive_paths, check_posts, check_resolved
-        from ..render import EmailRenderer
+        from publisher.render.check import archive_paths, check_posts, check_resolved
+        from publisher.render.email import EmailRenderer
 
         try:
             post = read_post(path, self.root)
@@ -237,7 +237,7 @@ class Workspace:
             note = (f"no reader '{email}': there is no subscriber store yet, so merge fields "
                     "show sample values") if email else None
             return [], None, note
-        from ..store import Store
+        from publisher.store import Store
 
         try:
             with Store.open(self.config.store_url()) as store:
@@ -255,8 +255,8 @@ class Workspace:
 
     def merge_values(self, slug: str, reader: Reader | None) -> dict[str, str]:
         """What the merge slots hold for this reader (or the sample reader)."""
-        from ..address import Addresser
-        from ..tokens import Signer, load_secret
+        from publisher.delivery.address import Addresser
+        from publisher.delivery.tokens import Signer, load_secret
 
         if self.config is None:
             return {}

@@ -9,8 +9,15 @@ headers, rate limit), `ui` (pages, links, error pages), `mailer` (the confirmati
 
 from __future__ import annotations
 
-from .app import create_app
-from .server import THREADS, gunicorn_options, main, prepare, run_server, serve_command
+from publisher.serve.app import create_app
+from publisher.serve.server import (
+           THREADS,
+           gunicorn_options,
+           main,
+           prepare,
+           run_server,
+           serve_command,
+)
 
 __all__ = ["THREADS", "create_app", "gunicorn_options", "main", "prepare", "run_server",
            "serve_command"]

@@ -8,16 +8,16 @@ import sys
 from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
 
-from ..config import Config
-from ..model import Goals
-from ..store import Store
-from . import db, security, ui
-from .context import EXTENSION, Site
-from .mailer import Mailer
-from .pages import bp as pages
-from .plans import bp as plans
-from .webhooks import Receivers
-from .webhooks import bp as webhooks
+from publisher.config import Config
+from publisher.model import Goals
+from publisher.serve import db, security, ui
+from publisher.serve.context import EXTENSION, Site
+from publisher.serve.mailer import Mailer
+from publisher.serve.pages import bp as pages
+from publisher.serve.plans import bp as plans
+from publisher.serve.webhooks import Receivers
+from publisher.serve.webhooks import bp as webhooks
+from publisher.store import Store
 
 LAYOUTS = ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferences", "email",
            "ready")
@@ -25,8 +25,8 @@ LAYOUTS = ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferenc
 
 def create_app(config: Config, goals: Goals, secret: str) -> Flask:
     """The Flask app for one newsletter (used by `runletter serve`, and by tests)."""
-    from ..render import layout_environment
-    from ..tokens import Signer
+    from publisher.delivery.tokens import Signer
+    from publisher.render.email import layout_environment
 
     _log_to_stderr()
     signer = Signer(secret)

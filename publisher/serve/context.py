@@ -11,12 +11,12 @@ if TYPE_CHECKING:
     from itsdangerous import URLSafeTimedSerializer
     from jinja2 import Environment
 
-    from ..config import Config
-    from ..model import Goals
-    from ..tokens import Signer
-    from .db import Connections
-    from .mailer import Mailer
-    from .webhooks import Receivers
+    from publisher.config import Config
+    from publisher.delivery.tokens import Signer
+    from publisher.model import Goals
+    from publisher.serve.db import Connections
+    from publisher.serve.mailer import Mailer
+    from publisher.serve.webhooks import Receivers
 
 EXTENSION = "runletter"  # the key of app.extensions
 

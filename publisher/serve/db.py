@@ -15,8 +15,8 @@ import threading
 
 from flask import Flask, g, request
 
-from ..store import Store
-from .context import site
+from publisher.serve.context import site
+from publisher.store import Store
 
 # Link scanners fetch with these; Flask runs a GET view for HEAD, so views test for POST.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import uuid
 
-from ..config import Config
-from ..model import Edition, Slot, split_slots
-from ..store import Subscriber
+from publisher.config import Config
+from publisher.model import Edition, Slot, split_slots
+from publisher.store import Subscriber
 
 log = logging.getLogger("runletter.serve")
 
@@ -22,9 +22,9 @@ class Mailer:
     KINDS = ("confirm", "already")
 
     def __init__(self, config: Config, signer, env):
-        from ..address import Addresser
-        from ..providers import provider_class
-        from ..providers.base import provider_settings
+        from publisher.delivery.address import Addresser
+        from publisher.delivery.providers import provider_class
+        from publisher.delivery.providers.base import provider_settings
 
         self.config = config
         self.cls = provider_class(config.delivery.provider)
@@ -61,8 +61,8 @@ class Mailer:
 
     def send(self, kind: str, reader: Subscriber, link: str) -> str:
         """Send one email; return the receipt's status (accepted, rejected or failed)."""
-        from ..address import Recipient
-        from ..providers.base import Batch
+        from publisher.delivery.address import Recipient
+        from publisher.delivery.providers.base import Batch
 
         values = self.addresser.values_for("runletter-serve", reader.id, reader.email,
                                            reader.first_name)

@@ -14,21 +14,13 @@ from collections.abc import Mapping
 from flask import Blueprint, current_app, redirect, request
 from flask.blueprints import BlueprintSetupState
 
-from ..clock import DATE_RANGE
-from ..emails import CONTROL_RE
-from ..errors import RunletterError
-from ..model import EVERYONE
-from ..store import LEFT, MAX_NAME, Subscriber, name_problem, validate_email
-from ..store.records import (
-    MAX_RACE_NAME,
-    RaceDateOutOfRange,
-    check_race_date,
-    check_race_name,
-    known_timezone,
-)
-from .context import site
-from .db import get_store
-from .security import (
+from publisher.clock import DATE_RANGE
+from publisher.emails import CONTROL_RE
+from publisher.errors import RunletterError
+from publisher.model import EVERYONE
+from publisher.serve.context import site
+from publisher.serve.db import get_store
+from publisher.serve.security import (
     RATE_WINDOW,
     client_ip,
     csrf_ok,
@@ -36,7 +28,23 @@ from .security import (
     take_mail_slot,
     take_signup_slot,
 )
-from .ui import csrf_refused, link_for, message, render, send_confirmation, verified, with_csrf
+from publisher.serve.ui import (
+    csrf_refused,
+    link_for,
+    message,
+    render,
+    send_confirmation,
+    verified,
+    with_csrf,
+)
+from publisher.store import LEFT, MAX_NAME, Subscriber, name_problem, validate_email
+from publisher.store.records import (
+    MAX_RACE_NAME,
+    RaceDateOutOfRange,
+    check_race_date,
+    check_race_name,
+    known_timezone,
+)
 
 log = logging.getLogger("runletter.serve")
 CONSENT_SOURCE = "signup form"

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 from flask import abort, current_app, request
 
-from .. import clock
-from ..ical import Step, reader_calendar
-from ..store import Subscriber
-from ..tokens import TokenData
-from .context import site
-from .db import get_store
-from .pages import ReaderPages
-from .ui import link_for, message, render, verified
+from publisher import clock
+from publisher.delivery.tokens import TokenData
+from publisher.serve.context import site
+from publisher.serve.db import get_store
+from publisher.serve.ical import Step, reader_calendar
+from publisher.serve.pages import ReaderPages
+from publisher.serve.ui import link_for, message, render, verified
+from publisher.store import Subscriber
 
 bp = ReaderPages("plans", __name__)
 
@@ -66,9 +66,9 @@ def calendar(token: str):
 def upcoming(reader: Subscriber) -> Sequence[Step]:
     """The reader's upcoming sequence steps, as the scheduler plans them now (none when the
     sequences cannot be read: the feed still has the race day)."""
-    from ..agenda import Agenda
-    from ..errors import RunletterError
-    from ..sequences import load_sequences
+    from publisher.content.sequences import load_sequences
+    from publisher.errors import RunletterError
+    from publisher.schedule.agenda import Agenda
 
     config, goals = site().config, site().goals
     try:

@@ -19,8 +19,8 @@ import time
 from flask import Flask, Response, g, request
 from itsdangerous import BadSignature
 
-from .context import site
-from .db import get_store
+from publisher.serve.context import site
+from publisher.serve.db import get_store
 
 CSRF_COOKIE = "rl_csrf"
 CSRF_FIELD = "csrf"

@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from ..config import Config
-from ..errors import RunletterError
-from ..providers.base import Provider
-from .app import create_app
+from publisher.config import Config
+from publisher.delivery.providers.base import Provider
+from publisher.errors import RunletterError
+from publisher.serve.app import create_app
 
 THREADS = 4                       # gunicorn gthread threads per worker process
 
@@ -58,9 +58,9 @@ def run_server(app, options: Mapping[str, Any]) -> None:
 def prepare(host: str | None, port: int | None, workers: int | None,
             start: Path | None = None) -> tuple[Any, dict[str, Any], Callable[[], None]]:
     """Load the project and build the app; return it, gunicorn's options and a banner."""
-    from ..project import open_project
-    from ..providers import provider_class
-    from ..tokens import SECRET_ENV, load_secret
+    from publisher.delivery.providers import provider_class
+    from publisher.delivery.tokens import SECRET_ENV, load_secret
+    from publisher.project import open_project
 
     project = open_project(start or Path.cwd())
     config = project.config
@@ -91,7 +91,7 @@ def prepare(host: str | None, port: int | None, workers: int | None,
 
 def _warn(config: Config, cls: type[Provider]) -> None:
     """Settings in their old places, and environment variables that name no setting."""
-    from ..providers.base import unknown_env_settings
+    from publisher.delivery.providers.base import unknown_env_settings
 
     for moved in config.moved:
         click.echo(f"warning: {moved.warning}", err=True)

@@ -11,12 +11,12 @@ from typing import Any
 from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import RunletterError
-from ..store import Subscriber
-from ..store.mailboxes import merged_reader
-from .context import site
-from .db import get_store
-from .security import WEBHOOKS, issue_csrf, set_csrf_cookie
+from publisher.errors import RunletterError
+from publisher.serve.context import site
+from publisher.serve.db import get_store
+from publisher.serve.security import WEBHOOKS, issue_csrf, set_csrf_cookie
+from publisher.store import Subscriber
+from publisher.store.mailboxes import merged_reader
 
 log = logging.getLogger("runletter.serve")
 # Characters; longer is no token of ours. A ready link carries its step's key, so room for

@@ -14,13 +14,13 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from ..config import Config
-from ..ledger import Ledger
-from ..providers import webhook_classes
-from ..providers.base import Provider, read_settings
-from ..providers.webhook import Event, WebhookError, WebhookReport, WebhookRequest
-from .context import site
-from .db import get_store
+from publisher.config import Config
+from publisher.delivery.providers import webhook_classes
+from publisher.delivery.providers.base import Provider, read_settings
+from publisher.delivery.providers.webhook import Event, WebhookError, WebhookReport, WebhookRequest
+from publisher.serve.context import site
+from publisher.serve.db import get_store
+from publisher.store.ledger import Ledger
 
 log = logging.getLogger("runletter.serve")
 STATUS_FOR = {"bounce": "bounced", "complaint": "complained", "unsubscribe": "unsubscribed"}

@@ -2,16 +2,16 @@
 (`changes`), the schema and its migrations (`schema`), CSV import and export (`csvio`).
 Address rules are in `publisher.emails`."""
 
-from ..emails import normalize_email, validate_email
-from .changes import LEFT
-from .csvio import (
+from publisher.emails import normalize_email, validate_email
+from publisher.store.changes import LEFT
+from publisher.store.csvio import (
     EXPORT_COLUMNS,
     IMPORT_COLUMNS,
     ImportReport,
     neutralise_cell,
     restore_cell,
 )
-from .readers import (
+from publisher.store.readers import (
     MAX_NAME,
     STATUSES,
     AuditEntry,
@@ -20,7 +20,7 @@ from .readers import (
     name_problem,
     now,
 )
-from .schema import LATEST, MIGRATIONS
+from publisher.store.schema import LATEST, MIGRATIONS
 
 __all__ = ["EXPORT_COLUMNS", "IMPORT_COLUMNS", "LATEST", "LEFT", "MAX_NAME", "MIGRATIONS",
            "STATUSES", "AuditEntry", "ImportReport", "Store", "Subscriber", "name_problem",

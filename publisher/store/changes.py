@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import RunletterError
-from .records import now as _now
+from publisher.errors import RunletterError
+from publisher.store.records import now as _now
 
 if TYPE_CHECKING:
-    from .records import AuditEntry, Subscriber
+    from publisher.store.records import AuditEntry, Subscriber
 
 LEFT = frozenset({"unsubscribed", "bounced", "complained"})  # readers who chose or had to go
 JOINED = ("active", "pending")
@@ -40,7 +40,7 @@ class ReaderChanges:
 
     def last_change(self, subscriber_id: int) -> AuditEntry | None:
         """The reader's most recent audit row, or None."""
-        from .records import AuditEntry
+        from publisher.store.records import AuditEntry
 
         row = self.conn.execute(
             "SELECT subscriber_id, email, old_status, new_status, reason, at FROM audit "
@@ -86,7 +86,7 @@ class ReaderChanges:
 
     def record_consent(self, subscriber_id: int, source: str, ip: str | None) -> None:
         """Record where, when and from which IP a reader consented."""
-        from .records import now
+        from publisher.store.records import now
 
         stamp = now()
         with self.transaction() as conn:
@@ -224,7 +224,7 @@ class ReaderChanges:
 
     def _audit_same(self, reader: Subscriber, reason: str) -> None:
         """An audit row that keeps the status (a choice the status cannot show)."""
-        from .records import now
+        from publisher.store.records import now
 
         self._audit(reader.id, reader.email, reader.status, reader.status, reason, now())
 
@@ -233,7 +233,7 @@ class ReaderChanges:
         (their status, their last audit row) stays true until it writes. PostgreSQL needs
         FOR UPDATE: two transactions there may both read before either writes. SQLite's
         BEGIN IMMEDIATE already holds the whole store's write lock."""
-        from .records import COLUMNS, subscriber_from_row
+        from publisher.store.records import COLUMNS, subscriber_from_row
 
         lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
         row = self.conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE id = ?{lock}",
@@ -243,7 +243,7 @@ class ReaderChanges:
     def _move(self, reader: Subscriber, status: str, reason: str) -> bool:
         """Move a reader read by `_locked` to `status` with one conditional UPDATE (only
         from the status read), and its audit row only when a row changed."""
-        from .records import now
+        from publisher.store.records import now
 
         stamp = now()
         moved = self.conn.execute(

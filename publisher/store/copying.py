@@ -9,15 +9,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ..errors import Finding, RunletterError
-from .database import _first_line
-from .tables import COPY_ORDER
+from publisher.errors import Finding, RunletterError
+from publisher.store.database import _first_line
+from publisher.store.tables import COPY_ORDER
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
-    from .database import Connection
-    from .readers import Store
+    from publisher.store.database import Connection
+    from publisher.store.readers import Store
 
 PAGE = 5000  # rows fetched from the source at a time
 SEQUENCED = ("subscribers", "audit")  # tables whose id PostgreSQL hands out from a sequence

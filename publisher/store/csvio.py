@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import Finding
-from ..model import Goals
-from .readers import Store
+from publisher.errors import Finding
+from publisher.model import Goals
+from publisher.store.readers import Store
 
 IMPORT_COLUMNS = ("email", "first_name", "goal", "tags", "status")
 # Every field the store keeps but its id, so an export imports back into a new store as it was;
@@ -63,7 +63,7 @@ def export_csv(store: Store, out: TextIO, goal: str | None = None,
 def import_csv(store: Store, path: Path, goals: Goals, *,
                display: str | None = None) -> ImportReport:
     """Import readers from Runletter's own CSV in one transaction (see `publisher.arrivals`)."""
-    from ..arrivals import ArrivalOptions, import_file
+    from publisher.arrivals import ArrivalOptions, import_file
 
     return import_file(store, path, goals, ArrivalOptions(source="runletter"), display=display)
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import Finding, RunletterError, is_disk_full
+from publisher.errors import Finding, RunletterError, is_disk_full
 
 ENV = "RUNLETTER_DATABASE_URL"
 # Seconds a write waits for another process's lock before the store says it is locked
@@ -170,7 +170,7 @@ def engine_for(url_text: str):
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
 
-    from .schema import create_private
+    from publisher.store.schema import create_private
 
     url = parse_url(url_text)
     if url.drivername == "sqlite":

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..emails import fold_email
-from ..model import EVERYONE
-from .readers import COLUMNS, LEFT, Store, Subscriber, now, subscriber_from_row
+from publisher.emails import fold_email
+from publisher.model import EVERYONE
+from publisher.store.readers import COLUMNS, LEFT, Store, Subscriber, now, subscriber_from_row
 
 if TYPE_CHECKING:
-    from .database import Connection
+    from publisher.store.database import Connection
 
 # Audit rows are written in batches so a 100,000-row import never holds them all.
 _AUDIT_BATCH = 1000

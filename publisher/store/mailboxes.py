@@ -11,9 +11,9 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import text
 
-from ..emails import canonical, mailbox_key
-from .changes import RANK
-from .records import now
+from publisher.emails import canonical, mailbox_key
+from publisher.store.changes import RANK
+from publisher.store.records import now
 
 MIGRATION = "schema upgrade 0007"
 # Addresses that canonical() may change beyond the domain's ASCII case (which NOCASE and

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .records import (
+from publisher.store.records import (
     check_goal,
     check_name,
     check_race_date,
@@ -17,7 +17,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from .records import Subscriber
+    from publisher.store.records import Subscriber
 
 KEPT = 10  # a reader's newest proposals kept: older links find theirs gone and change nothing
 

@@ -12,14 +12,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..emails import check_email, normalize_email, show_value
-from ..errors import Finding, RunletterError
-from ..model import EVERYONE, Goals
-from .changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
-from .database import Connection, connect, no_space, parse_url, shown, sqlite_disk_full
-from .proposals import Proposals
-from .ready import ReadySteps
-from .records import (  # noqa: F401 - the store's record types stay importable from here
+from publisher.emails import check_email, normalize_email, show_value
+from publisher.errors import Finding, RunletterError
+from publisher.model import EVERYONE, Goals
+from publisher.store.changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
+from publisher.store.database import (
+    Connection,
+    connect,
+    no_space,
+    parse_url,
+    shown,
+    sqlite_disk_full,
+)
+from publisher.store.proposals import Proposals
+from publisher.store.ready import ReadySteps
+from publisher.store.records import (  # noqa: F401 - the store's record types stay importable from here
     COLUMNS,
     MAX_NAME,
     STATUSES,
@@ -36,10 +43,10 @@ from .records import (  # noqa: F401 - the store's record types stay importable 
     split_tags,
     subscriber_from_row,
 )
-from .schema import upgrade, version_of
+from publisher.store.schema import upgrade, version_of
 
 if TYPE_CHECKING:
-    from .csvio import ImportReport
+    from publisher.store.csvio import ImportReport
 
 class Store(ReaderChanges, ReadySteps, Proposals):
     """The subscriber database. Open with `Store.open(path)`; use as a context manager.
@@ -309,14 +316,14 @@ class Store(ReaderChanges, ReadySteps, Proposals):
     def export_csv(self, out: TextIO, goal: str | None = None,
                    status: str | None = None) -> int:
         """Write readers as CSV (header first); return how many rows were written."""
-        from .csvio import export_csv
+        from publisher.store.csvio import export_csv
 
         return export_csv(self, out, goal=goal, status=status)
 
     def import_csv(self, path: Path, goals: Goals, *,
                    display: str | None = None) -> ImportReport:
         """Import readers from CSV in one transaction: bad rows reported by line and skipped."""
-        from .csvio import import_csv
+        from publisher.store.csvio import import_csv
 
         return import_csv(self, path, goals, display=display)
 

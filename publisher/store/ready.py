@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .records import Subscriber, now
+from publisher.store.records import Subscriber, now
 
 
 class ReadySteps:

@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .. import clock
-from ..emails import CONTROL_RE, show_value
-from ..errors import RunletterError, suggest
-from ..model import EVERYONE
+from publisher import clock
+from publisher.emails import CONTROL_RE, show_value
+from publisher.errors import RunletterError, suggest
+from publisher.model import EVERYONE
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 MAX_NAME = 100

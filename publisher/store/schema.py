@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import Finding, RunletterError
+from publisher.errors import Finding, RunletterError
 
 if TYPE_CHECKING:
-    from .database import Connection
-    from .readers import Store
+    from publisher.store.database import Connection
+    from publisher.store.readers import Store
 
 MIGRATIONS: list[str] = [
     # 1: readers
