@@ -113,10 +113,11 @@ class Connection:
             return bool(dbapi.in_transaction)
         return self._depth > 0 or dbapi.info.transaction_status != 0  # 0: idle
 
-    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None):
-        """Run one statement with `?` placeholders and a tuple (or `:name` ones and a
-        mapping); the SQLAlchemy result."""
-        return self._conn.execute(_statement(sql), _named(params))
+    def execute(self, sql: Any, params: Sequence[Any] | Mapping[str, Any] | None = None):
+        """Run one statement (SQL text with `:name` binds and a mapping, or a SQLAlchemy
+        statement); the SQLAlchemy result."""
+        statement = _statement(sql) if isinstance(sql, str) else sql
+        return self._conn.execute(statement, _named(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
         """Run one statement for each parameter set (nothing for none), a slice at a time so
