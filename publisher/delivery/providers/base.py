@@ -77,17 +77,12 @@ class SendStopped(ProviderConfigError):
         self.receipts = tuple(receipts)
 
 
-def setting(default: Any = "", *, secret: bool = False,
-            moved_from: tuple[str, str] | None = None) -> Any:
-    """A settings field: `secret` ones come only from the environment; `moved_from` names
-    the (table, key) it used to be read from, still read there with a warning."""
-    return dataclasses.field(default=default,
-                             metadata={"secret": secret, "moved_from": moved_from})
-
-
 def secret(default: str = "") -> Any:
-    """A settings field that comes only from the environment, never from runletter.toml."""
-    return setting(default, secret=True)
+    """A settings field that comes only from the environment, never from runletter.toml.
+
+    (A setting that used to live in another table is declared there, in config.py, as
+    `Deprecated(moved_to="providers.NAME.key")`.)"""
+    return dataclasses.field(default=default, metadata={"secret": True})
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,6 @@ from publisher.delivery.providers.base import (
     Receipt,
     parse_retry_after,
     secret,
-    setting,
     setting_error,
 )
 from publisher.delivery.providers.http import (
@@ -109,7 +108,7 @@ class Settings:
 class WebhookSettings:
     """[providers.sendgrid] webhook_public_key: the Event Webhook's verification key."""
 
-    webhook_public_key: str = setting("", moved_from=("serve", "sendgrid_public_key"))
+    webhook_public_key: str = ""
 
 
 class SendgridProvider(HttpProvider):

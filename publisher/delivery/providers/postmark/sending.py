@@ -47,7 +47,6 @@ from publisher.delivery.providers.base import (
     parse_retry_after,
     plain,
     secret,
-    setting,
 )
 from publisher.delivery.providers.http import (
     ChunkedBody,
@@ -111,7 +110,7 @@ class Settings:
 class WebhookSettings:
     """[providers.postmark] webhook_*: the HTTP Basic credentials of the webhook URL."""
 
-    webhook_user: str = setting("runletter", moved_from=("serve", "postmark_webhook_user"))
+    webhook_user: str = "runletter"
     webhook_password: str = secret()
 
 

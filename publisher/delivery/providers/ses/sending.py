@@ -48,7 +48,6 @@ from publisher.delivery.providers.base import (
     ProviderConfigError,
     Receipt,
     plain,
-    setting,
     setting_error,
 )
 from publisher.delivery.providers.ses import answers as ses_answers
@@ -118,8 +117,8 @@ class WebhookSettings:
     """[providers.ses] webhook_*: the SNS signing certificate (a PEM file, relative to the
     project) and the topic allowed to post."""
 
-    webhook_certificate: str = setting("", moved_from=("serve", "ses_certificate"))
-    webhook_topic_arn: str = setting("", moved_from=("serve", "ses_topic_arn"))
+    webhook_certificate: str = ""
+    webhook_topic_arn: str = ""
 
 
 class SesProvider(Provider):
