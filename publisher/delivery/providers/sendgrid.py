@@ -42,6 +42,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from publisher.config import Config
 from publisher.delivery.address import Recipient, format_address, header_safe
@@ -300,12 +304,6 @@ def _rate_limited_for(response: requests.Response) -> float | None:
 def load_key(text: str, where: Any):
     """The EC public key from SendGrid's verification key (base64 DER, or PEM); `where`
     makes the error for a key that is not one."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import (
-        load_der_public_key,
-        load_pem_public_key,
-    )
-
     text = text.strip()
     try:
         key = (load_pem_public_key(text.encode()) if text.startswith("-----")
@@ -320,10 +318,6 @@ def load_key(text: str, where: Any):
 
 def _check_signature(public_key: Any, request: WebhookRequest) -> bytes:
     """The body, when the signature headers sign it with the key and recently."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     signature, timestamp = request.headers.get(SIGNATURE), request.headers.get(TIMESTAMP)
     if not signature or not timestamp:
         raise WebhookError(401, f"unsigned (no {SIGNATURE})")
