@@ -28,8 +28,8 @@ Outcomes of a call:
 
 Webhook: the signed Event Webhook, ECDSA P-256 / SHA-256 over timestamp + raw body, with
 the verification key SendGrid shows (webhook_public_key: base64 DER, or PEM); a signed
-timestamp more than TOLERANCE seconds off is refused (SendGrid documents no window: without
-one, a captured batch could be replayed for ever once its event ids are forgotten).
+timestamp more than SIGNATURE_WINDOW seconds off is refused (SendGrid documents no window:
+without one, a captured batch could be replayed for ever once its event ids are forgotten).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from publisher.config import Config
 from publisher.delivery.address import Recipient, format_address, header_safe
 from publisher.delivery.providers.base import (
     ACCEPTED,
+    TIMEOUT,
     Batch,
     ProviderConfigError,
     Receipt,
@@ -75,6 +76,7 @@ from publisher.delivery.providers.verdicts import (
     sendgrid_field_verdict,
 )
 from publisher.delivery.providers.webhook import (
+    SIGNATURE_WINDOW,
     Event,
     WebhookError,
     WebhookReport,
@@ -87,7 +89,6 @@ from publisher.delivery.providers.webhook import (
 from publisher.errors import RunletterError
 from publisher.model import Edition
 
-TOLERANCE = 300  # seconds a webhook's signed timestamp may be off (Mailgun's window)
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_PERSONALIZATIONS = 1000  # documented per request
@@ -104,7 +105,7 @@ class Settings:
     """[providers.sendgrid]: where to send; the API key only from the environment."""
 
     base_url: str = "https://api.sendgrid.com"
-    timeout: float = 30.0
+    timeout: float = TIMEOUT
     api_key: str = secret()
 
 
@@ -124,7 +125,7 @@ class SendgridProvider(HttpProvider):
 
     name: ClassVar[str] = "sendgrid"
     label: ClassVar[str] = "SendGrid"
-    webhook_tolerance: ClassVar[float] = TOLERANCE
+    webhook_tolerance: ClassVar[float] = SIGNATURE_WINDOW
     max_batch: ClassVar[int] = MAX_PERSONALIZATIONS
     Settings = Settings
     WebhookSettings = WebhookSettings
@@ -327,7 +328,7 @@ def _check_signature(public_key: Any, request: WebhookRequest) -> bytes:
         public_key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (binascii.Error, ValueError, InvalidSignature):
         raise WebhookError(403, "bad signature") from None
-    if not fresh(timestamp, TOLERANCE, request.clock):
+    if not fresh(timestamp, SIGNATURE_WINDOW, request.clock):
         raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
     return body
 

@@ -43,6 +43,7 @@ from publisher.delivery.address import Addresser, Message, Recipient, message_da
 from publisher.delivery.providers.base import (
     ACCEPTED,
     FAILED,
+    TIMEOUT,
     Batch,
     Provider,
     ProviderConfigError,
@@ -68,7 +69,7 @@ from publisher.delivery.providers.webhook import (
 from publisher.errors import RunletterError
 
 CONNECT_TIMEOUT = 10.0  # seconds
-READ_TIMEOUT = 30.0
+READ_TIMEOUT = TIMEOUT  # seconds; SES has no timeout setting, the other providers' default
 
 
 @dataclass(frozen=True)
