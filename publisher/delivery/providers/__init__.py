@@ -1,4 +1,4 @@
-"""The provider registry: adding a provider is one module and one line here."""
+"""The provider registry: adding a provider is one module (or subpackage) and one line here."""
 
 from __future__ import annotations
 
