@@ -19,8 +19,8 @@ from pathlib import Path
 
 import requests
 
-from publisher.delivery.providers.mailgun import KEY_ENV as MAILGUN_KEY_ENV
-from publisher.delivery.providers.postmark.sending import PASSWORD_ENV as POSTMARK_PASSWORD_ENV
+from publisher.delivery.providers.mailgun import MailgunProvider
+from publisher.delivery.providers.postmark.sending import PostmarkProvider
 from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.store import Store
@@ -110,7 +110,8 @@ class LiveServer:
 
 def webhook_env() -> dict[str, str]:
     """The webhook secrets serve reads from its environment, as the tests sign with them."""
-    return {POSTMARK_PASSWORD_ENV: wh.POSTMARK_PASSWORD, MAILGUN_KEY_ENV: wh.MAILGUN_KEY}
+    return {PostmarkProvider.env_name("webhook_password"): wh.POSTMARK_PASSWORD,
+            MailgunProvider.env_name("webhook_signing_key"): wh.MAILGUN_KEY}
 
 
 def start_site(root: Path, port: int, database_url: str | None = None,

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from icalendar import Calendar
 
 from publisher.cli import main
-from publisher.delivery.providers.sendgrid import TOLERANCE as SENDGRID_TOLERANCE
+from publisher.delivery.providers.webhook import SIGNATURE_WINDOW as SENDGRID_TOLERANCE
 from publisher.delivery.tokens import PURPOSES
 from publisher.errors import RunletterError
 from publisher.serve import prepare, serve_command

@@ -34,7 +34,8 @@ from publisher.delivery.providers.base import (
     ProviderConfigError,
     provider_settings,
 )
-from publisher.delivery.providers.ses.sending import Pacer, SesProvider, ses_address
+from publisher.delivery.providers.ses.pacing import Pacer
+from publisher.delivery.providers.ses.sending import SesProvider, ses_address
 from publisher.delivery.tokens import Signer
 from publisher.errors import RunletterError
 from publisher.project import open_project

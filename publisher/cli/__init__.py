@@ -23,7 +23,7 @@ from publisher.errors import RunletterError, display_path
 from publisher.project import Project, open_project
 
 if TYPE_CHECKING:
-    from publisher.commands.publish import Planned, Provider, Publication
+    from publisher.commands.publish import ChosenProvider, Planned, Publication
     from publisher.delivery.tokens import Signer
 
 # Verbs that are subsystems of their own, imported only when used (keeps `build` quick).
@@ -309,7 +309,7 @@ def _show_findings(publication: Publication) -> None:
         click.echo(tally(findings), err=True)
 
 
-def _signer(project: Project, provider: Provider) -> Signer:
+def _signer(project: Project, provider: ChosenProvider) -> Signer:
     """The signer of reader links, telling the author when a secret was generated."""
     from publisher.commands.publish import sign_links
 
@@ -347,7 +347,7 @@ def _nothing_to_send(planned: Planned) -> str:
     return "nothing to send: every reader in the audience already has this post"
 
 
-def _send(publication: Publication, provider: Provider, to_send: int,
+def _send(publication: Publication, provider: ChosenProvider, to_send: int,
           resend_in_flight: bool) -> None:
     """Send with a progress bar, then show the ledger per segment and what went wrong."""
     from publisher.commands.publish import SENT_STATES, in_flight_line, sending, settle

@@ -56,7 +56,7 @@ class Publication:
 
 
 @dataclass(frozen=True)
-class Provider:
+class ChosenProvider:
     """The provider chosen for this run, its settings, and environment variables it ignores."""
 
     name: str
@@ -136,7 +136,7 @@ def scheduled_later(project: Project, post: Post) -> Finding | None:
                    "then, from cron or a timer")
 
 
-def choose_provider(project: Project, name: str | None) -> Provider:
+def choose_provider(project: Project, name: str | None) -> ChosenProvider:
     """The provider named (or runletter.toml's) with its settings from file and environment."""
     from publisher.delivery.providers import provider_class
     from publisher.delivery.providers.base import provider_settings, unknown_env_settings
@@ -144,10 +144,10 @@ def choose_provider(project: Project, name: str | None) -> Provider:
     chosen = name or project.config.delivery.provider
     cls = provider_class(chosen)
     settings = provider_settings(cls, project.config)
-    return Provider(chosen, cls, settings, tuple(unknown_env_settings(cls)))
+    return ChosenProvider(chosen, cls, settings, tuple(unknown_env_settings(cls)))
 
 
-def sign_links(project: Project, provider: Provider) -> tuple[Signer, str | None]:
+def sign_links(project: Project, provider: ChosenProvider) -> tuple[Signer, str | None]:
     """The signer of reader links, and a note when a secret was generated for the outbox;
     every provider that sends real mail needs RUNLETTER_SECRET."""
     import os
@@ -177,7 +177,7 @@ def copy_goal(publication: Publication, to: str, goal: str | None) -> str:
     return chosen
 
 
-def send_test_copy(publication: Publication, provider: Provider, signer: Signer, to: str,
+def send_test_copy(publication: Publication, provider: ChosenProvider, signer: Signer, to: str,
                    goal: str) -> None:
     """Send one copy of `goal`'s edition to `to`, outside the ledger."""
     from publisher.delivery.address import Addresser
@@ -206,7 +206,7 @@ def plan(publication: Publication, resend_in_flight: bool = False) -> Planned:
 
 
 @contextmanager
-def sending(publication: Publication, provider: Provider, signer: Signer,
+def sending(publication: Publication, provider: ChosenProvider, signer: Signer,
             resend_in_flight: bool = False) -> Iterator[Callable[..., Outcome]]:
     """Plan every reader in the ledger and open the provider; yields `send(progress=None,
     notice=None)`, which sends the editions `prepare` rendered and returns the Outcome."""
@@ -241,7 +241,7 @@ def settle_delivered(ledger: Any, post: str, sender: Any) -> None:
                              for sid, unique in found.items()], {}, 0, 0, time.time())
 
 
-def settle(publication: Publication, provider: Provider, outcome: Outcome) -> Sent:
+def settle(publication: Publication, provider: ChosenProvider, outcome: Outcome) -> Sent:
     """After a send: the ledger per segment, the archive rebuilt, and why the run stopped."""
     from publisher.delivery.send import Ledger
 
@@ -253,7 +253,7 @@ def settle(publication: Publication, provider: Provider, outcome: Outcome) -> Se
                 stopped_early(publication, provider, outcome))
 
 
-def stopped_early(publication: Publication, provider: Provider,
+def stopped_early(publication: Publication, provider: ChosenProvider,
                   outcome: Outcome) -> Finding | None:
     """The line a publish stopped by a too-long Retry-After ends with (None if it was not)."""
     if outcome.resume_at is None or outcome.wait_asked is None:
