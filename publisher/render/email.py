@@ -15,6 +15,7 @@ import mjml
 from markupsafe import Markup
 
 from publisher.config import Config
+from publisher.content.media import is_url, under_content
 from publisher.errors import RunletterError
 from publisher.model import Edition, Exercise, Goal, Resolved, split_slots
 from publisher.render.layouts import layout_loader
@@ -104,9 +105,9 @@ def media_url(config: Config, ref: str | None) -> str | None:
     """An image or video reference as an absolute URL (paths under content/ go to the archive)."""
     if not ref:
         return None
-    if re.match(r"^https?://", ref):
+    if is_url(ref):
         return ref
-    return config.archive_url("media/" + ref.lstrip("/").removeprefix("content/"))
+    return config.archive_url("media/" + under_content(ref))
 
 
 def card_for(config: Config, exercise: Exercise, goal: str) -> Card:

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import markdown
+from markdown.extensions.extra import ExtraExtension
+from markdown.extensions.sane_lists import SaneListExtension
 
-from publisher.content.references import EXERCISE_LINK, MERGE_FIELD, MERGE_SYNTAX, map_prose
+from publisher.content.syntax import EXERCISE_LINK, MERGE_FIELD, map_prose, merge_field
 from publisher.model import Catalogue, Resolved, Slot
 
 
@@ -52,11 +54,10 @@ class Chunk:
 
 def _merge_to_markers(text: str, table: SlotTable) -> str:
     def replace(match: re.Match[str]) -> str:
-        syntax = MERGE_SYNTAX.match(match.group(1))
-        if not syntax:  # resolve already refused these; keep the text as written
+        field = merge_field(match.group(1))
+        if field is None:  # resolve already refused these; keep the text as written
             return match.group(0)
-        default = syntax.group(2) if syntax.group(2) is not None else (syntax.group(3) or "")
-        return table.marker(syntax.group(1), default)
+        return table.marker(*field)
 
     return map_prose(text, lambda prose, _: MERGE_FIELD.sub(replace, prose))
 
@@ -93,9 +94,6 @@ def markdown_to_text(source: str) -> str:
 def new_markdown() -> markdown.Markdown:
     """A Markdown converter with the extensions posts and exercises may use: "extra"
     (tables, footnotes, fenced code, attribute lists…) and "sane_lists"."""
-    from markdown.extensions.extra import ExtraExtension
-    from markdown.extensions.sane_lists import SaneListExtension
-
     # Instances, not names: naming them makes Markdown scan every installed package's
     # entry points (importlib.metadata), 50 ms of a 0.5 s rebuild.
     return markdown.Markdown(extensions=[ExtraExtension(), SaneListExtension()],
