@@ -52,22 +52,21 @@ class Chunk:
     goals: tuple[str, ...] | None
 
 
-def _merge_to_markers(text: str, table: SlotTable) -> str:
-    def replace(match: re.Match[str]) -> str:
+def _escape_link_text(text: str) -> str:
+    return re.sub(r"([\[\]\\*_`])", r"\\\1", text)
+
+
+def _expand(text: str, table: SlotTable, catalogue: Catalogue,
+            url_for: Callable[[str], str]) -> str:
+    """Plain Markdown from a block, in one pass over its prose: merge fields become slot
+    markers, then `[[slug]]` links become Markdown links to the exercise."""
+    def marker(match: re.Match[str]) -> str:
         field = merge_field(match.group(1))
         if field is None:  # resolve already refused these; keep the text as written
             return match.group(0)
         return table.marker(*field)
 
-    return map_prose(text, lambda prose, _: MERGE_FIELD.sub(replace, prose))
-
-
-def _escape_link_text(text: str) -> str:
-    return re.sub(r"([\[\]\\*_`])", r"\\\1", text)
-
-
-def _links_to_markdown(text: str, catalogue: Catalogue, url_for: Callable[[str], str]) -> str:
-    def replace(match: re.Match[str]) -> str:
+    def link(match: re.Match[str]) -> str:
         exercise = catalogue.get(match.group(1))
         if exercise is None:
             return match.group(0)
@@ -75,7 +74,8 @@ def _links_to_markdown(text: str, catalogue: Catalogue, url_for: Callable[[str],
         name = html.escape(exercise.name, quote=False)
         return f"[{_escape_link_text(name)}]({url_for(exercise.slug)})"
 
-    return map_prose(text, lambda prose, _: EXERCISE_LINK.sub(replace, prose))
+    return map_prose(text, lambda prose, _: EXERCISE_LINK.sub(link, MERGE_FIELD.sub(marker,
+                                                                                    prose)))
 
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -112,8 +112,7 @@ def convert_blocks(resolved: Resolved, table: SlotTable, url_for: Callable[[str]
     md = md or new_markdown()
     chunks = []
     for block in resolved.blocks:
-        source = _links_to_markdown(_merge_to_markers(block.markdown, table),
-                                    resolved.catalogue, url_for)
+        source = _expand(block.markdown, table, resolved.catalogue, url_for)
         chunks.append(Chunk(html=convert(md, source), text=markdown_to_text(source).strip(),
                             goals=block.goals))
     return tuple(chunks)
