@@ -103,11 +103,12 @@ def test_in_this_repo_layouts_holds_the_sample_s_own_overrides_not_the_built_ins
     assert '{% extends "!builtin/email/base.mjml.j2" %}' in base  # block by block, not a copy
 
 
-def test_the_sample_s_email_is_the_built_in_one_with_its_sign_off(sample_root):
+def test_the_sample_s_email_is_the_built_in_one_with_its_colours_added(sample_root):
     project = open_project(sample_root)
     resolved = project.resolve(project.posts()[0])
     html = EmailRenderer(project.config).editions(resolved)["marathon"].html()
-    assert "Reply to this email: I read every one. — Maya" in html
+    assert ".body h2, .body h3 { color: #b45309; }" in html
+    assert ".body h2 { font-size: 22px; }" in html  # the built-in style block, kept by super()
     assert "Marathon edition" in html and "Change your goal or pause" in html  # built-in blocks
 
 
