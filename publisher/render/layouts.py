@@ -62,6 +62,21 @@ def layout_loader(config: Config, kind: str) -> jinja2.BaseLoader:
     ])
 
 
+def layout_environment(config: Config, kind: str) -> jinja2.Environment:
+    """Jinja2 for `layouts/<kind>/`: the author's files first, the built-in ones behind."""
+    return jinja2.Environment(
+        loader=layout_loader(config, kind),
+        autoescape=jinja2.select_autoescape(["html.j2", "mjml.j2", "xml.j2"],
+                                            default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        # One environment serves one run: no stat() of every template on every render.
+        auto_reload=False,
+    )
+
+
 def builtin_names() -> list[str]:
     """Every built-in layout as `<kind>/<path>`, e.g. `email/partials/footer.mjml.j2`."""
     root = builtin_layouts()
