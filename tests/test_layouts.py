@@ -8,22 +8,22 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
-from publisher.errors import RunletterError
 from publisher.project import open_project
 from publisher.render.archive import SiteBuilder
 from publisher.render.email import EmailRenderer
+from publisher.render.layouts import layout_folders, overrides
 
 from .conftest import FIXTURE_SLUG as SLUG
 from .conftest import REPO
 from .support import assert_user_error, run
 
+BUILTINS = REPO / "publisher" / "layouts"
+
 
 def repo_layouts() -> list[str]:
     """Every file of the built-in layouts as they are stored in the repo, e.g. 'email/…'."""
-    return sorted(p.relative_to(REPO / "layouts").as_posix()
-                  for kind in ("email", "web") for p in (REPO / "layouts" / kind).rglob("*")
+    return sorted(p.relative_to(BUILTINS).as_posix()
+                  for kind in ("email", "web") for p in (BUILTINS / kind).rglob("*")
                   if p.is_file())
 
 
@@ -38,13 +38,13 @@ def test_importlib_finds_every_built_in_layout_that_layouts_has():
 
     shipped = files("publisher.layouts")
     for name in repo_layouts():
-        assert shipped.joinpath(name).read_bytes() == (REPO / "layouts" / name).read_bytes()
+        assert shipped.joinpath(name).read_bytes() == (BUILTINS / name).read_bytes()
 
 
 def test_a_wheel_ships_every_layout_once_inside_the_package(tmp_path):
     source = tmp_path / "src"  # a copy: building in place would write build/ into the repo
     source.mkdir()
-    for name in ("pyproject.toml", "setup.py", "README.md"):
+    for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     for folder in ("publisher", "layouts"):
         shutil.copytree(REPO / folder, source / folder,
@@ -95,27 +95,35 @@ def test_the_built_in_email_renders_the_same_through_an_empty_extension(project_
     assert marathon_html(project_dir) == before
 
 
-def test_in_this_repo_the_layouts_folder_is_the_built_in_set_not_an_override():
-    from publisher.render.layouts import layout_folders, overrides
-
+def test_in_this_repo_layouts_holds_the_sample_s_own_overrides_not_the_built_ins():
     config = open_project(REPO).config
-    assert overrides(config) == {}
-    assert layout_folders(config, "email") == [(REPO / "layouts/email").resolve()]
+    assert overrides(config) == {"email/base.mjml.j2": REPO / "layouts/email/base.mjml.j2"}
+    assert layout_folders(config, "email") == [REPO / "layouts/email", BUILTINS / "email"]
+    base = (REPO / "layouts/email/base.mjml.j2").read_text(encoding="utf-8")
+    assert '{% extends "!builtin/email/base.mjml.j2" %}' in base  # block by block, not a copy
 
 
-def test_a_built_in_layout_cannot_extend_builtin_itself(project_dir, monkeypatch):
-    """In this repo layouts/ is both the author's folder and the built-ins: a `!builtin/`
-    there would extend itself, so it is an error at its line, not endless recursion."""
-    import publisher.render.layouts
+def test_the_sample_s_email_is_the_built_in_one_with_its_colours_added(sample_root):
+    project = open_project(sample_root)
+    resolved = project.resolve(project.posts()[0])
+    html = EmailRenderer(project.config).editions(resolved)["marathon"].html()
+    assert ".body h2, .body h3 { color: #b45309; }" in html
+    assert ".body h2 { font-size: 22px; }" in html  # the built-in style block, kept by super()
+    assert "Marathon edition" in html and "Change your goal or pause" in html  # built-in blocks
 
-    layouts = project_dir / "layouts"
-    shutil.copytree(REPO / "layouts", layouts, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(publisher.render.layouts, "builtin_layouts", lambda: layouts)
-    base = layouts / "email/base.mjml.j2"
-    base.write_text('{% extends "!builtin/email/base.mjml.j2" %}\n', encoding="utf-8")
-    with pytest.raises(RunletterError, match=r"base\.mjml\.j2:1: layout error: a built-in "
-                       r"layout cannot extend '!builtin/"):
-        marathon_html(project_dir)
+
+def test_eject_works_in_the_sample_a_new_user_clones(sample_root):
+    result = run("layouts", "eject", "email/partials/footer.mjml.j2")
+    assert result.exit_code == 0, result.output
+    ejected = sample_root / "layouts/email/partials/footer.mjml.j2"
+    assert ejected.read_bytes() == (BUILTINS / "email/partials/footer.mjml.j2").read_bytes()
+    listed = run("layouts", "list").stdout.splitlines()
+    assert [line for line in listed if "overridden" in line] == [
+        "email/base.mjml.j2  (overridden by layouts/email/base.mjml.j2)",
+        "email/partials/footer.mjml.j2  (overridden by layouts/email/partials/footer.mjml.j2)"]
+    assert_user_error(run("layouts", "eject", "email/base.mjml.j2"),
+                      "layouts/email/base.mjml.j2: error: already exists; edit it, or pass "
+                      "--force to replace it with the built-in\n1 error\n")
 
 
 def test_layouts_list_marks_the_built_ins_the_newsletter_overrides(project_dir):
@@ -137,7 +145,7 @@ def test_eject_copies_exactly_the_built_in_bytes(project_dir):
     assert result.stdout == ("created layouts/email/partials/footer.mjml.j2 "
                              "(a copy of the built-in, to edit)\n")
     ejected = project_dir / "layouts/email/partials/footer.mjml.j2"
-    assert ejected.read_bytes() == (REPO / "layouts/email/partials/footer.mjml.j2").read_bytes()
+    assert ejected.read_bytes() == (BUILTINS / "email/partials/footer.mjml.j2").read_bytes()
     assert sorted(p.name for p in (project_dir / "layouts").rglob("*") if p.is_file()) == [
         "footer.mjml.j2"]
 
@@ -145,7 +153,7 @@ def test_eject_copies_exactly_the_built_in_bytes(project_dir):
 def test_eject_accepts_a_name_without_its_kind_when_only_one_kind_has_it(project_dir):
     assert run("layouts", "eject", "serve/embed.html.j2").exit_code == 0
     assert (project_dir / "layouts/web/serve/embed.html.j2").read_bytes() == (
-        REPO / "layouts/web/serve/embed.html.j2").read_bytes()
+        BUILTINS / "web/serve/embed.html.j2").read_bytes()
 
 
 def test_eject_refuses_to_overwrite_an_override(project_dir):
@@ -163,7 +171,7 @@ def test_eject_with_force_replaces_an_override_with_the_built_in(project_dir):
     header.parent.mkdir(parents=True)
     header.write_text("my header\n", encoding="utf-8")
     assert run("layouts", "eject", "--force", "email/partials/header.mjml.j2").exit_code == 0
-    assert header.read_bytes() == (REPO / "layouts/email/partials/header.mjml.j2").read_bytes()
+    assert header.read_bytes() == (BUILTINS / "email/partials/header.mjml.j2").read_bytes()
 
 
 def test_eject_of_an_unknown_layout_suggests_one_and_how_to_list_them(project_dir):

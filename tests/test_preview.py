@@ -442,8 +442,8 @@ def test_only_content_layouts_and_config_trigger_a_rebuild(start_preview,
     events = Events(server)
     try:
         events.wait_for("hello")
-        button = sample_root / "layouts" / "email" / "partials" / "button.mjml.j2"
-        edit(button, "{{ label }}", "{{ label }} (new)")
+        layout = sample_root / "layouts" / "email" / "base.mjml.j2"
+        edit(layout, "#b45309", "#c2410c")
         events.wait_for("reload")
         config = sample_root / "runletter.toml"
         edit(config, 'name = "Run Freely"', 'name = "Run Freer"')
@@ -451,7 +451,7 @@ def test_only_content_layouts_and_config_trigger_a_rebuild(start_preview,
     finally:
         events.close()
     html = get(server, f"/posts/{POST}/5k.html")
-    assert "Read this issue on the web (new)" in html
+    assert "#c2410c" in html
     assert "Run Freer" in html
 
 

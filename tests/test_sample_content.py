@@ -7,7 +7,7 @@ import tomllib
 
 from publisher.content.documents import read_document
 from publisher.content.posts import load_catalogue, load_goals
-from publisher.content.references import EXERCISE_LINK
+from publisher.content.syntax import EXERCISE_LINK
 
 from .conftest import REPO
 

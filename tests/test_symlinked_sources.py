@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from publisher.render.layouts import builtin_layouts
+
 from .support import run
 
 # (file in the project, what the error calls it, the folder it must stay in)
@@ -27,7 +28,7 @@ def link_out(root: Path, relative: str, outside: Path) -> None:
     path = root / relative
     if not path.exists():  # a layout the fixture does not override: the built-in one
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / relative, path)
+        shutil.copy(builtin_layouts() / relative.removeprefix("layouts/"), path)
     target = outside / path.name
     shutil.move(path, target)
     path.symlink_to(target)

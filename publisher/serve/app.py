@@ -26,7 +26,7 @@ LAYOUTS = ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferenc
 def create_app(config: Config, goals: Goals, secret: str) -> Flask:
     """The Flask app for one newsletter (used by `runletter serve`, and by tests)."""
     from publisher.delivery.tokens import Signer
-    from publisher.render.email import layout_environment
+    from publisher.render.layouts import layout_environment
 
     _log_to_stderr()
     signer = Signer(secret)
