@@ -3,10 +3,13 @@ receives one."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from publisher.content.sequences import load_sequences, sequence_folders
 from publisher.errors import Counted, Finding, RunletterError
 from publisher.project import Project
+from publisher.render.check import check_posts
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,6 @@ class Checked(Counted):
 def check(project: Project, names: tuple[str, ...] = (), links: bool = False) -> Checked:
     """Check the named posts, sequences or steps (slugs, paths, SEQ or SEQ/STEP; none: all
     of them); `links` asks each link."""
-    from publisher.content.sequences import load_sequences, sequence_folders
-    from publisher.render.check import check_posts
-
     findings: list[Finding] = []
     sequences = ()
     try:
@@ -70,8 +70,6 @@ def _steps_named(name: str, sequences) -> list:
 def sequence_findings(sequences) -> list[Finding]:
     """What works but is likely a mistake in a sequence: a gate with no step after it, a
     signup sequence every existing reader would join, race values with no default."""
-    import re
-
     found = []
     for sequence in sequences:
         last = sequence.steps[-1]

@@ -15,7 +15,7 @@ import threading
 
 from flask import Flask, g, request
 
-from publisher.serve.context import site
+from publisher.serve.context import app_state
 from publisher.store import Store
 
 # Link scanners fetch with these; Flask runs a GET view for HEAD, so views test for POST.
@@ -49,13 +49,13 @@ class Connections:
 def get_store() -> Store:
     """The current request's Store."""
     if "store" not in g:
-        g.store = site().readers.store()
+        g.store = app_state().readers.store()
     return g.store
 
 
 def guard_safe_methods() -> None:
     """Before every request, on every route present or added later: no writes on GET/HEAD."""
-    site().readers.read_only(request.method in SAFE_METHODS)
+    app_state().readers.read_only(request.method in SAFE_METHODS)
 
 
 def close_store(exc: BaseException | None = None) -> None:
