@@ -39,11 +39,7 @@ class Connections:
 
     def read_only(self, on: bool) -> None:
         """Make the database refuse every write on this thread's connection while `on`."""
-        conn = self.store().conn
-        if conn.dialect == "sqlite":
-            conn.execute(f"PRAGMA query_only = {1 if on else 0}")
-        else:
-            conn.execute(f"SET default_transaction_read_only = {'on' if on else 'off'}")
+        self.store().conn.read_only(on)
 
 
 def get_store() -> Store:
