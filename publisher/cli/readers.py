@@ -21,6 +21,7 @@ from publisher.commands.subscribers import (
     remove_reader,
     unbounce_reader,
 )
+from publisher.store import STATUSES
 
 
 @click.group("subscribers")
@@ -33,8 +34,7 @@ def subscribers() -> None:
 @click.option("--from", "source", default="auto", show_default=True, metavar="FORMAT",
               help="Which tool wrote the file: runletter, mailchimp, substack, ghost, "
               "listmonk, buttondown or kit; auto reads it from the header.")
-@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced",
-                                             "complained"]),
+@click.option("--status", type=click.Choice(STATUSES),
               help="Status of rows with none of their own (e.g. bounced for a suppression "
               "list); it never makes a row more permissive than its file says.")
 @click.option("--goal", help="Goal (slug or label) of rows without one (default: general).")
@@ -87,8 +87,7 @@ def subscribers_remove(email: str) -> None:
 
 @subscribers.command("list")
 @click.option("--goal", help="Only this goal.")
-@click.option("--status", type=click.Choice(["pending", "active", "unsubscribed", "bounced",
-                                             "complained"]), help="Only this status.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
 def subscribers_list(goal: str | None, status: str | None) -> None:
     """List readers, one per line: email, goal, status, name."""
     for reader in list_readers(project_here(), goal, status):
