@@ -11,6 +11,9 @@ from publisher.errors import Counted, Finding, RunletterError
 from publisher.project import Project
 from publisher.render.check import check_posts
 
+# A race field with no `| default(...)`: empty for every reader who has no race.
+BARE_RACE_FIELD = re.compile(r"\{\{\s*(race_name|race_date|weeks_to_race)\s*\}\}")
+
 
 @dataclass(frozen=True)
 class Checked(Counted):
@@ -83,11 +86,10 @@ def sequence_findings(sequences) -> list[Finding]:
                                  "signup' step reaches them at once); add since = "
                                  "YYYY-MM-DD to enrol only new readers", "warning"))
         if sequence.anchor == "signup":
-            bare = re.compile(r"\{\{\s*(race_name|race_date|weeks_to_race)\s*\}\}")
             for step in sequence.steps:
                 for number, line in enumerate(step.post.body.split("\n"),
                                               step.post.source.body_line):
-                    if match := bare.search(line):
+                    if match := BARE_RACE_FIELD.search(line):
                         found.append(Finding(
                             step.post.source.display, number, f"{{{{ {match[1]} }}}} in a "
                             "signup sequence: readers without a race see nothing there; add "
