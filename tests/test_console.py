@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from publisher.cli.console import finding_line, plural, tally
-from publisher.errors import Finding
+from publisher.cli.console import plural, tally
+from publisher.errors import Finding, finding_line
 
 
 def test_a_count_takes_its_noun_in_the_right_number():

@@ -18,8 +18,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from publisher.cli.preview import preview_command
 from publisher.errors import RunletterError
-from publisher.preview import PreviewServer, preview_command
+from publisher.preview import PreviewServer
 
 from .conftest import HIP_DRIVE as POST
 from .conftest import HIP_DRIVE_GOALS
@@ -254,7 +255,7 @@ def test_command_outside_a_newsletter_is_a_clear_error(tmp_path: Path,
 def test_command_serves_until_interrupted(sample_root: Path) -> None:
     """The real command in a child process: it prints its URL, answers, and stops on Ctrl+C."""
     child = subprocess.Popen(
-        [sys.executable, "-u", "-c", "from publisher.preview import preview_command; "
+        [sys.executable, "-u", "-c", "from publisher.cli.preview import preview_command; "
          "preview_command(['--port', '0', '--reader', 'nobody@example.com'])"],
         cwd=sample_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
@@ -283,7 +284,7 @@ def test_command_prints_the_projects_problems_as_check_does_then_a_summary_line(
     exercise.write_text(text.replace('name: "Clam shell"\n', ""))
     closing = text.split("\n").index("---", 1)  # its line number once 'name' is gone
     child = subprocess.Popen(
-        [sys.executable, "-u", "-c", "from publisher.preview import preview_command; "
+        [sys.executable, "-u", "-c", "from publisher.cli.preview import preview_command; "
          "preview_command(['--port', '0'])"],
         cwd=sample_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from publisher.cli import main
 from publisher.delivery.providers import REGISTRY
-from publisher.serve import prepare, run_server
+from publisher.serve.server import prepare, run_server
 from publisher.store import Store
 
 from .conftest import MOTOR_UNITS as POST

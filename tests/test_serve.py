@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from icalendar import Calendar
 
 from publisher.cli import main
+from publisher.cli.serve import serve_command
 from publisher.delivery.providers.webhook import SIGNATURE_WINDOW as SENDGRID_TOLERANCE
 from publisher.delivery.tokens import PURPOSES
 from publisher.errors import RunletterError
-from publisher.serve import prepare, serve_command
+from publisher.serve.server import prepare
 from publisher.store import now
 
 from . import webhooks as wh

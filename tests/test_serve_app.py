@@ -10,8 +10,8 @@ from html import unescape
 import pytest
 from icalendar import Calendar
 
-from publisher.serve import prepare
 from publisher.serve.db import get_store
+from publisher.serve.server import prepare
 from publisher.store import Store
 
 from .conftest import GATED, ON_BOTH_BACKENDS

@@ -16,7 +16,7 @@ from publisher.delivery.providers import REGISTRY, provider_class, registered_cl
 from publisher.delivery.providers.base import read_settings, unknown_env_settings
 from publisher.delivery.providers.sendgrid import SendgridProvider
 from publisher.errors import RunletterError
-from publisher.serve import prepare
+from publisher.serve.server import prepare
 from publisher.store import Store
 
 from . import webhooks as wh

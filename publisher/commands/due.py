@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from publisher.commands.publish import ChosenProvider, Publication, render_and_check
-from publisher.commands.subscribers import open_store
 from publisher.errors import Finding, RunletterError, suggest
-from publisher.project import Project
+from publisher.project import Project, open_store
 
 if TYPE_CHECKING:
     from publisher.content.sequences import Sequence

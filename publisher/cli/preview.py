@@ -1,4 +1,5 @@
-"""`runletter preview`: every goal's edition of each post in the browser, rebuilt as you edit."""
+"""`runletter preview`: every goal's edition of each post in the browser, rebuilt as you edit
+(the click wiring and printing; the preview itself is `publisher/preview/`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def preview_command(port: int, host: str, reader: str | None) -> None:
                f"{server.url}  (watching content/, layouts/, {CONFIG_NAME} and the goals file; "
                "Ctrl+C to stop)")
     try:
-        while not server._stopping.wait(0.5):
+        while not server.wait_stopped(0.5):
             pass
     except KeyboardInterrupt:
         click.echo("\nstopping the preview")

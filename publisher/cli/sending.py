@@ -1,24 +1,164 @@
-"""The time verbs' click wiring and printing: `runletter due`, `publish --due` and the
-sequence forms of `report` (the services are in `commands/due.py`)."""
+"""The sending verbs: `publish` (a post, a test copy, or `--due`), `due` and `report`
+(the click wiring and printing; the services are in `commands/publish.py`, `commands/due.py`
+and `commands/report.py`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import click
 
 from publisher import clock
+from publisher.cli import project_here
 from publisher.cli.console import plural, progress_notice, report, table, tally
+from publisher.commands import due as dueing
+from publisher.commands import publish as publishing
+from publisher.commands.due import find_step, outlook, reader_plan, scheduled, sequence_report
+from publisher.commands.report import ledger_report, step_report
+from publisher.delivery.send import STATES
 from publisher.errors import RunletterError
-from publisher.project import open_project
+from publisher.project import Project
+
+if TYPE_CHECKING:
+    from publisher.commands.publish import ChosenProvider, Planned, Publication
+    from publisher.delivery.tokens import Signer
+
+
+@click.command("publish")
+@click.argument("post", required=False)
+@click.option("--due", is_flag=True, help="Send every scheduled post and sequence step due "
+              "now (for cron or a timer; overlapping runs are safe).")
+@click.option("--now", "now_text", metavar="TIME", help="With --due: stand the run at this "
+              "moment, e.g. 2027-01-10T05:30:00Z.")
+@click.option("--provider", "provider_name", help="Override [delivery] provider.")
+@click.option("--dry-run", is_flag=True, help="Show the plan per segment; send nothing.")
+@click.option("--to", "test_to", metavar="EMAIL", help="Send one test copy to EMAIL, "
+              "outside the ledger.")
+@click.option("--goal", "test_goal", help="With --to: which goal's edition (default: the "
+              "post's first goal).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--resend-in-flight", is_flag=True, help="Send again to readers whose batch "
+              "was in flight when an earlier publish stopped (they may get two copies); "
+              "with --due, of every item found in flight.")
+def publish(post: str | None, due: bool, now_text: str | None, provider_name: str | None,
+            dry_run: bool, test_to: str | None, test_goal: str | None, yes: bool,
+            resend_in_flight: bool) -> None:
+    """Send POST to every active reader in its audience, each their goal's edition
+    (or, with --due, every scheduled post and sequence step that is due)."""
+    if due or post is None:
+        if not due or post or test_to:
+            raise click.UsageError("give a POST to publish, or --due alone (with --now, "
+                                   "--dry-run, --yes, --provider, --resend-in-flight)")
+        return publish_due(provider_name, dry_run, yes, now_text, resend_in_flight)
+    if now_text:
+        raise click.UsageError("--now goes with --due")
+
+    project = project_here()
+    publication = publishing.prepare(project, post, test_to, test_goal)
+    _show_findings(publication)
+    provider = publishing.choose_provider(project, provider_name)
+    for warning in provider.unknown_env:
+        click.echo(f"warning: {warning}", err=True)
+    if test_to:
+        goal = publishing.copy_goal(publication, test_to, test_goal)
+        publishing.send_test_copy(publication, provider, signer_for(project, provider), test_to,
+                                  goal)
+        click.echo(f"sent a test copy of the {goal} edition to {test_to} via {provider.name}")
+        return
+    planned = publishing.plan(publication, resend_in_flight)
+    _show_plan(publication, planned, resend_in_flight)
+    if dry_run or planned.to_send == 0:
+        click.echo(f"dry run: would send {plural(planned.to_send, 'message')} via "
+                   f"{provider.name}; nothing sent" if dry_run else _nothing_to_send(planned))
+        return
+    if not yes:
+        click.confirm(f"Send '{publication.post.subject}' to "
+                      f"{plural(planned.to_send, 'reader')} via {provider.name}?", abort=True)
+    _send(publication, provider, planned.to_send, resend_in_flight)
+
+
+def _show_findings(publication: Publication) -> None:
+    """What checking the editions found; any error stops the publish here."""
+    findings = publication.findings
+    report(findings)
+    if publication.errors:
+        click.echo(f"not sent: {tally(findings)} found by 'runletter check'; fix the errors "
+                   "first", err=True)
+        sys.exit(1)
+    if findings:
+        click.echo(tally(findings), err=True)
+
+
+def signer_for(project: Project, provider: ChosenProvider) -> Signer:
+    """The signer of reader links, telling the author when a secret was generated."""
+    signer, told = publishing.sign_links(project, provider)
+    if told:
+        click.echo(f"note: {told}", err=True)
+    return signer
+
+
+def _show_plan(publication: Publication, planned: Planned, resend_in_flight: bool) -> None:
+    """The plan per segment, and what the author should know before saying yes."""
+    plan = planned.plan
+    table([["segment", "to send", "already sent"],
+           *([g, str(plan.to_send[g]), str(plan.done[g])] for g in publication.goals)])
+    goals_file = publication.project.config.goals_path.name
+    for slug, count in plan.unmatched.items():
+        click.echo(f"warning: {plural(count, 'active reader')} "
+                   f"{'has' if count == 1 else 'have'} the goal '{slug}', which is not in "
+                   f"{goals_file}; they get nothing", err=True)
+    if plan.in_flight:
+        verb = "will be sent again" if resend_in_flight else "will NOT be sent again"
+        click.echo(f"warning: {plural(plan.in_flight, 'delivery')} "
+                   f"{'was' if plan.in_flight == 1 else 'were'} in flight (another publish "
+                   f"may be sending them now, or an earlier one stopped); they {verb}"
+                   + ("" if resend_in_flight else " (use --resend-in-flight to resend)"),
+                   err=True)
+
+
+def _nothing_to_send(planned: Planned) -> str:
+    """Why a publish sends nothing: nobody to send to, or everybody has it."""
+    if planned.nobody:
+        return (f"nothing to send: no active readers in the post's audience "
+                f"({', '.join(planned.plan.to_send)}); 'runletter subscribers import FILE' "
+                "adds them")
+    return "nothing to send: every reader in the audience already has this post"
+
+
+def _send(publication: Publication, provider: ChosenProvider, to_send: int,
+          resend_in_flight: bool) -> None:
+    """Send with a progress bar, then show the ledger per segment and what went wrong."""
+    signer = signer_for(publication.project, provider)
+    label = f"sending via {provider.name}"
+    with publishing.sending(publication, provider, signer, resend_in_flight) as send, \
+            click.progressbar(length=to_send, label=label, file=sys.stderr) as bar:
+        outcome = send(progress=bar.update, notice=progress_notice(bar, label))
+    sent = publishing.settle(publication, provider, outcome)
+    table([["segment", *publishing.SENT_STATES],
+           *([goal, *(str(states.get(s, 0)) for s in publishing.SENT_STATES)]
+             for goal, states in sent.segments)])
+    click.echo(f"sent {plural(sum(outcome.sent.values()), 'message')} in "
+               f"{plural(outcome.batches, 'batch')}")
+    if sent.archive_problem:
+        click.echo(f"warning: the archive was not rebuilt ({sent.archive_problem}); fix it and "
+                   "run 'runletter build'", err=True)
+    if sent.stopped:
+        raise RunletterError(sent.stopped)
+    if in_flight := sum(outcome.in_flight.values()):
+        raise RunletterError(publishing.in_flight_line(in_flight, publication.post.slug,
+                                                       provider.name))
+    if failed := sum(outcome.failed.values()):
+        tries = plural(publication.project.config.delivery.max_attempts, "try")
+        raise RunletterError(f"{plural(failed, 'delivery')} failed after {tries}; run "
+                             "publish again to retry them")
 
 
 def moment(text: str | None) -> dt.datetime:
     """--now as an aware UTC instant (the clock when not given); a bad value is a usage line."""
-    from publisher import clock
-
     if text is None:
         return clock.now()
     try:
@@ -27,8 +167,8 @@ def moment(text: str | None) -> dt.datetime:
         raise RunletterError(f"--now {exc}") from None
 
 
-def shown(at: dt.datetime) -> str:
-    """An instant as the CLI prints it (UTC)."""
+def utc_minute(at: dt.datetime) -> str:
+    """An instant as the CLI prints it: to the minute, in UTC."""
     return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -41,11 +181,8 @@ def shown(at: dt.datetime) -> str:
               "item with its subject and their local date and time.")
 def due_command(now_text: str | None, days: int, email: str | None) -> None:
     """Show what is due now and in the next days, per scheduled post and sequence step."""
-    from publisher import clock
-    from publisher.commands.due import outlook, reader_plan
-
     at = moment(now_text)
-    project = open_project(Path.cwd())
+    project = project_here()
     with clock.pinned(at):
         if email:
             explicit = click.get_current_context().get_parameter_source("days")
@@ -53,7 +190,7 @@ def due_command(now_text: str | None, days: int, email: str | None) -> None:
             _print_reader(reader_plan(project, email, at, given))
             return
         seen = outlook(project, at, days)
-    click.echo(f"due at {shown(at)}")
+    click.echo(f"due at {utc_minute(at)}")
     left_out(seen.unreadable)
     if seen.now:
         table([["item", "send now", "skip (late)"],
@@ -84,8 +221,6 @@ def left_out(unreadable: dict[int, str]) -> None:
 
 
 def _print_reader(plan) -> None:
-    from zoneinfo import ZoneInfo
-
     tz = ZoneInfo(plan.zone)
     head = f"{plan.email} ({plan.zone})" + (f", {plan.race}" if plan.race else "")
     click.echo(head)
@@ -107,21 +242,16 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
                 now_text: str | None, resend_in_flight: bool = False) -> None:
     """`publish --due`: send every scheduled post and sequence step due at that moment
     (and, with `resend_in_flight`, the rows an earlier run left in flight, once more)."""
-    from publisher import clock
-    from publisher.cli import _signer
-    from publisher.commands import due as dueing
-    from publisher.commands.publish import choose_provider, in_flight_line, rebuild_archive
-
     at = moment(now_text)
-    project = open_project(Path.cwd())
+    project = project_here()
     with clock.pinned(at):
         run = dueing.decide(project, at, resend_in_flight)
-        provider = choose_provider(project, provider_name)
+        provider = publishing.choose_provider(project, provider_name)
         for item in run.items:
             report(item.findings)
         rows = [[i.item, str(i.send), str(i.skip), "held: check errors" if i.errors else ""]
                 for i in run.items]
-        click.echo(f"due at {shown(at)}")
+        click.echo(f"due at {utc_minute(at)}")
         if rows:
             table([["item", "send", "skip (late)", ""], *rows])
         left_out(run.decision.unreadable)
@@ -137,7 +267,7 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
         if not yes:
             click.confirm(f"Send {plural(run.to_send, 'message')} via {provider.name}?",
                           abort=True)
-        signer = _signer(project, provider)
+        signer = signer_for(project, provider)
         label = f"sending via {provider.name}"
         with dueing.sending(run, project, provider, signer) as send, click.progressbar(
                 length=run.to_send, label=label, file=sys.stderr) as bar:
@@ -147,11 +277,12 @@ def publish_due(provider_name: str | None, dry_run: bool, yes: bool,
         click.echo(f"sent {plural(sent, 'message')}"
                    + (f"; {plural(failed, 'delivery')} failed (the next run retries them)"
                       if failed else ""))
-        if any("/" not in item for item, _ in done) and (problem := rebuild_archive(project)):
+        posts_sent = any("/" not in item for item, _ in done)
+        if posts_sent and (problem := publishing.rebuild_archive(project)):
             click.echo(f"warning: the archive was not rebuilt ({problem})", err=True)
         doubt = [(item, n) for item, o in done if (n := sum(o.in_flight.values()))]
         for item, count in doubt:
-            click.echo(f"error: {in_flight_line(count, item, provider.name)}", err=True)
+            click.echo(f"error: {publishing.in_flight_line(count, item, provider.name)}", err=True)
         if doubt:
             _held(run)
             sys.exit(1)
@@ -189,17 +320,12 @@ def _held(run) -> None:
 def report_command(name: str) -> None:
     """Show the ledger of POST per segment and state; `report SEQUENCE` shows each step's
     counts, `report SEQUENCE/STEP` one step's ledger."""
-    from publisher.commands.report import ledger_report
-
     if report_sequence(name):
         return
-    _ledger_table(ledger_report(open_project(Path.cwd()), name))
+    _ledger_table(ledger_report(project_here(), name))
 
 
 def _ledger_table(ledger) -> None:
-    from publisher.commands.publish import in_flight_line
-    from publisher.delivery.send import STATES
-
     if not ledger.segments:
         click.echo(f"{ledger.post}: not published yet")
         return
@@ -210,17 +336,14 @@ def _ledger_table(ledger) -> None:
     rows.append(["total", *(str(n) for n in totals), str(sum(totals))])
     table(rows)
     if doubt := totals[STATES.index("in-flight")]:
-        click.echo(f"warning: {in_flight_line(doubt, ledger.post)}", err=True)
+        click.echo(f"warning: {publishing.in_flight_line(doubt, ledger.post)}", err=True)
 
 
 def report_sequence(name: str) -> bool:
     """`report <sequence>` or `report <sequence>/<step>`; False when NAME is neither."""
-    from publisher.commands.due import find_step, scheduled, sequence_report
-    from publisher.commands.report import step_report
-
     if name.endswith(".md") and Path(name).exists():
         return False  # a post's path
-    project = open_project(Path.cwd())
+    project = project_here()
     folder = project.config.content_dir / "sequences" / name.strip("/").split("/")[0]
     if "/" not in name.strip("/") and not folder.is_dir():
         return False
