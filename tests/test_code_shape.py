@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from .conftest import REPO
+from tests.samples import REPO
 
 # A prompt to look, not a reason to split: a module is one concept, never cut for a line count
 # (the 400-line guard it replaces made splits such as cli_due and ses_answers; issue 20).

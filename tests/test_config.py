@@ -11,9 +11,8 @@ import pytest
 from publisher.commands.init import SKELETON
 from publisher.config import Schedule, load_config
 from publisher.errors import RunletterError
-
-from .conftest import FIXTURE
-from .conftest import REPO as REPO_ROOT
+from tests.samples import FIXTURE
+from tests.samples import REPO as REPO_ROOT
 
 BASE = """\
 [newsletter]

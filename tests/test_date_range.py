@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from publisher import clock
 from publisher.errors import RunletterError
 from publisher.store.records import check_race_date
-
-from .support import run, scheduled_post
+from tests.helpers.support import run, scheduled_post
 
 OUTSIDE = st.dates().filter(lambda day: not clock.FIRST_DATE <= day <= clock.LAST_DATE)
 RANGE = "is outside the dates Runletter handles (1900-01-01 to 2199-12-31)"
