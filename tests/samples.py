@@ -53,7 +53,8 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's; the browser tests never `playw
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-# PostgreSQL: the tests start their own server from the machine's binaries (postgres_server.py).
+# PostgreSQL: the tests start their own server from the machine's binaries
+# (helpers/postgres_server.py).
 NO_POSTGRES = "no PostgreSQL binaries (initdb/pg_ctl) on this machine"
 
 

@@ -12,6 +12,7 @@ another test module, and never keeps its own copy of a shared thing.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,4 +180,22 @@ def test_a_test_module_at_the_top_is_named_after_a_root_module_of_the_package():
 
 def test_the_fixtures_folder_holds_data_only():
     found = [str(path.relative_to(TESTS.parent)) for path in (TESTS / "fixtures").rglob("*.py")]
+    assert found == [], "\n".join(found)
+
+
+def names_a_missing_module(text: str) -> bool:
+    """Whether a string such as "tests.helpers.support" or "tests.x:Class" names a module of
+    the suite that does not exist (a dotted path left behind by a move)."""
+    module = text.partition(":")[0]
+    if not re.fullmatch(r"tests(\.\w+)+", module):
+        return False
+    path = TESTS.parent.joinpath(*module.split("."))
+    return not (path.with_suffix(".py").exists() or (path / "__init__.py").exists())
+
+
+def test_every_dotted_path_to_the_suite_names_a_module_that_exists():
+    found = [f"{where(path, node)}: {node.value!r}"
+             for path in FILES for node in ast.walk(parsed(path))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and names_a_missing_module(node.value)]
     assert found == [], "\n".join(found)

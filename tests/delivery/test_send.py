@@ -143,7 +143,7 @@ def test_a_real_provider_refuses_to_publish_without_the_secret(sample_root, monk
 
 def publish_and_crash_after_the_second_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run `runletter publish` until the process 'dies' right after its second batch."""
-    monkeypatch.setitem(REGISTRY, "crashy", "tests.test_deliver:CrashAfterFirstBatch")
+    monkeypatch.setitem(REGISTRY, "crashy", f"{__name__}:CrashAfterFirstBatch")
     CrashAfterFirstBatch.batches = 0
     with pytest.raises(Crash):
         CliRunner().invoke(main, ["publish", POST, "--yes", "--provider", "crashy"],

@@ -1,5 +1,5 @@
-"""The PostgreSQL server the tests start themselves (tests/postgres_server.py): found, started
-as a non-root user on loopback, one database per test, and gone after stop."""
+"""The PostgreSQL server the tests start themselves (tests/helpers/postgres_server.py):
+found, started as a non-root user on loopback, one database per test, and gone after stop."""
 
 from __future__ import annotations
 

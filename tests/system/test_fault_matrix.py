@@ -236,7 +236,7 @@ def _ses(r: Rig, fault: str, victim: str) -> str:
         return STOPPED  # the message refused, not a reader: nobody changes (RFC 3463 5.7.x)
     if fault == "per-recipient rejection":
         pytest.skip("SES refuses no single recipient at SendEmail: its bounces come later, "
-                    "by webhook (tests/test_ses.py)")
+                    "by webhook (tests/delivery/providers/test_ses.py)")
     return DONE
 
 

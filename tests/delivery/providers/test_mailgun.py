@@ -113,7 +113,7 @@ def test_an_unknown_domain_stops_the_publish_naming_the_domain_and_region(sample
 
 def test_a_crash_after_the_first_batch_and_a_rerun_send_no_duplicates(sample_root,
                                                                       monkeypatch):
-    scenario_crash_and_rerun("mailgun", "tests.test_mailgun:CrashingMailgun", sample_root,
+    scenario_crash_and_rerun("mailgun", f"{__name__}:CrashingMailgun", sample_root,
                              monkeypatch, first_batch=9)
 
 

@@ -84,7 +84,7 @@ def test_a_wrong_server_token_stops_the_publish_and_marks_nothing(sample_root, m
 
 def test_a_crash_after_the_first_batch_and_a_rerun_send_no_duplicates(sample_root,
                                                                       monkeypatch):
-    scenario_crash_and_rerun("postmark", "tests.test_postmark:CrashingPostmark", sample_root,
+    scenario_crash_and_rerun("postmark", f"{__name__}:CrashingPostmark", sample_root,
                              monkeypatch, first_batch=7)
 
 

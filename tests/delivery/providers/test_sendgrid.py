@@ -110,7 +110,7 @@ def test_a_403_also_stops_the_publish(sample_root, monkeypatch):
 
 def test_a_crash_after_the_first_batch_and_a_rerun_send_no_duplicates(sample_root,
                                                                       monkeypatch):
-    scenario_crash_and_rerun("sendgrid", "tests.test_sendgrid:CrashingSendgrid", sample_root,
+    scenario_crash_and_rerun("sendgrid", f"{__name__}:CrashingSendgrid", sample_root,
                              monkeypatch, first_batch=5)
 
 

@@ -245,7 +245,7 @@ def test_an_unverified_sender_stops_the_publish_and_leaves_no_trace(news, aws):
 
 
 def test_an_unverified_sender_stops_after_one_call(news, monkeypatch):
-    monkeypatch.setitem(REGISTRY, "ses", "tests.test_ses:ScriptedSes")
+    monkeypatch.setitem(REGISTRY, "ses", f"{__name__}:ScriptedSes")
     monkeypatch.setenv("RUNLETTER_SES_MAX_RATE", "2")
     started = time.monotonic()
     result = publish()
@@ -258,7 +258,7 @@ def test_an_unverified_sender_stops_after_one_call(news, monkeypatch):
 def test_throttled_calls_are_retried_by_the_ledger_and_everyone_gets_one_copy(
         news, aws, monkeypatch):
     verify(aws, SENDER_DOMAIN)
-    monkeypatch.setitem(REGISTRY, "ses", "tests.test_ses:ScriptedSes")
+    monkeypatch.setitem(REGISTRY, "ses", f"{__name__}:ScriptedSes")
     monkeypatch.setattr(ScriptedSes, "script", staticmethod(
         lambda number, to: service_error("TooManyRequestsException", "Maximum sending rate "
                                          "exceeded.", 429, {"retry-after": "0.05"})
@@ -282,7 +282,7 @@ def test_a_rejected_address_bounces_that_reader_and_the_rest_are_delivered(
     readers = audience(news)
     victim = sorted(readers)[7]
     bounced = statuses(news)["bounced"]
-    monkeypatch.setitem(REGISTRY, "ses", "tests.test_ses:ScriptedSes")
+    monkeypatch.setitem(REGISTRY, "ses", f"{__name__}:ScriptedSes")
     monkeypatch.setattr(ScriptedSes, "script", staticmethod(
         lambda number, to: service_error("MessageRejected", "Illegal address")
         if to == victim else None))
@@ -303,7 +303,7 @@ def test_a_message_rejected_for_its_content_bounces_nobody_and_stops(news, aws,
                                                                      monkeypatch):
     verify(aws, SENDER_DOMAIN)
     before = statuses(news)
-    monkeypatch.setitem(REGISTRY, "ses", "tests.test_ses:ScriptedSes")
+    monkeypatch.setitem(REGISTRY, "ses", f"{__name__}:ScriptedSes")
     monkeypatch.setattr(ScriptedSes, "script", staticmethod(
         lambda number, to: service_error("MessageRejected", "Message content rejected")))
     result = publish()
