@@ -13,9 +13,8 @@ from publisher.config import TABLES, Schedule, load_config
 from publisher.delivery.providers import registered_class
 from publisher.delivery.providers.base import setting_names
 from publisher.errors import RunletterError
-
-from .conftest import FIXTURE
-from .conftest import REPO as REPO_ROOT
+from tests.samples import FIXTURE
+from tests.samples import REPO as REPO_ROOT
 
 BASE = """\
 [newsletter]
