@@ -25,10 +25,15 @@ ENROLMENT_SLICE = 5000  # enrolments written per transaction
 
 @functools.lru_cache(maxsize=256)
 def _statement(sql: str, *lists: str):
-    """A `text()` for a statement, the binds named in `lists` expanding to a list's items."""
-    from sqlalchemy import bindparam, text  # why: the store loads SQLAlchemy on first use
+    """A `text()` for a statement, the binds named in `lists` (`:goals`, `:ids`) expanding to
+    a list's items. Each is typed: PostgreSQL is given an empty list as a typed empty set,
+    which an untyped one would make an integer set (and a text column cannot be IN it)."""
+    # SQLAlchemy is loaded on the store's first use, not on import (a CLI start stays quick).
+    from sqlalchemy import Integer, String, bindparam, text
 
-    return text(sql).bindparams(*(bindparam(name, expanding=True) for name in lists))
+    types = {"goals": String(), "ids": Integer()}
+    return text(sql).bindparams(*(bindparam(name, expanding=True, type_=types[name])
+                                  for name in lists))
 
 
 def _joined(race: bool) -> tuple[str, str]:
