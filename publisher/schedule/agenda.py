@@ -84,7 +84,6 @@ class Agenda:
                  posts: Iterable[Post], goals: Iterable[str]):
         self.config = config
         self.settings = config.schedule
-        self.store = store
         self.queries = AgendaQueries(store)
         self.sequences = tuple(sequences)
         self.posts = tuple(p for p in posts if p.send_at is not None and not p.is_draft)
