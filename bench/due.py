@@ -64,9 +64,10 @@ def fill_store(path: Path, readers: int) -> None:
             conn.executemany(
                 "INSERT INTO subscribers(email, first_name, goal, status, consent_source, "
                 "consent_at, created_at, updated_at, enrolled_at, race_date, race_name) "
-                "VALUES (?, 'Runner', ?, 'active', 'bench', ?, ?, ?, ?, ?, 'Bench Marathon')",
-                [(f"r{i}@example.com", goals[i % len(goals)], signup, signup, signup, signup,
-                  (RACE_DAY + dt.timedelta(days=i % 7)).isoformat())
+                "VALUES (:email, 'Runner', :goal, 'active', 'bench', :signup, :signup, :signup, "
+                ":signup, :race_date, 'Bench Marathon')",
+                [{"email": f"r{i}@example.com", "goal": goals[i % len(goals)], "signup": signup,
+                  "race_date": (RACE_DAY + dt.timedelta(days=i % 7)).isoformat()}
                  for i in range(start, min(start + 10_000, readers))])
 
 

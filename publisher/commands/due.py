@@ -16,16 +16,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from publisher.commands.publish import ChosenProvider, Publication, render_and_check
+from publisher.commands.publish import (
+    ChosenProvider,
+    Publication,
+    render_and_check,
+    settle_delivered,
+)
+from publisher.content.sequences import load_sequences
+from publisher.content.when import zone
+from publisher.delivery.address import Addresser
+from publisher.delivery.send import Ledger, send_rendered
 from publisher.errors import Finding, RunletterError, suggest
 from publisher.project import Project, open_store
+from publisher.schedule.agenda import Agenda
+from publisher.store.agenda import AgendaQueries
 
 if TYPE_CHECKING:
     from publisher.content.sequences import Sequence
     from publisher.delivery.send import Outcome
     from publisher.delivery.tokens import Signer
     from publisher.model import Post
-    from publisher.schedule.agenda import Agenda, Decision
+    from publisher.schedule.agenda import Decision
     from publisher.schedule.rules import Upcoming
     from publisher.store import Store
 
@@ -52,8 +63,6 @@ class Scheduled:
 def scheduled(project: Project, posts: bool = True) -> Scheduled:
     """Read the project's scheduled posts (unless `posts` is False) and its sequences,
     gathering all errors before raising."""
-    from publisher.content.sequences import load_sequences
-
     findings: list[Finding] = []
     found: tuple = ()
     sequences: tuple = ()
@@ -72,8 +81,6 @@ def scheduled(project: Project, posts: bool = True) -> Scheduled:
 
 def agenda_for(project: Project, store: Store, plan: Scheduled) -> Agenda:
     """The agenda of this project's scheduled items over this store."""
-    from publisher.schedule.agenda import Agenda
-
     return Agenda(project.config, store, plan.sequences, plan.posts, project.goals.slugs)
 
 
@@ -128,7 +135,7 @@ def decide(project: Project, at: dt.datetime, resend_in_flight: bool = False) ->
     with open_store(project) as store:
         agenda = agenda_for(project, store, plan)
         decision = agenda.decide(at)
-        leftover = {key: _unsent(store, key) for key in agenda.unsettled()}
+        leftover = {key: agenda.queries.count_unsent(key) for key in agenda.unsettled()}
         doubt = tuple(agenda.in_flight().items())
     again = dict(doubt) if resend_in_flight else {}
     keys = [k for k in decision.items if decision.items[k].send or decision.items[k].skip]
@@ -155,21 +162,12 @@ def _rendered(project: Project, post: Post | None
         return None, tuple(exc.findings)
 
 
-def _unsent(store: Store, item: str) -> int:
-    return store.conn.execute("SELECT COUNT(*) FROM deliveries WHERE post = ? AND state IN "
-                              "('planned', 'failed')", (item,)).fetchone()[0]
-
-
 @contextmanager
 def sending(run: DueRun, project: Project, provider: ChosenProvider, signer: Signer
             ) -> Iterator[Callable[..., list[tuple[str, Outcome]]]]:
     """Write the run's decision, open the provider once, and yield `send(progress=None,
     notice=None)`, which sends every item that checked clean, one after another (first
     releasing the in-flight rows of the items the run resends)."""
-    from publisher.commands.publish import settle_delivered
-    from publisher.delivery.address import Addresser
-    from publisher.delivery.send import Ledger, send_rendered
-
     delivery = project.config.delivery
     addresser = Addresser(project.config, signer)
     with open_store(project) as store:
@@ -249,8 +247,6 @@ class ReaderPlan:
 def reader_plan(project: Project, email: str, at: dt.datetime,
                 days: int | None = None) -> ReaderPlan:
     """A reader's upcoming items (within `days`, when given)."""
-    from publisher.content.when import zone
-
     plan = scheduled(project)
     with open_store(project) as store:
         reader = store.get(email)
@@ -283,9 +279,8 @@ def sequence_report(project: Project, name: str) -> SequenceReport:
     sequence = find_sequence(plan, name)
     with open_store(project) as store:
         waiting = agenda_for(project, store, plan).waiting(sequence)
-        counts = {key: Counter(dict(store.conn.execute(
-            "SELECT state, COUNT(*) FROM deliveries WHERE post = ? GROUP BY state",
-            (key,)).fetchall())) for key in (s.key for s in sequence.steps)}
+        queries = AgendaQueries(store)
+        counts = {key: queries.states(key) for key in (s.key for s in sequence.steps)}
     return SequenceReport(sequence.slug, tuple((s.key, counts[s.key], waiting.get(s.key, 0))
                                                for s in sequence.steps))
 

@@ -1,13 +1,13 @@
 """What is due: scheduled posts and sequence steps decided per reader against the store,
 and the decision written to the ledger (planned and skipped rows) and the enrolments.
 
-Deciding reads; `apply` writes, each item in its own transaction with INSERT OR IGNORE on the
-ledger's (item, reader) key, so two runs deciding at once still make one row per reader and
+Deciding reads; `apply` writes, each item in its own transaction with ON CONFLICT DO NOTHING
+on the ledger's (item, reader) key, so two runs deciding at once still make one row per reader and
 item, and the ledger's claim (`Ledger.mark_in_flight`) lets only one of them send it.
 
 `enrolments` remembers, per reader and sequence, when to look again and on what basis (race
 date, zone, the sequence's timing); an hour when nothing is due reads only the readers whose
-time has come or whose basis changed.
+time has come or whose basis changed. The statements are in `publisher.store.agenda`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 from publisher.config import Config
 from publisher.content.sequences import Sequence
-from publisher.content.when import SIGNUP, zone
+from publisher.content.when import RACE, SIGNUP, zone
 from publisher.model import Post
 from publisher.schedule.rules import (
     Reader,
-    Row,
+    StepState,
     Upcoming,
     enrolled,
     is_stale,
@@ -31,9 +31,9 @@ from publisher.schedule.rules import (
     post_window,
     walk,
 )
-from publisher.store import Store, now
+from publisher.store import Store
+from publisher.store.agenda import AgendaQueries
 
-BATCH = 500
 # What computing one reader's dates can raise on data stored before dates were bounded (a
 # race in year 9999 overflows) or written around the store's checks: that reader is left
 # out and named, and the run goes on for everyone else.
@@ -77,28 +77,6 @@ def _basis(race_date: str | None, timezone: str, sequence: Sequence) -> str:
     return f"{race_date or ''}|{timezone}|{sequence.fingerprint}"
 
 
-def _joined(sequence: Sequence) -> tuple[str, str]:
-    """The SQL for when a reader joined a sequence, and the condition that they did: a signup
-    sequence counts from `enrolled_at` (NULL for a reader imported without --enrol, who is
-    never in one); a race sequence needs a race date."""
-    if sequence.anchor == "race":
-        return "COALESCE(s.consent_at, s.created_at)", "AND s.race_date IS NOT NULL "
-    return "s.enrolled_at", "AND s.enrolled_at IS NOT NULL "
-
-
-def _marks(values: Iterable) -> str:
-    return ",".join("?" * len(list(values)))
-
-
-def _in_sequence(store: Store, column: str) -> str:
-    """SQL for "`column` is a step of a sequence", with "<slug>/" and "<slug>0" as parameters.
-    SQLite compares text byte by byte, where '/' comes just before '0'; PostgreSQL compares by
-    the database's collation, which may not (en_US ignores the '/') unless told "C"."""
-    if store.dialect == "postgresql":
-        column = f'{column} COLLATE "C"'
-    return f"{column} >= ? AND {column} < ?"
-
-
 class Agenda:
     """Decides what is due for a newsletter's scheduled posts and sequences."""
 
@@ -106,8 +84,7 @@ class Agenda:
                  posts: Iterable[Post], goals: Iterable[str]):
         self.config = config
         self.settings = config.schedule
-        self.store = store
-        self.conn = store.conn
+        self.queries = AgendaQueries(store)
         self.sequences = tuple(sequences)
         self.posts = tuple(p for p in posts if p.send_at is not None and not p.is_draft)
         self.goals = tuple(goals)
@@ -139,11 +116,7 @@ class Agenda:
         if not first <= at <= last:
             return
         goals = self.audience(post.audience)
-        rows = self._pages(
-            "SELECT s.id, s.goal, s.timezone, COALESCE(s.consent_at, s.created_at) "
-            f"FROM subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) "
-            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post = ? "
-            "AND d.subscriber_id = s.id)", (*goals, post.slug))
+        rows = self.queries.unsent_readers(post.slug, goals)
         dated = not isinstance(post.send_at, dt.datetime)
         for sid, goal, timezone, signup in (row for page in rows for row in page):
             try:
@@ -162,48 +135,19 @@ class Agenda:
 
     def _candidates(self, sequence: Sequence, at: dt.datetime) -> Iterator[list[tuple]]:
         """Readers of a sequence to look at: new, changed, or whose time has come."""
-        goals = self.audience(sequence.audience)
-        joined, only = _joined(sequence)
-        yield from self._pages(
-            f"SELECT s.id, s.goal, s.race_date, s.timezone, {joined}, e.basis "
-            "FROM subscribers s "
-            "LEFT JOIN enrolments e ON e.sequence = ? AND e.subscriber_id = s.id "
-            f"WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) {only}"
-            "AND (e.subscriber_id IS NULL OR e.next_at <= ? OR e.basis != "
-            "COALESCE(s.race_date, '') || '|' || s.timezone || '|' || ?)",
-            (sequence.slug, *goals, at.timestamp(), sequence.fingerprint))
-
-    def _pages(self, sql: str, params: tuple) -> Iterator[list[tuple]]:
-        """The rows of a SELECT of readers (`s.id` first, a WHERE clause last), BATCH at a
-        time, never all held at once: SQLite's cursor streams as it is read; psycopg's would
-        fetch the whole result, so PostgreSQL is read a page at a time by reader id."""
-        if self.store.dialect == "sqlite":
-            cursor = self.conn.execute(sql, params)
-            while batch := cursor.fetchmany(BATCH):
-                yield batch
-            return
-        last = 0
-        while batch := self.conn.execute(f"{sql} AND s.id > ? ORDER BY s.id LIMIT {BATCH}",
-                                         (*params, last)).fetchall():
-            yield batch
-            last = batch[-1][0]
+        return self.queries.candidates(sequence.slug, sequence.anchor == RACE,
+                                       self.audience(sequence.audience), at.timestamp(),
+                                       sequence.fingerprint)
 
     def history(self, sequence: Sequence, ids: list[int]
-                ) -> tuple[dict[int, dict[str, Row]], dict[int, dict[str, dt.datetime]]]:
+                ) -> tuple[dict[int, dict[str, StepState]], dict[int, dict[str, dt.datetime]]]:
         """The ledger rows and "ready"s of these readers in a sequence."""
-        rows: dict[int, dict[str, Row]] = {}
-        prefix = f"{sequence.slug}/"
-        for sid, item, state, sent_at in self.conn.execute(
-                "SELECT subscriber_id, post, state, sent_at FROM deliveries WHERE "
-                f"subscriber_id IN ({_marks(ids)}) AND {_in_sequence(self.store, 'post')}",
-                (*ids, prefix, prefix[:-1] + "0")):
+        rows: dict[int, dict[str, StepState]] = {}
+        for sid, item, state, sent_at in self.queries.step_rows(sequence.slug, ids):
             sent = dt.datetime.fromisoformat(sent_at) if sent_at else None
-            rows.setdefault(sid, {})[item] = Row(state, sent)
+            rows.setdefault(sid, {})[item] = StepState(state, sent)
         ready: dict[int, dict[str, dt.datetime]] = {}
-        for sid, step, said in self.conn.execute(
-                f"SELECT subscriber_id, step, at FROM ready WHERE subscriber_id IN "
-                f"({_marks(ids)}) AND {_in_sequence(self.store, 'step')}",
-                (*ids, prefix, prefix[:-1] + "0")):
+        for sid, step, said in self.queries.ready_rows(sequence.slug, ids):
             ready.setdefault(sid, {})[step] = dt.datetime.fromisoformat(said)
         return rows, ready
 
@@ -220,7 +164,7 @@ class Agenda:
                     self._left_out(sid, exc)
 
     def _decide_reader(self, sequence: Sequence, decision: Decision, row: tuple,
-                       mine: dict[str, Row], ready: dict[str, dt.datetime]) -> None:
+                       mine: dict[str, StepState], ready: dict[str, dt.datetime]) -> None:
         """One reader's step of a sequence into the decision; nothing is added to it when
         their dates raise (UNREADABLE), since everything is worked out before it is."""
         sid, goal, race_date, timezone, signup, basis = row
@@ -253,45 +197,23 @@ class Agenda:
         """Write a decision: skipped and planned rows (none planned for `held` items, which
         could not be sent; their readers are looked at again next run), then enrolments."""
         held = set(held)
-        stamp = now()
         looked_again: set[tuple[str, int]] = set()
-        with self.store.transaction() as conn:
-            for sid, sequence in decision.unskip:
-                conn.execute("DELETE FROM deliveries WHERE subscriber_id = ? AND "
-                             f"{_in_sequence(self.store, 'post')} AND state = 'skipped'",
-                             (sid, f"{sequence}/", f"{sequence}0"))
+        self.queries.unskip(decision.unskip)
         for item in decision.items.values():
-            with self.store.transaction() as conn:
-                conn.executemany(
-                    "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                    "attempts, updated_at) SELECT ?, id, email, goal, 'skipped', 0, ? "
-                    "FROM subscribers WHERE id = ? ON CONFLICT DO NOTHING",
-                    [(item.item, stamp, sid) for sid, _ in item.skip])
-                if item.item in held:
-                    looked_again.update((item.item.split("/")[0], sid) for sid, _ in item.send)
-                    continue
-                conn.executemany(
-                    "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                    "attempts, updated_at) SELECT ?, id, email, goal, 'planned', 0, ? "
-                    "FROM subscribers WHERE id = ? AND status = 'active' ON CONFLICT DO NOTHING",
-                    [(item.item, stamp, sid) for sid, _ in item.send])
+            if item.item in held:
+                looked_again.update((item.item.split("/")[0], sid) for sid, _ in item.send)
+            self.queries.record(item.item, [sid for sid, _ in item.skip],
+                                [] if item.item in held else [sid for sid, _ in item.send])
         soon = decision.at.timestamp()
-        rows = [(seq, sid, basis, soon if (seq, sid) in looked_again else next_at, waiting)
-                for seq, sid, basis, next_at, waiting in decision.enrolments]
-        for start in range(0, len(rows), 5000):
-            with self.store.transaction() as conn:
-                conn.executemany(
-                    "INSERT INTO enrolments(sequence, subscriber_id, basis, next_at, waiting) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(sequence, subscriber_id) DO UPDATE SET "
-                    "basis = excluded.basis, next_at = excluded.next_at, "
-                    "waiting = excluded.waiting", rows[start:start + 5000])
+        self.queries.enrol([(seq, sid, basis, soon if (seq, sid) in looked_again else next_at,
+                             waiting)
+                            for seq, sid, basis, next_at, waiting in decision.enrolments])
 
     def in_flight(self) -> dict[str, int]:
         """Items with rows left in flight by a run that stopped (they may have gone out)."""
         found = {}
         for key in self._keys():
-            count = self.conn.execute("SELECT COUNT(*) FROM deliveries WHERE post = ? AND "
-                                      "state = 'in-flight'", (key,)).fetchone()[0]
+            count = self.queries.count_in_flight(key)
             if count:
                 found[key] = count
         return found
@@ -301,17 +223,13 @@ class Agenda:
 
     def unsettled(self) -> list[str]:
         """Items with rows still to send (planned, or failed and to be tried again)."""
-        return [key for key in self._keys() if self.conn.execute(
-            "SELECT 1 FROM deliveries WHERE post = ? AND state IN ('planned', 'failed') LIMIT 1",
-            (key,)).fetchone()]
+        return [key for key in self._keys() if self.queries.has_unsettled(key)]
 
     # -- looking ahead ---------------------------------------------------------------------
 
     def reader_plan(self, subscriber_id: int, at: dt.datetime) -> list[Upcoming]:
         """One reader's items ahead of `at` (scheduled posts and steps), soonest first."""
-        row = self.conn.execute(
-            "SELECT goal, race_date, timezone, COALESCE(consent_at, created_at), status, "
-            "enrolled_at FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+        row = self.queries.reader(subscriber_id)
         if row is None or row[4] != "active":
             return []
         try:
@@ -327,7 +245,7 @@ class Agenda:
         for post in self.posts:
             due = post_due(post, reader, self.settings)
             if (goal in self.audience(post.audience) and due > at
-                    and not self._has_row(post.slug, subscriber_id)):
+                    and not self.queries.has_row(post.slug, subscriber_id)):
                 found.append(Upcoming(post.slug, post.subject, due))
         for sequence in self.sequences:
             timed = reader
@@ -339,18 +257,12 @@ class Agenda:
                                                                           goal):
                 continue
             rows, ready = self.history(sequence, [subscriber_id])
-            fresh = self.conn.execute("SELECT 1 FROM enrolments WHERE sequence = ? AND "
-                                      "subscriber_id = ?", (sequence.slug, subscriber_id)
-                                      ).fetchone() is None
+            fresh = not self.queries.is_enrolled(sequence.slug, subscriber_id)
             step = walk(sequence, timed, rows.get(subscriber_id, {}),
                         ready.get(subscriber_id, {}), at, self.settings, fresh=fresh)
             found.extend(u for u in step.upcoming if u.at is None or u.at >= at)
         far = dt.datetime.max.replace(tzinfo=dt.UTC)
         return sorted(found, key=lambda u: (u.at or far, u.item))
-
-    def _has_row(self, item: str, subscriber_id: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM deliveries WHERE post = ? AND subscriber_id = ?",
-                                 (item, subscriber_id)).fetchone() is not None
 
     def forecast(self, at: dt.datetime, until: dt.datetime) -> dict[str, Counter]:
         """Per item, how many readers it reaches on each date (in [schedule] timezone) from
@@ -359,11 +271,7 @@ class Agenda:
         table: dict[str, Counter] = {}
         for post in self.posts:
             goals = self.audience(post.audience)
-            pages = self._pages(
-                "SELECT s.id, s.timezone, COALESCE(s.consent_at, s.created_at) FROM "
-                f"subscribers s WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) AND "
-                "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post = ? AND "
-                "d.subscriber_id = s.id)", (*goals, post.slug))
+            pages = self.queries.unsent_times(post.slug, goals)
             for sid, timezone, signup in (row for page in pages for row in page):
                 try:
                     due = post_due(post, reader_times(self.config, signup, None, timezone),
@@ -391,15 +299,8 @@ class Agenda:
         return table
 
     def _everyone(self, sequence: Sequence) -> Iterator[list[tuple]]:
-        goals = self.audience(sequence.audience)
-        joined, only = _joined(sequence)
-        yield from self._pages(
-            f"SELECT s.id, s.goal, s.race_date, s.timezone, {joined} FROM subscribers s "
-            f"WHERE s.status = 'active' AND s.goal IN ({_marks(goals)}) {only.strip()}", goals)
+        return self.queries.everyone(sequence.anchor == RACE, self.audience(sequence.audience))
 
     def waiting(self, sequence: Sequence) -> Counter:
         """Readers waiting at each gated step of a sequence."""
-        return Counter(dict(self.conn.execute(
-            "SELECT waiting, COUNT(*) FROM enrolments e JOIN subscribers s ON s.id = "
-            "e.subscriber_id WHERE e.sequence = ? AND e.waiting IS NOT NULL AND "
-            "s.status = 'active' GROUP BY waiting", (sequence.slug,)).fetchall()))
+        return self.queries.waiting(sequence.slug)

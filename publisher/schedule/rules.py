@@ -38,8 +38,9 @@ class Reader:
 
 
 @dataclass(frozen=True)
-class Row:
-    """What the ledger holds for one reader and item."""
+class StepState:
+    """What the ledger holds for one reader at one step of a sequence: its state, and when
+    it was sent."""
 
     state: str
     sent_at: dt.datetime | None = None
@@ -93,7 +94,7 @@ def due_at(when: When, reader: Reader, previous: dt.date | None,
     return at_send_hour(day + dt.timedelta(days=when.days), reader.tz, settings.send_hour)
 
 
-def held_at_gate(gate: Step | None, step: Step, rows: Mapping[str, Row],
+def held_at_gate(gate: Step | None, step: Step, rows: Mapping[str, StepState],
                  ready: Mapping[str, dt.datetime], skipped: list[str]) -> str | None:
     """Whether a step after `gate` (None: it follows no gate) is held: "waits" for the
     reader's ready, "ends" the sequence (the gated step never reached them); None: not held
@@ -119,7 +120,7 @@ def is_stale(due: dt.datetime, now: dt.datetime, dated: bool, settings: Schedule
     return dated and now - due > dt.timedelta(days=settings.grace_days)
 
 
-def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, Row],
+def walk(sequence: Sequence, reader: Reader, rows: Mapping[str, StepState],
          ready: Mapping[str, dt.datetime], now: dt.datetime, settings: Schedule,
          look_ahead: bool = True, fresh: bool = False) -> Walk:
     """Go through a reader's steps in order: what is settled, what to skip, what is due now,
@@ -210,5 +211,5 @@ def step_of(sequence: Sequence, key: str) -> Step | None:
     return next((s for s in sequence.steps if s.key == key), None)
 
 
-__all__ = ["PREVIOUS", "Reader", "Row", "Upcoming", "Walk", "due_at", "enrolled", "is_stale",
-           "post_due", "post_window", "walk"]
+__all__ = ["PREVIOUS", "Reader", "StepState", "Upcoming", "Walk", "due_at", "enrolled",
+           "is_stale", "post_due", "post_window", "walk"]

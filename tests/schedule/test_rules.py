@@ -13,7 +13,7 @@ from publisher.config import Schedule
 from publisher.content.posts import read_post
 from publisher.content.sequences import read_sequence
 from publisher.content.when import parse_when
-from publisher.schedule.rules import Reader, Row, due_at, enrolled, post_due, walk
+from publisher.schedule.rules import Reader, StepState, due_at, enrolled, post_due, walk
 from tests.helpers.support import utc
 from tests.samples import AFTER_GATE, FIXTURE, FIXTURE_SLUG, GATE, GOALS, REPO, SEQUENCES
 
@@ -32,9 +32,9 @@ def reader(zone: str = "UTC", signup: str = "2027-01-01T09:00",
                   tz=ZoneInfo(zone))
 
 
-def sent(*items: tuple[str, str]) -> dict[str, Row]:
+def sent(*items: tuple[str, str]) -> dict[str, StepState]:
     """Ledger rows for steps sent at these UTC instants."""
-    return {key: Row("sent", utc(at)) for key, at in items}
+    return {key: StepState("sent", utc(at)) for key, at in items}
 
 
 # (when, zone, signup, race date, previous step's local date, expected UTC instant).
@@ -137,7 +137,7 @@ def test_a_step_after_previous_counts_from_the_day_the_previous_one_went_out():
 
 
 def test_a_step_left_in_flight_by_a_crash_does_not_hold_back_the_next_one():
-    rows = {"race-plan/01-twelve-weeks": Row("in-flight")}  # never re-sent, never settled
+    rows = {"race-plan/01-twelve-weeks": StepState("in-flight")}  # never re-sent, never settled
     step = walk(RACE_PLAN, reader(), rows, {}, utc("2027-01-31T06:00"), SETTINGS)
     assert step.send == "race-plan/02-eight-weeks"
 
@@ -181,7 +181,7 @@ def test_a_ready_given_weeks_after_the_steps_when_sends_it_at_once_not_as_stale(
 def test_a_gated_step_skipped_as_late_never_lets_the_next_one_out():
     # Phase one (7 January) was 4 days late when a run came: skipped, so its "ready" link
     # never reached the reader, and phase two must not go out without it.
-    rows = {**sent(COMEBACK_SENT[0]), GATE: Row("skipped")}
+    rows = {**sent(COMEBACK_SENT[0]), GATE: StepState("skipped")}
     step = walk(COMEBACK, reader(signup="2027-01-04T09:00"), rows, {}, utc("2027-01-21T06:00"),
                 SETTINGS)
     assert (step.send, step.skip, step.waiting, step.next_at) == (None, [], None, None)
@@ -194,7 +194,7 @@ def test_a_run_that_skips_a_gated_step_times_nothing_after_it():
 
 
 def test_a_ready_without_the_gated_step_sent_does_not_let_the_next_one_out():
-    rows = {**sent(COMEBACK_SENT[0]), GATE: Row("rejected")}
+    rows = {**sent(COMEBACK_SENT[0]), GATE: StepState("rejected")}
     step = walk(COMEBACK, reader(signup="2027-01-04T09:00"), rows,
                 {GATE: utc("2027-01-10T12:00")}, utc("2027-01-21T06:00"), SETTINGS)
     assert step.send is None
