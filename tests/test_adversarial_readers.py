@@ -36,7 +36,7 @@ from publisher.store import (
 
 from .conftest import FAST, GOALS, HEADER
 from .conftest import HIP_DRIVE as SLUG
-from .support import address_in, open_store
+from .support import address_in, import_csv, open_store
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
@@ -177,7 +177,7 @@ def test_an_import_lands_every_good_row_and_reports_every_bad_row_by_line(
         path = Path(folder) / "readers.csv"
         path.write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8"))
         with open_store(Path(folder) / "runletter.db") as store:
-            report = store.import_csv(path, GOALS, display="readers.csv")
+            report = import_csv(store, path, GOALS, display="readers.csv")
             assert [f.line for f in report.errors] == bad_lines
             assert all(str(f).startswith(f"readers.csv:{f.line}: ") for f in report.errors)
             assert (report.added, report.skipped) == (len(expected), len(bad_lines))
@@ -202,7 +202,7 @@ def test_an_import_that_fails_midway_leaves_the_store_as_it_was(rows, at):
                     store.add(row.cells[0], goal="half", first_name="Before")
             before = (stored(store), audit_count(store))
             with pytest.raises(RunletterError) as caught:
-                store.import_csv(path, GOALS, display="readers.csv")
+                import_csv(store, path, GOALS, display="readers.csv")
             assert str(caught.value).startswith(f"readers.csv:{starts[min(at, len(rows) - 1)]}:")
             assert "nothing imported" in str(caught.value)
             assert (stored(store), audit_count(store)) == before
@@ -230,7 +230,7 @@ def test_a_file_that_is_not_utf8_imports_nothing_and_says_so(rows, encoding):
             store.add("already@example.com")
             before = (stored(store), audit_count(store))
             with pytest.raises(RunletterError, match=r"^readers\.csv:\d+: not UTF-8 text"):
-                store.import_csv(path, GOALS, display="readers.csv")
+                import_csv(store, path, GOALS, display="readers.csv")
             assert (stored(store), audit_count(store)) == before
 
 
@@ -244,7 +244,7 @@ def test_no_bytes_crash_an_import_or_half_write_it(data):
             store.add("already@example.com", goal="5k")
             before = (stored(store), audit_count(store))
             try:
-                report = store.import_csv(path, GOALS, display="readers.csv")
+                report = import_csv(store, path, GOALS, display="readers.csv")
             except RunletterError as refused:
                 assert all(f.path == "readers.csv" for f in refused.findings)
                 assert (stored(store), audit_count(store)) == before
@@ -312,7 +312,7 @@ def test_export_then_import_restores_every_stored_value_exactly(people):
                 one.export_csv(out)
             original = stored(one)
         with open_store(Path(folder) / "two.db") as two:
-            report = two.import_csv(path, GOALS, display="export.csv")
+            report = import_csv(two, path, GOALS, display="export.csv")
             assert report.findings == ()
             assert stored(two) == original
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from publisher.commands.db import given_url
 from publisher.store import Store
 from publisher.store.ledger import Ledger
-from publisher.store.schema import HEAD
 from publisher.store.tables import COPY_ORDER
+from publisher.store.upgrade import HEAD
 
 from .conftest import GATE, HOST, RUNNER, STORE
 from .support import assert_user_error, free_port, run, store_rows, version_5_store

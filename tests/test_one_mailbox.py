@@ -18,11 +18,11 @@ from publisher.delivery.tokens import Signer
 from publisher.emails import canonical, mailbox_key, validate_email
 from publisher.store import Store
 from publisher.store.database import ENV as DATABASE_URL
-from publisher.store.schema import HEAD
+from publisher.store.upgrade import HEAD
 
 from .conftest import GOALS, HEADER, ON_BOTH_BACKENDS, STORE, copy_sample
 from .live_server import signer, start_site
-from .support import free_port, run, write_csv
+from .support import free_port, import_csv, run, write_csv
 
 UNICODE = "hans@bücher.example"
 PUNYCODE = "hans@xn--bcher-kva.example"
@@ -80,7 +80,7 @@ def test_an_import_in_other_spellings_does_not_bring_a_leaver_back(store, tmp_pa
     store.set_status(UNICODE, "unsubscribed", "their choice")
     path = write_csv(tmp_path, HEADER + f"{PUNYCODE},Hans,5k,,active\n{NFD},Hans,5k,,active\n")
 
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
 
     assert report.added == 0
     assert [(r.email, r.status) for r in store.list()] == [(PUNYCODE, "unsubscribed")]

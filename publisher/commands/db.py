@@ -69,7 +69,7 @@ def display(url: Any) -> str:
 def upgrade(url: str) -> Upgraded:
     """Bring the store at url to the newest schema (making it when there is none)."""
     from publisher.store import Store
-    from publisher.store.schema import version_of
+    from publisher.store.upgrade import version_of
 
     before = _described(url, version_of)
     with Store.open(url) as store:
@@ -81,7 +81,7 @@ def upgrade(url: str) -> Upgraded:
 def status(url: str) -> Status:
     """The store at url as it is (never migrated, never made): dialect, version, rows."""
     from publisher.store.copying import row_counts
-    from publisher.store.schema import HEAD, version_of
+    from publisher.store.upgrade import HEAD, version_of
 
     found = _described(url, lambda conn: (conn.dialect, version_of(conn), row_counts(conn)))
     dialect, version, counts = found or ("sqlite", None, {})
@@ -113,11 +113,11 @@ def given_url(text: str, root: Path, label: str) -> str:
     """A store URL from the command line (`label` names the argument): a relative SQLite path
     is root's; a password is refused, but one the environment's URL holds for the same
     database is taken from there."""
-    from publisher.store.database import ENV, parse_url, shown
+    from publisher.store.database import ENV, parse_url, printable_url
 
     url = parse_url(text, root)
     if url.password is not None:
-        raise RunletterError(Finding(label, None, f"{shown(text)} holds a password; "
+        raise RunletterError(Finding(label, None, f"{printable_url(text)} holds a password; "
                                      "passwords come only from the environment: remove it "
                                      "and set PGPASSWORD (or a ~/.pgpass line)"))
     environment = os.environ.get(ENV)

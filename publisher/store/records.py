@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -11,6 +13,7 @@ from publisher.emails import CONTROL_RE, show_value
 from publisher.errors import RunletterError, suggest
 from publisher.model import EVERYONE
 
+# A reader's statuses: defined here only; the tables' CHECK and the arrivals import them.
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 MAX_NAME = 100
 
@@ -130,8 +133,6 @@ class RaceDateOutOfRange(RunletterError):
 
 def check_race_date(text: str | None) -> str | None:
     """A race date as stored (YYYY-MM-DD), None for none; RunletterError says why not."""
-    import datetime as dt
-
     text = (text or "").strip()
     if not text:
         return None
@@ -176,8 +177,6 @@ def check_timezone(name: str | None) -> str:
 
 def known_timezone(name: str) -> bool:
     """True when zoneinfo knows this zone name."""
-    import zoneinfo
-
     if name != name.strip() or not name or name.startswith(("/", ".")) or ".." in name:
         return False
     try:
@@ -188,6 +187,4 @@ def known_timezone(name: str) -> bool:
 
 
 def _zone_names() -> list[str]:
-    import zoneinfo
-
     return sorted(zoneinfo.available_timezones())
