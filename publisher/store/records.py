@@ -106,6 +106,8 @@ def subscriber_from_row(row: tuple) -> Subscriber:
 
 
 def check_goal(goal: str) -> str:
+    """A goal as stored (trimmed, lowercase, the default for none); RunletterError when it
+    is not a slug."""
     goal = goal.strip().lower() or EVERYONE
     if not GOAL_RE.match(goal):
         raise RunletterError(f"goal {show_value(goal)} is not a slug "
@@ -114,6 +116,7 @@ def check_goal(goal: str) -> str:
 
 
 def check_name(name: str) -> str:
+    """A first name as stored (trimmed); RunletterError says why it cannot be."""
     name = name.strip()
     problem = name_problem(name)
     if problem:
@@ -122,6 +125,7 @@ def check_name(name: str) -> str:
 
 
 def check_status(status: str) -> None:
+    """RunletterError, with a suggestion, for a status that is not one of STATUSES."""
     if status not in STATUSES:
         raise RunletterError(f"unknown status {show_value(status)}" + suggest(status, STATUSES)
                              + f"; use one of: {', '.join(STATUSES)}")
@@ -148,7 +152,6 @@ def check_race_date(text: str | None) -> str | None:
     except clock.OutOfRange as exc:
         raise RaceDateOutOfRange(str(exc)) from None
     return day.isoformat()
-
 
 
 def check_race_name(name: str | None) -> str:
