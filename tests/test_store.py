@@ -302,8 +302,8 @@ def test_set_status_of_an_unknown_reader_is_an_error(store):
 def test_remove_deletes_the_reader_and_their_ledger_rows(store):
     reader = store.add("gone@example.com", goal="5k")
     store.conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                       "updated_at) VALUES ('p1', ?, ?, '5k', 'sent', 'now')",
-                       (reader.id, reader.email))
+                       "updated_at) VALUES ('p1', :id, :email, '5k', 'sent', 'now')",
+                       {"id": reader.id, "email": reader.email})
     assert store.remove("GONE@example.com") is True
     assert store.get("gone@example.com") is None
     assert store.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
@@ -350,8 +350,9 @@ def test_iter_active_streams_in_batches_of_the_given_size(store):
     with store.transaction() as conn:
         conn.executemany(
             "INSERT INTO subscribers(email, goal, status, created_at, updated_at) "
-            "VALUES (?, ?, 'active', 'now', 'now')",
-            [(f"r{i:04d}@example.com", "5k" if i % 2 else "half") for i in range(2500)])
+            "VALUES (:email, :goal, 'active', 'now', 'now')",
+            [{"email": f"r{i:04d}@example.com", "goal": "5k" if i % 2 else "half"}
+             for i in range(2500)])
     batches = list(store.iter_active(["5k", "half"], batch_size=1000))
     assert [len(b) for b in batches] == [1000, 1000, 500]
     ids = [s.id for b in batches for s in b]
