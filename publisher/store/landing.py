@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, insert, text
 
 from publisher.emails import fold_email
 from publisher.model import EVERYONE
 from publisher.store.changes import LEFT
 from publisher.store.records import COLUMNS, Subscriber, now, subscriber_from_row
+from publisher.store.tables import audit
 
 if TYPE_CHECKING:
     from publisher.store.database import Connection
@@ -40,9 +41,6 @@ _SEEN = {"sqlite": "CREATE TEMP TABLE IF NOT EXISTS import_seen(email TEXT PRIMA
                    "COLLATE NOCASE, line INTEGER NOT NULL) WITHOUT ROWID",
          "postgresql": "CREATE TEMP TABLE IF NOT EXISTS import_seen(email CITEXT PRIMARY KEY, "
                        "line INTEGER NOT NULL)"}
-_AUDIT = ("INSERT INTO audit(subscriber_id, email, old_status, new_status, reason, at) "
-          "VALUES (:subscriber_id, :email, :old_status, :new_status, :reason, :at)")
-_AUDIT_FIELDS = ("subscriber_id", "email", "old_status", "new_status", "reason", "at")
 
 
 class Landing(NamedTuple):
@@ -85,7 +83,7 @@ class Lander:
         self._shown = shown
         self._enrol = enrol  # the import's time is their signup sequences' start
         self._stamp = now()
-        self._audit: list[tuple] = []
+        self._audit: list[dict] = []
         # Readers with a higher id were inserted by this import.
         self._top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM subscribers").fetchone()[0]
         # Addresses seen in this file live in a temporary table, not in Python, so memory
@@ -139,8 +137,7 @@ class Lander:
                 existing = subscriber_from_row(stored[fold_email(row.email)])
                 out.append(self._merge(existing, row, line, updates))
                 continue
-            self._audit.append((hit[0], row.email, None, hit[2],
-                                f"imported from {self._shown}:{line}", stamp))
+            self._record(hit[0], row.email, None, hit[2], line)
             out.append(Landed("added", hit[2], hit[1]))
         self._conn.executemany(_UPDATE, updates)
         if self._enrol:
@@ -197,12 +194,12 @@ class Lander:
 
     def _record(self, subscriber_id: int | None, email: str, old: str | None, new: str,
                 line: int) -> None:
-        self._audit.append((subscriber_id, email, old, new,
-                            f"imported from {self._shown}:{line}", self._stamp))
+        self._audit.append({"subscriber_id": subscriber_id, "email": email, "old_status": old,
+                            "new_status": new, "reason": f"imported from {self._shown}:{line}",
+                            "at": self._stamp})
 
     def _flush(self) -> None:
-        self._conn.executemany(_AUDIT, (dict(zip(_AUDIT_FIELDS, row, strict=True))
-                                        for row in self._audit))
+        self._conn.executemany(insert(audit), self._audit)
         self._audit.clear()
 
     def finish(self) -> None:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, insert, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from publisher.emails import check_email, normalize_email, show_value
@@ -47,12 +47,11 @@ from publisher.store.records import (
     split_tags,
     subscriber_from_row,
 )
+from publisher.store.tables import audit
 from publisher.store.upgrade import upgrade, version_of
 
 _BY_EMAIL = f"SELECT {COLUMNS} FROM subscribers WHERE email = :email"
 _BY_ID = f"SELECT {COLUMNS} FROM subscribers WHERE id = :id"
-_AUDIT = ("INSERT INTO audit(subscriber_id, email, old_status, new_status, reason, at) "
-          "VALUES (:subscriber_id, :email, :old_status, :new_status, :reason, :at)")
 
 
 class Store(ReaderChanges, ReadySteps, Proposals):
@@ -180,7 +179,7 @@ class Store(ReaderChanges, ReadySteps, Proposals):
     def write_audit(self, subscriber_id: int | None, email: str, old: str | None, new: str,
                     reason: str, at: str) -> None:
         """One audit row, in the caller's transaction: a status change and why."""
-        self._conn.execute(_AUDIT, {"subscriber_id": subscriber_id, "email": email,
+        self._conn.execute(insert(audit), {"subscriber_id": subscriber_id, "email": email,
                                     "old_status": old, "new_status": new, "reason": reason,
                                     "at": at})
 
