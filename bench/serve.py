@@ -30,6 +30,7 @@ from _sample import arguments, copy_sample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from publisher.arrivals import ArrivalOptions, import_file  # noqa: E402
 from publisher.delivery.tokens import Signer  # noqa: E402
 from publisher.project import open_project  # noqa: E402
 from publisher.store import Store  # noqa: E402
@@ -143,7 +144,8 @@ def main() -> int:
         root = copy_sample(Path(tmp))
         project = open_project(root)
         with Store.open(project.config.store_path) as store:
-            report = store.import_csv(write_readers(root, args.readers), project.goals)
+            report = import_file(store, write_readers(root, args.readers), project.goals,
+                                 ArrivalOptions(source="runletter"))
             ids = {r.email: r.id for r in store.list()}
         assert report.added == args.readers, report
         port = free_port()

@@ -12,7 +12,7 @@ from publisher.arrivals.base import (
     when,
 )
 
-STATUSES = {
+STATUS_TABLE = {
     **dict.fromkeys(("regular", "premium", "gifted", "churned", "trialed", "unpaid",
                      "churning", "paused", "past_due"), "active"),
     "unactivated": "pending",
@@ -31,10 +31,10 @@ def detect(keys: frozenset[str]) -> bool:
 
 
 BUTTONDOWN = Format(
-    name="buttondown", detect=detect, statuses=STATUSES,
+    name="buttondown", detect=detect, statuses=STATUS_TABLE,
     columns=(
         Column(("email_address", "email"), "email"),
-        Column(("type", "subscriber_type"), "status", status_reader("buttondown", STATUSES)),
+        Column(("type", "subscriber_type"), "status", status_reader("buttondown", STATUS_TABLE)),
         Column(("metadata",), "first_name", json_key("first_name")),
         Column(("first_name",), "first_name"),
         Column(("metadata",), "goal", json_key("goal")),

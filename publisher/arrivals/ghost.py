@@ -13,7 +13,7 @@ from publisher.arrivals.base import (
 )
 from publisher.store import restore_cell
 
-STATUSES = {"true": "active", "false": "unsubscribed"}
+STATUS_TABLE = {"true": "active", "false": "unsubscribed"}
 
 
 def detect(keys: frozenset[str]) -> bool:
@@ -38,13 +38,13 @@ def name(text: str) -> str:
 
 
 GHOST = Format(
-    name="ghost", detect=detect, statuses=STATUSES,
+    name="ghost", detect=detect, statuses=STATUS_TABLE,
     columns=(
         Column(("email",), "email"),
         Column(("deleted_at",), "status", deleted),
         Column(("email_disabled",), "status", disabled),
         Column(("subscribed_to_emails", "subscribed"), "status",
-               status_reader("ghost", STATUSES)),
+               status_reader("ghost", STATUS_TABLE)),
         Column(("name",), "first_name", name),
         Column(GOAL_COLUMNS, "goal"),
         Column(("labels",), "tags", comma_list),

@@ -13,7 +13,7 @@ from publisher.arrivals.base import (
 )
 
 # inactive: never confirmed; cold: active but not opening lately (still subscribed).
-STATUSES = {"active": "active", "cold": "active", "inactive": "pending",
+STATUS_TABLE = {"active": "active", "cold": "active", "inactive": "pending",
             "cancelled": "unsubscribed", "bounced": "bounced", "complained": "complained"}
 
 
@@ -23,10 +23,10 @@ def detect(keys: frozenset[str]) -> bool:
 
 
 KIT = Format(
-    name="kit", detect=detect, statuses=STATUSES,
+    name="kit", detect=detect, statuses=STATUS_TABLE,
     columns=(
         Column(("email_address", "email"), "email"),
-        Column(("state",), "status", status_reader("kit", STATUSES)),
+        Column(("state",), "status", status_reader("kit", STATUS_TABLE)),
         Column(("first_name",), "first_name"),
         Column(("name", "full_name"), "first_name", first_word),
         Column(GOAL_COLUMNS, "goal"),

@@ -15,7 +15,7 @@ from publisher.arrivals.base import (
     when,
 )
 
-STATUSES = {"enabled": "active", "disabled": "unsubscribed", "blocklisted": "unsubscribed"}
+STATUS_TABLE = {"enabled": "active", "disabled": "unsubscribed", "blocklisted": "unsubscribed"}
 
 
 def detect(keys: frozenset[str]) -> bool:
@@ -24,10 +24,10 @@ def detect(keys: frozenset[str]) -> bool:
 
 
 LISTMONK = Format(
-    name="listmonk", detect=detect, statuses=STATUSES,
+    name="listmonk", detect=detect, statuses=STATUS_TABLE,
     columns=(
         Column(("email",), "email"),
-        Column(("status",), "status", status_reader("listmonk", STATUSES)),
+        Column(("status",), "status", status_reader("listmonk", STATUS_TABLE)),
         Column(("name",), "first_name", first_word),
         Column(("attributes",), "goal", json_key("goal")),
         Column(GOAL_COLUMNS, "goal"),

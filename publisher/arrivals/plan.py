@@ -37,7 +37,7 @@ class ArrivalOptions:
     enrol: bool = False
 
 
-class Reader(NamedTuple):
+class Feed(NamedTuple):
     """Header columns (by index, in order of preference) that feed one field."""
 
     indexes: tuple[int, ...]
@@ -53,7 +53,7 @@ class Plan:
     format: Format
     how: str  # "from the header", "--from kit", …
     header: tuple[str, ...]
-    readers: tuple[Reader, ...]
+    feeds: tuple[Feed, ...]
     consent_source: str
     file_status: str | None = None
     kind: str | None = None
@@ -64,17 +64,17 @@ class Plan:
     def mapping(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Each column that is read, with the fields it feeds."""
         fed: dict[int, list[str]] = {}
-        for reader in self.readers:
-            for index in reader.indexes:
+        for feed in self.feeds:
+            for index in feed.indexes:
                 fed.setdefault(index, [])
-                if reader.field not in fed[index]:
-                    fed[index].append(reader.field)
+                if feed.field not in fed[index]:
+                    fed[index].append(feed.field)
         return tuple((self.header[i], tuple(fed[i])) for i in sorted(fed))
 
     @property
     def ignored(self) -> tuple[str, ...]:
         """The columns nothing is read from."""
-        used = {i for reader in self.readers for i in reader.indexes}
+        used = {i for feed in self.feeds for i in feed.indexes}
         return tuple(name for i, name in enumerate(self.header) if i not in used)
 
 
@@ -90,13 +90,13 @@ def make_plan(header: list[str], options: ArrivalOptions, file_name: str, shown:
     fmt, how = choose(options.source, frozenset(keys), bool(overrides))
     if fmt.strict and not overrides:
         check_strict(header, keys, shown, hint=options.source == "auto")
-    readers = tuple(_readers(fmt, keys, overrides))
-    if not any(r.field == "email" for r in readers):
+    feeds = tuple(_feeds(fmt, keys, overrides))
+    if not any(f.field == "email" for f in feeds):
         looked = " or ".join(f"'{k}'" for c in fmt.columns if c.field == "email" for k in c.keys)
         raise RunletterError(Finding(shown, 1, f"the header has no {looked} column; name the "
                                      "address column with --map \"COLUMN=email\""))
     file_status, kind = _kind(fmt, frozenset(keys), file_name, options.status, shown)
-    return Plan(format=fmt, how=how, header=tuple(header), readers=readers,
+    return Plan(format=fmt, how=how, header=tuple(header), feeds=feeds,
                 consent_source=f"import:{fmt.name}:{file_name}", file_status=file_status,
                 kind=kind, default_status=options.status,
                 default_goal=_default_goal(options.goal, goals))
@@ -185,17 +185,17 @@ def _unknown_layout(header: list[str], keys: list[str], shown: str) -> Finding:
                    "--from FORMAT (nothing imported)")
 
 
-def _readers(fmt: Format, keys: list[str], overrides: dict[int, str]):
+def _feeds(fmt: Format, keys: list[str], overrides: dict[int, str]):
     """The format's columns found in the header, after those --map names (which win)."""
     # A first-name column wins over a full-name one, mapped or not.
     for index, target in sorted(overrides.items(), key=lambda item: item[1] == "name"):
-        yield Reader((index,), "first_name" if target == "name" else target,
+        yield Feed((index,), "first_name" if target == "name" else target,
                      _mapped_reader(fmt, target), blank=False)
     taken = {"first_name" if t == "name" else t for t in overrides.values()}
     for column in fmt.columns:
         indexes = tuple(keys.index(k) for k in column.keys if k in keys)
         if indexes and column.field not in taken:
-            yield Reader(indexes, column.field, column.read, column.blank)
+            yield Feed(indexes, column.field, column.read, column.blank)
 
 
 def _mapped_reader(fmt: Format, target: str) -> Callable[[str], object]:

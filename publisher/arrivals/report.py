@@ -5,16 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from publisher.store import ImportReport
+from publisher.errors import Finding
 
 if TYPE_CHECKING:
     from publisher.arrivals.plan import Plan
 
 
 @dataclass(frozen=True)
-class ArrivalReport(ImportReport):
-    """An ImportReport with the format read, its column mapping and the resulting counts."""
+class ArrivalReport:
+    """What an import did: counts, a Finding per skipped row or kept status, the format read,
+    its column mapping and the resulting counts per status and goal."""
 
+    added: int
+    updated: int
+    unchanged: int
+    skipped: int
+    findings: tuple[Finding, ...]
     left_out: int = 0
     opt_outs_kept: int = 0  # stored readers taken off the list by rows that were skipped
     plan: Plan | None = None
@@ -23,6 +29,16 @@ class ArrivalReport(ImportReport):
     dry_run: bool = False
     enrol: bool = False  # --enrol: the readers join the signup sequences from the import
     signup_sequences: tuple[str, ...] = ()  # the newsletter's, for the enrol line
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        """Findings for rows that were skipped."""
+        return tuple(f for f in self.findings if f.level == "error")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        """Findings for rows that landed with something kept as it was."""
+        return tuple(f for f in self.findings if f.level == "warning")
 
     def enrol_line(self) -> str | None:
         """Whether the file's readers are in the signup sequences (None: there are none)."""

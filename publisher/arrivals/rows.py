@@ -61,7 +61,7 @@ def _values(plan: Plan, record: list[str]) -> tuple[dict, set[str], Row]:
     values: dict = {}
     failed: set[str] = set()
     row = Row()
-    for indexes, name, read, blank in plan.readers:
+    for indexes, name, read, blank in plan.feeds:
         if name in values or name in failed:
             continue
         for index in indexes:

@@ -19,8 +19,8 @@ from publisher.emails import show_value
 from publisher.store import EXPORT_COLUMNS, STATUSES, restore_cell
 from publisher.store.records import split_tags
 
-STATUSES_TABLE = {status: status for status in STATUSES}
-RUNLETTER_STATUS = status_reader("", STATUSES_TABLE)
+STATUS_TABLE = {status: status for status in STATUSES}
+RUNLETTER_STATUS = status_reader("", STATUS_TABLE)
 
 
 def detect(keys: frozenset[str]) -> bool:
@@ -53,7 +53,7 @@ def _race_column(name: str) -> Column:
 
 
 RUNLETTER = Format(
-    name="runletter", detect=detect, statuses=STATUSES_TABLE, tags=tags,
+    name="runletter", detect=detect, statuses=STATUS_TABLE, tags=tags,
     strict=True, needs_status=False,
     columns=(
         Column(("email",), "email", restore_cell),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from publisher.arrivals.base import GOAL_COLUMNS, Column, Format, first_word, status_reader, when
 
-STATUSES = {"false": "active", "true": "unsubscribed"}
+STATUS_TABLE = {"false": "active", "true": "unsubscribed"}
 _DELETED = "@deletion-request.substack.com"
 
 
@@ -21,10 +21,10 @@ def skip(email: str) -> str | None:
 
 
 SUBSTACK = Format(
-    name="substack", detect=detect, statuses=STATUSES, skip=skip,
+    name="substack", detect=detect, statuses=STATUS_TABLE, skip=skip,
     columns=(
         Column(("email",), "email"),
-        Column(("email_disabled",), "status", status_reader("substack", STATUSES)),
+        Column(("email_disabled",), "status", status_reader("substack", STATUS_TABLE)),
         Column(("name",), "first_name", first_word),
         Column(GOAL_COLUMNS, "goal"),
         Column(("created_at",), "consent_at", when),

@@ -16,9 +16,9 @@ from publisher.config import find_root, load_config
 from publisher.errors import Finding, RunletterError
 from publisher.store import Store
 from publisher.store.copying import copy_rows, row_counts
-from publisher.store.database import ENV, connect, parse_url, shown
+from publisher.store.database import ENV, connect, parse_url, printable_url
 from publisher.store.mailboxes import recorded_merges
-from publisher.store.schema import HEAD, version_of
+from publisher.store.upgrade import HEAD, version_of
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def given_url(text: str, root: Path, label: str) -> str:
     database is taken from there."""
     url = parse_url(text, root)
     if url.password is not None:
-        raise RunletterError(Finding(label, None, f"{shown(text)} holds a password; "
+        raise RunletterError(Finding(label, None, f"{printable_url(text)} holds a password; "
                                      "passwords come only from the environment: remove it "
                                      "and set PGPASSWORD (or a ~/.pgpass line)"))
     environment = os.environ.get(ENV)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from publisher.store.records import now
 
 if TYPE_CHECKING:
-    from publisher.store.readers import Store
+    from publisher.store.store import Store
 
 BATCH = 500
 ENROLMENT_SLICE = 5000  # enrolments written per transaction

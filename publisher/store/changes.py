@@ -1,5 +1,6 @@
 """What readers do through their own links, and what providers report about them: the rules
-of each status change, as methods of `Store` (mixed in), each in one transaction.
+of each status change, as methods of `Store` (mixed in, built on its public methods), each
+in one transaction.
 
 The pause model: the statuses are fixed and every sending path skips anyone not active, so
 a pause is not a status of its own. A paused reader is `unsubscribed`, and the audit row of
@@ -9,13 +10,10 @@ that change has a reason starting with "paused"; resuming is possible until a la
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from publisher.errors import RunletterError
-from publisher.store.records import now as _now
-
-if TYPE_CHECKING:
-    from publisher.store.records import AuditEntry, Subscriber
+from publisher.store.records import AuditEntry, Subscriber, now
 
 LEFT = frozenset({"unsubscribed", "bounced", "complained"})  # readers who chose or had to go
 JOINED = ("active", "pending")
@@ -30,21 +28,17 @@ PAUSED = "paused"
 class ReaderChanges:
     """Store methods for the reader endpoints: confirm, unsubscribe, pause, resume, change
     goal, a provider's report, and the two small tables of `runletter serve`. They build
-    on Store's own (get, set_status, update, transaction), which `readers` defines."""
+    on Store's public methods (get, by_id, require, locked, move_status, write_audit,
+    update, transaction), which `store` defines."""
 
     # -- reading --------------------------------------------------------------------------
 
-    def by_id(self, subscriber_id: int) -> Subscriber | None:
-        """The reader with this id, or None."""
-        return self._get_id(subscriber_id)
-
     def last_change(self, subscriber_id: int) -> AuditEntry | None:
         """The reader's most recent audit row, or None."""
-        from publisher.store.records import AuditEntry
-
         row = self.conn.execute(
             "SELECT subscriber_id, email, old_status, new_status, reason, at FROM audit "
-            "WHERE subscriber_id = ? ORDER BY id DESC LIMIT 1", (subscriber_id,)).fetchone()
+            "WHERE subscriber_id = :id ORDER BY id DESC LIMIT 1", {"id": subscriber_id}
+        ).fetchone()
         return AuditEntry(*row) if row else None
 
     def is_paused(self, reader: Subscriber) -> bool:
@@ -70,7 +64,7 @@ class ReaderChanges:
         consent and applying the details `proposal` (the link's signup) proposed; a link
         older than the reader's leaving is 'stale' and changes nothing."""
         with self.transaction():
-            reader = self._locked(subscriber_id)
+            reader = self.locked(subscriber_id)
             if reader is None:
                 raise RunletterError(f"no subscriber #{subscriber_id}")
             if self.left_since(reader, issued):
@@ -79,31 +73,29 @@ class ReaderChanges:
                 return "already"
             reason = ("confirmed signup (double opt-in)" if reader.status == "pending"
                       else f"re-subscribed: confirmed by email link after {reader.status}")
-            self._move(reader, "active", reason)
-            self._take_proposal(reader, proposal)
+            self.move_status(reader, "active", reason)
+            self.apply_proposal(reader, proposal)
             self.record_consent(reader.id, source, ip)
         return "confirmed"
 
     def record_consent(self, subscriber_id: int, source: str, ip: str | None) -> None:
         """Record where, when and from which IP a reader consented."""
-        from publisher.store.records import now
-
         stamp = now()
         with self.transaction() as conn:
             # Consenting here is signing up here: signup sequences count from it.
-            conn.execute("UPDATE subscribers SET consent_source = ?, consent_at = ?, "
-                         "consent_ip = ?, updated_at = ?, enrolled_at = ? WHERE id = ?",
-                         (source, stamp, ip, stamp, stamp, subscriber_id))
+            conn.execute("UPDATE subscribers SET consent_source = :source, consent_at = :at, "
+                         "consent_ip = :ip, updated_at = :at, enrolled_at = :at WHERE id = :id",
+                         {"source": source, "at": stamp, "ip": ip, "id": subscriber_id})
 
     def unsubscribe(self, subscriber_id: int, reason: str, *, end_pause: bool = False) -> bool:
         """Unsubscribe an active or pending reader; with `end_pause`, also end a pause for
         good (the status stays, an audit row records the choice). True when it changed."""
         with self.transaction():
-            reader = self._locked(subscriber_id)
+            reader = self.locked(subscriber_id)
             if reader is None:  # removed since the link was checked
                 return False
             if reader.status in JOINED:
-                return self._move(reader, "unsubscribed", reason)
+                return self.move_status(reader, "unsubscribed", reason)
             if end_pause and self.is_paused(reader):
                 self._audit_same(reader, reason)
                 return True
@@ -112,18 +104,18 @@ class ReaderChanges:
     def pause(self, subscriber_id: int, via: str) -> bool:
         """Pause an active or pending reader (audited "paused (via)"); True when it changed."""
         with self.transaction():
-            reader = self._locked(subscriber_id)
+            reader = self.locked(subscriber_id)
             if reader is None or reader.status not in JOINED:
                 return False
-            return self._move(reader, "unsubscribed", f"{PAUSED} ({via})")
+            return self.move_status(reader, "unsubscribed", f"{PAUSED} ({via})")
 
     def resume(self, subscriber_id: int, via: str) -> bool:
         """Make a paused reader active again at once; True when they were paused."""
         with self.transaction():
-            reader = self._locked(subscriber_id)
+            reader = self.locked(subscriber_id)
             if reader is None or not self.is_paused(reader):
                 return False
-            return self._move(reader, "active", f"resumed ({via})")
+            return self.move_status(reader, "active", f"resumed ({via})")
 
     def change_goal(self, subscriber_id: int, goal: str, first_name: str,
                     **race: str | None) -> Subscriber:
@@ -131,11 +123,11 @@ class ReaderChanges:
         `race` gives (as `update` does); when the goal changes, their ledger rows not yet
         sent (planned or failed) go, so the next publish plans them anew."""
         with self.transaction() as conn:
-            reader = self._current(subscriber_id)
+            reader = self.require(subscriber_id)
             changed = self.update(reader.email, goal=goal, first_name=first_name, **race)
             if changed.goal != reader.goal:
-                conn.execute("DELETE FROM deliveries WHERE subscriber_id = ? AND "
-                             "state IN ('planned', 'failed')", (reader.id,))
+                conn.execute("DELETE FROM deliveries WHERE subscriber_id = :id AND "
+                             "state IN ('planned', 'failed')", {"id": reader.id})
         return changed
 
     # -- what providers report --------------------------------------------------------------
@@ -153,10 +145,10 @@ class ReaderChanges:
         """A report about a reader (a webhook's, the ledger's rejection): True when it moved
         their status, which it only does towards the stricter one."""
         with self.transaction():
-            reader = self._locked(subscriber_id)
+            reader = self.locked(subscriber_id)
             if reader is None or RANK[status] <= RANK[reader.status]:
                 return False
-            return self._move(reader, status, reason[:300])
+            return self.move_status(reader, status, reason[:300])
 
     # -- the author's own undo --------------------------------------------------------------
 
@@ -169,14 +161,14 @@ class ReaderChanges:
             if reader is None:
                 raise RunletterError(f"no reader {email}; 'runletter subscribers list' "
                                      "shows them")
-            stamp = _now()
-            changed = conn.execute("UPDATE subscribers SET status = 'active', updated_at = ? "
-                                   "WHERE id = ? AND status = 'bounced' RETURNING id",
-                                   (stamp, reader.id)).fetchone()
+            stamp = now()
+            changed = conn.execute("UPDATE subscribers SET status = 'active', updated_at = :at "
+                                   "WHERE id = :id AND status = 'bounced' RETURNING id",
+                                   {"at": stamp, "id": reader.id}).fetchone()
             if changed is None:
-                raise RunletterError(not_bounced(self._current(reader.id)))
-            self._audit(reader.id, reader.email, "bounced", "active", reason, stamp)
-            return self._current(reader.id)
+                raise RunletterError(not_bounced(self.require(reader.id)))
+            self.write_audit(reader.id, reader.email, "bounced", "active", reason, stamp)
+            return self.require(reader.id)
 
     # -- serve's own state ------------------------------------------------------------------
 
@@ -190,68 +182,40 @@ class ReaderChanges:
             if self.dialect == "postgresql":
                 # SQLite's write lock serialises the count and the insert; on PostgreSQL two
                 # workers could both count under the limit (two emails to one address).
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (bucket,))
-            conn.execute("DELETE FROM serve_signups WHERE at < ?", (at - max(window, keep),))
-            used = conn.execute("SELECT COUNT(*) FROM serve_signups WHERE ip = ? AND at >= ?",
-                                (bucket, at - window)).fetchone()[0]
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(:bucket))",
+                             {"bucket": bucket})
+            conn.execute("DELETE FROM serve_signups WHERE at < :before",
+                         {"before": at - max(window, keep)})
+            used = conn.execute("SELECT COUNT(*) FROM serve_signups WHERE ip = :bucket "
+                                "AND at >= :since",
+                                {"bucket": bucket, "since": at - window}).fetchone()[0]
             if used >= per_window:
                 return False
-            conn.execute("INSERT INTO serve_signups(ip, at) VALUES (?, ?)", (bucket, at))
+            conn.execute("INSERT INTO serve_signups(ip, at) VALUES (:bucket, :at)",
+                         {"bucket": bucket, "at": at})
         return True
 
     def give_back_signup_slots(self, bucket: str) -> None:
         """Forget a bucket's counted signups (an email that could not be sent after all)."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM serve_signups WHERE ip = ?", (bucket,))
+            conn.execute("DELETE FROM serve_signups WHERE ip = :bucket", {"bucket": bucket})
 
     def mark_webhook_seen(self, provider: str, token: str, keep: float, at: float) -> bool:
         """Remember a webhook id at unix time `at` (forgetting those older than `keep`
         seconds); False when it was already there: a replay, or a provider's retry."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM serve_webhook_seen WHERE at < ?", (at - keep,))
+            conn.execute("DELETE FROM serve_webhook_seen WHERE at < :before",
+                         {"before": at - keep})
             added = conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) "
-                                 "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                                 (provider, token, at)).rowcount
+                                 "VALUES (:provider, :token, :at) ON CONFLICT DO NOTHING",
+                                 {"provider": provider, "token": token, "at": at}).rowcount
         return added == 1
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _current(self, subscriber_id: int) -> Subscriber:
-        reader = self._get_id(subscriber_id)
-        if reader is None:
-            raise RunletterError(f"no subscriber #{subscriber_id}")
-        return reader
-
     def _audit_same(self, reader: Subscriber, reason: str) -> None:
         """An audit row that keeps the status (a choice the status cannot show)."""
-        from publisher.store.records import now
-
-        self._audit(reader.id, reader.email, reader.status, reader.status, reason, now())
-
-    def _locked(self, subscriber_id: int) -> Subscriber | None:
-        """The reader, their row locked until the transaction ends, so what a change reads
-        (their status, their last audit row) stays true until it writes. PostgreSQL needs
-        FOR UPDATE: two transactions there may both read before either writes. SQLite's
-        BEGIN IMMEDIATE already holds the whole store's write lock."""
-        from publisher.store.records import COLUMNS, subscriber_from_row
-
-        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
-        row = self.conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE id = ?{lock}",
-                                (subscriber_id,)).fetchone()
-        return subscriber_from_row(row) if row else None
-
-    def _move(self, reader: Subscriber, status: str, reason: str) -> bool:
-        """Move a reader read by `_locked` to `status` with one conditional UPDATE (only
-        from the status read), and its audit row only when a row changed."""
-        from publisher.store.records import now
-
-        stamp = now()
-        moved = self.conn.execute(
-            "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ? AND status = ? "
-            "RETURNING id", (status, stamp, reader.id, reader.status)).fetchone()
-        if moved is not None and reader.status != status:
-            self._audit(reader.id, reader.email, reader.status, status, reason, stamp)
-        return moved is not None and reader.status != status
+        self.write_audit(reader.id, reader.email, reader.status, reader.status, reason, now())
 
 
 def not_bounced(reader: Subscriber) -> str:

@@ -3,8 +3,8 @@
 The store is a SQLite file by default (`sqlite:///subscribers/runletter.db`) or a PostgreSQL
 database (`postgresql://user@host:port/db`), named by RUNLETTER_DATABASE_URL or `[store] url`
 (the environment wins). SQLAlchemy Core gives both the same connection: statements are
-`text()` with named parameters, written in the SQL both databases speak (ON CONFLICT DO
-NOTHING, RETURNING) with DB-API `?` placeholders; psycopg 3 is the PostgreSQL driver.
+`text()` with named binds (`:email`) or SQLAlchemy Core over `tables`, written in the SQL
+both databases speak (ON CONFLICT DO NOTHING, RETURNING); psycopg 3 is the PostgreSQL driver.
 
 The connection runs in autocommit, as the store always has: reads see the latest commit, and
 `transaction()` opens a write transaction explicitly (BEGIN IMMEDIATE on SQLite, so two
@@ -17,10 +17,16 @@ import functools
 import itertools
 import os
 import re
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from publisher.errors import Finding, RunletterError, is_disk_full
 
@@ -37,19 +43,16 @@ def parse_url(text: str, root: Path | None = None):
 
     A relative SQLite path is relative to the project root. A password written in the URL is
     taken from the environment only (RUNLETTER_DATABASE_URL, PGPASSWORD or ~/.pgpass)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         url = make_url(text.strip())
     except ArgumentError:
-        raise RunletterError(f"store URL {shown(text)!r} is not a database URL; write "
-                             "sqlite:///subscribers/runletter.db or "
+        raise RunletterError(f"store URL {printable_url(text)!r} is not a database URL; "
+                             "write sqlite:///subscribers/runletter.db or "
                              "postgresql://user@host:5432/dbname") from None
     driver = SCHEMES.get(url.drivername)
     if driver is None:
-        raise RunletterError(f"store URL {shown(text)!r}: '{url.drivername}' is not a store "
-                             "runletter knows; use sqlite:/// or postgresql://")
+        raise RunletterError(f"store URL {printable_url(text)!r}: '{url.drivername}' is not a "
+                             "store runletter knows; use sqlite:/// or postgresql://")
     url = url.set(drivername=driver)
     if driver == "sqlite":
         if not url.database or url.database == ":memory:":
@@ -60,11 +63,8 @@ def parse_url(text: str, root: Path | None = None):
     return url
 
 
-def shown(url: Any) -> str:
+def printable_url(url: Any) -> str:
     """A URL fit to print: the password, if any, hidden."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         return make_url(str(url)).render_as_string(hide_password=True)
     except ArgumentError:
@@ -78,8 +78,6 @@ _QMARK = re.compile(r"'(?:[^']|'')*'|\?")  # a string literal (kept) or a placeh
 def _statement(sql: str):
     """A `text()` for a statement; `?` placeholders (the DB-API qmark style the store's SQL
     is written in) become SQLAlchemy's named ones, :p0, :p1…"""
-    from sqlalchemy import text
-
     count = iter(range(10_000))
     return text(_QMARK.sub(lambda m: m[0] if m[0] != "?" else f":p{next(count)}", sql))
 
@@ -119,13 +117,24 @@ class Connection:
         statement = _statement(sql) if isinstance(sql, str) else sql
         return self._conn.execute(statement, _named(params))
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
-        """Run one statement for each parameter set (nothing for none), a slice at a time so
-        a generator of any length is never held whole; rows changed."""
-        statement, total, given = _statement(sql), 0, iter(rows)
+    def executemany(self, sql: Any, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
+        """Run one statement (SQL text or a SQLAlchemy statement) for each parameter set
+        (nothing for none), a slice at a time so a generator of any length is never held
+        whole; rows changed."""
+        statement = _statement(sql) if isinstance(sql, str) else sql
+        total, given = 0, iter(rows)
         while chunk := [_named(r) for r in itertools.islice(given, 5000)]:
             total += self._conn.execute(statement, chunk).rowcount
         return total
+
+    @property
+    def sqlalchemy(self):
+        """The SQLAlchemy connection underneath, for tools that take one (Alembic)."""
+        return self._conn
+
+    def table_names(self) -> set[str]:
+        """The names of the tables the store has."""
+        return set(inspect(self._conn).get_table_names())
 
     def raw(self, sql: str) -> None:
         """A statement for the driver as written (transaction control, PRAGMA)."""
@@ -173,14 +182,19 @@ class Connection:
         self._conn.close()
 
 
+def create_private(path: Path) -> None:
+    """Create an empty database file that only its owner can read, unless it exists."""
+    # SQLite gives the -wal and -shm files the database file's mode, so this covers them too;
+    # left to SQLite, all three would follow the umask (often world-readable).
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 @functools.lru_cache(maxsize=16)
 def engine_for(url_text: str):
     """One engine per store per process (its pool is shared by every Store opened)."""
-    from sqlalchemy import create_engine, event
-    from sqlalchemy.pool import NullPool
-
-    from publisher.store.schema import create_private
-
     url = parse_url(url_text)
     if url.drivername == "sqlite":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -208,10 +222,8 @@ def engine_for(url_text: str):
 def connect(url_text: str) -> Connection:
     """A connection to the store at this URL; a one-line error naming the host and port (or
     the file) when it cannot be reached."""
-    from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
-
     url = parse_url(url_text)
-    where = url.database if url.drivername == "sqlite" else shown(url)
+    where = url.database if url.drivername == "sqlite" else printable_url(url)
     try:
         return Connection(engine_for(url.render_as_string(hide_password=False)), url)
     except DatabaseError as exc:
@@ -221,10 +233,10 @@ def connect(url_text: str) -> Connection:
             raise RunletterError(unreachable(url, exc)) from None
         what = ("cannot open the subscriber store" if isinstance(exc, OperationalError)
                 else "not a usable subscriber store")
-        raise RunletterError(Finding(where, None, f"{what}: {_first_line(exc)}")) from None
+        raise RunletterError(Finding(where, None, f"{what}: {first_line(exc)}")) from None
     except (SQLAlchemyError, OSError) as exc:
         raise RunletterError(Finding(where, None, "cannot open the subscriber store: "
-                                     f"{_first_line(exc)}")) from None
+                                     f"{first_line(exc)}")) from None
 
 
 def sqlite_disk_full(path: str, exc: BaseException) -> bool:
@@ -236,7 +248,22 @@ def sqlite_disk_full(path: str, exc: BaseException) -> bool:
         full = os.statvfs(os.path.dirname(os.path.abspath(path))).f_bavail == 0
     except OSError:
         return False
-    return full and "disk i/o error" in _first_line(exc).lower()
+    return full and "disk i/o error" in first_line(exc).lower()
+
+
+# PostgreSQL's lock_not_available (lock_timeout ran out) and deadlock_detected (rolled back:
+# trying again is the way out too).
+BUSY_STATES = frozenset({"55P03", "40P01"})
+
+
+def is_busy(exc: BaseException) -> bool:
+    """A lock held by another process (SQLite's "database is locked", PostgreSQL's lock
+    timeout or deadlock)."""
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlstate", None) in BUSY_STATES
+    text = str(orig).lower()
+    return "locked" in text or "busy" in text
 
 
 def no_space(where: str) -> RunletterError:
@@ -248,12 +275,13 @@ def no_space(where: str) -> RunletterError:
 def unreachable(url, exc: BaseException) -> str:
     """One line for a store that cannot be reached."""
     if url.drivername == "sqlite":
-        return f"{url.database}: cannot open the subscriber store: {_first_line(exc)}"
+        return f"{url.database}: cannot open the subscriber store: {first_line(exc)}"
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     return (f"cannot connect to the PostgreSQL store at {where} (database "
-            f"'{url.database}', user '{url.username}'): {_first_line(exc)}")
+            f"'{url.database}', user '{url.username}'): {first_line(exc)}")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of a database error's message (the driver's own, when it has one)."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -8,23 +8,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
+from sqlalchemy import bindparam, insert, text
+
 from publisher.emails import fold_email
 from publisher.model import EVERYONE
-from publisher.store.readers import COLUMNS, LEFT, Store, Subscriber, now, subscriber_from_row
+from publisher.store.changes import LEFT
+from publisher.store.records import COLUMNS, Subscriber, now, subscriber_from_row
+from publisher.store.tables import audit
 
 if TYPE_CHECKING:
     from publisher.store.database import Connection
+    from publisher.store.store import Store
 
 # Audit rows are written in batches so a 100,000-row import never holds them all.
 _AUDIT_BATCH = 1000
 _INSERT = ("INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
            "consent_at, consent_ip, created_at, updated_at, race_date, race_name, timezone, "
-           "enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-           "ON CONFLICT(email) DO NOTHING")
+           "enrolled_at) VALUES (:email, :first_name, :goal, :tags, :status, :consent_source, "
+           ":consent_at, :consent_ip, :created_at, :updated_at, :race_date, :race_name, "
+           ":timezone, :enrolled_at) ON CONFLICT(email) DO NOTHING")
 # --enrol on a reader already stored who was imported without it.
-_ENROL = "UPDATE subscribers SET enrolled_at = ? WHERE email = ? AND enrolled_at IS NULL"
-_UPDATE = ("UPDATE subscribers SET first_name = ?, goal = ?, tags = ?, race_date = ?, "
-           "race_name = ?, timezone = ?, status = ?, updated_at = ? WHERE id = ?")
+_ENROL = ("UPDATE subscribers SET enrolled_at = :at WHERE email = :email "
+          "AND enrolled_at IS NULL")
+_UPDATE = ("UPDATE subscribers SET first_name = :first_name, goal = :goal, tags = :tags, "
+           "race_date = :race_date, race_name = :race_name, timezone = :timezone, "
+           "status = :status, updated_at = :at WHERE id = :id")
 # The fields a file may change on a stored reader, besides the status.
 _MERGED = ("first_name", "goal", "tags", "race_date", "race_name", "timezone")
 _IN_LIMIT = 500  # addresses per "email IN (…)" query, well under SQLite's variable limit
@@ -33,8 +41,6 @@ _SEEN = {"sqlite": "CREATE TEMP TABLE IF NOT EXISTS import_seen(email TEXT PRIMA
                    "COLLATE NOCASE, line INTEGER NOT NULL) WITHOUT ROWID",
          "postgresql": "CREATE TEMP TABLE IF NOT EXISTS import_seen(email CITEXT PRIMARY KEY, "
                        "line INTEGER NOT NULL)"}
-_AUDIT = ("INSERT INTO audit(subscriber_id, email, old_status, new_status, reason, at) "
-          "VALUES (?, ?, ?, ?, ?, ?)")
 
 
 class Landing(NamedTuple):
@@ -77,7 +83,7 @@ class Lander:
         self._shown = shown
         self._enrol = enrol  # the import's time is their signup sequences' start
         self._stamp = now()
-        self._audit: list[tuple] = []
+        self._audit: list[dict] = []
         # Readers with a higher id were inserted by this import.
         self._top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM subscribers").fetchone()[0]
         # Addresses seen in this file live in a temporary table, not in Python, so memory
@@ -89,8 +95,10 @@ class Lander:
         """Note each (address, line); return {line: earlier line} for addresses seen before."""
         if not claims:
             return {}
-        added = self._conn.executemany("INSERT INTO import_seen(email, line) VALUES (?, ?) "
-                                       "ON CONFLICT(email) DO NOTHING", claims)
+        added = self._conn.executemany(
+            "INSERT INTO import_seen(email, line) VALUES (:email, :line) "
+            "ON CONFLICT(email) DO NOTHING",
+            ({"email": email, "line": line} for email, line in claims))
         if added == len(claims):
             return {}  # every address new: nothing to look up
         first = {fold_email(email): line for email, line in self._select(
@@ -104,18 +112,20 @@ class Lander:
         if not rows:
             return []
         stamp = self._stamp
-        self._conn.executemany(_INSERT, [(
-            row.email, row.first_name or "", row.goal or EVERYONE, ";".join(row.tags or ()),
-            row.status or "active", row.consent_source, row.consent_at,
-            row.consent_ip, row.created_at or stamp, row.updated_at or stamp,
-            row.race_date or None, row.race_name or "", row.timezone or "",
-            stamp if self._enrol else None)
+        self._conn.executemany(_INSERT, [{
+            "email": row.email, "first_name": row.first_name or "",
+            "goal": row.goal or EVERYONE, "tags": ";".join(row.tags or ()),
+            "status": row.status or "active", "consent_source": row.consent_source,
+            "consent_at": row.consent_at, "consent_ip": row.consent_ip,
+            "created_at": row.created_at or stamp, "updated_at": row.updated_at or stamp,
+            "race_date": row.race_date or None, "race_name": row.race_name or "",
+            "timezone": row.timezone or "", "enrolled_at": stamp if self._enrol else None}
             for _, row in rows])
         # The rows just inserted are those above the highest id so far (a range scan), with
         # the address exactly as the file gave it; only the others are looked up by address.
         inserted = {email: (id_, goal, status) for id_, email, goal, status in
                     self._conn.execute("SELECT id, email, goal, status FROM subscribers "
-                                       "WHERE id > ?", (self._top,))}
+                                       "WHERE id > :top", {"top": self._top})}
         self._top = max([self._top, *(id_ for id_, _, _ in inserted.values())])
         stored = {fold_email(found[1]): found for found in self._select(
             f"SELECT {COLUMNS} FROM subscribers",
@@ -127,13 +137,12 @@ class Lander:
                 existing = subscriber_from_row(stored[fold_email(row.email)])
                 out.append(self._merge(existing, row, line, updates))
                 continue
-            self._audit.append((hit[0], row.email, None, hit[2],
-                                f"imported from {self._shown}:{line}", stamp))
+            self._record(hit[0], row.email, None, hit[2], line)
             out.append(Landed("added", hit[2], hit[1]))
         self._conn.executemany(_UPDATE, updates)
         if self._enrol:
-            self._conn.executemany(_ENROL, [(stamp, row.email) for _, row in rows
-                                            if row.email not in inserted])
+            self._conn.executemany(_ENROL, [{"at": stamp, "email": row.email}
+                                            for _, row in rows if row.email not in inserted])
         if len(self._audit) >= _AUDIT_BATCH:
             self._flush()
         return out
@@ -145,17 +154,18 @@ class Lander:
         changed = []
         for line, email, status in rows:
             found = self._conn.execute("SELECT id, email, status FROM subscribers "
-                                       "WHERE email = ?", (email,)).fetchone()
+                                       "WHERE email = :email", {"email": email}).fetchone()
             if found is None or found[2] in LEFT:
                 continue
-            self._conn.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
-                               (status, self._stamp, found[0]))
+            self._conn.execute("UPDATE subscribers SET status = :status, updated_at = :at "
+                               "WHERE id = :id",
+                               {"status": status, "at": self._stamp, "id": found[0]})
             self._record(found[0], found[1], found[2], status, line)
             changed.append((line, found[1], found[2]))
         return changed
 
     def _merge(self, existing: Subscriber, row: Landing, line: int,
-               updates: list[tuple]) -> Landed:
+               updates: list[dict]) -> Landed:
         """A stored reader with the file's values; a leaver keeps their status."""
         status, kept = row.status or existing.status, None
         if existing.status in LEFT and status in ("active", "pending"):
@@ -166,28 +176,30 @@ class Lander:
         new[3] = new[3] or None  # a race date is stored as NULL when there is none
         if (*new, status) == (*old, existing.status):
             return Landed("unchanged", status, new[1], kept)
-        updates.append((new[0], new[1], ";".join(new[2]), *new[3:], status, self._stamp,
-                        existing.id))
+        updates.append({**dict(zip(_MERGED, new, strict=True)), "tags": ";".join(new[2]),
+                        "status": status, "at": self._stamp, "id": existing.id})
         if status != existing.status:
             self._record(existing.id, existing.email, existing.status, status, line)
         return Landed("updated", status, new[1], kept)
 
     def _select(self, sql: str, emails: list[str]) -> list[tuple]:
         """Rows of `sql` whose email is one of `emails`."""
+        query = text(f"{sql} WHERE email IN :emails").bindparams(
+            bindparam("emails", expanding=True))
         found: list[tuple] = []
         for start in range(0, len(emails), _IN_LIMIT):
-            part = emails[start:start + _IN_LIMIT]
-            found += self._conn.execute(f"{sql} WHERE email IN ({', '.join('?' * len(part))})",
-                                        part).fetchall()
+            found += self._conn.execute(
+                query, {"emails": emails[start:start + _IN_LIMIT]}).fetchall()
         return found
 
     def _record(self, subscriber_id: int | None, email: str, old: str | None, new: str,
                 line: int) -> None:
-        self._audit.append((subscriber_id, email, old, new,
-                            f"imported from {self._shown}:{line}", self._stamp))
+        self._audit.append({"subscriber_id": subscriber_id, "email": email, "old_status": old,
+                            "new_status": new, "reason": f"imported from {self._shown}:{line}",
+                            "at": self._stamp})
 
     def _flush(self) -> None:
-        self._conn.executemany(_AUDIT, self._audit)
+        self._conn.executemany(insert(audit), self._audit)
         self._audit.clear()
 
     def finish(self) -> None:

@@ -123,15 +123,15 @@ def _canonical_audit(conn: Any, dialect: str) -> None:
 def merged_reader(conn: Any, subscriber_id: int) -> tuple[int, str] | None:
     """(the reader it became, the spelling its links are bound to) for a reader id merged
     away by migration 0007, or None (a store Connection)."""
-    row = conn.execute("SELECT into_id, email FROM merged_readers WHERE id = ?",
-                       (subscriber_id,)).fetchone()
+    row = conn.execute("SELECT into_id, email FROM merged_readers WHERE id = :id",
+                       {"id": subscriber_id}).fetchone()
     return (row[0], row[1]) if row else None
 
 
 def recorded_merges(conn: Any) -> list[Merge]:
     """The merges migration 0007 did, from its audit rows (a store Connection)."""
     rows = conn.execute("SELECT email, reason FROM audit WHERE new_status = 'merged' AND "
-                        "reason LIKE ? ORDER BY id", (f"%by {MIGRATION}",)).fetchall()
+                        "reason LIKE :by ORDER BY id", {"by": f"%by {MIGRATION}"}).fetchall()
     counted: dict[tuple[str, str], int] = defaultdict(lambda: 1)
     for email, reason in rows:
         status = reason.rsplit("(kept: ", 1)[1].split(")", 1)[0]

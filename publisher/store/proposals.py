@@ -23,41 +23,48 @@ KEPT = 10  # a reader's newest proposals kept: older links find theirs gone and 
 
 
 class Proposals:
-    """Store methods for proposed details (mixed into Store)."""
+    """Store methods for proposed details (mixed into Store, built on its public methods:
+    transaction, conn)."""
 
     def propose(self, subscriber_id: int, *, goal: str, first_name: str = "",
                 race_date: str | None = None, race_name: str = "",
                 timezone: str = "") -> int:
         """Keep a signup's details for a stored reader, unapplied; the proposal's id, for
         the confirmation link of that signup to name. "" for the time zone keeps theirs."""
-        values = (check_name(first_name), check_goal(goal), check_race_date(race_date),
-                  check_race_name(race_name), check_timezone(timezone))
+        values = {"first_name": check_name(first_name), "goal": check_goal(goal),
+                  "race_date": check_race_date(race_date),
+                  "race_name": check_race_name(race_name),
+                  "timezone": check_timezone(timezone)}
         with self.transaction() as conn:
             proposal = conn.execute(
                 "INSERT INTO proposals(subscriber_id, first_name, goal, race_date, race_name, "
-                "timezone, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (subscriber_id, *values, now())).scalar_one()
-            conn.execute("DELETE FROM proposals WHERE subscriber_id = ? AND id NOT IN "
-                         "(SELECT id FROM proposals WHERE subscriber_id = ? "
-                         "ORDER BY id DESC LIMIT ?)", (subscriber_id, subscriber_id, KEPT))
+                "timezone, created_at) VALUES (:id, :first_name, :goal, :race_date, "
+                ":race_name, :timezone, :at) RETURNING id",
+                {"id": subscriber_id, **values, "at": now()}).scalar_one()
+            conn.execute("DELETE FROM proposals WHERE subscriber_id = :id AND id NOT IN "
+                         "(SELECT id FROM proposals WHERE subscriber_id = :id "
+                         "ORDER BY id DESC LIMIT :kept)", {"id": subscriber_id, "kept": KEPT})
         return proposal
 
     def proposals_of(self, subscriber_id: int) -> int:
         """How many proposals wait for a reader."""
-        return self.conn.execute("SELECT COUNT(*) FROM proposals WHERE subscriber_id = ?",
-                                 (subscriber_id,)).fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM proposals WHERE subscriber_id = :id",
+                                 {"id": subscriber_id}).fetchone()[0]
 
-    def _take_proposal(self, reader: Subscriber, proposal: int | None) -> None:
+    def apply_proposal(self, reader: Subscriber, proposal: int | None) -> None:
         """In the caller's transaction, as the reader becomes active: apply the proposal
         their link names (when it is theirs and still kept) and drop all of theirs."""
         row = None if proposal is None else self.conn.execute(
             "SELECT first_name, goal, race_date, race_name, timezone FROM proposals "
-            "WHERE id = ? AND subscriber_id = ?", (proposal, reader.id)).fetchone()
+            "WHERE id = :proposal AND subscriber_id = :id",
+            {"proposal": proposal, "id": reader.id}).fetchone()
         if row is not None:
             first_name, goal, race_date, race_name, timezone = row
             self.conn.execute(
-                "UPDATE subscribers SET first_name = ?, goal = ?, race_date = ?, "
-                "race_name = ?, timezone = ?, updated_at = ? WHERE id = ?",
-                (first_name, goal, race_date, race_name, timezone or reader.timezone, now(),
-                 reader.id))
-        self.conn.execute("DELETE FROM proposals WHERE subscriber_id = ?", (reader.id,))
+                "UPDATE subscribers SET first_name = :first_name, goal = :goal, "
+                "race_date = :race_date, race_name = :race_name, timezone = :timezone, "
+                "updated_at = :at WHERE id = :id",
+                {"first_name": first_name, "goal": goal, "race_date": race_date,
+                 "race_name": race_name, "timezone": timezone or reader.timezone, "at": now(),
+                 "id": reader.id})
+        self.conn.execute("DELETE FROM proposals WHERE subscriber_id = :id", {"id": reader.id})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -11,6 +13,7 @@ from publisher.emails import CONTROL_RE, show_value
 from publisher.errors import RunletterError, suggest
 from publisher.model import EVERYONE
 
+# A reader's statuses: defined here only; the tables' CHECK and the arrivals import them.
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 MAX_NAME = 100
 
@@ -103,6 +106,8 @@ def subscriber_from_row(row: tuple) -> Subscriber:
 
 
 def check_goal(goal: str) -> str:
+    """A goal as stored (trimmed, lowercase, the default for none); RunletterError when it
+    is not a slug."""
     goal = goal.strip().lower() or EVERYONE
     if not GOAL_RE.match(goal):
         raise RunletterError(f"goal {show_value(goal)} is not a slug "
@@ -111,6 +116,7 @@ def check_goal(goal: str) -> str:
 
 
 def check_name(name: str) -> str:
+    """A first name as stored (trimmed); RunletterError says why it cannot be."""
     name = name.strip()
     problem = name_problem(name)
     if problem:
@@ -119,6 +125,7 @@ def check_name(name: str) -> str:
 
 
 def check_status(status: str) -> None:
+    """RunletterError, with a suggestion, for a status that is not one of STATUSES."""
     if status not in STATUSES:
         raise RunletterError(f"unknown status {show_value(status)}" + suggest(status, STATUSES)
                              + f"; use one of: {', '.join(STATUSES)}")
@@ -130,8 +137,6 @@ class RaceDateOutOfRange(RunletterError):
 
 def check_race_date(text: str | None) -> str | None:
     """A race date as stored (YYYY-MM-DD), None for none; RunletterError says why not."""
-    import datetime as dt
-
     text = (text or "").strip()
     if not text:
         return None
@@ -147,7 +152,6 @@ def check_race_date(text: str | None) -> str | None:
     except clock.OutOfRange as exc:
         raise RaceDateOutOfRange(str(exc)) from None
     return day.isoformat()
-
 
 
 def check_race_name(name: str | None) -> str:
@@ -176,8 +180,6 @@ def check_timezone(name: str | None) -> str:
 
 def known_timezone(name: str) -> bool:
     """True when zoneinfo knows this zone name."""
-    import zoneinfo
-
     if name != name.strip() or not name or name.startswith(("/", ".")) or ".." in name:
         return False
     try:
@@ -188,6 +190,4 @@ def known_timezone(name: str) -> bool:
 
 
 def _zone_names() -> list[str]:
-    import zoneinfo
-
     return sorted(zoneinfo.available_timezones())

@@ -19,7 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import CITEXT
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+from publisher.store.records import STATUSES
+
 STATES = ("planned", "in-flight", "sent", "rejected", "failed", "skipped")
 
 

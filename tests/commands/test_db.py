@@ -8,8 +8,8 @@ from pathlib import Path
 from publisher.commands.db import given_url
 from publisher.store import Store
 from publisher.store.ledger import Ledger
-from publisher.store.schema import HEAD
 from publisher.store.tables import COPY_ORDER
+from publisher.store.upgrade import HEAD
 from tests.helpers.support import assert_user_error, free_port, run, store_rows, version_5_store
 from tests.samples import GATE, HOST, RUNNER, STORE
 
@@ -26,9 +26,11 @@ def fill_every_table(store: Store) -> list[int]:
     Ledger(store).plan("2026-01-01-everything", ["general"])
     with store.transaction() as conn:
         conn.execute("INSERT INTO enrolments(sequence, subscriber_id, basis, next_at, waiting) "
-                     "VALUES (?, ?, ?, ?, ?)", ("comeback", ids[0], "2027-01-01", 1.5, GATE))
-        conn.execute("INSERT INTO merged_readers(id, into_id, email) VALUES (?, ?, ?)",
-                     (ids[1], ids[0], "READER1@example.com"))  # as migration 0007 merges
+                     "VALUES ('comeback', :id, '2027-01-01', 1.5, :waiting)",
+                     {"id": ids[0], "waiting": GATE})
+        conn.execute("INSERT INTO merged_readers(id, into_id, email) VALUES (:id, :into, :email)",
+                     {"id": ids[1], "into": ids[0],
+                      "email": "READER1@example.com"})  # as migration 0007 merges
     store.mark_ready(ids[0], GATE)
     store.take_signup_slot("192.0.2.1", 5, 3600.0, 1000.0)
     store.mark_webhook_seen("postmark", "token-1", 3600.0, 1000.0)
@@ -263,8 +265,8 @@ def test_a_failed_copy_to_postgresql_leaves_the_target_as_it_was(tmp_path, postg
     source = filled_store(tmp_path / "source.db")
     with Store.open(source) as store, store.transaction() as conn:
         # SQLite keeps a NUL in text; PostgreSQL refuses it: the copy fails at the last table.
-        conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) VALUES (?, ?, ?)",
-                     ("postmark", "bad\x00token", 1000.0))
+        conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) "
+                     "VALUES ('postmark', :token, 1000.0)", {"token": "bad\x00token"})
     with Store.open(postgres_url) as target:
         target.add(RUNNER)
     before = rows_at(postgres_url)

@@ -25,7 +25,7 @@ from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.store import Store
 from tests.helpers import webhooks as wh
-from tests.helpers.support import copy_sample, free_port, project_store
+from tests.helpers.support import copy_sample, free_port, import_csv, project_store
 from tests.samples import DATABASE_URL, HOST, REPO, SECRET
 
 CONFIRM_HOURS = 48  # the [serve] confirm_hours start_site sets
@@ -127,7 +127,7 @@ def start_site(root: Path, port: int, database_url: str | None = None,
                                                       DATABASE_URL: database_url}
     live = LiveServer(root, port, env)
     with live.store() as store:
-        report = store.import_csv(root / "subscribers" / "sample.csv", open_project(root).goals)
+        report = import_csv(store, root / "subscribers" / "sample.csv", open_project(root).goals)
     assert report.skipped == 0
     return live.start()
 

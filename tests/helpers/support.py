@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from publisher.arrivals import ArrivalOptions, import_file
 from publisher.cli import main
 from publisher.config import load_config
 from publisher.store import Store, now
@@ -407,3 +408,9 @@ def version_5_store(path: Path, email_addr: str) -> None:
                  (email_addr,))
     conn.commit()
     conn.close()
+
+
+def import_csv(store: Store, path: Path, goals, *, display: str | None = None):
+    """Import Runletter's own CSV into a store (what `subscribers import --from runletter`
+    does); the ArrivalReport."""
+    return import_file(store, path, goals, ArrivalOptions(source="runletter"), display=display)

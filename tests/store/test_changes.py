@@ -14,8 +14,9 @@ def add_row(store: Store, post: str, subscriber_id: int, state: str) -> None:
     reader = store.by_id(subscriber_id)
     with store.transaction() as conn:
         conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
-                     "updated_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                     (post, subscriber_id, reader.email, reader.goal, state, now()))
+                     "updated_at) VALUES (:post, :id, :email, :goal, :state, 0, :at)",
+                     {"post": post, "id": subscriber_id, "email": reader.email,
+                      "goal": reader.goal, "state": state, "at": now()})
 
 
 def reasons(store: Store, email: str) -> list[tuple[str | None, str, str]]:
@@ -184,12 +185,15 @@ def test_mark_webhook_seen_refuses_a_token_twice_until_it_is_forgotten(store):
 def enrol(store: Store, sequence: str, subscriber_id: int, next_at: float) -> None:
     with store.transaction() as conn:
         conn.execute("INSERT INTO enrolments(sequence, subscriber_id, basis, next_at, waiting) "
-                     "VALUES (?, ?, 'race', ?, ?)", (sequence, subscriber_id, next_at, GATED))
+                     "VALUES (:sequence, :id, 'race', :next_at, :waiting)",
+                     {"sequence": sequence, "id": subscriber_id, "next_at": next_at,
+                      "waiting": GATED})
 
 
 def next_at(store: Store, sequence: str, subscriber_id: int) -> float:
-    return store.conn.execute("SELECT next_at FROM enrolments WHERE sequence = ? AND "
-                              "subscriber_id = ?", (sequence, subscriber_id)).fetchone()[0]
+    return store.conn.execute("SELECT next_at FROM enrolments WHERE sequence = :sequence AND "
+                              "subscriber_id = :id",
+                              {"sequence": sequence, "id": subscriber_id}).fetchone()[0]
 
 
 def test_mark_ready_records_the_step_at_the_time_of_the_runs_clock(store):

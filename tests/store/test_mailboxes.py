@@ -18,9 +18,9 @@ from publisher.delivery.tokens import Signer
 from publisher.emails import canonical, mailbox_key, validate_email
 from publisher.store import Store
 from publisher.store.database import ENV as DATABASE_URL
-from publisher.store.schema import HEAD
+from publisher.store.upgrade import HEAD
 from tests.helpers.live_server import signer, start_site
-from tests.helpers.support import copy_sample, free_port, run, write_csv
+from tests.helpers.support import copy_sample, free_port, import_csv, run, write_csv
 from tests.samples import GOALS, HEADER, ON_BOTH_BACKENDS, STORE
 
 UNICODE = "hans@bücher.example"
@@ -79,7 +79,7 @@ def test_an_import_in_other_spellings_does_not_bring_a_leaver_back(store, tmp_pa
     store.set_status(UNICODE, "unsubscribed", "their choice")
     path = write_csv(tmp_path, HEADER + f"{PUNYCODE},Hans,5k,,active\n{NFD},Hans,5k,,active\n")
 
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
 
     assert report.added == 0
     assert [(r.email, r.status) for r in store.list()] == [(PUNYCODE, "unsubscribed")]
@@ -118,13 +118,14 @@ def two_spellings_at_version_6(url: str) -> None:
                                        (PUNYCODE, "unsubscribed", "2026-02-01T00:00:00+00:00"),
                                        (NFD, "pending", "2026-01-01T00:00:00+00:00")):
             conn.execute("INSERT INTO subscribers(email, status, consent_source, consent_at, "
-                         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                         (email, status, f"source of {status}", consent, consent, consent))
+                         "created_at, updated_at) VALUES (:email, :status, :source, :at, :at, "
+                         ":at)", {"email": email, "status": status,
+                                  "source": f"source of {status}", "at": consent})
         ids = [row[0] for row in conn.execute("SELECT id FROM subscribers ORDER BY id")]
         for reader_id, state in zip(ids, ("planned", "sent", "failed"), strict=True):
             conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                         "updated_at) VALUES ('p', ?, 'x', 'general', ?, 'now')",
-                         (reader_id, state))
+                         "updated_at) VALUES ('p', :id, 'x', 'general', :state, 'now')",
+                         {"id": reader_id, "state": state})
         back_to_version_6(conn)
 
 
@@ -193,7 +194,7 @@ def test_an_unsubscribe_link_sent_to_a_merged_away_spelling_unsubscribes_the_mai
         with live.store() as store, store.transaction() as conn:
             for spelling in (UNICODE, PUNYCODE):  # as version 6 stored them: two readers
                 conn.execute("INSERT INTO subscribers(email, status, created_at, updated_at) "
-                             "VALUES (?, 'active', 'then', 'then')", (spelling,))
+                             "VALUES (:email, 'active', 'then', 'then')", {"email": spelling})
             merged_away = conn.execute("SELECT MAX(id) FROM subscribers").fetchone()[0]
             back_to_version_6(conn)
         link = live.url("/unsubscribe/" + signer.sign("unsubscribe", merged_away, bind=PUNYCODE))

@@ -13,7 +13,7 @@ from publisher import clock
 from publisher.arrivals import ArrivalOptions, import_file
 from publisher.errors import RunletterError
 from publisher.store import EXPORT_COLUMNS, Store
-from tests.helpers.support import assert_user_error, project_store, run, write_csv
+from tests.helpers.support import assert_user_error, import_csv, project_store, run, write_csv
 from tests.samples import GOALS, ON_BOTH_BACKENDS, RACE_DATE, RACE_NAME, ZONE
 
 pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
@@ -133,7 +133,7 @@ def test_an_export_with_race_fields_imports_back_into_a_new_store_as_it_was(stor
     first = exported(store)
     path = write_csv(tmp_path, first, "export.csv")
     with Store.open(tmp_path / "fresh.db") as fresh:
-        report = fresh.import_csv(path, GOALS)
+        report = import_csv(fresh, path, GOALS)
         assert (report.added, report.findings) == (2, ())
         assert race_of(fresh, "ana@example.com") == (RACE_DATE, RACE_NAME, ZONE)
         assert race_of(fresh, "bo@example.com") == (None, "=Club 10K", "")
@@ -149,7 +149,7 @@ def test_a_bad_race_or_zone_cell_is_reported_by_file_and_line_and_the_row_skippe
         store, tmp_path, cells, problem):
     path = write_csv(tmp_path, RACE_HEADER + "good@example.com,5k,,,\n"
                      f"bad@example.com,5k,{cells}\n")
-    report = store.import_csv(path, GOALS, display="readers.csv")
+    report = import_csv(store, path, GOALS, display="readers.csv")
     assert (report.added, report.skipped) == (1, 1)
     assert [str(f) for f in report.findings] == [f"readers.csv:3: {problem} "
                                                  "(row skipped)"]
@@ -160,35 +160,35 @@ def test_a_reader_imported_again_gets_the_files_race_fields(store, tmp_path):
     store.add("ana@example.com", goal="marathon", race_name="Old race")
     path = write_csv(tmp_path, RACE_HEADER + f"ana@example.com,marathon,{RACE_DATE},"
                      f"{RACE_NAME},{ZONE}\n")
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert (report.updated, report.findings) == (1, ())
     assert race_of(store, "ana@example.com") == (RACE_DATE, RACE_NAME, ZONE)
 
 
 def test_blank_race_cells_of_runletters_csv_clear_the_fields(store, tmp_path):
     with_race(store)
-    store.import_csv(write_csv(tmp_path, RACE_HEADER + "ana@example.com,marathon,,,\n"), GOALS)
+    import_csv(store, write_csv(tmp_path, RACE_HEADER + "ana@example.com,marathon,,,\n"), GOALS)
     assert race_of(store, "ana@example.com") == (None, "", "")
 
 
 def test_a_file_without_race_columns_leaves_a_readers_race_fields(store, tmp_path):
     with_race(store)
-    store.import_csv(write_csv(tmp_path, "email,first_name\nana@example.com,Ana\n"), GOALS)
+    import_csv(store, write_csv(tmp_path, "email,first_name\nana@example.com,Ana\n"), GOALS)
     assert race_of(store, "ana@example.com") == (RACE_DATE, RACE_NAME, ZONE)
 
 
 def test_an_imported_readers_signup_time_is_the_files_consent_time(store, tmp_path):
     path = write_csv(tmp_path, "email,consent_at\nana@example.com,2024-05-01T07:00:00+00:00\n")
-    store.import_csv(path, GOALS)
+    import_csv(store, path, GOALS)
     assert store.get("ana@example.com").signed_up == "2024-05-01T07:00:00+00:00"
 
 
 def test_an_unknown_signup_time_stays_unknown_through_export_and_import(store, tmp_path):
-    store.import_csv(write_csv(tmp_path, "email\nana@example.com\n"), GOALS)
+    import_csv(store, write_csv(tmp_path, "email\nana@example.com\n"), GOALS)
     first = exported(store)
     assert next(csv.DictReader(io.StringIO(first)))["consent_at"] == ""
     with Store.open(tmp_path / "fresh.db") as fresh:
-        fresh.import_csv(write_csv(tmp_path, first, "export.csv"), GOALS)
+        import_csv(fresh, write_csv(tmp_path, first, "export.csv"), GOALS)
         assert fresh.get("ana@example.com").signed_up is None
 
 

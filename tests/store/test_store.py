@@ -25,9 +25,10 @@ from publisher.store import (
     restore_cell,
     validate_email,
 )
-from publisher.store.schema import HEAD
+from publisher.store.upgrade import HEAD
 from tests.helpers.support import (
     fail_inserts_of,
+    import_csv,
     punctuation_last,
     sqlite_only,
     version_5_store,
@@ -300,8 +301,8 @@ def test_set_status_of_an_unknown_reader_is_an_error(store):
 def test_remove_deletes_the_reader_and_their_ledger_rows(store):
     reader = store.add("gone@example.com", goal="5k")
     store.conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                       "updated_at) VALUES ('p1', ?, ?, '5k', 'sent', 'now')",
-                       (reader.id, reader.email))
+                       "updated_at) VALUES ('p1', :id, :email, '5k', 'sent', 'now')",
+                       {"id": reader.id, "email": reader.email})
     assert store.remove("GONE@example.com") is True
     assert store.get("gone@example.com") is None
     assert store.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
@@ -348,8 +349,9 @@ def test_iter_active_streams_in_batches_of_the_given_size(store):
     with store.transaction() as conn:
         conn.executemany(
             "INSERT INTO subscribers(email, goal, status, created_at, updated_at) "
-            "VALUES (?, ?, 'active', 'now', 'now')",
-            [(f"r{i:04d}@example.com", "5k" if i % 2 else "half") for i in range(2500)])
+            "VALUES (:email, :goal, 'active', 'now', 'now')",
+            [{"email": f"r{i:04d}@example.com", "goal": "5k" if i % 2 else "half"}
+             for i in range(2500)])
     batches = list(store.iter_active(["5k", "half"], batch_size=1000))
     assert [len(b) for b in batches] == [1000, 1000, 500]
     ids = [s.id for b in batches for s in b]
@@ -388,7 +390,7 @@ def test_an_export_imports_back_into_a_new_store_unchanged(store, tmp_path):
     with path.open("w", encoding="utf-8", newline="") as out:
         store.export_csv(out)
     with Store.open(tmp_path / "other.db") as other:
-        report = other.import_csv(path, GOALS)
+        report = import_csv(other, path, GOALS)
         assert (report.added, report.skipped, report.findings) == (2, 0, ())
         assert [(s.email, s.goal, s.tags, s.status) for s in other.list()] == [
             ("a@example.com", "general", (), "bounced"),
@@ -443,7 +445,7 @@ def test_an_export_with_formula_cells_imports_back_exactly(store, tmp_path):
     with path.open("w", encoding="utf-8", newline="") as out:
         store.export_csv(out)
     with Store.open(tmp_path / "other.db") as other:
-        report = other.import_csv(path, GOALS)
+        report = import_csv(other, path, GOALS)
         assert report.errors == ()
         assert ([(s.email, s.first_name, s.goal, s.tags, s.status) for s in other.list()]
                 == [(s.email, s.first_name, s.goal, s.tags, s.status) for s in store.list()])
@@ -452,7 +454,7 @@ def test_an_export_with_formula_cells_imports_back_exactly(store, tmp_path):
 def test_a_leading_quote_not_before_a_formula_character_is_kept_on_import(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "tis@example.com,'Tis,5k,,\n"
                      "eq@example.com,'=x,5k,,\n")
-    assert store.import_csv(path, GOALS).errors == ()
+    assert import_csv(store, path, GOALS).errors == ()
     assert [s.first_name for s in store.list()] == ["=x", "'Tis"]
 
 
@@ -463,7 +465,7 @@ def test_import_reports_bad_email_with_file_and_line(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "good@example.com,Good,5k,,\n"
                      "bad.example.com,Bad,5k,,\n"
                      "also-good@example.com,Also,half,,\n")
-    report = store.import_csv(path, GOALS, display="subscribers/new.csv")
+    report = import_csv(store, path, GOALS, display="subscribers/new.csv")
     assert (report.added, report.skipped) == (2, 1)
     assert [str(f) for f in report.findings] == [
         "subscribers/new.csv:3: invalid email 'bad.example.com': it has no '@' (row skipped)"]
@@ -476,7 +478,7 @@ def test_import_never_reactivates_an_unsubscribed_reader(store, tmp_path, left):
     store.add("gone@example.com", goal="5k", first_name="Old")
     store.set_status("gone@example.com", left, "their choice")
     path = write_csv(tmp_path, HEADER + "gone@example.com,New,half,,active\n")
-    report = store.import_csv(path, GOALS, display="r.csv")
+    report = import_csv(store, path, GOALS, display="r.csv")
     reader = store.get("gone@example.com")
     assert reader.status == left
     assert (reader.first_name, reader.goal) == ("New", "half")
@@ -489,7 +491,7 @@ def test_import_never_reactivates_an_unsubscribed_reader(store, tmp_path, left):
 def test_import_leaves_an_existing_status_alone_when_the_file_gives_none(store, tmp_path):
     store.add("p@example.com", status="pending")
     path = write_csv(tmp_path, "email,goal\np@example.com,half\n")
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert store.get("p@example.com").status == "pending"
     assert (report.updated, report.findings) == (1, ())
 
@@ -497,7 +499,7 @@ def test_import_leaves_an_existing_status_alone_when_the_file_gives_none(store, 
 def test_import_can_unsubscribe_an_active_reader_and_audits_it(store, tmp_path):
     store.add("leaving@example.com")
     path = write_csv(tmp_path, HEADER + "leaving@example.com,,general,,unsubscribed\n")
-    store.import_csv(path, GOALS, display="old-platform.csv")
+    import_csv(store, path, GOALS, display="old-platform.csv")
     assert store.get("leaving@example.com").status == "unsubscribed"
     last = store.history("leaving@example.com")[-1]
     assert (last.old_status, last.new_status, last.reason) == (
@@ -509,7 +511,7 @@ def test_import_accepts_bom_and_crlf(store, tmp_path):
     path.write_bytes("\ufeffemail,first_name,goal,tags,status\r\n"
                      "zoe@example.com,Zoë,half,\"road; masters\",active\r\n"
                      "bjorn@example.com,Björn,ultra,trail,\r\n".encode())
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert (report.added, report.findings) == (2, ())
     zoe = store.get("zoe@example.com")
     assert (zoe.first_name, zoe.goal, zoe.tags) == ("Zoë", "half", ("road", "masters"))
@@ -520,7 +522,7 @@ def test_import_reports_duplicate_rows_within_the_file(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "dup@example.com,First,5k,,\n"
                      "other@example.com,,5k,,\n"
                      "DUP@Example.com,Second,half,,\n")
-    report = store.import_csv(path, GOALS, display="r.csv")
+    report = import_csv(store, path, GOALS, display="r.csv")
     assert [str(f) for f in report.findings] == [
         "r.csv:4: duplicate: DUP@example.com is already on line 2; each reader may appear "
         "once (row skipped)"]
@@ -531,7 +533,7 @@ def test_import_reports_duplicate_rows_within_the_file(store, tmp_path):
 def test_import_refuses_a_name_with_a_newline(store, tmp_path):
     path = write_csv(tmp_path, HEADER + '"eve@example.com","Eve\nBcc: all@example.com",5k,,\n'
                      "next@example.com,Next,5k,,\n")
-    report = store.import_csv(path, GOALS, display="r.csv")
+    report = import_csv(store, path, GOALS, display="r.csv")
     assert store.get("eve@example.com") is None
     assert len(report.findings) == 1
     assert report.findings[0].line == 2
@@ -543,13 +545,13 @@ def test_import_line_numbers_count_physical_lines_after_a_multiline_field(store,
     path = write_csv(tmp_path, HEADER + 'a@example.com,"two\nlines",5k,,\n'
                      "\n"
                      "broken,,5k,,\n")
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert [f.line for f in report.findings] == [2, 5]
 
 
 def test_import_refuses_a_name_with_a_control_character(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "c@example.com,Bad\x07Bell,5k,,\n")
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert report.skipped == 1
     assert "control character" in report.findings[0].message
 
@@ -557,7 +559,7 @@ def test_import_refuses_a_name_with_a_control_character(store, tmp_path):
 def test_import_refuses_a_name_longer_than_100_characters(store, tmp_path):
     path = write_csv(tmp_path, HEADER + f"long@example.com,{'N' * 101},5k,,\n"
                      f"ok@example.com,{'N' * 100},5k,,\n")
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert [f.line for f in report.findings] == [2]
     assert "101 characters long; the limit is 100" in report.findings[0].message
     assert store.get("ok@example.com").first_name == "N" * 100
@@ -566,14 +568,14 @@ def test_import_refuses_a_name_longer_than_100_characters(store, tmp_path):
 def test_import_keeps_script_tag_names_as_text(store, tmp_path):
     name = "<script>alert('hi')</script>"
     path = write_csv(tmp_path, HEADER + f'x@example.com,"{name}",5k,,\n')
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert report.findings == ()
     assert store.get("x@example.com").first_name == name
 
 
 def test_import_unknown_goal_suggests_the_closest(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "m@example.com,,maraton,,\n")
-    report = store.import_csv(path, GOALS, display="r.csv")
+    report = import_csv(store, path, GOALS, display="r.csv")
     assert [str(f) for f in report.findings] == [
         "r.csv:2: unknown goal 'maraton' (did you mean 'marathon'?); goals: 5k, 10k, half, "
         "marathon, ultra, comeback, general (row skipped)"]
@@ -582,20 +584,20 @@ def test_import_unknown_goal_suggests_the_closest(store, tmp_path):
 
 def test_import_treats_an_empty_goal_as_general(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "g@example.com,Gen,,,\n")
-    store.import_csv(path, GOALS)
+    import_csv(store, path, GOALS)
     assert store.get("g@example.com").goal == "general"
 
 
 def test_import_reports_an_unknown_status(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "s@example.com,,5k,,actve\n")
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert report.skipped == 1
     assert "unknown status 'actve' (did you mean 'active'?)" in report.findings[0].message
 
 
 def test_import_gives_a_new_row_without_status_the_active_status(store, tmp_path):
     path = write_csv(tmp_path, "email,first_name\nnew@example.com,New\n")
-    report = store.import_csv(path, GOALS, display="r.csv")
+    report = import_csv(store, path, GOALS, display="r.csv")
     reader = store.get("new@example.com")
     assert (reader.status, reader.goal, reader.consent_source) == (
         "active", "general", "import:runletter:readers.csv")
@@ -605,7 +607,7 @@ def test_import_gives_a_new_row_without_status_the_active_status(store, tmp_path
 
 def test_import_splits_tags_on_semicolons_trimming_and_dropping_empties(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "t@example.com,,5k, track ;;early-bird ; ,\n")
-    store.import_csv(path, GOALS)
+    import_csv(store, path, GOALS)
     assert store.get("t@example.com").tags == ("track", "early-bird")
 
 
@@ -614,7 +616,7 @@ def test_import_updates_existing_readers_and_counts_the_unchanged(store, tmp_pat
     store.add("moved@example.com", goal="5k", first_name="Mo")
     path = write_csv(tmp_path, HEADER + "same@example.com,Sam,5k,,\n"
                      "MOVED@example.com,Mo,marathon,road,\n")
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert (report.added, report.updated, report.unchanged, report.skipped) == (0, 1, 1, 0)
     moved = store.get("moved@example.com")
     assert (moved.goal, moved.tags, moved.email) == ("marathon", ("road",), "moved@example.com")
@@ -623,7 +625,7 @@ def test_import_updates_existing_readers_and_counts_the_unchanged(store, tmp_pat
 def test_import_refuses_an_unknown_column_and_imports_nothing(store, tmp_path):
     path = write_csv(tmp_path, "email,first_name,goal,lvl\na@example.com,A,5k,x\n")
     with pytest.raises(RunletterError) as caught:
-        store.import_csv(path, GOALS, display="r.csv")
+        import_csv(store, path, GOALS, display="r.csv")
     assert "r.csv:1: unknown column 'lvl'" in str(caught.value)
     assert emails(store) == []
 
@@ -631,13 +633,13 @@ def test_import_refuses_an_unknown_column_and_imports_nothing(store, tmp_path):
 def test_import_requires_an_email_column(store, tmp_path):
     path = write_csv(tmp_path, "mail,goal\na@example.com,5k\n")
     with pytest.raises(RunletterError, match="r.csv:1: the header has no 'email' column"):
-        store.import_csv(path, GOALS, display="r.csv")
+        import_csv(store, path, GOALS, display="r.csv")
     assert emails(store) == []
 
 
 def test_import_reports_a_row_with_the_wrong_number_of_fields(store, tmp_path):
     path = write_csv(tmp_path, HEADER + "a@example.com,A,5k\n")
-    report = store.import_csv(path, GOALS)
+    report = import_csv(store, path, GOALS)
     assert report.skipped == 1
     assert "the row has 3 fields; the header has 5" in report.findings[0].message
 
@@ -646,13 +648,13 @@ def test_import_refuses_a_file_that_is_not_utf8(store, tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes(HEADER.encode() + "z@example.com,Zoë,half,,\n".encode("latin-1"))
     with pytest.raises(RunletterError, match=r"r.csv:2: not UTF-8 text"):
-        store.import_csv(path, GOALS, display="r.csv")
+        import_csv(store, path, GOALS, display="r.csv")
     assert emails(store) == []
 
 
 def test_import_of_a_missing_file_names_the_file(store, tmp_path):
     with pytest.raises(RunletterError, match="nowhere.csv: cannot read the file"):
-        store.import_csv(tmp_path / "nowhere.csv", GOALS, display="nowhere.csv")
+        import_csv(store, tmp_path / "nowhere.csv", GOALS, display="nowhere.csv")
 
 
 def test_import_is_one_transaction(store, tmp_path):
@@ -664,7 +666,7 @@ def test_import_is_one_transaction(store, tmp_path):
                      "boom@example.com,,5k,,\n"
                      "two@example.com,,5k,,\n")
     with pytest.raises(DBAPIError, match="disk on fire"):
-        store.import_csv(path, GOALS)
+        import_csv(store, path, GOALS)
     assert emails(store) == ["before@example.com"]
     assert store.get("before@example.com").goal == "5k"
     assert len(store.history("one@example.com")) == 0
@@ -675,7 +677,7 @@ def test_import_reports_addresses_with_specials_by_file_and_line(store, tmp_path
     path = write_csv(tmp_path, HEADER + "good@example.com,Good,5k,,\n"
                      '"""comma,evil""@example.org",Eve,5k,,\n'
                      "angle<x>@example.org,Eve,5k,,\n")
-    report = store.import_csv(path, GOALS, display="r.csv")
+    report = import_csv(store, path, GOALS, display="r.csv")
     assert [str(f) for f in report.errors] == [
         "r.csv:3: invalid email '\"comma,evil\"@example.org': the part before the '@' "
         "contains '\"', which mail providers refuse (row skipped)",
@@ -694,7 +696,7 @@ def test_import_commits_once_for_the_whole_file(store, tmp_path):
 
     event.listen(store.conn.engine, "before_cursor_execute", note)
     try:
-        report = store.import_csv(path, GOALS)
+        report = import_csv(store, path, GOALS)
     finally:
         event.remove(store.conn.engine, "before_cursor_execute", note)
     assert report.added == 50
@@ -703,7 +705,7 @@ def test_import_commits_once_for_the_whole_file(store, tmp_path):
 
 def test_sample_csv_imports_cleanly(store):
     goals = load_goals(REPO / "subscribers/goals.toml", REPO)
-    report = store.import_csv(REPO / "subscribers/sample.csv", goals,
+    report = import_csv(store, REPO / "subscribers/sample.csv", goals,
                               display="subscribers/sample.csv")
     assert report.errors == ()
     assert report.skipped == 0

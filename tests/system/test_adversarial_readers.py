@@ -33,7 +33,7 @@ from publisher.store import (
     restore_cell,
     validate_email,
 )
-from tests.helpers.support import address_in, open_store
+from tests.helpers.support import address_in, import_csv, open_store
 from tests.samples import FAST, GOALS, HEADER
 from tests.samples import HIP_DRIVE as SLUG
 
@@ -176,7 +176,7 @@ def test_an_import_lands_every_good_row_and_reports_every_bad_row_by_line(
         path = Path(folder) / "readers.csv"
         path.write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8"))
         with open_store(Path(folder) / "runletter.db") as store:
-            report = store.import_csv(path, GOALS, display="readers.csv")
+            report = import_csv(store, path, GOALS, display="readers.csv")
             assert [f.line for f in report.errors] == bad_lines
             assert all(str(f).startswith(f"readers.csv:{f.line}: ") for f in report.errors)
             assert (report.added, report.skipped) == (len(expected), len(bad_lines))
@@ -201,7 +201,7 @@ def test_an_import_that_fails_midway_leaves_the_store_as_it_was(rows, at):
                     store.add(row.cells[0], goal="half", first_name="Before")
             before = (stored(store), audit_count(store))
             with pytest.raises(RunletterError) as caught:
-                store.import_csv(path, GOALS, display="readers.csv")
+                import_csv(store, path, GOALS, display="readers.csv")
             assert str(caught.value).startswith(f"readers.csv:{starts[min(at, len(rows) - 1)]}:")
             assert "nothing imported" in str(caught.value)
             assert (stored(store), audit_count(store)) == before
@@ -229,7 +229,7 @@ def test_a_file_that_is_not_utf8_imports_nothing_and_says_so(rows, encoding):
             store.add("already@example.com")
             before = (stored(store), audit_count(store))
             with pytest.raises(RunletterError, match=r"^readers\.csv:\d+: not UTF-8 text"):
-                store.import_csv(path, GOALS, display="readers.csv")
+                import_csv(store, path, GOALS, display="readers.csv")
             assert (stored(store), audit_count(store)) == before
 
 
@@ -243,7 +243,7 @@ def test_no_bytes_crash_an_import_or_half_write_it(data):
             store.add("already@example.com", goal="5k")
             before = (stored(store), audit_count(store))
             try:
-                report = store.import_csv(path, GOALS, display="readers.csv")
+                report = import_csv(store, path, GOALS, display="readers.csv")
             except RunletterError as refused:
                 assert all(f.path == "readers.csv" for f in refused.findings)
                 assert (stored(store), audit_count(store)) == before
@@ -311,7 +311,7 @@ def test_export_then_import_restores_every_stored_value_exactly(people):
                 one.export_csv(out)
             original = stored(one)
         with open_store(Path(folder) / "two.db") as two:
-            report = two.import_csv(path, GOALS, display="export.csv")
+            report = import_csv(two, path, GOALS, display="export.csv")
             assert report.findings == ()
             assert stored(two) == original
 

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import bindparam, text
 
 from publisher.delivery.send import Ledger
 from tests.helpers.support import import_sample, message_ids, outbox_messages, project_store, run
@@ -107,12 +108,14 @@ def test_resending_in_flight_to_the_outbox_resends_only_messages_not_in_new(samp
     # A crash after the files of five readers were written but before the ledger said so,
     # and during the write of five more (not in new/).
     with project_store(sample_root) as store:
-        rows = store.conn.execute("SELECT subscriber_id, email FROM deliveries WHERE post = ? "
-                                  "ORDER BY subscriber_id LIMIT 10", (POST,)).fetchall()
+        rows = store.conn.execute("SELECT subscriber_id, email FROM deliveries WHERE "
+                                  "post = :post ORDER BY subscriber_id LIMIT 10",
+                                  {"post": POST}).fetchall()
         with store.transaction() as conn:
-            conn.execute(f"UPDATE deliveries SET state = 'in-flight' WHERE post = ? AND "
-                         f"subscriber_id IN ({','.join('?' * len(rows))})",
-                         (POST, *(sid for sid, _ in rows)))
+            conn.execute(text("UPDATE deliveries SET state = 'in-flight' WHERE post = :post "
+                              "AND subscriber_id IN :ids").bindparams(
+                                  bindparam("ids", expanding=True)),
+                         {"post": POST, "ids": [sid for sid, _ in rows]})
     unwritten = {addr for _, addr in rows[5:]}
     for path in new.iterdir():
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)

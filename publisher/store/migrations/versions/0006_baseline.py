@@ -20,6 +20,7 @@ def _address() -> sa.Text:
 
 
 def upgrade() -> None:
+    """Create the version-6 tables and indexes (and citext on PostgreSQL)."""
     if op.get_context().dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS citext")
     op.create_table(
@@ -107,6 +108,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop every table: the store is empty again."""
     for table in ("enrolments", "ready", "serve_webhook_seen", "serve_signups", "audit",
                   "deliveries", "subscribers"):
         op.drop_table(table)

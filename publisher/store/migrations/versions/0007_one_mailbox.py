@@ -17,6 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Add merged_readers, then give every address its canonical form and merge."""
     op.create_table(
         "merged_readers",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),

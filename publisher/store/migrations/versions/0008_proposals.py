@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Add the proposals table."""
     op.create_table(
         "proposals",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -32,4 +33,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the proposals table (proposed details waiting are lost)."""
     op.drop_table("proposals")

@@ -17,11 +17,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Add enrolled_at, from each stored reader's consent (or creation) time."""
     with op.batch_alter_table("subscribers") as batch:
         batch.add_column(sa.Column("enrolled_at", sa.Text))
     op.execute("UPDATE subscribers SET enrolled_at = COALESCE(consent_at, created_at)")
 
 
 def downgrade() -> None:
+    """Drop enrolled_at."""
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_column("enrolled_at")

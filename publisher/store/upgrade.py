@@ -1,19 +1,17 @@
-"""The store's schema: versioned migrations, applied in order, each in its own transaction,
-so an old database is upgraded in place and never dropped."""
+"""Bringing a store to the newest schema in place, never dropping it: a SQLite store made
+before Alembic through its own numbered migrations (`MIGRATIONS`, up to version 6), then
+Alembic's revisions in `migrations/`, all in one transaction."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.errors import Finding, RunletterError
-
-if TYPE_CHECKING:
-    from publisher.store.database import Connection
-    from publisher.store.readers import Store
+from publisher.store.database import Connection
 
 MIGRATIONS: list[str] = [
     # 1: readers
@@ -149,43 +147,9 @@ def statements(script: str) -> Iterator[str]:
         yield buffer
 
 
-def create_private(path: Path) -> None:
-    """Create an empty database file that only its owner can read, unless it exists."""
-    # SQLite gives the -wal and -shm files the database file's mode, so this covers them too;
-    # left to SQLite, all three would follow the umask (often world-readable).
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-
-
-
-def migrate(store: Store) -> None:
-    """Apply each pending migration in its own transaction."""
-    with store.transaction() as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)")
-        if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
-            conn.execute("INSERT INTO schema_version(version) VALUES (0)")
-    version = store.schema_version
-    if version > LATEST:
-        raise RunletterError(Finding(str(store.path), None, "the subscriber store is at "
-                                     f"schema version {version}, newer than this "
-                                     f"runletter knows ({LATEST}); upgrade runletter"))
-    for target in range(version + 1, LATEST + 1):
-        with store.transaction() as conn:
-            # Another process may have migrated while we waited for the write lock.
-            if store.schema_version >= target:
-                continue
-            for statement in statements(MIGRATIONS[target - 1]):
-                conn.execute(statement)
-            conn.execute("UPDATE schema_version SET version = ?", (target,))
-
-
 def version_of(conn: Connection) -> int | None:
     """The schema version of a store (None for an empty database)."""
-    from sqlalchemy import inspect
-
-    tables = set(inspect(conn._conn).get_table_names())
+    tables = conn.table_names()
     if "alembic_version" in tables:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         return int(row[0]) if row else 0
@@ -202,26 +166,22 @@ def upgrade(conn: Connection, shown: str) -> int:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         if row and row[0] == HEAD:
             return head  # the common case: one query, Alembic never imported
-    except Exception:  # noqa: BLE001 - no such table yet: look closer below
+    except SQLAlchemyError:  # no such table yet: look closer below
         pass
     version = version_of(conn)
     if version is not None and version > head:
         raise RunletterError(Finding(shown, None, f"the subscriber store is at schema version "
                                      f"{version}, newer than this runletter knows ({head}); "
                                      "upgrade runletter"))
-    _alembic(conn, legacy=version is not None and "alembic" not in _tables(conn))
+    _alembic(conn, legacy=version is not None and not any(
+        "alembic" in name for name in conn.table_names()))
     return head
-
-
-def _tables(conn: Connection) -> str:
-    from sqlalchemy import inspect
-
-    return " ".join(inspect(conn._conn).get_table_names())
 
 
 def _alembic(conn: Connection, legacy: bool) -> None:
     """Run Alembic to head in one transaction (an old store first brought to version 6 and
     stamped), holding the write lock so two processes do not both migrate."""
+    # why: Alembic is heavy and needed only when a store is behind; most runs never load it.
     from alembic import command
     from alembic.config import Config
 
@@ -229,9 +189,9 @@ def _alembic(conn: Connection, legacy: bool) -> None:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with conn.transaction():
         if conn.dialect == "postgresql":
-            conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK})")
-        config.attributes["connection"] = conn._conn
-        if legacy and "alembic_version" not in _tables(conn):
+            conn.execute("SELECT pg_advisory_xact_lock(:lock)", {"lock": _LOCK})
+        config.attributes["connection"] = conn.sqlalchemy
+        if legacy and "alembic_version" not in conn.table_names():
             _legacy(conn)
             # Version 6 is the baseline revision; the revisions after it are still to run.
             command.stamp(config, BASELINE)
@@ -244,4 +204,4 @@ def _legacy(conn: Connection) -> None:
     for target in range(version + 1, LATEST + 1):
         for statement in statements(MIGRATIONS[target - 1]):
             conn.raw(statement)
-        conn.execute("UPDATE schema_version SET version = ?", (target,))
+        conn.execute("UPDATE schema_version SET version = :version", {"version": target})

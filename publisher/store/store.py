@@ -1,7 +1,9 @@
 """The subscriber store: readers, their consent, the delivery ledger and an audit trail, in a
-SQLite file or a PostgreSQL database (`database`); the schema and its migrations are in
-`schema` and `migrations`, CSV import and export in `csvio`. Every status change writes an
-`audit` row in the same transaction as the change itself.
+SQLite file or a PostgreSQL database (`database`), brought to the newest schema on opening
+(`upgrade`). `Store` holds one reader's rows and many readers' lists; what readers and
+providers change is in `changes`, a reader's "ready" in `ready`, what a signup proposes in
+`proposals`, the CSV export in `export`. Every status change writes an `audit` row in the
+same transaction as the change itself.
 """
 
 from __future__ import annotations
@@ -10,26 +12,29 @@ import dataclasses
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
+
+from sqlalchemy import bindparam, insert, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from publisher.emails import check_email, normalize_email, show_value
 from publisher.errors import Finding, RunletterError
-from publisher.model import EVERYONE, Goals
-from publisher.store.changes import LEFT, ReaderChanges  # noqa: F401 - LEFT stays importable from here
+from publisher.model import EVERYONE
+from publisher.store.changes import ReaderChanges
 from publisher.store.database import (
     Connection,
     connect,
+    is_busy,
     no_space,
     parse_url,
-    shown,
+    printable_url,
     sqlite_disk_full,
 )
+from publisher.store.export import export_csv
 from publisher.store.proposals import Proposals
 from publisher.store.ready import ReadySteps
-from publisher.store.records import (  # noqa: F401 - the store's record types stay importable from here
+from publisher.store.records import (
     COLUMNS,
-    MAX_NAME,
-    STATUSES,
     AuditEntry,
     Subscriber,
     check_goal,
@@ -38,20 +43,22 @@ from publisher.store.records import (  # noqa: F401 - the store's record types s
     check_race_name,
     check_status,
     check_timezone,
-    name_problem,
     now,
     split_tags,
     subscriber_from_row,
 )
-from publisher.store.schema import upgrade, version_of
+from publisher.store.tables import audit
+from publisher.store.upgrade import upgrade, version_of
 
-if TYPE_CHECKING:
-    from publisher.store.csvio import ImportReport
+_BY_EMAIL = f"SELECT {COLUMNS} FROM subscribers WHERE email = :email"
+_BY_ID = f"SELECT {COLUMNS} FROM subscribers WHERE id = :id"
+
 
 class Store(ReaderChanges, ReadySteps, Proposals):
     """The subscriber database. Open with `Store.open(path)`; use as a context manager.
     What readers and providers change (confirm, pause, change_goal, …) is in `changes`;
-    a reader's "ready" at a gated step in `ready`; what a signup proposes in `proposals`."""
+    a reader's "ready" at a gated step in `ready`; what a signup proposes in `proposals`:
+    those build on the public methods here (by_id, locked, move_status, write_audit)."""
 
     def __init__(self, conn: Connection, path: Path | None, shown: str = ""):
         self._conn = conn
@@ -64,13 +71,11 @@ class Store(ReaderChanges, ReadySteps, Proposals):
     def open(cls, where: Path | str) -> Store:
         """Open (creating if needed) the store at a SQLite path or a database URL and bring
         its schema up to date."""
-        from sqlalchemy.exc import DBAPIError
-
         url = where if isinstance(where, str) and "://" in where else f"sqlite:///{where}"
         parsed = parse_url(url)
         path = Path(parsed.database) if parsed.drivername == "sqlite" else None
         conn = connect(url)
-        store = cls(conn, path, str(path) if path else shown(parsed))
+        store = cls(conn, path, str(path) if path else printable_url(parsed))
         try:
             upgrade(conn, store.shown)
         except DBAPIError as exc:
@@ -104,8 +109,6 @@ class Store(ReaderChanges, ReadySteps, Proposals):
         """A write transaction: committed on success, rolled back on any error; nests by
         joining. On SQLite it takes the write lock up front (BEGIN IMMEDIATE), so two
         writers queue on busy_timeout instead of one failing when it upgrades a read lock."""
-        from sqlalchemy.exc import OperationalError
-
         try:
             with self._conn.transaction() as conn:
                 yield conn
@@ -135,28 +138,50 @@ class Store(ReaderChanges, ReadySteps, Proposals):
 
     def get(self, email: str) -> Subscriber | None:
         """The reader with this address (any case), or None."""
-        row = self._conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE email = ?",
-                                 (normalize_email(email),)).fetchone()
+        row = self._conn.execute(_BY_EMAIL, {"email": normalize_email(email)}).fetchone()
         return subscriber_from_row(row) if row else None
 
-    def _get_id(self, subscriber_id: int) -> Subscriber | None:
-        row = self._conn.execute(f"SELECT {COLUMNS} FROM subscribers WHERE id = ?",
-                                 (subscriber_id,)).fetchone()
+    def by_id(self, subscriber_id: int) -> Subscriber | None:
+        """The reader with this id, or None."""
+        row = self._conn.execute(_BY_ID, {"id": subscriber_id}).fetchone()
         return subscriber_from_row(row) if row else None
 
-    def _require(self, email_or_id: str | int) -> Subscriber:
-        found = (self._get_id(email_or_id) if isinstance(email_or_id, int)
+    def require(self, email_or_id: str | int) -> Subscriber:
+        """The reader with this address or id; a RunletterError when there is none."""
+        found = (self.by_id(email_or_id) if isinstance(email_or_id, int)
                  else self.get(email_or_id))
         if found is None:
             shown = f"#{email_or_id}" if isinstance(email_or_id, int) else show_value(email_or_id)
             raise RunletterError(f"no subscriber {shown}")
         return found
 
-    def _audit(self, subscriber_id: int | None, email: str, old: str | None, new: str,
-               reason: str, at: str) -> None:
-        self._conn.execute("INSERT INTO audit(subscriber_id, email, old_status, new_status, "
-                           "reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-                           (subscriber_id, email, old, new, reason, at))
+    def locked(self, subscriber_id: int) -> Subscriber | None:
+        """The reader, their row locked until the transaction ends, so what a change reads
+        (their status, their last audit row) stays true until it writes. PostgreSQL needs
+        FOR UPDATE: two transactions there may both read before either writes. SQLite's
+        BEGIN IMMEDIATE already holds the whole store's write lock."""
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        row = self._conn.execute(_BY_ID + lock, {"id": subscriber_id}).fetchone()
+        return subscriber_from_row(row) if row else None
+
+    def move_status(self, reader: Subscriber, status: str, reason: str) -> bool:
+        """Move a reader read by `locked` to `status` with one conditional UPDATE (only from
+        the status read), and its audit row only when a row changed; True when it moved."""
+        stamp = now()
+        moved = self._conn.execute(
+            "UPDATE subscribers SET status = :status, updated_at = :at WHERE id = :id "
+            "AND status = :was RETURNING id",
+            {"status": status, "at": stamp, "id": reader.id, "was": reader.status}).fetchone()
+        if moved is not None and reader.status != status:
+            self.write_audit(reader.id, reader.email, reader.status, status, reason, stamp)
+        return moved is not None and reader.status != status
+
+    def write_audit(self, subscriber_id: int | None, email: str, old: str | None, new: str,
+                    reason: str, at: str) -> None:
+        """One audit row, in the caller's transaction: a status change and why."""
+        self._conn.execute(insert(audit), {"subscriber_id": subscriber_id, "email": email,
+                                    "old_status": old, "new_status": new, "reason": reason,
+                                    "at": at})
 
     def add(self, email: str, *, goal: str = EVERYONE, first_name: str = "",
             tags: Iterable[str] = (), status: str = "active", consent_source: str = "cli",
@@ -175,16 +200,20 @@ class Store(ReaderChanges, ReadySteps, Proposals):
             new_id = conn.execute(
                 "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
                 "consent_at, consent_ip, created_at, updated_at, race_date, race_name, "
-                "timezone, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(email) DO NOTHING RETURNING id",
-                (address, first_name, goal, ";".join(split_tags(tags)), status, consent_source,
-                 stamp, consent_ip, stamp, stamp, *race, stamp)).scalar_one_or_none()
+                "timezone, enrolled_at) VALUES (:email, :first_name, :goal, :tags, :status, "
+                ":consent_source, :at, :consent_ip, :at, :at, :race_date, :race_name, "
+                ":timezone, :at) ON CONFLICT(email) DO NOTHING RETURNING id",
+                {"email": address, "first_name": first_name, "goal": goal,
+                 "tags": ";".join(split_tags(tags)), "status": status,
+                 "consent_source": consent_source, "consent_ip": consent_ip, "at": stamp,
+                 "race_date": race[0], "race_name": race[1], "timezone": race[2]},
+            ).scalar_one_or_none()
             if new_id is None:
-                existing = self._require(address)
+                existing = self.require(address)
                 raise RunletterError(f"{existing.email} is already a subscriber "
                                      f"(status {existing.status})")
-            self._audit(new_id, address, None, status, f"added ({consent_source})", stamp)
-            added = self._get_id(new_id)
+            self.write_audit(new_id, address, None, status, f"added ({consent_source})", stamp)
+            added = self.by_id(new_id)
         assert added is not None
         return added
 
@@ -194,21 +223,21 @@ class Store(ReaderChanges, ReadySteps, Proposals):
             found = self.get(email)
             if found is None:
                 return False
-            conn.execute("DELETE FROM subscribers WHERE id = ?", (found.id,))
-            self._audit(found.id, found.email, found.status, "removed", reason, now())
+            conn.execute("DELETE FROM subscribers WHERE id = :id", {"id": found.id})
+            self.write_audit(found.id, found.email, found.status, "removed", reason, now())
         return True
 
     def set_status(self, email_or_id: str | int, status: str, reason: str) -> Subscriber:
         """Change a reader's status, recording who/why in the audit trail."""
         check_status(status)
         with self.transaction():
-            found = self._require(email_or_id)
+            found = self.require(email_or_id)
             # The author's command may set any status, but from the one it read: locked.
-            found = self._locked(found.id) or found
+            found = self.locked(found.id) or found
             if found.status == status:
                 return found
-            self._move(found, status, reason)
-            changed = self._get_id(found.id)
+            self.move_status(found, status, reason)
+            changed = self.by_id(found.id)
         assert changed is not None
         return changed
 
@@ -224,16 +253,18 @@ class Store(ReaderChanges, ReadySteps, Proposals):
         checked = {name: check(value) for name, (value, check) in given.items()
                    if value is not None}
         with self.transaction() as conn:
-            found = self._require(email)
+            found = self.require(email)
             new = dataclasses.replace(found, **checked)
             if new == found:
                 return found
-            conn.execute("UPDATE subscribers SET goal = ?, first_name = ?, tags = ?, "
-                         "race_date = ?, race_name = ?, timezone = ?, updated_at = ? "
-                         "WHERE id = ?",
-                         (new.goal, new.first_name, ";".join(new.tags), new.race_date,
-                          new.race_name, new.timezone, now(), found.id))
-            changed = self._get_id(found.id)
+            conn.execute("UPDATE subscribers SET goal = :goal, first_name = :first_name, "
+                         "tags = :tags, race_date = :race_date, race_name = :race_name, "
+                         "timezone = :timezone, updated_at = :at WHERE id = :id",
+                         {"goal": new.goal, "first_name": new.first_name,
+                          "tags": ";".join(new.tags), "race_date": new.race_date,
+                          "race_name": new.race_name, "timezone": new.timezone, "at": now(),
+                          "id": found.id})
+            changed = self.by_id(found.id)
         assert changed is not None
         return changed
 
@@ -242,8 +273,8 @@ class Store(ReaderChanges, ReadySteps, Proposals):
         rows = self._conn.execute(
             "SELECT subscriber_id, email, old_status, new_status, reason, at FROM audit "
             # Stores made before version 6 keep audit addresses with case: fold here too.
-            f"WHERE email = ?{' COLLATE NOCASE' if self.dialect == 'sqlite' else ''} "
-            "ORDER BY id", (normalize_email(email),))
+            f"WHERE email = :email{' COLLATE NOCASE' if self.dialect == 'sqlite' else ''} "
+            "ORDER BY id", {"email": normalize_email(email)})
         return tuple(AuditEntry(*row) for row in rows)
 
     # -- many readers ----------------------------------------------------------------------
@@ -251,29 +282,29 @@ class Store(ReaderChanges, ReadySteps, Proposals):
     def list(self, goal: str | None = None, status: str | None = None,
              batch_size: int = 1000) -> Iterator[Subscriber]:
         """Readers ordered by email, optionally only one goal and/or status; streamed."""
-        where, params = [], []
+        where, params = [], {"limit": batch_size}
         if goal is not None:
-            where.append("goal = ?")
-            params.append(goal)
+            where.append("goal = :goal")
+            params["goal"] = goal
         if status is not None:
-            where.append("status = ?")
-            params.append(status)
+            where.append("status = :status")
+            params["status"] = status
         # SQLite's NOCASE orders by the address with ASCII folded; citext folds and orders by
         # the database's collation (en_US puts 'A_c' before 'a-z'), unless told "C", which
         # then orders exactly as NOCASE does: the same list, and export, on both.
         email = "email" if self.dialect == "sqlite" else 'email COLLATE "C"'
-        after: str | None = None
+        first = (f"SELECT {COLUMNS} FROM subscribers"
+                 + (" WHERE " + " AND ".join(where) if where else "")
+                 + f" ORDER BY {email} LIMIT :limit")
+        following = (f"SELECT {COLUMNS} FROM subscribers WHERE "
+                     + " AND ".join([*where, f"{email} > :after"])
+                     + f" ORDER BY {email} LIMIT :limit")
+        rows = self._conn.execute(first, params).fetchall()
         while True:
-            clauses = [*where, f"{email} > ?"] if after is not None else where
-            sql = (f"SELECT {COLUMNS} FROM subscribers"
-                   + (" WHERE " + " AND ".join(clauses) if clauses else "")
-                   + f" ORDER BY {email} LIMIT ?")
-            rows = self._conn.execute(
-                sql, [*params, *([after] if after is not None else []), batch_size]).fetchall()
             yield from (subscriber_from_row(r) for r in rows)
             if len(rows) < batch_size:
                 return
-            after = rows[-1][1]
+            rows = self._conn.execute(following, {**params, "after": rows[-1][1]}).fetchall()
 
     def count_by_goal(self, status: str | None = "active") -> dict[str, int]:
         """How many readers each goal has, for one status (None counts every status)."""
@@ -281,8 +312,9 @@ class Store(ReaderChanges, ReadySteps, Proposals):
             rows = self._conn.execute("SELECT goal, COUNT(*) FROM subscribers GROUP BY goal "
                                       "ORDER BY goal")
         else:
-            rows = self._conn.execute("SELECT goal, COUNT(*) FROM subscribers WHERE status = ? "
-                                      "GROUP BY goal ORDER BY goal", (status,))
+            rows = self._conn.execute("SELECT goal, COUNT(*) FROM subscribers "
+                                      "WHERE status = :status GROUP BY goal ORDER BY goal",
+                                      {"status": status})
         return dict(rows.fetchall())
 
     def iter_active(self, goals: Collection[str],
@@ -293,17 +325,18 @@ class Store(ReaderChanges, ReadySteps, Proposals):
         wanted = sorted(set(goals))
         if not wanted:
             return
-        marks = ", ".join("?" * len(wanted))
         # Keyset pagination: each batch is its own short query, so memory stays at one batch
         # and no read snapshot is held open while the caller sends. The unary '+' keeps the
-        # planner walking the primary key from `id > ?` instead of sorting every remaining
-        # match from the (status, goal) index on each batch.
+        # planner walking the primary key from `id > :last` instead of sorting every
+        # remaining match from the (status, goal) index on each batch.
         status = "+status" if self.dialect == "sqlite" else "status"
-        sql = (f"SELECT {COLUMNS} FROM subscribers WHERE {status} = 'active' "
-               f"AND goal IN ({marks}) AND id > ? ORDER BY id LIMIT ?")
+        query = text(f"SELECT {COLUMNS} FROM subscribers WHERE {status} = 'active' "
+                     "AND goal IN :goals AND id > :last ORDER BY id LIMIT :limit"
+                     ).bindparams(bindparam("goals", expanding=True))
         last = 0
         while True:
-            rows = self._conn.execute(sql, (*wanted, last, batch_size)).fetchall()
+            rows = self._conn.execute(query, {"goals": wanted, "last": last,
+                                              "limit": batch_size}).fetchall()
             if not rows:
                 return
             yield [subscriber_from_row(r) for r in rows]
@@ -316,30 +349,4 @@ class Store(ReaderChanges, ReadySteps, Proposals):
     def export_csv(self, out: TextIO, goal: str | None = None,
                    status: str | None = None) -> int:
         """Write readers as CSV (header first); return how many rows were written."""
-        from publisher.store.csvio import export_csv
-
-        return export_csv(self, out, goal=goal, status=status)
-
-    def import_csv(self, path: Path, goals: Goals, *,
-                   display: str | None = None) -> ImportReport:
-        """Import readers from CSV in one transaction: bad rows reported by line and skipped."""
-        from publisher.store.csvio import import_csv
-
-        return import_csv(self, path, goals, display=display)
-
-
-# PostgreSQL's lock_not_available (lock_timeout ran out) and deadlock_detected (rolled back:
-# trying again is the way out too).
-BUSY_STATES = frozenset({"55P03", "40P01"})
-
-
-def is_busy(exc: BaseException) -> bool:
-    """A lock held by another process (SQLite's "database is locked", PostgreSQL's lock
-    timeout or deadlock)."""
-    import sqlite3
-
-    orig = getattr(exc, "orig", exc)
-    if not isinstance(orig, sqlite3.Error):
-        return getattr(orig, "sqlstate", None) in BUSY_STATES
-    text = str(orig).lower()
-    return "locked" in text or "busy" in text
+        return export_csv(self.list(goal=goal, status=status), out)
