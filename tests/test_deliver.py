@@ -18,10 +18,12 @@ from publisher.delivery.providers.base import (
     Receipt,
 )
 from publisher.delivery.providers.outbox import OutboxProvider
-from publisher.delivery.send import Ledger, backoff, send_post
+from publisher.delivery.retry import backoff
+from publisher.delivery.send import send_post
 from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.render.email import EmailRenderer
+from publisher.store.ledger import Ledger
 
 from .conftest import HIP_DRIVE as POST
 from .conftest import ON_BOTH_BACKENDS, SECRET

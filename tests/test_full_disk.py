@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.delivery.send import Ledger
+from publisher.store.ledger import Ledger
 
 from .conftest import HIP_DRIVE as POST
 from .support import import_sample, message_ids, outbox_messages, project_store, run

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from publisher.delivery.send import Ledger
 from publisher.store import Store
+from publisher.store.ledger import Ledger
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from collections import Counter
 
 from publisher.delivery.providers.mailgun import MailgunProvider
 from publisher.delivery.providers.sendgrid import SendgridProvider
-from publisher.delivery.send import Ledger
+from publisher.store.ledger import Ledger
 
 from .conftest import AUDIENCE, ON_BOTH_BACKENDS
 from .contract import running

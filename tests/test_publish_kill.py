@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 
-from publisher.delivery.send import Ledger
+from publisher.store.ledger import Ledger
 
 from .conftest import AUDIENCE, ON_BOTH_BACKENDS
 from .conftest import HIP_DRIVE as POST

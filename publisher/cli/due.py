@@ -198,7 +198,7 @@ def report_command(name: str) -> None:
 
 def _ledger_table(ledger) -> None:
     from publisher.commands.publish import in_flight_line
-    from publisher.delivery.send import STATES
+    from publisher.store.ledger import STATES
 
     if not ledger.segments:
         click.echo(f"{ledger.post}: not published yet")

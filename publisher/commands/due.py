@@ -169,7 +169,8 @@ def sending(run: DueRun, project: Project, provider: Provider, signer: Signer
     releasing the in-flight rows of the items the run resends)."""
     from publisher.commands.publish import settle_delivered
     from publisher.delivery.address import Addresser
-    from publisher.delivery.send import Ledger, send_rendered
+    from publisher.delivery.send import send_rendered
+    from publisher.store.ledger import Ledger
 
     delivery = project.config.delivery
     addresser = Addresser(project.config, signer)

@@ -22,10 +22,11 @@ from publisher.errors import Finding, RunletterError, suggest
 from publisher.project import Project
 
 if TYPE_CHECKING:
-    from publisher.delivery.send import Outcome, Plan
+    from publisher.delivery.send import Outcome
     from publisher.delivery.tokens import Signer
     from publisher.model import Post, Resolved
     from publisher.render.email import Rendered
+    from publisher.store.ledger import PublishPreview
 
 # The ledger states a publish's summary shows per segment, in this order.
 SENT_STATES = ("sent", "rejected", "failed", "in-flight")
@@ -69,7 +70,7 @@ class Provider:
 class Planned:
     """What a publish would send now, per segment, and what is settled already."""
 
-    plan: Plan
+    plan: PublishPreview
     to_send: int
 
     @property
@@ -196,7 +197,7 @@ def send_test_copy(publication: Publication, provider: Provider, signer: Signer,
 
 def plan(publication: Publication, resend_in_flight: bool = False) -> Planned:
     """What the ledger would send now (nothing is written)."""
-    from publisher.delivery.send import Ledger
+    from publisher.store.ledger import Ledger
 
     project = publication.project
     with open_store(project) as store:
@@ -211,7 +212,8 @@ def sending(publication: Publication, provider: Provider, signer: Signer,
     """Plan every reader in the ledger and open the provider; yields `send(progress=None,
     notice=None)`, which sends the editions `prepare` rendered and returns the Outcome."""
     from publisher.delivery.address import Addresser
-    from publisher.delivery.send import Ledger, send_rendered
+    from publisher.delivery.send import send_rendered
+    from publisher.store.ledger import Ledger
 
     project, slug = publication.project, publication.post.slug
     delivery = project.config.delivery
@@ -243,7 +245,7 @@ def settle_delivered(ledger: Any, post: str, sender: Any) -> None:
 
 def settle(publication: Publication, provider: Provider, outcome: Outcome) -> Sent:
     """After a send: the ledger per segment, the archive rebuilt, and why the run stopped."""
-    from publisher.delivery.send import Ledger
+    from publisher.store.ledger import Ledger
 
     project = publication.project
     with open_store(project) as store:

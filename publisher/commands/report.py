@@ -19,7 +19,7 @@ class LedgerReport:
 
 def ledger_report(project: Project, post: str) -> LedgerReport:
     """The ledger of POST (a slug or a path)."""
-    from publisher.delivery.send import Ledger
+    from publisher.store.ledger import Ledger
 
     slug = project.post(post).slug
     with open_store(project) as store:
@@ -29,7 +29,7 @@ def ledger_report(project: Project, post: str) -> LedgerReport:
 
 def step_report(project: Project, key: str) -> LedgerReport:
     """The ledger of one sequence step (its key, '<sequence>/<step>')."""
-    from publisher.delivery.send import Ledger
+    from publisher.store.ledger import Ledger
 
     with open_store(project) as store:
         table = Ledger(store).report(key)

@@ -19,8 +19,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import CITEXT
 
+from publisher.store.ledger import STATES
+
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-STATES = ("planned", "in-flight", "sent", "rejected", "failed", "skipped")
 
 
 def address() -> Text:
