@@ -245,8 +245,8 @@ def test_a_reader_who_fails_every_try_ends_failed_after_the_limit(pipeline):
         outcome = send_post(resolved, ledger, provider, EmailRenderer(project.config),
                             addresser, max_attempts=3, sleep=sleep, clock=lambda: clock[0])
     assert outcome.failed == Counter({"ultra": 1})
-    row = store.conn.execute("SELECT state, attempts FROM deliveries WHERE email = ?",
-                             (victim.email,)).fetchone()
+    row = store.conn.execute("SELECT state, attempts FROM deliveries WHERE email = :email",
+                             {"email": victim.email}).fetchone()
     assert row == ("failed", 3)
 
 
