@@ -115,7 +115,7 @@ def floor(root: Path, url: str, requests_made: int) -> float:
     recipients = tuple(addresser.recipient(POST, i, f"floor{i}@example.com", "Ana")
                        for i in range(provider.max_batch))
     batch = Batch(edition, addresser.compile(edition), recipients)
-    [call] = list(provider._calls([(provider._template(edition), batch)], []))  # noqa: SLF001
+    [call] = list(provider._calls([(provider._message_json(edition), batch)], []))  # noqa: SLF001
     body = b"[" + b",".join(b"".join(message) for _, message in call) + b"]"
     headers = {"X-Postmark-Server-Token": TOKEN, "Content-Type": "application/json",
                "Accept": "application/json"}

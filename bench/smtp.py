@@ -31,7 +31,7 @@ from publisher.delivery.providers.smtp import SmtpProvider  # noqa: E402
 from publisher.delivery.tokens import Signer  # noqa: E402
 from publisher.project import open_project  # noqa: E402
 from publisher.render.email import EmailRenderer  # noqa: E402
-from tests.smtp_server import running_smtp  # noqa: E402
+from tests.helpers.smtp_server import running_smtp  # noqa: E402
 
 
 def serve() -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
+from publisher.emails import validate_email
 from publisher.errors import Finding, RunletterError, suggest
 from publisher.settings import read_table, toml_line
+from publisher.store.database import ENV, parse_url
+from publisher.store.records import known_timezone
 
 CONFIG_NAME = "runletter.toml"
 
@@ -59,6 +63,25 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Deprecated:
+    """A key no longer read where it is written: `moved_to` is its new place, dotted as
+    "table.key" (as MkDocs' `config_options.Deprecated(moved_to=…)`). The old place is
+    still read, with a warning, so older files keep working."""
+
+    moved_to: str  # "providers.NAME.key"
+
+    @property
+    def table(self) -> str:
+        """The table the key now lives in ("providers.NAME")."""
+        return self.moved_to.rpartition(".")[0]
+
+    @property
+    def key(self) -> str:
+        """The key's name in its new table."""
+        return self.moved_to.rpartition(".")[2]
+
+
+@dataclass(frozen=True)
 class Serve:
     """[serve]: the reader endpoints' server."""
 
@@ -67,7 +90,14 @@ class Serve:
     workers: int = 2
     signups_per_hour: int = 10        # per IP address
     confirm_hours: int = 48           # how long a confirmation link works
-    # A provider's webhook settings are in its own table, [providers.NAME] (see Moved).
+    # A provider's webhook settings are in its own table, [providers.NAME]; these were
+    # [serve] keys once.
+    deprecated: ClassVar[Mapping[str, Deprecated]] = MappingProxyType({
+        "postmark_webhook_user": Deprecated(moved_to="providers.postmark.webhook_user"),
+        "sendgrid_public_key": Deprecated(moved_to="providers.sendgrid.webhook_public_key"),
+        "ses_certificate": Deprecated(moved_to="providers.ses.webhook_certificate"),
+        "ses_topic_arn": Deprecated(moved_to="providers.ses.webhook_topic_arn"),
+    })
 
 
 @dataclass(frozen=True)
@@ -153,10 +183,6 @@ class Config:
     def store_url(self) -> str:
         """The store's URL: RUNLETTER_DATABASE_URL, else [store] url, else the SQLite file at
         [paths] store; a relative SQLite path is the project root's."""
-        import os
-
-        from publisher.store.database import ENV, parse_url
-
         given = os.environ.get(ENV) or self.store.url
         if not given:
             return f"sqlite:///{self.store_path}"
@@ -164,8 +190,6 @@ class Config:
 
     def store_file(self) -> Path | None:
         """The store's SQLite file, or None when the store is a PostgreSQL database."""
-        from publisher.store.database import parse_url
-
         url = parse_url(self.store_url())
         return Path(url.database) if url.drivername == "sqlite" else None
 
@@ -226,7 +250,7 @@ def load_config(root: Path) -> Config:
     if news.base_url and not re.match(r"^https?://[^/\s]+", news.base_url):
         findings.append(Finding(rel, toml_line(text, "newsletter", "base_url"),
                                 "[newsletter] base_url must start with https:// (or http://)"))
-    if sender.email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", sender.email):
+    if sender.email and not _is_address(sender.email):
         findings.append(Finding(rel, toml_line(text, "sender", "email"),
                                 f"[sender] email '{sender.email}' is not an email address"))
     for key in ("name", "email", "reply_to"):
@@ -271,8 +295,6 @@ def load_config(root: Path) -> Config:
 
 def _schedule_findings(schedule: Schedule, text: str, rel: str) -> list[Finding]:
     """[schedule] values that cannot time anything: an unknown zone, an hour off the clock."""
-    from publisher.store.records import known_timezone
-
     found = []
     if not known_timezone(schedule.timezone):
         found.append(Finding(rel, toml_line(text, "schedule", "timezone"),
@@ -290,8 +312,6 @@ def _schedule_findings(schedule: Schedule, text: str, rel: str) -> list[Finding]
 
 def _store_findings(store: StoreSettings, text: str, rel: str) -> list[Finding]:
     """[store] url: a database runletter knows, and never a password in the file."""
-    from publisher.store.database import parse_url
-
     if not store.url:
         return []
     line = toml_line(text, "store", "url")
@@ -306,27 +326,38 @@ def _store_findings(store: StoreSettings, text: str, rel: str) -> list[Finding]:
     return []
 
 
-def _move_old_keys(data: dict[str, Any], text: str, rel: str) -> tuple[Moved, ...]:
-    """Provider settings still written where they used to be, in [serve], moved into their
-    provider's table (where a value already given wins); each with its warning."""
-    serve, providers = data.get("serve"), data.get("providers", {})
-    known = {f.name for f in fields(Serve)}
-    if not isinstance(serve, dict) or not isinstance(providers, dict) or set(serve) <= known:
-        return ()
-    from publisher.delivery.providers import (
-        moved_settings,  # imports the providers: only for older files
-    )
+def _is_address(text: str) -> bool:
+    """An address the store would take, written as it goes in a header (no space around)."""
+    return validate_email(text) is None and text == text.strip()
 
-    places = moved_settings("serve")
+
+def _move_old_keys(data: dict[str, Any], text: str, rel: str) -> tuple[Moved, ...]:
+    """Settings still written where they used to be (each table's `deprecated` keys),
+    moved into their new table (where a value already given wins); each with its warning."""
     found = []
-    for old in [key for key in serve if key in places]:  # in the file's order
-        provider, key = places[old]
-        table = providers.setdefault(provider, {})
-        if not isinstance(table, dict):
+    for name, cls in TABLES.items():
+        deprecated: Mapping[str, Deprecated] = getattr(cls, "deprecated", {})
+        table = data.get(name)
+        if not deprecated or not isinstance(table, dict):
             continue
-        table.setdefault(key, serve.pop(old))
-        warning = Finding(rel, toml_line(text, "serve", old), f"[serve] {old} has moved: "
-                          f"write it as {key} in [providers.{provider}]", "warning")
-        found.append(Moved(f"[serve] {old}", f"providers.{provider}", key, warning))
-    data["providers"] = providers
+        for old in [key for key in table if key in deprecated]:  # in the file's order
+            new = deprecated[old]
+            target = _table_at(data, new.table)
+            if target is None:
+                continue
+            target.setdefault(new.key, table.pop(old))
+            warning = Finding(rel, toml_line(text, name, old), f"[{name}] {old} has moved: "
+                              f"write it as {new.key} in [{new.table}]", "warning")
+            found.append(Moved(f"[{name}] {old}", new.table, new.key, warning))
     return tuple(found)
+
+
+def _table_at(data: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    """The table at a dotted path ("providers.ses"), made when missing; None when something
+    other than a table is in the way (load_config reports that)."""
+    table: Any = data
+    for part in dotted.split("."):
+        if not isinstance(table, dict):
+            return None
+        table = table.setdefault(part, {})
+    return table if isinstance(table, dict) else None

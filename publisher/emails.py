@@ -1,7 +1,8 @@
 """Email addresses: which ones Runletter accepts, and the one form it stores them in.
 
-Used by the store, the importer, `runletter serve`'s signup form and the webhooks; it depends
-on nothing else in Runletter so any of them can import it.
+Used by the settings ([sender] email), the store, the importer, `runletter serve`'s signup
+form and the webhooks; it depends on nothing in Runletter but its errors, so any of them can
+import it.
 """
 
 from __future__ import annotations

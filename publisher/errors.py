@@ -23,6 +23,12 @@ class Finding:
         return f"{where}: {self.message}"
 
 
+def finding_line(finding: Finding) -> str:
+    """One finding as every verb and the preview print it: `path:line: level: message`."""
+    where = f"{finding.path}:{finding.line}" if finding.line else finding.path
+    return f"{where}: {finding.level}: {finding.message}"
+
+
 class Counted:
     """Error and warning counts for anything holding `findings` (a check's result, a view)."""
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from publisher import clock
 from publisher.config import Config, find_root, load_config
 from publisher.content.posts import find_post, load_catalogue, load_goals, load_posts, read_post
 from publisher.content.references import check_catalogue, resolve
 from publisher.errors import Finding, RunletterError
 from publisher.model import Catalogue, Goals, Post, Resolved
 from publisher.render.cache import cache_path, load_cache, save_cache
+from publisher.schedule.rules import published_at
+from publisher.store import Store
 
 
 class Project:
@@ -56,9 +59,6 @@ class Project:
     def resolve_all(self, include_drafts: bool = False) -> tuple[Resolved, ...]:
         """Resolve every post in the archive (drafts too when asked; a post scheduled for
         later counts as one), gathering all errors before raising."""
-        from publisher import clock
-        from publisher.schedule.rules import published_at
-
         resolved: list[Resolved] = []
         findings: list[Finding] = []
         now = clock.now()
@@ -101,3 +101,8 @@ def open_project(start: Path | None = None, cache: bool = False) -> Project:
         raise RunletterError(findings)
     assert goals is not None and catalogue is not None
     return Project(config=config, goals=goals, catalogue=catalogue, documents=documents)
+
+
+def open_store(project: Project) -> Store:
+    """The subscriber store named in runletter.toml (created, or migrated, on first use)."""
+    return Store.open(project.config.store_url())

@@ -1,5 +1,6 @@
-"""Shared fixtures and constants: copies of the sample newsletter in tmp folders; tests never
-write the repo. Plain helpers are in support.py and the other helper modules beside it."""
+"""Shared fixtures: copies of the sample newsletter in tmp folders (tests never write the
+repo), stores of each backend, and the PostgreSQL server. The constants they use are in
+samples.py; plain helpers in helpers/."""
 
 from __future__ import annotations
 
@@ -11,71 +12,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from publisher.delivery.address import Addresser
 from publisher.delivery.tokens import Signer
-from publisher.model import Goal, Goals
 from publisher.project import open_project
 from publisher.render.email import EmailRenderer
 from publisher.store import Store
-from publisher.store.database import ENV as DATABASE_URL
-
-REPO = Path(__file__).resolve().parents[1]
-MOTOR_UNITS = "2026-09-15-motor-unit-activation"  # no audience: every goal gets an edition
-SECRET = "test-secret-0123456789abcdef"
-HOST = "127.0.0.1"  # every server the tests start listens on loopback only
-
-# The fixture newsletter: small, with one post that uses every feature.
-FIXTURE = Path(__file__).parent / "fixtures" / "project"
-FIXTURE_SLUG = "2026-01-01-everything"
-NEW_POST = "content/posts/2026-01-01-test.md"  # where a test writes a post of its own
-
-# The time feature's newsletter: the fixture project with three sequences (a race plan for
-# marathon and ultra readers, a gated comeback, a welcome for 5K readers since 2027-01-01)
-# and [schedule] at its defaults written out.
-SEQUENCES = Path(__file__).parent / "fixtures" / "sequences"
-SCHEDULE = '\n[schedule]\ntimezone = "UTC"\nsend_hour = 6\ngrace_days = 2\n'
-STORE = "subscribers/runletter.db"  # where a project keeps its store ([paths] store)
-RUNNER = "runner@example.com"  # the one reader of a time test
-GATE = "comeback/02-phase-one"  # the fixture's gated step ...
-AFTER_GATE = "comeback/03-phase-two"  # ... and the step that waits for the reader's ready
-HTML_NAME = '<img src=x onerror="alert(1)"> Bridge & <b>co</b>'  # an exercise name
-
-# The sample newsletter (the repo's own): its Hip Drive post has an audience.
-HIP_DRIVE = "2026-11-24-hip-drive"
-HIP_DRIVE_GOALS = ["5k", "10k", "half", "marathon", "ultra", "comeback"]
-HIP_DRIVE_SENTENCE = "Give it two weeks and reply to tell me how your hips feel on the hills."
-AUDIENCE = 59  # active sample readers whose goal is in the Hip Drive audience
-GOALS = Goals(items=tuple(Goal(slug, slug.title(), "") for slug in
-                          ("5k", "10k", "half", "marathon", "ultra", "comeback", "general")))
-HEADER = "email,first_name,goal,tags,status\n"  # of a readers CSV
-GATED = "marathon-build/03-long-run"  # a gated step's key: <sequence>/<step file stem>
-# A reader's race and time zone, as the store, the CLI, CSV and the pages give them.
-RACE_DATE = "2027-03-28"
-RACE_NAME = "Valencia Marathon"
-ZONE = "Europe/Madrid"
-
-ATOM = "{http://www.w3.org/2005/Atom}"  # how ElementTree prefixes an Atom feed's tags
-
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's; the browser tests never `playwright install`
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-# PostgreSQL: the tests start their own server from the machine's binaries (postgres_server.py).
-NO_POSTGRES = "no PostgreSQL binaries (initdb/pg_ctl) on this machine"
-
-
-def copy_sample(target: Path) -> Path:
-    """Copy the repo's sample newsletter (config, content, goals, readers, layouts) to target."""
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "runletter.toml", target / "runletter.toml")
-    for folder in ("content", "layouts"):
-        shutil.copytree(REPO / folder, target / folder)
-    (target / "subscribers").mkdir()
-    for name in ("goals.toml", "sample.csv"):
-        shutil.copy(REPO / "subscribers" / name, target / "subscribers" / name)
-    return target
+from tests.helpers.support import copy_sample
+from tests.samples import (
+    BACKENDS,
+    DATABASE_URL,
+    FIXTURE,
+    HIP_DRIVE,
+    NO_POSTGRES,
+    REPO,
+    SCHEDULE,
+    SECRET,
+    SEQUENCES,
+)
 
 
 @pytest.fixture
@@ -138,7 +92,10 @@ def store(store_url: str):
 def postgres_server():
     """A real PostgreSQL server for the whole run, on a free loopback port; skipped without
     binaries."""
-    from .postgres_server import PostgresServer, find_bin_dir  # psycopg only when asked for
+    from tests.helpers.postgres_server import (  # psycopg only when asked for
+        PostgresServer,
+        find_bin_dir,
+    )
 
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -168,7 +125,7 @@ def postgres_template(postgres_server) -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(request: pytest.FixtureRequest) -> Iterator[str]:
+def _fresh_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a new copy of the migrated template on the test server, dropped after."""
     server = request.getfixturevalue("postgres_server")
     template = request.getfixturevalue("postgres_template")
@@ -177,11 +134,6 @@ def fresh_database(request: pytest.FixtureRequest) -> Iterator[str]:
         yield server.create_database(name, template=template)
     finally:
         server.drop_database(name)
-
-
-BACKENDS = ["sqlite", "postgresql"]
-# A module's `pytestmark` when each of its tests runs against both stores.
-ON_BOTH_BACKENDS = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -194,7 +146,7 @@ def backend(request, monkeypatch) -> Iterator[str]:
         monkeypatch.delenv(DATABASE_URL, raising=False)
         yield "sqlite"
         return
-    with fresh_database(request) as url:
+    with _fresh_database(request) as url:
         monkeypatch.setenv(DATABASE_URL, url)
         yield "postgresql"
 
@@ -207,11 +159,5 @@ def module_database(request) -> Iterator[str]:
     if request.param == "sqlite":
         yield ""
         return
-    with fresh_database(request) as url:
+    with _fresh_database(request) as url:
         yield url
-
-
-# Property tests over readers: enough examples to find a hole, few enough for CI.
-FAST = settings(max_examples=100, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])

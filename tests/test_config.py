@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from publisher.commands.init import SKELETON
-from publisher.config import Schedule, load_config
+from publisher.config import TABLES, Schedule, load_config
+from publisher.delivery.providers import registered_class
+from publisher.delivery.providers.base import setting_names
 from publisher.errors import RunletterError
-
-from .conftest import FIXTURE
-from .conftest import REPO as REPO_ROOT
+from tests.samples import FIXTURE
+from tests.samples import REPO as REPO_ROOT
 
 BASE = """\
 [newsletter]
@@ -114,6 +115,31 @@ def test_a_sender_email_that_is_not_an_address_is_an_error(tmp_path):
     assert findings_of(write_config(tmp_path, text)) == [
         "runletter.toml:9: [sender] email 'coach at fixture' is not an email address"
     ]
+
+
+@pytest.mark.parametrize("email", ["coach@fixture.example.org", "coach+news@mail.example.co.uk",
+                                   "o'brien@fixture.example.org", "coach@bücher.example"])
+def test_a_sender_email_the_store_would_take_is_accepted(tmp_path, email):
+    text = BASE.replace('"coach@fixture.example.org"', f'"{email}"')
+    assert load_config(write_config(tmp_path, text)).sender_email == email
+
+
+@pytest.mark.parametrize("email", ["coach at fixture", "coach@localhost", "a@b@fixture.org",
+                                   " coach@fixture.example.org", "coach@fixture.example.org\t",
+                                   "@fixture.example.org", "coach@"])
+def test_a_sender_email_the_store_would_refuse_is_an_error(tmp_path, email):
+    text = BASE.replace('"coach@fixture.example.org"', f'"{email}"')
+    assert findings_of(write_config(tmp_path, text)) == [
+        f"runletter.toml:9: [sender] email '{email}' is not an email address"
+    ]
+
+
+def test_every_deprecated_key_moves_to_a_setting_its_provider_has():
+    for table, cls in TABLES.items():
+        for old, deprecated in getattr(cls, "deprecated", {}).items():
+            providers, _, name = deprecated.table.partition(".")
+            assert providers == "providers", (table, old)
+            assert deprecated.key in setting_names(registered_class(name)), (table, old)
 
 
 def test_a_whole_number_where_a_string_is_expected_is_a_type_error(tmp_path):

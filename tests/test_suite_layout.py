@@ -1,18 +1,31 @@
-"""The suite's own layout: shared helpers, constants and fixtures live in one place each.
+"""The suite's own layout: it mirrors the package, and shared helpers, constants and fixtures
+live in one place each.
 
-Fixtures and constants are in conftest.py; plain helpers in the helper modules (support.py,
-live_server.py, provider_scenarios.py, smtp_server.py, ...). A test module imports from
-those, never from another test module, and never keeps its own copy of a shared thing.
+tests/content/ holds the tests of publisher/content/, and so on for every subpackage; tests of
+the package's root modules sit at the top as test_<module>.py; system/ holds whole-product
+tests. Fixtures are in conftest.py, constants in samples.py, plain helpers and the servers the
+tests start in helpers/ (the provider emulators in contract/, which also run on their own). A
+test module imports those by absolute path (`from tests.samples import ...`), never from
+another test module, and never keeps its own copy of a shared thing.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+PACKAGE = TESTS.parent / "publisher"
 FILES = sorted(TESTS.rglob("*.py"))
+# Folders of tests/ that mirror no subpackage: whole-product tests, the helpers, the provider
+# emulators, and the data the tests read.
+OWN_FOLDERS = {"system", "helpers", "contract", "fixtures"}
+# Top-level test modules that are about the repo rather than one root module of the package.
+SHAPE_TESTS = {"test_architecture.py", "test_code_shape.py", "test_suite_layout.py"}
+# Where a test module may import shared things from (besides the package and third parties).
+SHARED = ("tests.samples", "tests.helpers", "tests.contract")
 
 
 def parsed(path: Path) -> ast.Module:
@@ -51,8 +64,9 @@ def is_number(node: ast.Assign) -> bool:
 
 
 def owned_by_a_test(path: Path) -> bool:
-    """Test modules and conftest.py: the files whose constants must be nobody else's."""
-    return path.name.startswith("test_") or path.name == "conftest.py"
+    """Test modules, conftest.py and samples.py: the files whose constants must be nobody
+    else's."""
+    return path.name.startswith("test_") or path.name in ("conftest.py", "samples.py")
 
 
 def is_emulator(path: Path) -> bool:
@@ -102,3 +116,86 @@ def test_no_helper_or_fixture_is_defined_twice():
              for n, (path, body, node) in enumerate(everywhere)
              for at, again, seen in everywhere[:n] if body == again]
     assert found == []
+
+
+def test_every_import_of_the_suite_is_absolute():
+    found = [f"{where(path, node)}: from {'.' * node.level}{node.module or ''} import ..."
+             for path in FILES for node in ast.walk(parsed(path))
+             if isinstance(node, ast.ImportFrom) and node.level > 0]
+    assert found == [], "\n".join(found)
+
+
+def test_shared_things_come_from_samples_helpers_or_contract():
+    found = [f"{where(path, node)}: from {node.module} import ..."
+             for path in FILES for node in ast.walk(parsed(path))
+             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests")
+             and not node.module.startswith(SHARED)]
+    assert found == [], "\n".join(found)
+
+
+def is_fixture(node: ast.FunctionDef) -> bool:
+    """Whether a function is decorated as a pytest fixture (`@pytest.fixture` or
+    `@pytest.fixture(...)`)."""
+    return any("pytest.fixture" in ast.unparse(decorator) for decorator in node.decorator_list)
+
+
+def test_conftest_holds_fixtures_only():
+    # Constants are in samples.py and plain helpers in helpers/, so that a test imports them
+    # by name; a private helper of the fixtures (the leading underscore) may stay.
+    found = []
+    for path in FILES:
+        if path.name != "conftest.py":
+            continue
+        for node in parsed(path).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                found.append(f"{where(path, node)}: a constant (it goes in samples.py)")
+            elif isinstance(node, ast.FunctionDef | ast.ClassDef) \
+                    and not node.name.startswith("_") \
+                    and not (isinstance(node, ast.FunctionDef) and is_fixture(node)):
+                found.append(f"{where(path, node)}: {node.name} is no fixture (helpers/ has those)")
+    assert found == [], "\n".join(found)
+
+
+def test_each_folder_of_the_suite_mirrors_a_subpackage_or_is_its_own():
+    folders = {path.parent for path in TESTS.rglob("test_*.py")} | \
+        {path for path in TESTS.iterdir() if path.is_dir() and path.name != "__pycache__"}
+    found = []
+    for folder in sorted(folders - {TESTS}):
+        part = folder.relative_to(TESTS)
+        if part.parts[0] in OWN_FOLDERS:
+            continue
+        if not (PACKAGE / part / "__init__.py").exists():
+            found.append(f"tests/{part}/: publisher/{part}/ is no subpackage")
+        if not (folder / "__init__.py").exists():
+            found.append(f"tests/{part}/: no __init__.py (test modules' names would collide)")
+    assert found == [], "\n".join(found)
+
+
+def test_a_test_module_at_the_top_is_named_after_a_root_module_of_the_package():
+    found = [f"tests/{path.name}: publisher/{path.name[5:]} does not exist"
+             for path in sorted(TESTS.glob("test_*.py"))
+             if path.name not in SHAPE_TESTS and not (PACKAGE / path.name[5:]).exists()]
+    assert found == [], "\n".join(found)
+
+
+def test_the_fixtures_folder_holds_data_only():
+    found = [str(path.relative_to(TESTS.parent)) for path in (TESTS / "fixtures").rglob("*.py")]
+    assert found == [], "\n".join(found)
+
+
+def names_a_missing_module(text: str) -> bool:
+    """Whether a string such as "tests.helpers.support" or "tests.x:Class" names a module of
+    the suite that does not exist (a dotted path left behind by a move)."""
+    module = text.partition(":")[0]
+    if not re.fullmatch(r"tests(\.\w+)+", module):
+        return False
+    path = TESTS.parent.joinpath(*module.split("."))
+    return not (path.with_suffix(".py").exists() or (path / "__init__.py").exists())
+
+
+def test_every_dotted_path_to_the_suite_names_a_module_that_exists():
+    found = [f"{where(path, node)}: {node.value!r}"
+             for path in FILES for node in ast.walk(parsed(path))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and names_a_missing_module(node.value)]
+    assert found == [], "\n".join(found)

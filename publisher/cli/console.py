@@ -3,12 +3,13 @@ that agree in number, and tables with a header row."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
 
-from publisher.errors import Finding, RunletterError, is_disk_full
+from publisher.errors import Finding, RunletterError, finding_line, is_disk_full
 
 # Nouns whose plural is not noun + "s"; every count the CLI prints goes through plural().
 _IRREGULAR = {"batch": "batches", "copy": "copies", "delivery": "deliveries", "try": "tries"}
@@ -26,8 +27,6 @@ class VoicedGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
-            import importlib
-
             module, _, attr = self.lazy[name].partition(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
@@ -60,12 +59,6 @@ def tally(findings: Iterable[Finding]) -> str:
     parts = [plural(n, word) for n, word in ((errors, "error"),
                                              (len(levels) - errors, "warning")) if n]
     return ", ".join(parts) or "no problems found"
-
-
-def finding_line(finding: Finding) -> str:
-    """One finding as every verb prints it: `path:line: level: message`."""
-    where = f"{finding.path}:{finding.line}" if finding.line else finding.path
-    return f"{where}: {finding.level}: {finding.message}"
 
 
 def report(findings: Iterable[Finding]) -> None:

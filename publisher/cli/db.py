@@ -8,6 +8,7 @@ import sys
 import click
 
 from publisher.cli.console import plural, table
+from publisher.commands.db import copy, project_url, status, upgrade
 
 
 @click.group("db")
@@ -18,8 +19,6 @@ def db_command() -> None:
 @db_command.command("upgrade")
 def upgrade_command() -> None:
     """Bring the project's store to this runletter's schema (made if there is none)."""
-    from publisher.commands.db import project_url, upgrade
-
     done = upgrade(project_url())
     if not done.before:
         click.echo(f"store {done.store}: made at schema {done.after}")
@@ -34,8 +33,6 @@ def upgrade_command() -> None:
 @db_command.command("status")
 def status_command() -> None:
     """Show the project's store (password hidden), its schema version and rows per table."""
-    from publisher.commands.db import project_url, status
-
     found = status(project_url())
     click.echo(f"store: {found.store}")
     click.echo(f"dialect: {found.dialect}")
@@ -61,8 +58,6 @@ def _version_line(version: int | None, latest: int) -> str:
 def copy_command(source_url: str, target_url: str, force: bool) -> None:
     """Copy every table of the store at SOURCE_URL into the one at TARGET_URL (SQLite or
     PostgreSQL; passwords from PGPASSWORD or ~/.pgpass), then compare the counts."""
-    from publisher.commands.db import copy
-
     def progress(name: str, rows: int) -> None:
         click.echo(f"copying {name}: {plural(rows, 'row')}", err=True)
 

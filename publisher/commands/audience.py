@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from publisher.commands.subscribers import open_store
-from publisher.project import Project
+from publisher.project import Project, open_store
 
 
 @dataclass(frozen=True)

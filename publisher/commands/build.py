@@ -7,6 +7,7 @@ from pathlib import Path
 
 from publisher.errors import display_path
 from publisher.project import Project
+from publisher.render.archive import SiteBuilder
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,6 @@ class Built:
 
 def build(project: Project, drafts: bool = False, out: Path | None = None) -> Built:
     """Build the archive of every post (drafts only when asked) into site/ or `out`."""
-    from publisher.render.archive import SiteBuilder
-
     resolved = project.resolve_all(include_drafts=drafts)
     builder = SiteBuilder(project.config, project.goals, project.catalogue)
     site = builder.build(resolved, out)

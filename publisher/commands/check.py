@@ -3,10 +3,16 @@ receives one."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from publisher.content.sequences import load_sequences, sequence_folders
 from publisher.errors import Counted, Finding, RunletterError
 from publisher.project import Project
+from publisher.render.check import check_posts
+
+# A race field with no `| default(...)`: empty for every reader who has no race.
+BARE_RACE_FIELD = re.compile(r"\{\{\s*(race_name|race_date|weeks_to_race)\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -21,9 +27,6 @@ class Checked(Counted):
 def check(project: Project, names: tuple[str, ...] = (), links: bool = False) -> Checked:
     """Check the named posts, sequences or steps (slugs, paths, SEQ or SEQ/STEP; none: all
     of them); `links` asks each link."""
-    from publisher.content.sequences import load_sequences, sequence_folders
-    from publisher.render.check import check_posts
-
     findings: list[Finding] = []
     sequences = ()
     try:
@@ -70,8 +73,6 @@ def _steps_named(name: str, sequences) -> list:
 def sequence_findings(sequences) -> list[Finding]:
     """What works but is likely a mistake in a sequence: a gate with no step after it, a
     signup sequence every existing reader would join, race values with no default."""
-    import re
-
     found = []
     for sequence in sequences:
         last = sequence.steps[-1]
@@ -85,11 +86,10 @@ def sequence_findings(sequences) -> list[Finding]:
                                  "signup' step reaches them at once); add since = "
                                  "YYYY-MM-DD to enrol only new readers", "warning"))
         if sequence.anchor == "signup":
-            bare = re.compile(r"\{\{\s*(race_name|race_date|weeks_to_race)\s*\}\}")
             for step in sequence.steps:
                 for number, line in enumerate(step.post.body.split("\n"),
                                               step.post.source.body_line):
-                    if match := bare.search(line):
+                    if match := BARE_RACE_FIELD.search(line):
                         found.append(Finding(
                             step.post.source.display, number, f"{{{{ {match[1]} }}}} in a "
                             "signup sequence: readers without a race see nothing there; add "

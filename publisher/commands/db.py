@@ -1,5 +1,5 @@
 """`runletter db`: the store's schema brought up to date, the store described, and a whole
-store copied to another (SQLite or PostgreSQL, either way). Each returns data; `cli_db`
+store copied to another (SQLite or PostgreSQL, either way). Each returns data; `cli/db.py`
 prints it. A password never comes from the command line and is never shown."""
 
 from __future__ import annotations
@@ -10,8 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
+from publisher.config import find_root, load_config
 from publisher.errors import Finding, RunletterError
+from publisher.store import Store
+from publisher.store.copying import copy_rows, row_counts
+from publisher.store.database import ENV, connect, parse_url, shown
 from publisher.store.mailboxes import recorded_merges
+from publisher.store.schema import HEAD, version_of
 
 
 @dataclass(frozen=True)
@@ -51,15 +58,11 @@ class Copied:
 
 def project_url(start: Path | None = None) -> str:
     """The URL of the project's store: the environment's, [store] url's, or its SQLite file."""
-    from publisher.config import find_root, load_config
-
     return load_config(find_root(start)).store_url()
 
 
 def display(url: Any) -> str:
     """A store URL as the CLI prints it: the password hidden, the driver's name left out."""
-    from publisher.store.database import parse_url
-
     parsed = parse_url(str(url)) if isinstance(url, str) else url
     if parsed.drivername != "sqlite":
         parsed = parsed.set(drivername="postgresql")
@@ -68,9 +71,6 @@ def display(url: Any) -> str:
 
 def upgrade(url: str) -> Upgraded:
     """Bring the store at url to the newest schema (making it when there is none)."""
-    from publisher.store import Store
-    from publisher.store.schema import version_of
-
     before = _described(url, version_of)
     with Store.open(url) as store:
         # Only the upgrade that ran migration 0007 reports its merges (they stay audited).
@@ -80,9 +80,6 @@ def upgrade(url: str) -> Upgraded:
 
 def status(url: str) -> Status:
     """The store at url as it is (never migrated, never made): dialect, version, rows."""
-    from publisher.store.copying import row_counts
-    from publisher.store.schema import HEAD, version_of
-
     found = _described(url, lambda conn: (conn.dialect, version_of(conn), row_counts(conn)))
     dialect, version, counts = found or ("sqlite", None, {})
     return Status(display(url), dialect, version, int(HEAD), counts)
@@ -91,10 +88,6 @@ def status(url: str) -> Status:
 def _described(url: str, read: Callable[[Any], Any]) -> Any:
     """What `read` finds through a connection to the store at url; None for a SQLite file
     that does not exist (which is left unmade)."""
-    from sqlalchemy.exc import DBAPIError
-
-    from publisher.store.database import connect, parse_url
-
     parsed = parse_url(url)
     if parsed.drivername == "sqlite" and not Path(parsed.database).exists():
         return None
@@ -113,8 +106,6 @@ def given_url(text: str, root: Path, label: str) -> str:
     """A store URL from the command line (`label` names the argument): a relative SQLite path
     is root's; a password is refused, but one the environment's URL holds for the same
     database is taken from there."""
-    from publisher.store.database import ENV, parse_url, shown
-
     url = parse_url(text, root)
     if url.password is not None:
         raise RunletterError(Finding(label, None, f"{shown(text)} holds a password; "
@@ -134,9 +125,6 @@ def copy(source_text: str, target_text: str, force: bool = False, start: Path | 
     """Copy every table of one store into another (both brought to the newest schema first)
     in one transaction on the target, then count both sides. A target that holds rows is
     refused unless `force`, and then its rows are replaced."""
-    from publisher.store import Store
-    from publisher.store.copying import copy_rows, row_counts
-
     root = _root(start)
     source = given_url(source_text, root, "SOURCE_URL")
     target = given_url(target_text, root, "TARGET_URL")
@@ -156,8 +144,6 @@ def copy(source_text: str, target_text: str, force: bool = False, start: Path | 
 
 def _root(start: Path | None) -> Path:
     """Where a relative SQLite path starts: the project's folder, else the current one."""
-    from publisher.config import find_root
-
     try:
         return find_root(start)
     except RunletterError:
@@ -166,8 +152,6 @@ def _root(start: Path | None) -> Path:
 
 def _check_pair(source: str, target: str) -> None:
     """Refuse a copy of a store onto itself, and a SQLite source that does not exist."""
-    from publisher.store.database import parse_url
-
     there, here = parse_url(source), parse_url(target)
     if there.drivername == "sqlite" and not Path(there.database).is_file():
         raise RunletterError(Finding("SOURCE_URL", None, f"no store at {there.database}"))

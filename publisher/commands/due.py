@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from publisher.commands.publish import Provider, Publication, render_and_check
-from publisher.commands.subscribers import open_store
+from publisher.commands.publish import ChosenProvider, Publication, render_and_check
 from publisher.errors import Finding, RunletterError, suggest
-from publisher.project import Project
+from publisher.project import Project, open_store
 
 if TYPE_CHECKING:
     from publisher.content.sequences import Sequence
@@ -162,7 +161,7 @@ def _unsent(store: Store, item: str) -> int:
 
 
 @contextmanager
-def sending(run: DueRun, project: Project, provider: Provider, signer: Signer
+def sending(run: DueRun, project: Project, provider: ChosenProvider, signer: Signer
             ) -> Iterator[Callable[..., list[tuple[str, Outcome]]]]:
     """Write the run's decision, open the provider once, and yield `send(progress=None,
     notice=None)`, which sends every item that checked clean, one after another (first

@@ -8,7 +8,9 @@ The verb runs in steps so the CLI can print between them and ask before anything
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,13 +19,29 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from publisher.commands.subscribers import open_store
+from publisher import clock
+from publisher.delivery.address import Addresser
+from publisher.delivery.providers import provider_class
+from publisher.delivery.providers.base import (
+    ACCEPTED,
+    Batch,
+    Receipt,
+    provider_settings,
+    unknown_env_settings,
+)
+from publisher.delivery.send import send_rendered
+from publisher.delivery.tokens import SECRET_ENV, Signer, load_secret
 from publisher.errors import Finding, RunletterError, suggest
-from publisher.project import Project
+from publisher.project import Project, open_store
+from publisher.render.archive import SiteBuilder
+from publisher.render.check import check_rendered
+from publisher.render.email import EmailRenderer
+from publisher.schedule.rules import published_at
+from publisher.store import validate_email
+from publisher.store.ledger import Ledger
 
 if TYPE_CHECKING:
     from publisher.delivery.send import Outcome
-    from publisher.delivery.tokens import Signer
     from publisher.model import Post, Resolved
     from publisher.render.email import Rendered
     from publisher.store.ledger import PublishPreview
@@ -57,7 +75,7 @@ class Publication:
 
 
 @dataclass(frozen=True)
-class Provider:
+class ChosenProvider:
     """The provider chosen for this run, its settings, and environment variables it ignores."""
 
     name: str
@@ -110,51 +128,36 @@ def prepare(project: Project, post: str, test_to: str | None = None,
 
 def render_and_check(project: Project, resolved: Resolved) -> Publication:
     """Every edition of a resolved post (or step) rendered once, and checked."""
-    from publisher.render.check import check_rendered
-    from publisher.render.email import EmailRenderer
-
     rendered = EmailRenderer(project.config).render(resolved)
     return Publication(project, rendered, tuple(check_rendered(project, [rendered])))
 
 
 def scheduled_later(project: Project, post: Post) -> Finding | None:
     """Why a plain publish refuses a post whose send_at is still ahead (None if it is not)."""
-    import datetime as dt
-
-    from publisher import clock
-    from publisher.schedule.rules import published_at
-
     schedule = project.config.schedule
     when = published_at(post, schedule)
     if when is None or when <= clock.now():
         return None
     if isinstance(post.send_at, dt.datetime):
-        shown = when.strftime("%Y-%m-%d %H:%M UTC")
+        send_time = when.strftime("%Y-%m-%d %H:%M UTC")
     else:
-        shown = f"{post.send_at} at {schedule.send_hour:02d}:00 in each reader's time zone"
+        send_time = f"{post.send_at} at {schedule.send_hour:02d}:00 in each reader's time zone"
     return Finding(post.source.display, post.source.line("send_at"),
-                   f"is scheduled for {shown} (send_at); 'runletter publish --due' sends it "
+                   f"is scheduled for {send_time} (send_at); 'runletter publish --due' sends it "
                    "then, from cron or a timer")
 
 
-def choose_provider(project: Project, name: str | None) -> Provider:
+def choose_provider(project: Project, name: str | None) -> ChosenProvider:
     """The provider named (or runletter.toml's) with its settings from file and environment."""
-    from publisher.delivery.providers import provider_class
-    from publisher.delivery.providers.base import provider_settings, unknown_env_settings
-
     chosen = name or project.config.delivery.provider
     cls = provider_class(chosen)
     settings = provider_settings(cls, project.config)
-    return Provider(chosen, cls, settings, tuple(unknown_env_settings(cls)))
+    return ChosenProvider(chosen, cls, settings, tuple(unknown_env_settings(cls)))
 
 
-def sign_links(project: Project, provider: Provider) -> tuple[Signer, str | None]:
+def sign_links(project: Project, provider: ChosenProvider) -> tuple[Signer, str | None]:
     """The signer of reader links, and a note when a secret was generated for the outbox;
     every provider that sends real mail needs RUNLETTER_SECRET."""
-    import os
-
-    from publisher.delivery.tokens import SECRET_ENV, Signer, load_secret
-
     if provider.cls.needs_secret_env and not os.environ.get(SECRET_ENV):
         raise RunletterError(
             f"{SECRET_ENV} is not set: the '{provider.cls.name}' provider sends real mail, "
@@ -166,8 +169,6 @@ def sign_links(project: Project, provider: Provider) -> tuple[Signer, str | None
 
 def copy_goal(publication: Publication, to: str, goal: str | None) -> str:
     """The goal whose edition a test copy to `to` gets (default: the first of the audience)."""
-    from publisher.store import validate_email
-
     if reason := validate_email(to):
         raise RunletterError(f"--to {to}: not an email address ({reason})")
     goals = publication.goals
@@ -178,12 +179,9 @@ def copy_goal(publication: Publication, to: str, goal: str | None) -> str:
     return chosen
 
 
-def send_test_copy(publication: Publication, provider: Provider, signer: Signer, to: str,
+def send_test_copy(publication: Publication, provider: ChosenProvider, signer: Signer, to: str,
                    goal: str) -> None:
     """Send one copy of `goal`'s edition to `to`, outside the ledger."""
-    from publisher.delivery.address import Addresser
-    from publisher.delivery.providers.base import Batch
-
     config = publication.project.config
     addresser = Addresser(config, signer)
     edition = publication.rendered.editions[goal]
@@ -197,8 +195,6 @@ def send_test_copy(publication: Publication, provider: Provider, signer: Signer,
 
 def plan(publication: Publication, resend_in_flight: bool = False) -> Planned:
     """What the ledger would send now (nothing is written)."""
-    from publisher.store.ledger import Ledger
-
     project = publication.project
     with open_store(project) as store:
         found = Ledger(store).preview(publication.post.slug, publication.goals,
@@ -207,14 +203,10 @@ def plan(publication: Publication, resend_in_flight: bool = False) -> Planned:
 
 
 @contextmanager
-def sending(publication: Publication, provider: Provider, signer: Signer,
+def sending(publication: Publication, provider: ChosenProvider, signer: Signer,
             resend_in_flight: bool = False) -> Iterator[Callable[..., Outcome]]:
     """Plan every reader in the ledger and open the provider; yields `send(progress=None,
     notice=None)`, which sends the editions `prepare` rendered and returns the Outcome."""
-    from publisher.delivery.address import Addresser
-    from publisher.delivery.send import send_rendered
-    from publisher.store.ledger import Ledger
-
     project, slug = publication.project, publication.post.slug
     delivery = project.config.delivery
     addresser = Addresser(project.config, signer)
@@ -235,18 +227,14 @@ def sending(publication: Publication, provider: Provider, signer: Signer,
 def settle_delivered(ledger: Any, post: str, sender: Any) -> None:
     """Mark sent the in-flight rows the provider shows were delivered (the outbox's files in
     new/), so that resending in-flight rows resends only the others."""
-    from publisher.delivery.providers.base import ACCEPTED, Receipt
-
     found = sender.already_delivered(post, ledger.in_flight_ids(post))
     if found:
         ledger.record(post, [Receipt(sid, ACCEPTED, provider_id=unique)
                              for sid, unique in found.items()], {}, 0, 0, time.time())
 
 
-def settle(publication: Publication, provider: Provider, outcome: Outcome) -> Sent:
+def settle(publication: Publication, provider: ChosenProvider, outcome: Outcome) -> Sent:
     """After a send: the ledger per segment, the archive rebuilt, and why the run stopped."""
-    from publisher.store.ledger import Ledger
-
     project = publication.project
     with open_store(project) as store:
         table = Ledger(store).report(publication.post.slug)
@@ -255,7 +243,7 @@ def settle(publication: Publication, provider: Provider, outcome: Outcome) -> Se
                 stopped_early(publication, provider, outcome))
 
 
-def stopped_early(publication: Publication, provider: Provider,
+def stopped_early(publication: Publication, provider: ChosenProvider,
                   outcome: Outcome) -> Finding | None:
     """The line a publish stopped by a too-long Retry-After ends with (None if it was not)."""
     if outcome.resume_at is None or outcome.wait_asked is None:
@@ -285,8 +273,6 @@ def in_flight_line(count: int, item: str, provider: str = "") -> str:
 def rebuild_archive(project: Project) -> Finding | None:
     """Rebuild the archive; another post's mistake is returned, not raised, so it cannot
     fail a send that has finished."""
-    from publisher.render.archive import SiteBuilder
-
     try:
         SiteBuilder(project.config, project.goals, project.catalogue).build(
             project.resolve_all())

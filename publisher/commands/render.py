@@ -5,6 +5,7 @@ from __future__ import annotations
 from publisher.errors import Finding, RunletterError, suggest
 from publisher.model import Edition, Goal, Resolved
 from publisher.project import Project
+from publisher.render.email import EmailRenderer
 
 # Without a reader the links that are theirs alone have no value; say what goes there.
 PLACEHOLDERS = {"unsubscribe_url": "<unsubscribe link>", "preferences_url": "<preferences link>"}
@@ -12,8 +13,6 @@ PLACEHOLDERS = {"unsubscribe_url": "<unsubscribe link>", "preferences_url": "<pr
 
 def render(project: Project, post: str, goal: str | None = None) -> Edition:
     """One edition of POST (a slug or a path): `goal`'s, or general's, or the first goal's."""
-    from publisher.render.email import EmailRenderer
-
     resolved = project.resolve(project.post(post))
     renderer = EmailRenderer(project.config)
     return renderer.edition(renderer.prepare(resolved), edition_goal(project, resolved, goal))
@@ -36,6 +35,6 @@ def edition_goal(project: Project, resolved: Resolved, slug: str | None) -> Goal
     return goal
 
 
-def shown(edition: Edition, text: bool) -> str:
+def edition_body(edition: Edition, text: bool) -> str:
     """What `render` prints: the HTML, or the plain text with placeholders for the links."""
     return edition.text(PLACEHOLDERS) if text else edition.html()

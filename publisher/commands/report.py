@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from publisher.commands.subscribers import open_store
-from publisher.project import Project
+from publisher.project import Project, open_store
+from publisher.store.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,6 @@ class LedgerReport:
 
 def ledger_report(project: Project, post: str) -> LedgerReport:
     """The ledger of POST (a slug or a path)."""
-    from publisher.store.ledger import Ledger
-
     slug = project.post(post).slug
     with open_store(project) as store:
         table = Ledger(store).report(slug)
@@ -29,8 +27,6 @@ def ledger_report(project: Project, post: str) -> LedgerReport:
 
 def step_report(project: Project, key: str) -> LedgerReport:
     """The ledger of one sequence step (its key, '<sequence>/<step>')."""
-    from publisher.store.ledger import Ledger
-
     with open_store(project) as store:
         table = Ledger(store).report(key)
     return LedgerReport(post=key, segments=in_goals_order(table, project.goals.slugs))

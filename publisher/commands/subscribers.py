@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from publisher.arrivals import ArrivalOptions, import_file
+from publisher.content.sequences import SIGNUP, load_sequences
 from publisher.errors import RunletterError, suggest
-from publisher.project import Project
+from publisher.project import Project, open_store
+from publisher.store import Store
+from publisher.store.changes import not_bounced
+from publisher.store.records import check_race_date, check_race_name, check_timezone
 
 if TYPE_CHECKING:
     from publisher.arrivals.report import ArrivalReport
-    from publisher.store import Store, Subscriber
-
-
-def open_store(project: Project) -> Store:
-    """The subscriber store named in runletter.toml (created on first use)."""
-    from publisher.store import Store
-
-    return Store.open(project.config.store_url())
+    from publisher.store import Subscriber
 
 
 def import_readers(project: Project, csv_file: Path, source: str = "auto",
@@ -30,8 +29,6 @@ def import_readers(project: Project, csv_file: Path, source: str = "auto",
     """Import readers from a CSV export (`source`: the tool that wrote it, or auto) in one
     transaction; bad rows are findings, and skipped. A dry run writes nothing. New readers
     join the signup sequences only with `enrol` (from the time of the import)."""
-    from publisher.arrivals import ArrivalOptions, import_file
-
     if not csv_file.is_file():
         raise RunletterError(f"{csv_file}: no such file")
     options = ArrivalOptions(source=source, status=status, goal=goal, maps=maps,
@@ -44,8 +41,6 @@ def import_readers(project: Project, csv_file: Path, source: str = "auto",
 def _signup_sequences(project: Project) -> tuple[str, ...]:
     """The slugs of the newsletter's signup sequences (none named when they cannot be read:
     `check` reports why)."""
-    from publisher.content.sequences import SIGNUP, load_sequences
-
     try:
         found = load_sequences(project.config.content_dir, project.root, project.goals)
     except RunletterError:
@@ -56,10 +51,6 @@ def _signup_sequences(project: Project) -> tuple[str, ...]:
 @contextlib.contextmanager
 def _import_store(project: Project, dry_run: bool) -> Iterator[Store]:
     """The store to import into; a dry run with no store yet reads an empty throwaway one."""
-    import tempfile
-
-    from publisher.store import Store
-
     local = project.config.store_file()
     if not dry_run or local is None or local.exists():
         with open_store(project) as store:
@@ -86,8 +77,6 @@ def add_reader(project: Project, email: str, goal: str, first_name: str, tags: s
 
 def _check_flags(values: dict[str, str | None]) -> None:
     """The store's checks of these fields, each refusal naming its flag (--race-date …)."""
-    from publisher.store.records import check_race_date, check_race_name, check_timezone
-
     checks = {"race_date": check_race_date, "race_name": check_race_name,
               "timezone": check_timezone}
     for field, value in values.items():
@@ -122,8 +111,6 @@ def export_readers(project: Project, out: TextIO, goal: str | None, status: str 
 def bounced_reader(project: Project, email: str) -> tuple[Subscriber, str]:
     """A bounced reader and why they bounced (the audit's reason), for unbounce to show
     before it asks; a RunletterError for an unknown address or any other status."""
-    from publisher.store.changes import not_bounced
-
     with open_store(project) as store:
         reader = store.get(email)
         if reader is None:

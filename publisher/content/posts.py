@@ -32,7 +32,7 @@ from publisher.model import EVERYONE, Catalogue, Exercise, Goal, Goals, Post
 from publisher.settings import toml_line
 
 LEVELS = ("beginner", "intermediate", "advanced")
-STATUSES = ("draft", "ready")
+POST_STATUSES = ("draft", "ready")
 
 
 def load_goals(path: Path, root: Path) -> Goals:
@@ -199,7 +199,7 @@ def post_from(doc: Document, check: Checker, slug: str, **fields: Any) -> Post:
         subject=check.text("subject") or title,
         preheader=check.text("preheader"),
         summary=check.text("summary"),
-        status=check.choice("status", STATUSES, default="ready"),
+        status=check.choice("status", POST_STATUSES, default="ready"),
         body=doc.body,
         source=doc.source,
         **fields,

@@ -7,49 +7,21 @@ closest valid name.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
+from publisher.content.syntax import (
+    BLOCK_CLOSE,
+    BLOCK_FENCE,
+    EXERCISE_LINK,
+    MERGE_FIELD,
+    MERGE_FIELDS,
+    ONLY_OPEN,
+    is_code_fence,
+    map_prose,
+    merge_field,
+)
 from publisher.errors import Finding, RunletterError, suggest
 from publisher.model import EVERYONE, Block, Catalogue, Goals, Post, Resolved
-
-ONLY_OPEN = re.compile(r"^:::\s*only\b(.*)$")
-FENCE = re.compile(r"^:::")
-EXERCISE_LINK = re.compile(r"\[\[\s*([^\]\n]*?)\s*\]\]")
-MERGE_FIELD = re.compile(r"\{\{(.*?)\}\}")
-MERGE_SYNTAX = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*"
-                          r"(?:\|\s*default\(\s*(?:\"([^\"]*)\"|'([^']*)')\s*\)\s*)?$")
-# Per reader, filled when a message is addressed (race values are empty for a reader
-# without a race: give them a default).
-MERGE_FIELDS = ("first_name", "race_name", "race_date", "weeks_to_race")
-
-
-_CODE_SPAN = re.compile(r"(`+)(?:.+?)\1")
-
-
-def map_prose(markdown: str, fn: Callable[[str, int], str]) -> str:
-    """Apply fn(text, line_offset) to prose only: fenced code and `code spans` stay as written,
-    so a post can show `[[slug]]` or `{{ first_name }}` as an example."""
-    if "`" not in markdown and "~~~" not in markdown:  # no code at all: the common case
-        return "\n".join(fn(line, offset) for offset, line in enumerate(markdown.split("\n")))
-    out: list[str] = []
-    in_code = False
-    for offset, line in enumerate(markdown.split("\n")):
-        if line.lstrip().startswith(("```", "~~~")):
-            in_code = not in_code
-            out.append(line)
-            continue
-        if in_code:
-            out.append(line)
-            continue
-        pieces, last = [], 0
-        for span in _CODE_SPAN.finditer(line):
-            pieces.append(fn(line[last:span.start()], offset))
-            pieces.append(span.group(0))
-            last = span.end()
-        pieces.append(fn(line[last:], offset))
-        out.append("".join(pieces))
-    return "\n".join(out)
 
 
 class _Fences:
@@ -93,7 +65,7 @@ class _Fences:
                 self.problem(number, "'::: only' names no goal; write '::: only marathon ultra'")
             self.flush(number + 1)
             self.goals, self.open_line = named, number
-        elif line.strip() == ":::":
+        elif line.strip() == BLOCK_CLOSE:
             if self.goals is None:
                 self.problem(number, "':::' closes no block; open one with '::: only GOAL'")
                 return
@@ -117,9 +89,9 @@ def split_blocks(post: Post) -> tuple[tuple[Block, ...], list[Finding]]:
     fences = _Fences(post)
     in_code = False
     for offset, line in enumerate(post.body.split("\n")):
-        if line.lstrip().startswith(("```", "~~~")):
+        if is_code_fence(line):
             in_code = not in_code
-        if in_code or not FENCE.match(line):
+        if in_code or not BLOCK_FENCE.match(line):
             fences.current.append(line)
         else:
             fences.fence(line, post.source.body_line + offset)
@@ -148,14 +120,13 @@ def check_body(block: Block, where: str, catalogue: Catalogue) -> list[Finding]:
                 findings.append(Finding(where, number, f"unknown exercise '{slug}'"
                                         + suggest(slug, catalogue.exercises)))
         for match in MERGE_FIELD.finditer(line):
-            syntax = MERGE_SYNTAX.match(match.group(1))
-            if not syntax:
+            field = merge_field(match.group(1))
+            if field is None:
                 findings.append(Finding(where, number, f"merge field '{match.group(0)}' is not "
                                         "understood; write {{ first_name | default(\"runner\") }}"))
-            elif syntax.group(1) not in MERGE_FIELDS:
+            elif field[0] not in MERGE_FIELDS:
                 findings.append(Finding(where, number, f"unknown merge field "
-                                        f"'{syntax.group(1)}'" + suggest(syntax.group(1),
-                                                                        MERGE_FIELDS)
+                                        f"'{field[0]}'" + suggest(field[0], MERGE_FIELDS)
                                         + f"; fields are: {', '.join(MERGE_FIELDS)}"))
         return line
 

@@ -8,11 +8,11 @@ event to `/events`; the page then re-fetches itself and its frames.
 - workspace: the project as last loaded, and each post rendered for every goal
 - watcher: the file watcher and the event broadcaster
 - server: the HTTP server and its pages
-- command: the click command
+
+The click command that starts it is `publisher/cli/preview.py`.
 """
 
-from publisher.preview.command import preview_command
 from publisher.preview.server import PreviewServer
 from publisher.preview.workspace import Workspace
 
-__all__ = ["PreviewServer", "Workspace", "preview_command"]
+__all__ = ["PreviewServer", "Workspace"]

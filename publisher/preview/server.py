@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jinja2
 
-from publisher.errors import Finding, RunletterError, display_path
+from publisher.errors import Finding, RunletterError, display_path, finding_line
 from publisher.model import Post
 from publisher.preview.watcher import Broadcaster, Watcher
-from publisher.preview.workspace import PostView, ReaderChoice, Workspace, crash, finding_line
+from publisher.preview.workspace import PostView, ReaderChoice, Workspace, crash
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = {"preview.css": "text/css; charset=utf-8",
@@ -74,6 +74,11 @@ class PreviewServer:
             self.watcher.start()
             self.watcher.wait_ready()
         return self
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """Whether the preview has stopped, waiting up to `timeout` seconds (a short wait in
+        a loop leaves the main thread free to see Ctrl+C)."""
+        return self._stopping.wait(timeout)
 
     def stop(self) -> None:
         """Stop watching, end the event streams and close the socket (again is harmless)."""

@@ -63,7 +63,7 @@ class Watcher:
 
     def __init__(self, workspace: Workspace, on_change: Callable[[set[Path]], None]):
         try:
-            import watchfiles  # noqa: F401 (imported here, not for every runletter command)
+            import watchfiles  # noqa: F401  # why: optional; only the preview needs it
         except ImportError:
             raise RunletterError("runletter preview needs the 'watchfiles' package: "
                                  "pip install watchfiles") from None
@@ -98,7 +98,7 @@ class Watcher:
         return tuple(p for p in (trees if recursive else folders) if p.is_dir())
 
     def _run(self, recursive: bool) -> None:
-        import watchfiles
+        import watchfiles  # why: optional, found present when this watcher was made
 
         default = watchfiles.DefaultFilter()
 

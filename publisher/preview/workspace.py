@@ -18,21 +18,20 @@ from pathlib import Path
 
 from publisher.config import CONFIG_NAME, Config, load_config
 from publisher.content.posts import SLUG_RE, document_paths, read_post
+from publisher.delivery.address import Addresser
+from publisher.delivery.tokens import Signer, load_secret
 from publisher.errors import Counted, Finding, RunletterError, suggest
 from publisher.model import Edition, Goal, Post
 from publisher.project import Project, open_project
+from publisher.render.check import archive_paths, check_posts, check_resolved
+from publisher.render.email import EmailRenderer
+from publisher.store import Store
 
 # Reader links in the preview are signed with the project's secret when it has one; without
 # one they get this fixed key, which no `runletter serve` accepts.
 PREVIEW_SECRET = "runletter-preview-only-never-used-to-send"
 READER_LIMIT = 50
 SAMPLE_EMAIL = "reader@example.org"
-
-
-def finding_line(finding: Finding) -> str:
-    """A finding as `runletter check` prints it: `path:line: level: message`."""
-    where = f"{finding.path}:{finding.line}" if finding.line else finding.path
-    return f"{where}: {finding.level}: {finding.message}"
 
 
 def errors_first(findings: Iterable[Finding]) -> tuple[Finding, ...]:
@@ -56,7 +55,7 @@ class PostEntry:
 
 
 @dataclass(frozen=True)
-class Reader:
+class SampleReader:
     """A reader whose merge values fill the preview."""
 
     id: int
@@ -77,8 +76,8 @@ class Reader:
 class ReaderChoice:
     """Whose values fill the merge fields, and who else the page offers."""
 
-    readers: list[Reader]
-    reader: Reader | None
+    readers: list[SampleReader]
+    reader: SampleReader | None
     email: str
     note: str | None
     query: str  # "?reader=…" to carry the choice into links and frames, or ""
@@ -193,9 +192,6 @@ class Workspace:
             return view
 
     def _render(self, slug: str, path: Path) -> PostView:
-        from publisher.render.check import archive_paths, check_posts, check_resolved
-        from publisher.render.email import EmailRenderer
-
         try:
             post = read_post(path, self.root)
         except RunletterError as exc:
@@ -227,7 +223,8 @@ class Workspace:
 
     # -- readers -------------------------------------------------------------------------
 
-    def readers(self, email: str | None) -> tuple[list[Reader], Reader | None, str | None]:
+    def readers(self, email: str | None
+                ) -> tuple[list[SampleReader], SampleReader | None, str | None]:
         """Up to READER_LIMIT readers from the store, the chosen one, and a note for the page.
 
         The store is only read when it exists: the preview never creates one.
@@ -237,8 +234,6 @@ class Workspace:
             note = (f"no reader '{email}': there is no subscriber store yet, so merge fields "
                     "show sample values") if email else None
             return [], None, note
-        from publisher.store import Store
-
         try:
             with Store.open(self.config.store_url()) as store:
                 listed = [_reader(s) for s in itertools.islice(
@@ -253,11 +248,8 @@ class Workspace:
             listed.insert(0, reader)
         return listed, reader, None
 
-    def merge_values(self, slug: str, reader: Reader | None) -> dict[str, str]:
+    def merge_values(self, slug: str, reader: SampleReader | None) -> dict[str, str]:
         """What the merge slots hold for this reader (or the sample reader)."""
-        from publisher.delivery.address import Addresser
-        from publisher.delivery.tokens import Signer, load_secret
-
         if self.config is None:
             return {}
         secret, _ = load_secret(self.root, create=False)
@@ -267,8 +259,9 @@ class Workspace:
         return addresser.values_for(slug, reader.id, reader.email, reader.first_name)
 
 
-def _reader(subscriber) -> Reader:
-    return Reader(id=subscriber.id, email=subscriber.email, first_name=subscriber.first_name,
-                  goal=subscriber.goal, status=subscriber.status)
+def _reader(subscriber) -> SampleReader:
+    return SampleReader(id=subscriber.id, email=subscriber.email,
+                        first_name=subscriber.first_name, goal=subscriber.goal,
+                        status=subscriber.status)
 
 

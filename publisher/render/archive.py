@@ -20,11 +20,11 @@ from markupsafe import Markup
 from publisher import __version__
 from publisher.config import Config
 from publisher.content.media import is_url, media_problem, under_content
-from publisher.content.references import EXERCISE_LINK
+from publisher.content.syntax import EXERCISE_LINK
 from publisher.errors import Finding, RunletterError
 from publisher.model import Catalogue, Exercise, Goal, Goals, Post, Resolved, fill, split_slots
 from publisher.render.cache import beside, cache_path, load_cache, save_cache
-from publisher.render.email import layout_environment
+from publisher.render.layouts import layout_environment
 from publisher.render.markdown import (
     Chunk,
     SlotTable,

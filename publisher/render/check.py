@@ -12,18 +12,17 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from publisher.config import Config
 from publisher.content.media import is_url, media_problem, under_content
-from publisher.errors import Finding, suggest
+from publisher.errors import Finding, RunletterError, suggest
 from publisher.model import Catalogue, Edition, Goals, Post, Resolved
+from publisher.render import mjml_lint
+from publisher.render.email import EmailRenderer, Rendered
+from publisher.render.layouts import layout_folders
 from publisher.render.markdown import convert, new_markdown
 from publisher.render.urls import exercise_path, goal_path, post_path
-
-if TYPE_CHECKING:
-    from publisher.render.email import Rendered
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips a message body larger than about 102 KB
 SUBJECT_MAX = 78
@@ -144,9 +143,9 @@ def check_exercise_media(resolved: Resolved, config: Config) -> list[Finding]:
     for exercise in resolved.exercises:
         for key in ("image", "video"):
             ref = getattr(exercise, key)
-            if not ref or re.match(r"^https?://", ref):
+            if not ref or is_url(ref):
                 continue
-            if not (config.content_dir / ref.lstrip("/").removeprefix("content/")).is_file():
+            if not (config.content_dir / under_content(ref)).is_file():
                 findings.append(Finding(exercise.source.display, exercise.source.line(key),
                                         f"{key} '{ref}' not found under content/; give a path "
                                         "under content/ or a full https:// URL"))
@@ -207,11 +206,11 @@ def check_edition(post: Post, edition: Edition, config: Config) -> list[Finding]
 def check_links_online(post: Post, links: Iterable[Link], timeout: float = 10.0,
                        workers: int = 8) -> list[Finding]:
     """Ask each external http(s) link once (bounded concurrency); 4xx/5xx become warnings."""
-    import requests
+    import requests  # why: 0.1 s to import, and only `check --online` asks the network
 
     targets: dict[str, int] = {}
     for link in links:
-        if re.match(r"^https?://", link.url) and link.url not in targets:
+        if is_url(link.url) and link.url not in targets:
             targets[link.url] = link.line
 
     def probe(url: str) -> tuple[str, str | None]:
@@ -252,8 +251,6 @@ class _Checks:
     """Findings gathered over several rendered posts, with what they are checked against."""
 
     def __init__(self, project, online: bool) -> None:
-        from publisher.render.layouts import layout_folders
-
         every = project.posts()
         self.project = project
         self.online = online
@@ -265,8 +262,6 @@ class _Checks:
 
     def add(self, rendered: Rendered) -> None:
         """Check one post's editions, and lint the MJML each was compiled from."""
-        from publisher.render import mjml_lint
-
         for rendition in rendered.renditions:
             self.layout_findings.update(dict.fromkeys(
                 mjml_lint.findings(rendition.source, self.layouts, self.project.root)))
@@ -291,9 +286,6 @@ def check_rendered(project, rendered: Iterable[Rendered], online: bool = False) 
 
 def check_posts(project, posts: Iterable[Post], online: bool = False) -> list[Finding]:
     """Resolve, render and check each post; reference errors become findings too."""
-    from publisher.errors import RunletterError
-    from publisher.render.email import EmailRenderer
-
     renderer = EmailRenderer(project.config)
     checks = _Checks(project, online)
     for post in posts:

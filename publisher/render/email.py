@@ -15,26 +15,12 @@ import mjml
 from markupsafe import Markup
 
 from publisher.config import Config
+from publisher.content.media import is_url, under_content
 from publisher.errors import RunletterError
 from publisher.model import Edition, Exercise, Goal, Resolved, split_slots
-from publisher.render.layouts import layout_loader
+from publisher.render.layouts import layout_environment
 from publisher.render.markdown import Chunk, SlotTable, convert_blocks, for_goal
 from publisher.render.urls import exercise_path, post_path
-
-
-def layout_environment(config: Config, kind: str) -> jinja2.Environment:
-    """Jinja2 for `layouts/<kind>/`: the author's files first, the built-in ones behind."""
-    return jinja2.Environment(
-        loader=layout_loader(config, kind),
-        autoescape=jinja2.select_autoescape(["html.j2", "mjml.j2", "xml.j2"],
-                                            default_for_string=False),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        # One environment serves one run: no stat() of every template on every render.
-        auto_reload=False,
-    )
 
 
 def utm_params(config: Config, slug: str, goal: str) -> dict[str, str]:
@@ -104,9 +90,9 @@ def media_url(config: Config, ref: str | None) -> str | None:
     """An image or video reference as an absolute URL (paths under content/ go to the archive)."""
     if not ref:
         return None
-    if re.match(r"^https?://", ref):
+    if is_url(ref):
         return ref
-    return config.archive_url("media/" + ref.lstrip("/").removeprefix("content/"))
+    return config.archive_url("media/" + under_content(ref))
 
 
 def card_for(config: Config, exercise: Exercise, goal: str) -> Card:

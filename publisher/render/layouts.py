@@ -1,9 +1,9 @@
 """Where layouts come from: the author's `layouts/` (overrides only), then the built-in ones.
 
-The built-ins are this repo's top-level `layouts/`, installed inside the package as
-`publisher.layouts` (see setup.py). An author's file replaces the built-in file of the same
-name, and `{% extends "!builtin/email/base.mjml.j2" %}` reaches the built-in one beneath it
-to override it block by block (as Pelican's `!simple/` does).
+The built-ins are the package `publisher.layouts`, as MkDocs' and Pelican's themes are. An
+author's file replaces the built-in file of the same name, and
+`{% extends "!builtin/email/base.mjml.j2" %}` reaches the built-in one beneath it to override
+it block by block (as Pelican's `!simple/` does).
 """
 
 from __future__ import annotations
@@ -28,35 +28,9 @@ def builtin_layouts() -> Path:
     return Path(str(files("publisher.layouts")))
 
 
-def author_layouts(config: Config) -> Path | None:
-    """The newsletter's layouts folder, or None when it is the built-in folder (this repo)."""
-    try:
-        if config.layouts_dir.samefile(builtin_layouts()):
-            return None
-    except OSError:  # no layouts/ folder: nothing is overridden
-        pass
-    return config.layouts_dir
-
-
 def layout_folders(config: Config, kind: str) -> list[Path]:
     """Where `<kind>/` layouts are looked up, the author's folder first."""
-    author = author_layouts(config)
-    return [*([author / kind] if author else []), builtin_layouts() / kind]
-
-
-class BuiltinLoader(jinja2.FileSystemLoader):
-    """The built-in layouts of one kind."""
-
-    def get_source(self, environment: jinja2.Environment, template: str):
-        source, filename, uptodate = super().get_source(environment, template)
-        # In this repo layouts/ is the author's folder and the built-ins at once: a
-        # `!builtin/` there would extend itself until Python's recursion limit.
-        if f"{BUILTIN}/" in source:
-            line = source[:source.index(BUILTIN)].count("\n") + 1
-            raise jinja2.TemplateSyntaxError(
-                f"a built-in layout cannot extend '{BUILTIN}/…' (it would extend itself)",
-                line, template, filename)
-        return source, filename, uptodate
+    return [config.layouts_dir / kind, builtin_layouts() / kind]
 
 
 class AuthorLoader(jinja2.FileSystemLoader):
@@ -79,13 +53,28 @@ class AuthorLoader(jinja2.FileSystemLoader):
 
 def layout_loader(config: Config, kind: str) -> jinja2.BaseLoader:
     """The author's `<kind>/` files, then the built-in ones; `!builtin/<kind>/…` only these."""
-    *author, builtin = layout_folders(config, kind)
-    builtin_loader = BuiltinLoader(str(builtin))
+    author, builtin = layout_folders(config, kind)
+    builtin_loader = jinja2.FileSystemLoader(str(builtin))
     return jinja2.ChoiceLoader([
-        *(AuthorLoader(folder, config) for folder in author),
+        AuthorLoader(author, config),
         builtin_loader,
         jinja2.PrefixLoader({BUILTIN: jinja2.PrefixLoader({kind: builtin_loader})}),
     ])
+
+
+def layout_environment(config: Config, kind: str) -> jinja2.Environment:
+    """Jinja2 for `layouts/<kind>/`: the author's files first, the built-in ones behind."""
+    return jinja2.Environment(
+        loader=layout_loader(config, kind),
+        autoescape=jinja2.select_autoescape(["html.j2", "mjml.j2", "xml.j2"],
+                                            default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        # One environment serves one run: no stat() of every template on every render.
+        auto_reload=False,
+    )
 
 
 def builtin_names() -> list[str]:
@@ -97,9 +86,7 @@ def builtin_names() -> list[str]:
 
 def overrides(config: Config) -> dict[str, Path]:
     """The built-in layouts the newsletter replaces, each with the file replacing it."""
-    author = author_layouts(config)
-    if author is None:
-        return {}
+    author = config.layouts_dir
     return {name: author / name for name in builtin_names() if (author / name).is_file()}
 
 

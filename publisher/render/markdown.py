@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import markdown
+from markdown.extensions.extra import ExtraExtension
+from markdown.extensions.sane_lists import SaneListExtension
 
-from publisher.content.references import EXERCISE_LINK, MERGE_FIELD, MERGE_SYNTAX, map_prose
+from publisher.content.syntax import EXERCISE_LINK, MERGE_FIELD, map_prose, merge_field
 from publisher.model import Catalogue, Resolved, Slot
 
 
@@ -50,23 +52,21 @@ class Chunk:
     goals: tuple[str, ...] | None
 
 
-def _merge_to_markers(text: str, table: SlotTable) -> str:
-    def replace(match: re.Match[str]) -> str:
-        syntax = MERGE_SYNTAX.match(match.group(1))
-        if not syntax:  # resolve already refused these; keep the text as written
-            return match.group(0)
-        default = syntax.group(2) if syntax.group(2) is not None else (syntax.group(3) or "")
-        return table.marker(syntax.group(1), default)
-
-    return map_prose(text, lambda prose, _: MERGE_FIELD.sub(replace, prose))
-
-
 def _escape_link_text(text: str) -> str:
     return re.sub(r"([\[\]\\*_`])", r"\\\1", text)
 
 
-def _links_to_markdown(text: str, catalogue: Catalogue, url_for: Callable[[str], str]) -> str:
-    def replace(match: re.Match[str]) -> str:
+def _expand(text: str, table: SlotTable, catalogue: Catalogue,
+            url_for: Callable[[str], str]) -> str:
+    """Plain Markdown from a block, in one pass over its prose: merge fields become slot
+    markers, then `[[slug]]` links become Markdown links to the exercise."""
+    def marker(match: re.Match[str]) -> str:
+        field = merge_field(match.group(1))
+        if field is None:  # resolve already refused these; keep the text as written
+            return match.group(0)
+        return table.marker(*field)
+
+    def link(match: re.Match[str]) -> str:
         exercise = catalogue.get(match.group(1))
         if exercise is None:
             return match.group(0)
@@ -74,7 +74,8 @@ def _links_to_markdown(text: str, catalogue: Catalogue, url_for: Callable[[str],
         name = html.escape(exercise.name, quote=False)
         return f"[{_escape_link_text(name)}]({url_for(exercise.slug)})"
 
-    return map_prose(text, lambda prose, _: EXERCISE_LINK.sub(replace, prose))
+    return map_prose(text, lambda prose, _: EXERCISE_LINK.sub(link, MERGE_FIELD.sub(marker,
+                                                                                    prose)))
 
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -93,9 +94,6 @@ def markdown_to_text(source: str) -> str:
 def new_markdown() -> markdown.Markdown:
     """A Markdown converter with the extensions posts and exercises may use: "extra"
     (tables, footnotes, fenced code, attribute lists…) and "sane_lists"."""
-    from markdown.extensions.extra import ExtraExtension
-    from markdown.extensions.sane_lists import SaneListExtension
-
     # Instances, not names: naming them makes Markdown scan every installed package's
     # entry points (importlib.metadata), 50 ms of a 0.5 s rebuild.
     return markdown.Markdown(extensions=[ExtraExtension(), SaneListExtension()],
@@ -114,8 +112,7 @@ def convert_blocks(resolved: Resolved, table: SlotTable, url_for: Callable[[str]
     md = md or new_markdown()
     chunks = []
     for block in resolved.blocks:
-        source = _links_to_markdown(_merge_to_markers(block.markdown, table),
-                                    resolved.catalogue, url_for)
+        source = _expand(block.markdown, table, resolved.catalogue, url_for)
         chunks.append(Chunk(html=convert(md, source), text=markdown_to_text(source).strip(),
                             goals=block.goals))
     return tuple(chunks)

@@ -1,5 +1,5 @@
 """`python -m publisher.serve`: `runletter serve`, with errors printed the CLI's way."""
 
-from publisher.serve.server import main
+from publisher.cli.serve import main
 
 main()

@@ -9,9 +9,11 @@ from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
 
 from publisher.config import Config
+from publisher.delivery.tokens import Signer
 from publisher.model import Goals
+from publisher.render.layouts import layout_environment
 from publisher.serve import db, security, ui
-from publisher.serve.context import EXTENSION, Site
+from publisher.serve.context import EXTENSION, AppState
 from publisher.serve.mailer import Mailer
 from publisher.serve.pages import bp as pages
 from publisher.serve.plans import bp as plans
@@ -25,9 +27,6 @@ LAYOUTS = ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferenc
 
 def create_app(config: Config, goals: Goals, secret: str) -> Flask:
     """The Flask app for one newsletter (used by `runletter serve`, and by tests)."""
-    from publisher.delivery.tokens import Signer
-    from publisher.render.email import layout_environment
-
     _log_to_stderr()
     signer = Signer(secret)
     env = layout_environment(config, "web")
@@ -37,7 +36,7 @@ def create_app(config: Config, goals: Goals, secret: str) -> Flask:
     Store.open(config.store_url()).close()  # create or migrate the store before workers start
 
     app = Flask("runletter.serve")
-    app.extensions[EXTENSION] = Site(
+    app.extensions[EXTENSION] = AppState(
         config=config, goals=goals, signer=signer, env=env,
         mailer=Mailer(config, signer, env), readers=db.Connections(config.store_url()),
         csrf=URLSafeTimedSerializer(secret, salt="runletter.serve.csrf"),

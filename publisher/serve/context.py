@@ -22,7 +22,7 @@ EXTENSION = "runletter"  # the key of app.extensions
 
 
 @dataclass(frozen=True)
-class Site:
+class AppState:
     """One newsletter's settings, goals, signer, layouts, mailer, store connections and
     webhook receivers; `app.extensions["runletter"]`."""
 
@@ -45,6 +45,6 @@ class Site:
         return self.config.serve.confirm_hours * 3600
 
 
-def site() -> Site:
-    """The Site of the app handling the current request."""
+def app_state() -> AppState:
+    """The AppState of the app handling the current request."""
     return current_app.extensions[EXTENSION]

@@ -15,7 +15,7 @@ import threading
 
 from flask import Flask, g, request
 
-from publisher.serve.context import site
+from publisher.serve.context import app_state
 from publisher.store import Store
 
 # Link scanners fetch with these; Flask runs a GET view for HEAD, so views test for POST.
@@ -39,23 +39,19 @@ class Connections:
 
     def read_only(self, on: bool) -> None:
         """Make the database refuse every write on this thread's connection while `on`."""
-        conn = self.store().conn
-        if conn.dialect == "sqlite":
-            conn.execute(f"PRAGMA query_only = {1 if on else 0}")
-        else:
-            conn.execute(f"SET default_transaction_read_only = {'on' if on else 'off'}")
+        self.store().conn.read_only(on)
 
 
 def get_store() -> Store:
     """The current request's Store."""
     if "store" not in g:
-        g.store = site().readers.store()
+        g.store = app_state().readers.store()
     return g.store
 
 
 def guard_safe_methods() -> None:
     """Before every request, on every route present or added later: no writes on GET/HEAD."""
-    site().readers.read_only(request.method in SAFE_METHODS)
+    app_state().readers.read_only(request.method in SAFE_METHODS)
 
 
 def close_store(exc: BaseException | None = None) -> None:

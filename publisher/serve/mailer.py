@@ -6,6 +6,9 @@ import logging
 import uuid
 
 from publisher.config import Config
+from publisher.delivery.address import Addresser, Recipient
+from publisher.delivery.providers import provider_class
+from publisher.delivery.providers.base import Batch, provider_settings
 from publisher.model import Edition, Slot, split_slots
 from publisher.store import Subscriber
 
@@ -22,10 +25,6 @@ class Mailer:
     KINDS = ("confirm", "already")
 
     def __init__(self, config: Config, signer, env):
-        from publisher.delivery.address import Addresser
-        from publisher.delivery.providers import provider_class
-        from publisher.delivery.providers.base import provider_settings
-
         self.config = config
         self.cls = provider_class(config.delivery.provider)
         self.settings = provider_settings(self.cls, config)
@@ -61,9 +60,6 @@ class Mailer:
 
     def send(self, kind: str, reader: Subscriber, link: str) -> str:
         """Send one email; return the receipt's status (accepted, rejected or failed)."""
-        from publisher.delivery.address import Recipient
-        from publisher.delivery.providers.base import Batch
-
         values = self.addresser.values_for("runletter-serve", reader.id, reader.email,
                                            reader.first_name)
         values["link"] = link

@@ -18,7 +18,7 @@ from publisher.clock import DATE_RANGE
 from publisher.emails import CONTROL_RE
 from publisher.errors import RunletterError
 from publisher.model import EVERYONE
-from publisher.serve.context import site
+from publisher.serve.context import app_state
 from publisher.serve.db import get_store
 from publisher.serve.security import (
     RATE_WINDOW,
@@ -91,7 +91,7 @@ def healthz():
 @bp.get("/style.css")
 def style():
     """The archive's stylesheet: the author's, else the built-in one."""
-    env = site().env
+    env = app_state().env
     source = env.loader.get_source(env, "style.css")[0]  # type: ignore[union-attr]
     response = current_app.response_class(source, mimetype="text/css")
     response.headers["Cache-Control"] = "public, max-age=3600"
@@ -139,7 +139,7 @@ def form_values() -> dict[str, str]:
     race = race_values(request.values)
     return {"email": request.values.get("email", "").strip()[:320],
             "first_name": request.values.get("first_name", "").strip()[:MAX_NAME + 20],
-            "goal": goal if goal in site().goals.slugs else EVERYONE, **race,
+            "goal": goal if goal in app_state().goals.slugs else EVERYONE, **race,
             "timezone": race["timezone"] if known_timezone(race["timezone"]) else ""}
 
 
@@ -191,7 +191,7 @@ def signup_errors(form: dict[str, str]) -> list[str]:
         errors.append(f"That email address doesn't look right: {reason}.")
     if problem := name_error(form["first_name"]):
         errors.append(problem)
-    if posted_goal() not in site().goals.slugs:
+    if posted_goal() not in app_state().goals.slugs:
         errors.append("Please pick one of the goals in the list.")
     return errors + race_errors(form)
 
@@ -261,10 +261,10 @@ def stale_confirmation():
 
 def confirmed(reader: Subscriber, heading: str):
     """The page after a confirmation."""
-    goal = site().goals.get(reader.goal)
+    goal = app_state().goals.get(reader.goal)
     return message(200, "Subscription confirmed", heading,
                    f"Thanks{', ' + reader.first_name if reader.first_name else ''}: "
-                   f"{site().config.name} will reach you with the "
+                   f"{app_state().config.name} will reach you with the "
                    f"{goal.label if goal else reader.goal} edition.",
                    "You can change your goal or name, pause or unsubscribe at any time.",
                    link=(link_for("preferences", reader), "Your preferences"))
@@ -276,14 +276,14 @@ def confirm(token: str):
     reader, data = verified("confirm", token)
     if reader is None:
         return data
-    issued = data.expires - site().confirm_ttl
+    issued = data.expires - app_state().confirm_ttl
     store = get_store()
     if request.method != "POST":
         if store.left_since(reader, issued):
             return stale_confirmation()
         if reader.status == "active":
             return confirmed(reader, "You're already confirmed")
-        goal = site().goals.get(reader.goal)
+        goal = app_state().goals.get(reader.goal)
         return render("confirm", title="Confirm your subscription", reader=reader,
                       goal=goal.label if goal else "")
     proposal = int(data.item) if data.item.isdigit() else None
@@ -320,7 +320,7 @@ def preferences_page(reader: Subscriber, status: int = 200, errors=(),
                     "timezone": reader.timezone}
     return with_csrf("preferences", status, title="Your preferences", reader=reader,
                      paused=get_store().is_paused(reader), errors=errors, form=form,
-                     zones=time_zones(), default_zone=site().config.schedule.timezone,
+                     zones=time_zones(), default_zone=app_state().config.schedule.timezone,
                      done=done if done in DONE_TEXT else "", done_text=DONE_TEXT)
 
 
@@ -362,7 +362,7 @@ def save_preferences(reader: Subscriber):
     goal = request.form.get("goal", "").strip().lower()
     race = race_values(request.form)
     errors = [p for p in (name_error(first_name),) if p]
-    if goal not in site().goals.slugs:
+    if goal not in app_state().goals.slugs:
         errors.append("Please pick one of the goals in the list.")
     errors += race_errors(race)
     if race["timezone"] and not known_timezone(race["timezone"]):
@@ -382,7 +382,7 @@ def resubscribe(reader: Subscriber):
     failed = send_confirmation(current)
     if failed is not None:
         return failed
-    config = site().config
+    config = app_state().config
     return message(200, "Check your inbox", "Check your inbox",
                    f"We've sent a confirmation link to {current.email}. Click it within "
                    f"{config.serve.confirm_hours} hours to start receiving {config.name} "

@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from flask import abort, current_app, request
 
 from publisher import clock
+from publisher.content.sequences import load_sequences
 from publisher.delivery.tokens import TokenData
-from publisher.serve.context import site
+from publisher.errors import RunletterError
+from publisher.schedule.agenda import Agenda
+from publisher.serve.context import app_state
 from publisher.serve.db import get_store
 from publisher.serve.ical import Step, reader_calendar
 from publisher.serve.pages import ReaderPages
@@ -41,7 +44,7 @@ def ready(token: str):
         abort(404)
     if not reader.is_active:
         return message(200, "Not subscribed", "You're not getting emails just now",
-                       f"{reader.email} isn't receiving {site().config.name}, so there is "
+                       f"{reader.email} isn't receiving {app_state().config.name}, so there is "
                        "no next phase to send. Your preferences page can change that.",
                        link=(link_for("preferences", reader), "Your preferences"))
     store = get_store()
@@ -57,7 +60,7 @@ def calendar(token: str):
     """The reader's race day and upcoming steps, as an iCalendar (RFC 5545) feed."""
     reader, _ = signed_reader("calendar", token)
     steps = upcoming(reader) if reader.is_active else ()  # nothing is sent to anyone else
-    feed = reader_calendar(site().config, reader, steps, clock.now())
+    feed = reader_calendar(app_state().config, reader, steps, clock.now())
     response = current_app.response_class(feed, mimetype="text/calendar")
     response.headers["Content-Disposition"] = 'attachment; filename="plan.ics"'
     return response
@@ -66,11 +69,7 @@ def calendar(token: str):
 def upcoming(reader: Subscriber) -> Sequence[Step]:
     """The reader's upcoming sequence steps, as the scheduler plans them now (none when the
     sequences cannot be read: the feed still has the race day)."""
-    from publisher.content.sequences import load_sequences
-    from publisher.errors import RunletterError
-    from publisher.schedule.agenda import Agenda
-
-    config, goals = site().config, site().goals
+    config, goals = app_state().config, app_state().goals
     try:
         sequences = load_sequences(config.content_dir, config.root, goals)
     except RunletterError as exc:

@@ -18,8 +18,9 @@ import time
 
 from flask import Flask, Response, g, request
 from itsdangerous import BadSignature
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from publisher.serve.context import site
+from publisher.serve.context import app_state
 from publisher.serve.db import get_store
 
 CSRF_COOKIE = "rl_csrf"
@@ -41,7 +42,7 @@ def issue_csrf() -> tuple[str, str]:
     nonce = request.cookies.get(CSRF_COOKIE, "")
     if not re.fullmatch(r"[A-Za-z0-9_-]{32}", nonce):
         nonce = secrets.token_urlsafe(24)
-    return nonce, site().csrf.dumps(nonce)
+    return nonce, app_state().csrf.dumps(nonce)
 
 
 def set_csrf_cookie(response: Response, nonce: str) -> Response:
@@ -58,7 +59,7 @@ def csrf_ok() -> bool:
     if not cookie or not field:
         return False
     try:
-        nonce = site().csrf.loads(field, max_age=CSRF_MAX_AGE)
+        nonce = app_state().csrf.loads(field, max_age=CSRF_MAX_AGE)
     except BadSignature:
         return False
     return isinstance(nonce, str) and hmac.compare_digest(nonce, cookie)
@@ -88,8 +89,8 @@ def ip_bucket(addr: str | None) -> str:
 def take_signup_slot() -> bool:
     """Count one signup for this client; False when the hour's allowance is used up."""
     return get_store().take_signup_slot(ip_bucket(client_ip()),
-                                        site().config.serve.signups_per_hour, RATE_WINDOW,
-                                        time.time(), keep=site().confirm_ttl)
+                                        app_state().config.serve.signups_per_hour, RATE_WINDOW,
+                                        time.time(), keep=app_state().confirm_ttl)
 
 
 def mail_bucket(address: str) -> str:
@@ -101,7 +102,7 @@ def mail_bucket(address: str) -> str:
 def take_mail_slot(address: str) -> bool:
     """Count one signup email to this address; False when one went out within the last
     confirm_hours, whose link still works: signups from anywhere cannot fill one inbox."""
-    return get_store().take_signup_slot(mail_bucket(address), 1, site().confirm_ttl,
+    return get_store().take_signup_slot(mail_bucket(address), 1, app_state().confirm_ttl,
                                         time.time(), keep=RATE_WINDOW)
 
 
@@ -148,6 +149,4 @@ def init_app(app: Flask) -> None:
     app.after_request(security_headers)
     proxies = int(os.environ.get(PROXIES_ENV, "0") or 0)
     if proxies > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore

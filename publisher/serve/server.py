@@ -1,10 +1,10 @@
-"""`runletter serve`: the app under gunicorn (started in-process through gunicorn's
-BaseApplication: no `gunicorn` command line, no config file)."""
+"""The app under gunicorn for `runletter serve` (started in-process through gunicorn's
+BaseApplication: no `gunicorn` command line, no config file); the click command is
+`publisher/cli/serve.py`."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,11 @@ from typing import Any
 import click
 
 from publisher.config import Config
-from publisher.delivery.providers.base import Provider
+from publisher.delivery.providers import provider_class
+from publisher.delivery.providers.base import Provider, unknown_env_settings
+from publisher.delivery.tokens import SECRET_ENV, load_secret
 from publisher.errors import RunletterError
+from publisher.project import open_project
 from publisher.serve.app import create_app
 
 THREADS = 4                       # gunicorn gthread threads per worker process
@@ -41,7 +44,7 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
 
 def run_server(app, options: Mapping[str, Any]) -> None:
     """Run the app under gunicorn until SIGINT/SIGTERM."""
-    from gunicorn.app.base import BaseApplication
+    from gunicorn.app.base import BaseApplication  # why: only a running server needs gunicorn
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -58,10 +61,6 @@ def run_server(app, options: Mapping[str, Any]) -> None:
 def prepare(host: str | None, port: int | None, workers: int | None,
             start: Path | None = None) -> tuple[Any, dict[str, Any], Callable[[], None]]:
     """Load the project and build the app; return it, gunicorn's options and a banner."""
-    from publisher.delivery.providers import provider_class
-    from publisher.delivery.tokens import SECRET_ENV, load_secret
-    from publisher.project import open_project
-
     project = open_project(start or Path.cwd())
     config = project.config
     cls = provider_class(config.delivery.provider)
@@ -91,39 +90,7 @@ def prepare(host: str | None, port: int | None, workers: int | None,
 
 def _warn(config: Config, cls: type[Provider]) -> None:
     """Settings in their old places, and environment variables that name no setting."""
-    from publisher.delivery.providers.base import unknown_env_settings
-
     for moved in config.moved:
         click.echo(f"warning: {moved.warning}", err=True)
     for warning in unknown_env_settings(cls):
         click.echo(f"warning: {warning}", err=True)
-
-
-@click.command("serve")
-@click.option("--host", help="Address to listen on (default: [serve] host, 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default: [serve] port, 8000).")
-@click.option("--workers", type=int, help="Worker processes (default: [serve] workers).")
-def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
-    """Serve signup, confirm, unsubscribe, preferences and provider webhooks."""
-    app, options, banner = prepare(host, port, workers)
-    banner()
-    run_server(app, options)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m publisher.serve`: the command, with errors printed the CLI's way."""
-    try:
-        serve_command.main(args=argv, prog_name="runletter serve", standalone_mode=False)
-    except RunletterError as exc:
-        for finding in exc.findings:
-            click.echo(f"{finding}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -12,7 +12,7 @@ from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from publisher.errors import RunletterError
-from publisher.serve.context import site
+from publisher.serve.context import app_state
 from publisher.serve.db import get_store
 from publisher.serve.security import WEBHOOKS, issue_csrf, set_csrf_cookie
 from publisher.store import Subscriber
@@ -26,18 +26,18 @@ TOKEN_MAX = 400
 
 def render(template: str, status: int = 200, title: str = "", **context: Any):
     """A page from layouts/web/serve/, with the newsletter's look and the CSP nonce."""
-    config = site().config
+    config = app_state().config
     if "csp_nonce" not in g:
         g.csp_nonce = secrets.token_urlsafe(16)
-    html = site().env.get_template(f"serve/{template}.html.j2").render(
-        newsletter=config, goals=site().goals, root="/", url=_url, csp_nonce=g.csp_nonce,
+    html = app_state().env.get_template(f"serve/{template}.html.j2").render(
+        newsletter=config, goals=app_state().goals, root="/", url=_url, csp_nonce=g.csp_nonce,
         confirm_hours=config.serve.confirm_hours,
         title=f"{title} · {config.name}" if title else config.name, **context)
     return current_app.response_class(html, status=status, mimetype="text/html")
 
 
 def _url(path: str) -> str:
-    return "/style.css" if path == "style.css" else site().config.archive_url(path)
+    return "/style.css" if path == "style.css" else app_state().config.archive_url(path)
 
 
 def message(status: int, title: str, heading: str, *paragraphs: str,
@@ -66,9 +66,9 @@ def csrf_refused():
 def link_for(purpose: str, reader: Subscriber, item: str = "") -> str:
     """A signed link to one of the reader's pages (confirm links expire); `item` is signed
     into it (a confirm link's proposal)."""
-    ttl = site().confirm_ttl if purpose == "confirm" else None
-    signed = site().signer.sign(purpose, reader.id, ttl, bind=reader.email, item=item)
-    return site().config.archive_url(f"{purpose}/{signed}")
+    ttl = app_state().confirm_ttl if purpose == "confirm" else None
+    signed = app_state().signer.sign(purpose, reader.id, ttl, bind=reader.email, item=item)
+    return app_state().config.archive_url(f"{purpose}/{signed}")
 
 
 def verified(purpose: str, token: str) -> tuple[Subscriber | None, Any]:
@@ -90,7 +90,7 @@ def verified(purpose: str, token: str) -> tuple[Subscriber | None, Any]:
         return found[subscriber_id].email if found[subscriber_id] else ""
 
     # now=0: expiry is judged below, so a genuine old link gets the kinder page.
-    data = (site().signer.verify(purpose, token, now=0, bind=bind)
+    data = (app_state().signer.verify(purpose, token, now=0, bind=bind)
             if len(token) <= TOKEN_MAX else None)
     reader = found.get(data.subscriber_id) if data is not None else None
     if data is None or reader is None:
@@ -122,7 +122,7 @@ def send_confirmation(reader: Subscriber, kind: str = "confirm", proposal: str =
     link = (link_for("confirm", reader, proposal) if kind == "confirm"
             else link_for("preferences", reader))
     try:
-        status = site().mailer.send(kind, reader, link)
+        status = app_state().mailer.send(kind, reader, link)
     except Exception:  # noqa: BLE001 - a provider outage must not show a trace
         log.exception("sending the %s email failed", kind)
         status = "failed"

@@ -18,7 +18,7 @@ from publisher.config import Config
 from publisher.delivery.providers import webhook_classes
 from publisher.delivery.providers.base import Provider, read_settings
 from publisher.delivery.providers.webhook import Event, WebhookError, WebhookReport, WebhookRequest
-from publisher.serve.context import site
+from publisher.serve.context import app_state
 from publisher.serve.db import get_store
 from publisher.store.ledger import Ledger
 
@@ -48,7 +48,7 @@ class Receivers:
 @bp.post("/webhooks/<name>")
 def receive(name: str):
     """One provider's webhook request: verified, read, applied."""
-    found = site().receivers.providers.get(name)
+    found = app_state().receivers.providers.get(name)
     if found is None:
         return jsonify(error=f"no webhook for '{name[:40]}'"), 404
     cls, loaded = found
@@ -79,7 +79,7 @@ def apply_report(name: str, report: WebhookReport):
 
 def seen_first(name: str, token: str) -> bool:
     """Remember a webhook id; False when it was seen before (a replay or a retry)."""
-    return get_store().mark_webhook_seen(name, token, site().receivers.keep, time.time())
+    return get_store().mark_webhook_seen(name, token, app_state().receivers.keep, time.time())
 
 
 def apply_events(name: str, events: list[Event]) -> int:

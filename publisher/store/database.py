@@ -160,6 +160,14 @@ class Connection:
         except Exception:  # noqa: BLE001 - nothing was open
             pass
 
+    def read_only(self, on: bool) -> None:
+        """Make the database refuse every write on this connection while `on` (SQLite's
+        `PRAGMA query_only`, PostgreSQL's `default_transaction_read_only`)."""
+        if self.dialect == "sqlite":
+            self.execute(f"PRAGMA query_only = {1 if on else 0}")
+        else:
+            self.execute(f"SET default_transaction_read_only = {'on' if on else 'off'}")
+
     def close(self) -> None:
         """Give the connection back; safe to call twice."""
         self._conn.close()

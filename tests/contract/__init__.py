@@ -41,8 +41,8 @@ the docs are silent):
 
 from __future__ import annotations
 
-from ._common import Delivered, RequestRecord
-from .server import PROVIDERS, STATS_PATH, ContractServer, running, stats_of
+from tests.contract._common import Delivered, RequestRecord
+from tests.contract.server import PROVIDERS, STATS_PATH, ContractServer, running, stats_of
 
 __all__ = [
     "PROVIDERS",

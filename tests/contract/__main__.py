@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from .server import PROVIDERS, running
+from tests.contract.server import PROVIDERS, running
 
 
 def main(argv: list[str] | None = None) -> int:

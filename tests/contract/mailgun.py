@@ -42,7 +42,7 @@ import secrets
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
-from ._common import (
+from tests.contract._common import (
     App,
     Delivered,
     Reply,

@@ -35,7 +35,7 @@ import json
 import uuid
 from datetime import datetime
 
-from ._common import (
+from tests.contract._common import (
     App,
     Delivered,
     Reply,

@@ -41,7 +41,7 @@ import secrets
 import time
 from email.utils import formataddr
 
-from ._common import App, Delivered, Reply, Request, is_address, json_reply
+from tests.contract._common import App, Delivered, Reply, Request, is_address, json_reply
 
 PATH = "/v3/mail/send"
 MAX_PERSONALIZATIONS = 1000

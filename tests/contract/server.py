@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._common import App, Delivered, Reply, Request, RequestRecord, dumps
-from .mailgun import MailgunApp
-from .postmark import PostmarkApp
-from .sendgrid import SendGridApp
+from tests.contract._common import App, Delivered, Reply, Request, RequestRecord, dumps
+from tests.contract.mailgun import MailgunApp
+from tests.contract.postmark import PostmarkApp
+from tests.contract.sendgrid import SendGridApp
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT = 5.0

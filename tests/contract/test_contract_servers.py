@@ -17,8 +17,8 @@ import time
 import pytest
 import requests
 
-from tests.conftest import REPO
 from tests.contract import Delivered, RequestRecord, running, stats_of
+from tests.samples import REPO
 
 MB = 1024 * 1024
 

@@ -1,11 +1,10 @@
-"""The provider registry: adding a provider is one module and one line here."""
+"""The provider registry: adding a provider is one module (or subpackage) and one line here."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 
-from publisher.delivery.providers.base import Provider, schemas
+from publisher.delivery.providers.base import Provider
 from publisher.errors import RunletterError, suggest
 
 # name -> "module:Class"; imported only when chosen, so optional SDKs stay optional.
@@ -62,19 +61,3 @@ def webhook_classes() -> dict[str, type[Provider]]:
             found[name] = cls
     return found
 
-
-def moved_settings(table: str) -> dict[str, tuple[str, str]]:
-    """Keys of a runletter.toml table that are now provider settings: old key ->
-    (provider, setting), from each registered provider's settings."""
-    found = {}
-    for name in REGISTRY:
-        try:
-            cls = registered_class(name)
-        except RunletterError:
-            continue
-        for schema in schemas(cls):
-            for f in dataclasses.fields(schema):
-                old = f.metadata.get("moved_from")
-                if old and old[0] == table:
-                    found[old[1]] = (name, f.name)
-    return found

@@ -1,12 +1,12 @@
 """The provider interface: a Batch goes in, one Receipt per recipient comes out; a webhook
 request goes in, a report of bounces and complaints comes out.
 
-A provider is a plugin: one module with a class that subclasses Provider (its sending, its
-settings as frozen dataclasses, its webhook's `verify_webhook` and `parse_events`), and one
-line in `publisher/providers/__init__.py`'s registry. The ledger does the bookkeeping (what
-was sent, what to retry, when); a provider only talks to its service. Settings come from
-`[providers.NAME]` in runletter.toml or `RUNLETTER_<NAME>_<SETTING>` (which wins); a
-secret only from the environment.
+A provider is a plugin: one module (or subpackage) with a class that subclasses Provider
+(its sending, its settings as frozen dataclasses, its webhook's `verify_webhook` and
+`parse_events`), and one line in the registry, `publisher/delivery/providers/__init__.py`.
+The ledger does the bookkeeping (what was sent, what to retry, when); a provider only talks
+to its service. Settings come from `[providers.NAME]` in runletter.toml or
+`RUNLETTER_<NAME>_<SETTING>` (which wins); a secret only from the environment.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from publisher.settings import coerce_text, field_types
 T = TypeVar("T")
 
 ACCEPTED, REJECTED, FAILED = "accepted", "rejected", "failed"
+TIMEOUT = 30.0  # seconds a provider's connect, or its answer, may take by default
 
 
 @dataclass(frozen=True)
@@ -77,17 +78,12 @@ class SendStopped(ProviderConfigError):
         self.receipts = tuple(receipts)
 
 
-def setting(default: Any = "", *, secret: bool = False,
-            moved_from: tuple[str, str] | None = None) -> Any:
-    """A settings field: `secret` ones come only from the environment; `moved_from` names
-    the (table, key) it used to be read from, still read there with a warning."""
-    return dataclasses.field(default=default,
-                             metadata={"secret": secret, "moved_from": moved_from})
-
-
 def secret(default: str = "") -> Any:
-    """A settings field that comes only from the environment, never from runletter.toml."""
-    return setting(default, secret=True)
+    """A settings field that comes only from the environment, never from runletter.toml.
+
+    (A setting that used to live in another table is declared there, in config.py, as
+    `Deprecated(moved_to="providers.NAME.key")`.)"""
+    return dataclasses.field(default=default, metadata={"secret": True})
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ escape for it, and posts are not expected to contain it.
 
 Webhook: `signature` {timestamp, token, signature} = HMAC-SHA256(timestamp + token) with the
 webhook signing key (RUNLETTER_MAILGUN_WEBHOOK_SIGNING_KEY); a timestamp more than
-TOLERANCE seconds off is refused, and so is a token seen before (a replay).
+SIGNATURE_WINDOW seconds off is refused, and so is a token seen before (a replay).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 from publisher.delivery.address import Recipient, format_address, header_safe
 from publisher.delivery.providers.base import (
     ACCEPTED,
+    TIMEOUT,
     Batch,
     ProviderConfigError,
     Receipt,
@@ -64,6 +65,7 @@ from publisher.delivery.providers.http import (
 )
 from publisher.delivery.providers.verdicts import ADDRESS, names_sender, receipt_for
 from publisher.delivery.providers.webhook import (
+    SIGNATURE_WINDOW,
     Event,
     WebhookError,
     WebhookReport,
@@ -77,8 +79,6 @@ from publisher.delivery.providers.webhook import (
 from publisher.errors import RunletterError
 from publisher.model import Edition
 
-KEY_ENV = "RUNLETTER_MAILGUN_WEBHOOK_SIGNING_KEY"
-TOLERANCE = 300  # seconds a webhook's signed timestamp may be off
 MAX_RECIPIENTS = 1000  # documented batch sending limit
 # "'to' parameter is not a valid address. please check documentation" (and cc/bcc)
 INVALID_ADDRESS = re.compile(r"'(to|cc|bcc)' parameter is not a valid address", re.I)
@@ -95,7 +95,7 @@ class Settings:
     base_url: str = "https://api.mailgun.net"
     domain: str = ""
     tag: str = ""
-    timeout: float = 30.0
+    timeout: float = TIMEOUT
     api_key: str = secret()
 
 
@@ -116,7 +116,7 @@ class MailgunProvider(HttpProvider):
 
     name: ClassVar[str] = "mailgun"
     label: ClassVar[str] = "Mailgun"
-    webhook_tolerance: ClassVar[float] = TOLERANCE
+    webhook_tolerance: ClassVar[float] = SIGNATURE_WINDOW
     max_batch: ClassVar[int] = MAX_RECIPIENTS
     Settings = Settings
     WebhookSettings = WebhookSettings
@@ -254,7 +254,8 @@ class MailgunProvider(HttpProvider):
         """The payload, when its `signature` is the key's and its timestamp recent."""
         key = settings.webhook_signing_key
         if not key:
-            raise WebhookError(403, f"the mailgun webhook is not configured ({KEY_ENV})")
+            raise WebhookError(403, "the mailgun webhook is not configured "
+                                    f"({cls.env_name('webhook_signing_key')})")
         payload = read_json(request.read())
         signature = payload.get("signature") if isinstance(payload, dict) else None
         if not isinstance(signature, dict):
@@ -264,7 +265,7 @@ class MailgunProvider(HttpProvider):
                             hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, sig.lower()):
             raise WebhookError(403, "bad signature")
-        if not fresh(timestamp, TOLERANCE, request.clock):
+        if not fresh(timestamp, SIGNATURE_WINDOW, request.clock):
             raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
         return payload
 

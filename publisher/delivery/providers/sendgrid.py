@@ -28,8 +28,8 @@ Outcomes of a call:
 
 Webhook: the signed Event Webhook, ECDSA P-256 / SHA-256 over timestamp + raw body, with
 the verification key SendGrid shows (webhook_public_key: base64 DER, or PEM); a signed
-timestamp more than TOLERANCE seconds off is refused (SendGrid documents no window: without
-one, a captured batch could be replayed for ever once its event ids are forgotten).
+timestamp more than SIGNATURE_WINDOW seconds off is refused (SendGrid documents no window:
+without one, a captured batch could be replayed for ever once its event ids are forgotten).
 """
 
 from __future__ import annotations
@@ -42,17 +42,21 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from publisher.config import Config
 from publisher.delivery.address import Recipient, format_address, header_safe
 from publisher.delivery.providers.base import (
     ACCEPTED,
+    TIMEOUT,
     Batch,
     ProviderConfigError,
     Receipt,
     parse_retry_after,
     secret,
-    setting,
     setting_error,
 )
 from publisher.delivery.providers.http import (
@@ -72,6 +76,7 @@ from publisher.delivery.providers.verdicts import (
     sendgrid_field_verdict,
 )
 from publisher.delivery.providers.webhook import (
+    SIGNATURE_WINDOW,
     Event,
     WebhookError,
     WebhookReport,
@@ -84,7 +89,6 @@ from publisher.delivery.providers.webhook import (
 from publisher.errors import RunletterError
 from publisher.model import Edition
 
-TOLERANCE = 300  # seconds a webhook's signed timestamp may be off (Mailgun's window)
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_PERSONALIZATIONS = 1000  # documented per request
@@ -101,7 +105,7 @@ class Settings:
     """[providers.sendgrid]: where to send; the API key only from the environment."""
 
     base_url: str = "https://api.sendgrid.com"
-    timeout: float = 30.0
+    timeout: float = TIMEOUT
     api_key: str = secret()
 
 
@@ -109,7 +113,7 @@ class Settings:
 class WebhookSettings:
     """[providers.sendgrid] webhook_public_key: the Event Webhook's verification key."""
 
-    webhook_public_key: str = setting("", moved_from=("serve", "sendgrid_public_key"))
+    webhook_public_key: str = ""
 
 
 class SendgridProvider(HttpProvider):
@@ -121,7 +125,7 @@ class SendgridProvider(HttpProvider):
 
     name: ClassVar[str] = "sendgrid"
     label: ClassVar[str] = "SendGrid"
-    webhook_tolerance: ClassVar[float] = TOLERANCE
+    webhook_tolerance: ClassVar[float] = SIGNATURE_WINDOW
     max_batch: ClassVar[int] = MAX_PERSONALIZATIONS
     Settings = Settings
     WebhookSettings = WebhookSettings
@@ -301,12 +305,6 @@ def _rate_limited_for(response: requests.Response) -> float | None:
 def load_key(text: str, where: Any):
     """The EC public key from SendGrid's verification key (base64 DER, or PEM); `where`
     makes the error for a key that is not one."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import (
-        load_der_public_key,
-        load_pem_public_key,
-    )
-
     text = text.strip()
     try:
         key = (load_pem_public_key(text.encode()) if text.startswith("-----")
@@ -321,10 +319,6 @@ def load_key(text: str, where: Any):
 
 def _check_signature(public_key: Any, request: WebhookRequest) -> bytes:
     """The body, when the signature headers sign it with the key and recently."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     signature, timestamp = request.headers.get(SIGNATURE), request.headers.get(TIMESTAMP)
     if not signature or not timestamp:
         raise WebhookError(401, f"unsigned (no {SIGNATURE})")
@@ -334,7 +328,7 @@ def _check_signature(public_key: Any, request: WebhookRequest) -> bytes:
         public_key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (binascii.Error, ValueError, InvalidSignature):
         raise WebhookError(403, "bad signature") from None
-    if not fresh(timestamp, TOLERANCE, request.clock):
+    if not fresh(timestamp, SIGNATURE_WINDOW, request.clock):
         raise WebhookError(403, "stale timestamp (more than 5 minutes off)")
     return body
 

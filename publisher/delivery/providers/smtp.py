@@ -30,6 +30,7 @@ from publisher.delivery.address import Addresser, Message, Recipient, message_da
 from publisher.delivery.providers.base import (
     ACCEPTED,
     FAILED,
+    TIMEOUT,
     Batch,
     Provider,
     ProviderConfigError,
@@ -104,7 +105,7 @@ class Settings:
     security: str = "starttls"  # starttls | ssl | none
     username: str = ""
     password: str = secret()
-    timeout: float = 30.0
+    timeout: float = TIMEOUT
     verify_tls: bool = True
     cafile: str = ""
     envelope_from: str = ""

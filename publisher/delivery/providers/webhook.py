@@ -22,6 +22,9 @@ from typing import Any
 
 from publisher.emails import validate_email
 
+# Seconds a webhook's signed timestamp may be off: Mailgun's documented window, and
+# SendGrid's too (it documents none; without one a captured batch could be replayed).
+SIGNATURE_WINDOW = 300
 MAX_DEPTH = 32  # JSON nesting a webhook may have; providers' payloads nest about 5 deep
 # Longer is no provider's: message and event ids are a few dozen characters, and a unix
 # timestamp has 10 digits until 2286 (a longer one overflows a float compared to the clock).

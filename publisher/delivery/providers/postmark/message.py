@@ -31,7 +31,7 @@ BIG = 4096  # fixed runs this long are sent as they are: shared, never copied pe
 
 
 @dataclass(frozen=True)
-class Template:
+class MessageJson:
     """One edition as Postmark message bytes with holes for each reader's values.
 
     `segments` is the message object in order: fixed bytes (From, Subject, the JSON-escaped
@@ -46,7 +46,7 @@ class Template:
                 unsubscribe: str) -> tuple[list[bytes], int]:
         """One reader's message object as chunks, and its size; nothing rendered.
 
-        Long fixed runs (the bulk of the HTML) are the template's own bytes objects, shared
+        Long fixed runs (the bulk of the HTML) are this object's own bytes, shared
         by every message of the batch; only the short runs around the reader's values are
         joined into new bytes.
         """
@@ -85,7 +85,7 @@ class Template:
         return chunks, size
 
 
-def build_template(edition: Edition, config: Config, settings: Any) -> Template:
+def encode_edition(edition: Edition, config: Config, settings: Any) -> MessageJson:
     """The edition as Postmark message bytes, encoded once (`settings`: Postmark's)."""
     fixed: dict[str, object] = {
         "From": format_address(config.sender_name, config.sender_email),
@@ -121,4 +121,4 @@ def build_template(edition: Edition, config: Config, settings: Any) -> Template:
     add(*(_json_inner(p) if isinstance(p, str) else (p, False) for p in edition.text_parts))
     add('"', headers_head, UNSUBSCRIBE, '},{"Name":"X-Runletter-Message-ID","Value":',
         MESSAGE_ID, '}],"Metadata":', metadata, ',"subscriber_id":', SUBSCRIBER_ID, "}}")
-    return Template(edition=edition, segments=tuple(segments))
+    return MessageJson(edition=edition, segments=tuple(segments))

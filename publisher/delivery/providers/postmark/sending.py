@@ -41,13 +41,13 @@ from publisher.delivery.address import format_address, header_safe
 from publisher.delivery.providers.base import (
     ACCEPTED,
     FAILED,
+    TIMEOUT,
     Batch,
     ProviderConfigError,
     Receipt,
     parse_retry_after,
     plain,
     secret,
-    setting,
 )
 from publisher.delivery.providers.http import (
     ChunkedBody,
@@ -58,7 +58,7 @@ from publisher.delivery.providers.http import (
     json_or_none,
     response_text,
 )
-from publisher.delivery.providers.postmark.message import Template, build_template
+from publisher.delivery.providers.postmark.message import MessageJson, encode_edition
 from publisher.delivery.providers.verdicts import ADDRESS, COPY, receipt_for
 from publisher.delivery.providers.webhook import (
     Event,
@@ -73,7 +73,6 @@ from publisher.delivery.providers.webhook import (
 from publisher.errors import RunletterError
 from publisher.model import Edition
 
-PASSWORD_ENV = "RUNLETTER_POSTMARK_WEBHOOK_PASSWORD"
 BATCH_PATH = "/email/batch"
 MAX_MESSAGES = 500  # documented limit per call
 MAX_BODY = 50 * 1000 * 1000  # documented: "up to 50 MB payload size"
@@ -103,7 +102,7 @@ class Settings:
     message_stream: str = "broadcast"  # newsletters belong on a Broadcast stream
     track_opens: bool = False
     tag: str = ""
-    timeout: float = 30.0
+    timeout: float = TIMEOUT
     server_token: str = secret()
 
 
@@ -111,7 +110,7 @@ class Settings:
 class WebhookSettings:
     """[providers.postmark] webhook_*: the HTTP Basic credentials of the webhook URL."""
 
-    webhook_user: str = setting("runletter", moved_from=("serve", "postmark_webhook_user"))
+    webhook_user: str = "runletter"
     webhook_password: str = secret()
 
 
@@ -143,20 +142,20 @@ class PostmarkProvider(HttpProvider):
             "X-Postmark-Server-Token": str(self.settings.server_token).strip(),
             "Content-Type": "application/json",
         }
-        self._templates: dict[int, Template] = {}
+        self._encoded: dict[int, MessageJson] = {}
 
     # -- building ---------------------------------------------------------------------
 
-    def _template(self, edition: Edition) -> Template:
+    def _message_json(self, edition: Edition) -> MessageJson:
         """The edition encoded once; reused for every batch of the same edition."""
-        cached = self._templates.get(id(edition))
+        cached = self._encoded.get(id(edition))
         if cached is not None and cached.edition is edition:
             return cached
-        template = build_template(edition, self.config, self.settings)
-        self._templates[id(edition)] = template
-        return template
+        encoded = encode_edition(edition, self.config, self.settings)
+        self._encoded[id(edition)] = encoded
+        return encoded
 
-    def _calls(self, items: list[tuple[Template, Batch]], receipts: list[Receipt]
+    def _calls(self, items: list[tuple[MessageJson, Batch]], receipts: list[Receipt]
                ) -> Iterator[list[tuple[int, list[bytes]]]]:
         """The batch as calls of (subscriber id, message chunks), each within max_body.
 
@@ -165,14 +164,14 @@ class PostmarkProvider(HttpProvider):
         """
         call: list[tuple[int, list[bytes]]] = []
         size = 2  # the brackets
-        for template, recipient in ((t, r) for t, b in items for r in b.recipients):
+        for encoded, recipient in ((e, r) for e, b in items for r in b.recipients):
             values = recipient.values
             try:
                 to = format_address(recipient.first_name, recipient.email)
                 unsubscribe = header_safe(
                     f"<{values['unsubscribe_url']}>, <{values['unsubscribe_mailto']}>",
                     "the unsubscribe links")
-                message, length = template.message(values, to, recipient.subscriber_id,
+                message, length = encoded.message(values, to, recipient.subscriber_id,
                                                    unsubscribe)
             except (RunletterError, ValueError, UnicodeError, KeyError) as exc:
                 receipts.append(receipt_for(recipient.subscriber_id, COPY,
@@ -200,7 +199,7 @@ class PostmarkProvider(HttpProvider):
         """
         self.check_fatal()
         try:
-            items = [(self._template(b.edition), b) for b in batches]
+            items = [(self._message_json(b.edition), b) for b in batches]
         except RunletterError as exc:  # a line break in the sender or subject
             raise self.edition_error(exc) from None
         everyone = Batch(batches[0].edition, batches[0].compiled,
@@ -315,7 +314,8 @@ class PostmarkProvider(HttpProvider):
     def verify_webhook(cls, settings: WebhookSettings, request: WebhookRequest) -> Any:
         """Postmark's HTTP Basic credentials, checked before the body is read."""
         if not settings.webhook_password:
-            raise WebhookError(403, f"the postmark webhook is not configured ({PASSWORD_ENV})")
+            raise WebhookError(403, "the postmark webhook is not configured "
+                                    f"({cls.env_name('webhook_password')})")
         if not basic_auth_ok(request.headers.get("Authorization"), settings.webhook_user,
                              settings.webhook_password):
             raise WebhookError(401, "missing or wrong credentials")

@@ -1,2 +1,3 @@
-"""Amazon SES: sending raw MIME through SESv2 at the account's pace, its answers (refusals and
-throttles), and the SNS notifications that carry its bounces and complaints."""
+"""Amazon SES: sending raw MIME through SESv2 (`sending`) at the account's pace (`pacing`),
+what its answers mean (`answers`), and the SNS messages (`sns`) that carry its bounce and
+complaint notifications (`notifications`)."""

@@ -1,12 +1,12 @@
-"""Amazon SES's rules: the addresses it takes, what its error answers to a SendEmail call
-mean (a receipt, or a config error that stops the publish), and what the bounce and
-complaint notifications it posts afterwards report."""
+"""What SES's answers to a SendEmail call mean: a receipt for the reader, or a config error
+that stops the publish (the account, the sender, the credentials), or no receipt at all
+when the call may have gone through (in doubt)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from publisher.delivery.address import Recipient
 from publisher.delivery.providers.base import (
@@ -17,14 +17,6 @@ from publisher.delivery.providers.base import (
     parse_retry_after,
 )
 from publisher.delivery.providers.verdicts import message_refused, receipt_for, ses_verdict
-from publisher.delivery.providers.webhook import (
-    Event,
-    WebhookError,
-    address,
-    array_of,
-    dict_in,
-    text,
-)
 
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -37,31 +29,13 @@ def in_doubt_or_failed(rid: int, exc: BotoCoreError) -> Receipt:
     """A call that failed in botocore: IN_DOUBT once the request may have reached SES (the
     connection closed or reset, or no answer before the timeout, after it was sent);
     FAILED (retried) for what proves it did not (no connection was made)."""
-    from botocore import exceptions as botoerrors
+    from botocore import exceptions as botoerrors  # optional: comes with boto3 (runletter[ses])
 
     # ConnectionClosedError and ReadTimeoutError (EndpointConnectionError and
     # ConnectTimeoutError, which prove no connection, are not HTTPClientErrors).
     if isinstance(exc, botoerrors.HTTPClientError):
         return IN_DOUBT
     return Receipt(rid, FAILED, reason=f"{exc.__class__.__name__}: {exc}")
-
-def ses_address(address: str) -> str:
-    """The address as SES takes it: 7-bit ASCII, an international domain in Punycode.
-
-    SES does not support SMTPUTF8, so a non-ASCII local part cannot be sent at all;
-    raises ValueError for it.
-    """
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        raise ValueError(f"SES cannot send to {address!r}: it does not support non-ASCII "
-                         "characters before the @ (no SMTPUTF8)")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise ValueError(f"the domain of {address!r} cannot be encoded: {exc}") from None
-    return f"{local}@{domain}"
-
 
 # Error codes that no retry fixes: stop the publish, mark nothing.
 ACCOUNT_CODES = {
@@ -150,54 +124,3 @@ def receipt_for_error(recipient: Recipient, exc: ClientError, sender: str,
         return Receipt(rid, REJECTED, reason=said)
     raise ProviderConfigError(f"ses: SES refused the request for {recipient.email} "
                               f"({said}); check the ses settings and the sender")
-
-
-# -- notifications ----------------------------------------------------------------------------
-
-
-def notification_events(notification: Any) -> list[Event]:
-    """The readers an SES notification (inside an SNS message) reports: a permanent Bounce's
-    bouncedRecipients, a Complaint's complainedRecipients (not "not-spam")."""
-    if not isinstance(notification, dict):
-        raise WebhookError(400, "the SNS Message is not an SES notification")
-    kind = notification.get("notificationType") or notification.get("eventType")
-    mail = dict_in(notification, "mail")
-    ids = [str(mail["messageId"])] if mail.get("messageId") else []
-    if dict_in(mail, "commonHeaders").get("messageId"):
-        ids.append(str(dict_in(mail, "commonHeaders")["messageId"]))
-    if kind == "Bounce":
-        return _bounces(notification.get("bounce"), tuple(ids))
-    if kind == "Complaint":
-        return _complaints(notification.get("complaint"), tuple(ids))
-    return []
-
-
-def _bounces(bounce: Any, ids: tuple[str, ...]) -> list[Event]:
-    if not isinstance(bounce, dict):
-        raise WebhookError(400, "a Bounce notification without a bounce object")
-    if bounce.get("bounceType") != "Permanent":
-        return []
-    events = []
-    for recipient in array_of(bounce.get("bouncedRecipients"), "bouncedRecipients"):
-        to = _recipient_address(recipient, "bounced")
-        detail = text(recipient.get("diagnosticCode") or bounce.get("bounceSubType")
-                      or "permanent")
-        events.append(Event(to, "bounce", f"Permanent: {detail}", ids))
-    return events
-
-
-def _complaints(complaint: Any, ids: tuple[str, ...]) -> list[Event]:
-    if not isinstance(complaint, dict):
-        raise WebhookError(400, "a Complaint notification without a complaint object")
-    if complaint.get("complaintFeedbackType") == "not-spam":
-        return []
-    return [Event(_recipient_address(recipient, "complained"), "complaint", "complaint", ids)
-            for recipient in array_of(complaint.get("complainedRecipients"),
-                                      "complainedRecipients")]
-
-
-def _recipient_address(recipient: Any, what: str) -> str:
-    found = address(recipient.get("emailAddress") if isinstance(recipient, dict) else None)
-    if found is None:
-        raise WebhookError(400, f"a {what} recipient without a valid emailAddress")
-    return found

@@ -2,8 +2,9 @@
 
 SES takes one SendEmail call per message here, because every reader's message differs (their
 To, their unsubscribe links, their Message-ID); the bytes come from the Addresser, as for
-SMTP. Calls run on a small thread pool, paced so that no more than `max_rate` start in any
-second: that is the account's maximum send rate, and going over it only earns throttling.
+SMTP. Calls run on a small thread pool, paced (pacing.py) so that no more than `max_rate`
+start in any second: that is the account's maximum send rate, and going over it only earns
+throttling.
 
 boto3 is told not to retry (one attempt per call): the ledger owns retries, with backoff
 and jitter, so a throttled or failed message becomes a FAILED receipt and is tried again
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,21 +43,22 @@ from publisher.delivery.address import Addresser, Message, Recipient, message_da
 from publisher.delivery.providers.base import (
     ACCEPTED,
     FAILED,
+    TIMEOUT,
     Batch,
     Provider,
     ProviderConfigError,
     Receipt,
     plain,
-    setting,
     setting_error,
 )
-from publisher.delivery.providers.ses import answers as ses_answers
 from publisher.delivery.providers.ses import sns
 from publisher.delivery.providers.ses.answers import (
-    notification_events,
+    IN_DOUBT,
+    in_doubt_or_failed,
     receipt_for_error,
-    ses_address,
 )
+from publisher.delivery.providers.ses.notifications import notification_events
+from publisher.delivery.providers.ses.pacing import Pacer
 from publisher.delivery.providers.verdicts import COPY, receipt_for
 from publisher.delivery.providers.webhook import (
     WebhookError,
@@ -68,37 +69,7 @@ from publisher.delivery.providers.webhook import (
 from publisher.errors import RunletterError
 
 CONNECT_TIMEOUT = 10.0  # seconds
-READ_TIMEOUT = 30.0
-
-class Pacer:
-    """Lets calls start no closer than 1/rate seconds apart, shared by all workers (and all
-    batches): a token bucket of one token, checked when a call starts.
-
-    The next start is counted from when this one actually began, not from a slot handed
-    out in advance: threads that wake late on a busy machine would otherwise all start
-    at once (24 calls in one second at a rate of 20). No burst: in any one-second window
-    at most rate + 1 calls start, which is what SES's "maximum send rate" allows.
-    """
-
-    def __init__(self, rate: float, clock=time.monotonic):
-        self.interval = 1.0 / rate
-        self.clock = clock
-        self.lock = threading.Lock()
-        self.next_start = -math.inf
-
-    def wait(self, stop: threading.Event) -> float | None:
-        """Block until a call may start; when it started (by `clock`), or None when `stop`
-        was set first."""
-        while not stop.is_set():
-            with self.lock:
-                now = self.clock()
-                if now >= self.next_start:
-                    self.next_start = now + self.interval
-                    return now
-                delay = self.next_start - now
-            if stop.wait(delay):
-                return None
-        return None
+READ_TIMEOUT = TIMEOUT  # seconds; SES has no timeout setting, the other providers' default
 
 
 @dataclass(frozen=True)
@@ -118,8 +89,8 @@ class WebhookSettings:
     """[providers.ses] webhook_*: the SNS signing certificate (a PEM file, relative to the
     project) and the topic allowed to post."""
 
-    webhook_certificate: str = setting("", moved_from=("serve", "ses_certificate"))
-    webhook_topic_arn: str = setting("", moved_from=("serve", "ses_topic_arn"))
+    webhook_certificate: str = ""
+    webhook_topic_arn: str = ""
 
 
 class SesProvider(Provider):
@@ -174,6 +145,7 @@ class SesProvider(Provider):
         """One session, one client (pooled, thread-safe) and the worker pool for the publish."""
         if self.client is not None:
             return
+        # boto3 is optional (runletter[ses]) and slow to import: only when sending starts.
         import boto3
         from botocore import exceptions as botoerrors
         from botocore.config import Config as BotoConfig
@@ -282,7 +254,7 @@ class SesProvider(Provider):
                 continue
             if receipt is None:
                 unsent.append(recipient)
-            elif receipt is not ses_answers.IN_DOUBT:  # no receipt: left in flight
+            elif receipt is not IN_DOUBT:  # no receipt: left in flight
                 receipts.append(receipt)
         if crash is not None:
             # Accepted messages are not reported: their rows stay in-flight and are shown,
@@ -321,7 +293,7 @@ class SesProvider(Provider):
 
     def _send_one(self, recipient: Recipient, to: str, message: Message) -> Receipt:
         """One SendEmail call, mapped to a receipt; a config problem raises."""
-        from botocore import exceptions as botoerrors
+        from botocore import exceptions as botoerrors  # optional: comes with boto3
 
         params: dict[str, Any] = {
             "FromEmailAddress": self.from_address,
@@ -357,7 +329,7 @@ class SesProvider(Provider):
         except (botoerrors.ParamValidationError, botoerrors.UnknownEndpointError) as exc:
             raise ProviderConfigError(f"ses: the SES client refused the call: {exc}") from None
         except botoerrors.BotoCoreError as exc:  # closed, reset, timed out: maybe sent
-            return ses_answers.in_doubt_or_failed(rid, exc)
+            return in_doubt_or_failed(rid, exc)
         self._reached = True
         return Receipt(rid, ACCEPTED, provider_id=response.get("MessageId"))
 
@@ -400,6 +372,24 @@ class SesProvider(Provider):
         return WebhookReport(events=tuple(events), request_id=str(message.get("MessageId")))
 
 
+def ses_address(address: str) -> str:
+    """The address as SES takes it: 7-bit ASCII, an international domain in Punycode.
+
+    SES does not support SMTPUTF8, so a non-ASCII local part cannot be sent at all;
+    raises ValueError for it.
+    """
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError(f"SES cannot send to {address!r}: it does not support non-ASCII "
+                         "characters before the @ (no SMTPUTF8)")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"the domain of {address!r} cannot be encoded: {exc}") from None
+    return f"{local}@{domain}"
+
+
 def _held(recipient: Recipient, told: list[float]) -> Receipt:
     """The receipt of a call not made because SES asked to wait."""
     wait = max(told)
@@ -407,4 +397,4 @@ def _held(recipient: Recipient, told: list[float]) -> Receipt:
                    f"{math.ceil(wait)} s", retry_after=wait, tried=False)
 
 
-__all__ = ["Pacer", "SesProvider", "ses_address"]
+__all__ = ["SesProvider", "ses_address"]

@@ -13,6 +13,11 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
 from publisher.delivery.providers.webhook import WebhookError, WebhookRequest, read_json
 
 FIELDS = {
@@ -37,20 +42,14 @@ def string_to_sign(message: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def load_certificate(data: bytes):
+def load_certificate(data: bytes) -> x509.Certificate:
     """The signing certificate from PEM bytes; ValueError when they are not one."""
-    from cryptography import x509
-
     return x509.load_pem_x509_certificate(data)
 
 
 def verified_message(request: WebhookRequest, certificate: Any,
                      topic_arn: str) -> dict[str, Any]:
     """The SNS message a request carries, when signed with the certificate for the topic."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
     message = read_json(request.read())
     if not isinstance(message, dict) or message.get("Type") not in FIELDS:
         raise WebhookError(400, "not an SNS message")

@@ -1,0 +1,1 @@
+"""Tests of publisher.arrivals: readers imported from other platforms' exports."""

@@ -1,0 +1,1 @@
+"""Tests of publisher.cli: the `runletter` verbs and their voice."""

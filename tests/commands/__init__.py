@@ -1,0 +1,1 @@
+"""Tests of publisher.commands: what the verbs do, beneath the CLI."""

@@ -1,0 +1,1 @@
+"""Tests of publisher.content: posts, front matter, references, documents, sequences."""

@@ -1,0 +1,1 @@
+"""Tests of publisher.delivery: addressing, tokens, and sending a post."""

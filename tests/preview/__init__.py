@@ -1,0 +1,1 @@
+"""Tests of publisher.preview: `runletter preview` over real HTTP."""

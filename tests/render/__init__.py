@@ -1,0 +1,1 @@
+"""Tests of publisher.render: editions, checks, MJML lint, layouts, the archive."""

@@ -1,0 +1,1 @@
+"""Tests of publisher.store: readers, changes, the ledger, migrations, on both backends."""
