@@ -19,9 +19,9 @@ from publisher.commands import due as dueing
 from publisher.commands import publish as publishing
 from publisher.commands.due import find_step, outlook, reader_plan, scheduled, sequence_report
 from publisher.commands.report import ledger_report, step_report
-from publisher.delivery.send import STATES
 from publisher.errors import RunletterError
 from publisher.project import Project
+from publisher.store.ledger import STATES
 
 if TYPE_CHECKING:
     from publisher.commands.publish import ChosenProvider, Planned, Publication

@@ -25,11 +25,12 @@ from publisher.commands.publish import (
 from publisher.content.sequences import load_sequences
 from publisher.content.when import zone
 from publisher.delivery.address import Addresser
-from publisher.delivery.send import Ledger, send_rendered
+from publisher.delivery.send import send_rendered
 from publisher.errors import Finding, RunletterError, suggest
 from publisher.project import Project, open_store
 from publisher.schedule.agenda import Agenda
 from publisher.store.agenda import AgendaQueries
+from publisher.store.ledger import Ledger
 
 if TYPE_CHECKING:
     from publisher.content.sequences import Sequence

@@ -29,7 +29,7 @@ from publisher.delivery.providers.base import (
     provider_settings,
     unknown_env_settings,
 )
-from publisher.delivery.send import Ledger, send_rendered
+from publisher.delivery.send import send_rendered
 from publisher.delivery.tokens import SECRET_ENV, Signer, load_secret
 from publisher.errors import Finding, RunletterError, suggest
 from publisher.project import Project, open_store
@@ -38,11 +38,13 @@ from publisher.render.check import check_rendered
 from publisher.render.email import EmailRenderer
 from publisher.schedule.rules import published_at
 from publisher.store import validate_email
+from publisher.store.ledger import Ledger
 
 if TYPE_CHECKING:
-    from publisher.delivery.send import Outcome, Plan
+    from publisher.delivery.send import Outcome
     from publisher.model import Post, Resolved
     from publisher.render.email import Rendered
+    from publisher.store.ledger import PublishPreview
 
 # The ledger states a publish's summary shows per segment, in this order.
 SENT_STATES = ("sent", "rejected", "failed", "in-flight")
@@ -86,7 +88,7 @@ class ChosenProvider:
 class Planned:
     """What a publish would send now, per segment, and what is settled already."""
 
-    plan: Plan
+    plan: PublishPreview
     to_send: int
 
     @property

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from publisher.delivery.send import Ledger
 from publisher.project import Project, open_store
+from publisher.store.ledger import Ledger
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from publisher.delivery.providers.base import (
     ProviderConfigError,
     Receipt,
 )
-from publisher.delivery.retry import RETRY_AFTER_MAX, Pause, backoff
+from publisher.delivery.retry import RETRY_AFTER_MAX, Pause
 from publisher.model import Goal, Resolved
 from publisher.render.email import EmailRenderer, Rendered
-from publisher.store.ledger import STATES, Delivery, Ledger, Plan
+from publisher.store.ledger import Delivery, Ledger
 
 
 @dataclass
@@ -240,6 +240,3 @@ def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
                        for d in rows)
     return Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
 
-
-__all__ = ["RETRY_AFTER_MAX", "STATES", "Delivery", "Ledger", "Outcome", "Pause", "Plan", "backoff",
-           "send_post", "send_rendered"]

@@ -1,5 +1,6 @@
 """The ledger: table `deliveries`, one row per post and reader, written before and after
-every batch, so a publish is safe to re-run and never sends twice.
+every batch, so a publish is safe to re-run and never sends twice; and what providers report
+afterwards (a bounce, a complaint, an unsubscribe), noted on the row it is about.
 
 Rows go planned → in-flight → sent | rejected | failed. A re-run sends only planned or
 transiently failed rows; rows left in-flight by a crash are reported and sent again only
@@ -8,38 +9,85 @@ when the author asks (at most once, by default).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam, text
+
 from publisher.delivery.providers.base import ACCEPTED, REJECTED, Receipt
 from publisher.delivery.retry import call_backoff
 from publisher.store import Store, now
-from publisher.store.ledger_events import LedgerEvents
+
+
+def _listing(sql: str, *lists: str):
+    """A statement whose named lists (`IN :ids`) take a sequence, one bind per item."""
+    return text(sql).bindparams(*(bindparam(name, expanding=True) for name in lists))
+
+
+_PLAN = _listing(
+    "INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, updated_at) "
+    "SELECT :post, id, email, goal, 'planned', 0, :stamp FROM subscribers "
+    "WHERE status = 'active' AND goal IN :goals ON CONFLICT DO NOTHING", "goals")
+_FRESH_TRIES = ("UPDATE deliveries SET attempts = 0, next_attempt_at = NULL "
+                "WHERE post = :post AND state = 'failed'")
+_PREVIEW = _listing(
+    "SELECT s.goal, d.state, COUNT(*) FROM subscribers s LEFT JOIN deliveries d "
+    "ON d.subscriber_id = s.id AND d.post = :post "
+    "WHERE s.status = 'active' AND s.goal IN :goals GROUP BY s.goal, d.state", "goals")
+_NEXT_RETRY = _listing(
+    "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM deliveries WHERE post = :post AND "
+    "goal IN :goals AND state IN ('planned', 'failed') AND attempts < :max_attempts", "goals")
+
+# Settling, before a mark, the rows of readers who left since they were read. SQLite's
+# planner would walk every unsent row of the post through an index led by (post, …) (O(list)
+# per call: a 1M-reader publish slowed threefold); '+post' and '+state' leave it
+# (subscriber_id, post): one lookup per row of the call.
+_REJECT_LEFT = {dialect: _listing(
+    "UPDATE deliveries SET state = 'rejected', updated_at = :stamp, error = 'reader is ' "
+    "|| (SELECT status FROM subscribers s WHERE s.id = subscriber_id) "
+    f"WHERE {post} = :post AND {state} IN ('planned', 'failed') AND subscriber_id IN :ids "
+    "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
+    "AND s.status != 'active')", "ids")
+    for dialect, post, state in (("sqlite", "+post", "+state"),
+                                 ("postgresql", "post", "state"))}
 
 # Marking a call's rows in flight: only rows still sendable, of readers still active. On
 # SQLite the write transaction is the lock (BEGIN IMMEDIATE); on PostgreSQL each row is
 # locked as it is claimed and a row another process holds is skipped, not waited for, so
-# two publishes on one post share it out instead of queueing on each other. Both take the
-# same parameters (the SQLite form names the post twice). The unary '+' keeps SQLite on the
-# (subscriber_id, post) index: see mark_in_flight.
+# two publishes on one post share it out instead of queueing on each other. The unary '+'
+# keeps SQLite on the (subscriber_id, post) index, as in _REJECT_LEFT.
 _CLAIM = {
-    "sqlite": (
-        "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = ? "
-        "WHERE +post = ? AND +post = ? AND +state IN ('planned', 'failed') {these} "
+    "sqlite": _listing(
+        "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = :stamp "
+        "WHERE +post = :post AND +state IN ('planned', 'failed') AND subscriber_id IN :ids "
         # Correlated on the primary key: `IN (SELECT id … WHERE status = 'active')` would
         # list every active reader of the store for each call.
         "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
-        "AND s.status = 'active') RETURNING subscriber_id"),
-    "postgresql": (
-        "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = ? "
-        "WHERE post = ? AND subscriber_id IN (SELECT subscriber_id FROM deliveries "
-        "WHERE post = ? AND state IN ('planned', 'failed') {these} AND EXISTS ("
-        "SELECT 1 FROM subscribers s WHERE s.id = subscriber_id AND s.status = 'active') "
-        "FOR UPDATE SKIP LOCKED) RETURNING subscriber_id"),
+        "AND s.status = 'active') RETURNING subscriber_id", "ids"),
+    "postgresql": _listing(
+        "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = :stamp "
+        "WHERE post = :post AND subscriber_id IN (SELECT subscriber_id FROM deliveries "
+        "WHERE post = :post AND state IN ('planned', 'failed') AND subscriber_id IN :ids "
+        "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
+        "AND s.status = 'active') FOR UPDATE SKIP LOCKED) RETURNING subscriber_id", "ids"),
 }
 
-STATES = ("planned", "in-flight", "sent", "rejected", "failed", "skipped")
+# Every post in the ledger by index seeks on its primary key (post, subscriber_id), then that
+# reader's row of each: O(posts x log rows). Filtering on subscriber_id alone, which no index
+# leads with, would scan the whole ledger for every webhook event.
+_READER_ROWS = """
+WITH RECURSIVE posts(post) AS (
+    SELECT MIN(post) FROM deliveries
+    UNION ALL
+    SELECT (SELECT MIN(post) FROM deliveries WHERE post > posts.post) FROM posts
+    WHERE posts.post IS NOT NULL
+)
+SELECT d.post, d.state, d.provider_id, d.updated_at, d.sent_at FROM posts
+JOIN deliveries d ON d.post = posts.post AND d.subscriber_id = :subscriber_id
+"""
+OUR_MESSAGE_ID = re.compile(r"^(.+)\.(\d+)@[^@]+$")  # <post.reader@domain>
 
 
 @dataclass(frozen=True)
@@ -59,7 +107,7 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class Plan:
+class PublishPreview:
     """What a publish would do, per goal: readers to send to now, and what is settled."""
 
     post: str
@@ -74,9 +122,9 @@ class Plan:
         return sum(self.to_send.values())
 
 
-class Ledger(LedgerEvents):
-    """The deliveries table: what was planned, what is in flight, what is settled (and, in
-    `ledger_events`, what providers report afterwards)."""
+class Ledger:
+    """The deliveries table: what was planned, what is in flight, what is settled, and what
+    providers report afterwards."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -84,33 +132,21 @@ class Ledger(LedgerEvents):
 
     def plan(self, post: str, goals: Sequence[str]) -> int:
         """Add a planned row for every active reader in these goals not yet in the ledger."""
-        marks = ",".join("?" * len(goals))
         with self.store.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                "attempts, updated_at) SELECT ?, id, email, goal, 'planned', 0, ? "
-                f"FROM subscribers WHERE status = 'active' AND goal IN ({marks}) "
-                "ON CONFLICT DO NOTHING",
-                (post, now(), *goals))
+            cursor = conn.execute(_PLAN, {"post": post, "stamp": now(), "goals": list(goals)})
             # A new run gives transiently failed rows a fresh set of tries.
-            conn.execute("UPDATE deliveries SET attempts = 0, next_attempt_at = NULL "
-                         "WHERE post = ? AND state = 'failed'", (post,))
+            conn.execute(_FRESH_TRIES, {"post": post})
         return cursor.rowcount
 
     def retry_failed(self, post: str) -> None:
         """Give an item's transiently failed rows a fresh set of tries (a new run)."""
         with self.store.transaction() as conn:
-            conn.execute("UPDATE deliveries SET attempts = 0, next_attempt_at = NULL "
-                         "WHERE post = ? AND state = 'failed'", (post,))
+            conn.execute(_FRESH_TRIES, {"post": post})
 
-    def preview(self, post: str, goals: Sequence[str], known: Iterable[str]) -> Plan:
-        """The plan without writing anything (for --dry-run and the confirmation prompt)."""
-        marks = ",".join("?" * len(goals))
-        rows = self.conn.execute(
-            "SELECT s.goal, d.state, COUNT(*) FROM subscribers s LEFT JOIN deliveries d "
-            "ON d.subscriber_id = s.id AND d.post = ? "
-            f"WHERE s.status = 'active' AND s.goal IN ({marks}) GROUP BY s.goal, d.state",
-            (post, *goals)).fetchall()
+    def preview(self, post: str, goals: Sequence[str], known: Iterable[str]) -> PublishPreview:
+        """What a publish would do, without writing anything (for --dry-run and the
+        confirmation prompt)."""
+        rows = self.conn.execute(_PREVIEW, {"post": post, "goals": list(goals)}).fetchall()
         to_send: Counter = Counter()
         done: Counter = Counter()
         for goal, state, count in rows:
@@ -122,27 +158,28 @@ class Ledger(LedgerEvents):
         unmatched = {goal: count for goal, count in self.conn.execute(
             "SELECT goal, COUNT(*) FROM subscribers WHERE status = 'active' GROUP BY goal")
             if goal not in known}
-        return Plan(post=post, to_send={g: to_send[g] for g in goals},
-                    done={g: done[g] for g in goals}, in_flight=self.count(post, "in-flight"),
-                    unmatched=unmatched)
+        return PublishPreview(post=post, to_send={g: to_send[g] for g in goals},
+                              done={g: done[g] for g in goals},
+                              in_flight=self.count(post, "in-flight"), unmatched=unmatched)
 
     def count(self, post: str, state: str) -> int:
         """Rows of a post in one state."""
-        return self.conn.execute("SELECT COUNT(*) FROM deliveries WHERE post = ? AND state = ?",
-                                 (post, state)).fetchone()[0]
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE post = :post AND state = :state",
+            {"post": post, "state": state}).fetchone()[0]
 
     def in_flight_ids(self, post: str) -> list[int]:
         """The readers of a post whose row is in flight."""
         return [row[0] for row in self.conn.execute(
-            "SELECT subscriber_id FROM deliveries WHERE post = ? AND state = 'in-flight'",
-            (post,))]
+            "SELECT subscriber_id FROM deliveries WHERE post = :post AND state = 'in-flight'",
+            {"post": post})]
 
     def release_in_flight(self, post: str) -> int:
         """Make in-flight rows planned again (only when the author asks to resend them)."""
         with self.store.transaction() as conn:
-            return conn.execute("UPDATE deliveries SET state = 'planned', updated_at = ? "
-                                "WHERE post = ? AND state = 'in-flight'",
-                                (now(), post)).rowcount
+            return conn.execute("UPDATE deliveries SET state = 'planned', updated_at = :stamp "
+                                "WHERE post = :post AND state = 'in-flight'",
+                                {"stamp": now(), "post": post}).rowcount
 
     def peek(self, post: str, goal: str, limit: int, max_attempts: int, at: float,
              skip: frozenset[int] = frozenset()) -> list[Delivery]:
@@ -153,12 +190,14 @@ class Ledger(LedgerEvents):
                 "SELECT d.subscriber_id, d.email, d.attempts, s.first_name, s.status, "
                 "s.race_date, s.race_name, s.timezone "
                 "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
-                "WHERE d.post = ? AND d.goal = ? AND d.state IN ('planned', 'failed') "
-                "AND d.attempts < ? AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) "
+                "WHERE d.post = :post AND d.goal = :goal AND d.state IN ('planned', 'failed') "
+                "AND d.attempts < :max_attempts "
+                "AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= :at) "
                 # By state first so the planner walks the deliveries_claim index, not every
                 # row of the post; retries ('failed') then come before fresh rows.
-                "ORDER BY d.state, d.subscriber_id LIMIT ?",
-                (post, goal, max_attempts, at, limit + len(skip))).fetchall()
+                "ORDER BY d.state, d.subscriber_id LIMIT :limit",
+                {"post": post, "goal": goal, "max_attempts": max_attempts, "at": at,
+                 "limit": limit + len(skip)}).fetchall()
             stamp = now()
             found: list[Delivery] = []
             for sid, addr, attempts, first_name, status, race_date, race_name, tz in rows:
@@ -167,10 +206,12 @@ class Ledger(LedgerEvents):
                 if status != "active":  # left (or bounced) after the plan was made
                     # Only while still unclaimed: on PostgreSQL another publish may have
                     # marked the row in flight since it was read (this waits on its lock).
-                    conn.execute("UPDATE deliveries SET state = 'rejected', error = ?, "
-                                 "updated_at = ? WHERE post = ? AND subscriber_id = ? "
+                    conn.execute("UPDATE deliveries SET state = 'rejected', error = :error, "
+                                 "updated_at = :stamp WHERE post = :post "
+                                 "AND subscriber_id = :subscriber_id "
                                  "AND state IN ('planned', 'failed')",
-                                 (f"reader is {status}", stamp, post, sid))
+                                 {"error": f"reader is {status}", "stamp": stamp, "post": post,
+                                  "subscriber_id": sid})
                     continue
                 found.append(Delivery(post, sid, addr, goal, "in-flight", attempts + 1,
                                       first_name, race_date, race_name, tz))
@@ -186,22 +227,10 @@ class Ledger(LedgerEvents):
         ids = [d.subscriber_id for d in rows]
         if not ids:
             return set()
-        these = f"AND subscriber_id IN ({','.join('?' * len(ids))})"
-        # SQLite's planner would walk every unsent row of the post through an index led by
-        # (post, …) (O(list) per call: a 1M-reader publish slowed threefold); '+post' and
-        # '+state' leave it (subscriber_id, post): one lookup per row of the call.
-        post_col, state = (("+post", "+state") if self.store.dialect == "sqlite"
-                           else ("post", "state"))
-        stamp = now()
+        given = {"stamp": now(), "post": post, "ids": ids}
         with self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE deliveries SET state = 'rejected', updated_at = ?, error = 'reader is ' "
-                "|| (SELECT status FROM subscribers s WHERE s.id = subscriber_id) "
-                f"WHERE {post_col} = ? AND {state} IN ('planned', 'failed') {these} AND EXISTS ("
-                "SELECT 1 FROM subscribers s WHERE s.id = subscriber_id AND s.status != 'active')",
-                (stamp, post, *ids))
-            marked = conn.execute(_CLAIM[self.store.dialect].format(these=these),
-                                  (stamp, post, post, *ids)).fetchall()
+            conn.execute(_REJECT_LEFT[self.store.dialect], given)
+            marked = conn.execute(_CLAIM[self.store.dialect], given).fetchall()
         return {row[0] for row in marked}
 
     def claim(self, post: str, goal: str, limit: int, max_attempts: int,
@@ -222,24 +251,28 @@ class Ledger(LedgerEvents):
         sent, rejected, failed = [], [], []
         bounced = []  # only an answer about the reader's address (see providers.verdicts)
         for r in receipts:
+            row = {"post": post, "subscriber_id": r.subscriber_id, "stamp": stamp}
             if r.status == ACCEPTED:
-                sent.append((r.provider_id, stamp, stamp, post, r.subscriber_id))
+                sent.append({**row, "provider_id": r.provider_id})
             elif r.status == REJECTED:
-                rejected.append((r.reason[:500], stamp, post, r.subscriber_id))
+                rejected.append({**row, "error": r.reason[:500]})
                 if r.bounce:
                     bounced.append((r.subscriber_id, r.reason[:500]))
             else:
-                failed.append((r.reason[:500], at + wait, stamp, int(not r.tried), post,
-                               r.subscriber_id))
+                failed.append({**row, "error": r.reason[:500], "next_attempt_at": at + wait,
+                               "untried": int(not r.tried)})
         with self.store.transaction() as conn:
-            conn.executemany("UPDATE deliveries SET state = 'sent', provider_id = ?, error = NULL, "
-                             "updated_at = ?, sent_at = ? WHERE post = ? AND subscriber_id = ?",
-                             sent)
-            conn.executemany("UPDATE deliveries SET state = 'rejected', error = ?, updated_at = ? "
-                             "WHERE post = ? AND subscriber_id = ?", rejected)
-            conn.executemany("UPDATE deliveries SET state = 'failed', error = ?, "
-                             "next_attempt_at = ?, updated_at = ?, attempts = attempts - ? "
-                             "WHERE post = ? AND subscriber_id = ?", failed)
+            conn.executemany("UPDATE deliveries SET state = 'sent', provider_id = :provider_id, "
+                             "error = NULL, updated_at = :stamp, sent_at = :stamp "
+                             "WHERE post = :post AND subscriber_id = :subscriber_id", sent)
+            conn.executemany("UPDATE deliveries SET state = 'rejected', error = :error, "
+                             "updated_at = :stamp "
+                             "WHERE post = :post AND subscriber_id = :subscriber_id", rejected)
+            # An answer that says the message was never tried gives its attempt back.
+            conn.executemany("UPDATE deliveries SET state = 'failed', error = :error, "
+                             "next_attempt_at = :next_attempt_at, updated_at = :stamp, "
+                             "attempts = attempts - :untried "
+                             "WHERE post = :post AND subscriber_id = :subscriber_id", failed)
             for sid, reason in bounced:
                 self.store.report(sid, "bounced", f"rejected by provider: {reason}")
 
@@ -248,24 +281,62 @@ class Ledger(LedgerEvents):
         with self.store.transaction() as conn:
             conn.executemany(
                 "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'failed' "
-                "ELSE 'planned' END, attempts = attempts - 1 WHERE post = ? AND "
-                "subscriber_id = ? AND state = 'in-flight'",
-                [(post, d.subscriber_id) for d in rows])
+                "ELSE 'planned' END, attempts = attempts - 1 WHERE post = :post AND "
+                "subscriber_id = :subscriber_id AND state = 'in-flight'",
+                [{"post": post, "subscriber_id": d.subscriber_id} for d in rows])
 
     def next_retry(self, post: str, goals: Sequence[str], max_attempts: int) -> float | None:
         """When the earliest unsent row of these goals may be tried, or None when none is."""
-        marks = ",".join("?" * len(goals))
-        row = self.conn.execute(
-            "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM deliveries WHERE post = ? AND "
-            f"goal IN ({marks}) AND state IN ('planned', 'failed') AND attempts < ?",
-            (post, *goals, max_attempts)).fetchone()
+        row = self.conn.execute(_NEXT_RETRY, {"post": post, "goals": list(goals),
+                                              "max_attempts": max_attempts}).fetchone()
         return row[0]
 
     def report(self, post: str) -> dict[str, Counter]:
         """Rows per goal and state."""
         table: dict[str, Counter] = {}
         for goal, state, count in self.conn.execute(
-                "SELECT goal, state, COUNT(*) FROM deliveries WHERE post = ? "
-                "GROUP BY goal, state ORDER BY goal", (post,)):
+                "SELECT goal, state, COUNT(*) FROM deliveries WHERE post = :post "
+                "GROUP BY goal, state ORDER BY goal", {"post": post}):
             table.setdefault(goal, Counter())[state] = count
         return table
+
+    def row_for_event(self, subscriber_id: int,
+                      message_ids: tuple[str, ...]) -> tuple[str, str] | None:
+        """(post, state) of the reader's row a provider's event is about: the one whose
+        provider id is among the event's message ids (angle brackets ignored), else the one
+        our own Message-ID names, else their most recent sent row; None when they have none."""
+        rows = self.conn.execute(_READER_ROWS, {"subscriber_id": subscriber_id}).fetchall()
+        if not rows:
+            return None
+        # Rows of the same second: the later sent, then the later post (slugs start with
+        # their date). Both databases order these alike; SQLite's rowid has no PostgreSQL twin.
+        newest_first = sorted(rows, key=lambda r: (r[3], r[4] or "", r[0]), reverse=True)
+        clean = {m.strip().strip("<>") for m in message_ids if m and m.strip("<> ")}
+        for post, state, provider_id, _, _ in newest_first:
+            if provider_id and provider_id.strip().strip("<>") in clean:
+                return post, state
+        for candidate in clean:
+            match = OUR_MESSAGE_ID.match(candidate)
+            if match and int(match.group(2)) == subscriber_id:
+                for post, state, *_ in rows:
+                    if post == match.group(1):
+                        return post, state
+        return next(((post, state) for post, state, *_ in newest_first if state == "sent"),
+                    None)
+
+    def apply_event(self, subscriber_id: int, message_ids: tuple[str, ...], kind: str,
+                    note: str) -> bool:
+        """Note a provider's event on the row it is about; a bounce of a sent row makes it
+        rejected (it was not delivered). False when the reader has no row to note it on."""
+        row = self.row_for_event(subscriber_id, message_ids)
+        if row is None:
+            return False
+        post, state = row
+        new_state = "rejected" if kind == "bounce" and state == "sent" else state
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE deliveries SET state = :state, error = :error, "
+                         "updated_at = :stamp WHERE post = :post "
+                         "AND subscriber_id = :subscriber_id",
+                         {"state": new_state, "error": note[:500], "stamp": now(), "post": post,
+                          "subscriber_id": subscriber_id})
+        return True

@@ -18,10 +18,12 @@ from publisher.delivery.providers.base import (
     Receipt,
 )
 from publisher.delivery.providers.outbox import OutboxProvider
-from publisher.delivery.send import Ledger, backoff, send_post
+from publisher.delivery.retry import backoff
+from publisher.delivery.send import send_post
 from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.render.email import EmailRenderer
+from publisher.store.ledger import Ledger
 from tests.helpers.support import Crash, import_sample, outbox_messages, project_store
 from tests.helpers.support import run_raising as run
 from tests.samples import HIP_DRIVE as POST
@@ -242,8 +244,8 @@ def test_a_reader_who_fails_every_try_ends_failed_after_the_limit(pipeline):
         outcome = send_post(resolved, ledger, provider, EmailRenderer(project.config),
                             addresser, max_attempts=3, sleep=sleep, clock=lambda: clock[0])
     assert outcome.failed == Counter({"ultra": 1})
-    row = store.conn.execute("SELECT state, attempts FROM deliveries WHERE email = ?",
-                             (victim.email,)).fetchone()
+    row = store.conn.execute("SELECT state, attempts FROM deliveries WHERE email = :email",
+                             {"email": victim.email}).fetchone()
     assert row == ("failed", 3)
 
 

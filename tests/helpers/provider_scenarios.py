@@ -19,10 +19,11 @@ from publisher.cli import main
 from publisher.delivery.address import Addresser
 from publisher.delivery.providers import REGISTRY, provider_class
 from publisher.delivery.providers.base import Provider, provider_settings
-from publisher.delivery.send import Ledger, Outcome, send_post
+from publisher.delivery.send import Outcome, send_post
 from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.render.email import EmailRenderer
+from publisher.store.ledger import Ledger
 from tests.contract import ContractServer, running
 from tests.helpers.support import Clock, Crash, import_sample, project_store
 from tests.samples import AUDIENCE, SECRET

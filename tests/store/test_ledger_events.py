@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from publisher.delivery.send import Ledger
 from publisher.store import Store
+from publisher.store.ledger import Ledger
 
 
 @pytest.fixture
@@ -18,13 +18,16 @@ def add_row(ledger: Ledger, post: str, subscriber_id: int, state: str, provider_
             updated_at: str) -> None:
     with ledger.store.transaction() as conn:
         conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, "
-                     "provider_id, updated_at) VALUES (?, ?, 'x@example.com', '5k', ?, 1, ?, ?)",
-                     (post, subscriber_id, state, provider_id, updated_at))
+                     "provider_id, updated_at) VALUES (:post, :subscriber_id, 'x@example.com', "
+                     "'5k', :state, 1, :provider_id, :updated_at)",
+                     {"post": post, "subscriber_id": subscriber_id, "state": state,
+                      "provider_id": provider_id, "updated_at": updated_at})
 
 
 def row(ledger: Ledger, post: str, subscriber_id: int) -> tuple[str, str | None]:
-    return ledger.conn.execute("SELECT state, error FROM deliveries WHERE post = ? AND "
-                               "subscriber_id = ?", (post, subscriber_id)).fetchone()
+    return ledger.conn.execute("SELECT state, error FROM deliveries WHERE post = :post AND "
+                               "subscriber_id = :subscriber_id",
+                               {"post": post, "subscriber_id": subscriber_id}).fetchone()
 
 
 @pytest.fixture

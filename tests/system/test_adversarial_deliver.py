@@ -31,11 +31,12 @@ from hypothesis import strategies as st
 
 from publisher.delivery.address import Addresser
 from publisher.delivery.providers.base import ACCEPTED, FAILED, REJECTED, Provider, Receipt
-from publisher.delivery.send import Ledger, send_post
+from publisher.delivery.send import send_post
 from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.render.email import EmailRenderer
 from publisher.store import Store
+from publisher.store.ledger import Ledger
 from tests.helpers.support import Clock, copy_sample
 from tests.samples import HIP_DRIVE as POST
 from tests.samples import SECRET

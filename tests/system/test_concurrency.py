@@ -86,8 +86,8 @@ def finish(runs: list[subprocess.Popen]) -> list[tuple[int, str]]:
 def ledger_states(url: str) -> dict[str, str]:
     """Each reader's ledger state for the post, by address."""
     with Store.open(url) as store:
-        return dict(store.conn.execute("SELECT email, state FROM deliveries WHERE post = ?",
-                                       (HIP_DRIVE,)).fetchall())
+        return dict(store.conn.execute("SELECT email, state FROM deliveries WHERE post = :post",
+                                       {"post": HIP_DRIVE}).fetchall())
 
 
 def test_two_publishes_at_once_share_the_post_out_and_send_each_reader_one_copy(
@@ -278,6 +278,6 @@ def test_a_row_another_publish_just_claimed_stays_in_flight_when_its_reader_leav
             reading.start()
             wait_for_a_lock_wait(reader_side)
         reading.join(30)
-        state = one.conn.execute("SELECT state FROM deliveries WHERE subscriber_id = ?",
-                                 (sid,)).scalar()
+        state = one.conn.execute("SELECT state FROM deliveries WHERE subscriber_id = :sid",
+                                 {"sid": sid}).scalar()
     assert state == "in-flight"  # its call is on its way: not 'rejected' behind its back

@@ -299,7 +299,7 @@ def run_fault(provider: str, fault: str, root: Path, monkeypatch) -> Ran:
         counts = r.counts()
     with project_store(root) as store:
         audience = frozenset(row[0].lower() for row in store.conn.execute(
-            "SELECT email FROM deliveries WHERE post = ?", (POST,)))
+            "SELECT email FROM deliveries WHERE post = :post", {"post": POST}))
     return Ran(expected, first, again, counts, before, statuses(root), leaver, victim,
                audience)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import bindparam, text
 
-from publisher.delivery.send import Ledger
+from publisher.store.ledger import Ledger
 from tests.helpers.support import import_sample, message_ids, outbox_messages, project_store, run
 from tests.samples import HIP_DRIVE as POST
 

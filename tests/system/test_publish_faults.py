@@ -16,7 +16,7 @@ from collections import Counter
 
 from publisher.delivery.providers.mailgun import MailgunProvider
 from publisher.delivery.providers.sendgrid import SendgridProvider
-from publisher.delivery.send import Ledger
+from publisher.store.ledger import Ledger
 from tests.contract import running
 from tests.helpers.provider_scenarios import (
     assert_each_reader_got_their_own_copy,

@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 
-from publisher.delivery.send import Ledger
+from publisher.store.ledger import Ledger
 from tests.helpers.smtp_server import running_smtp
 from tests.helpers.support import import_sample, project_store
 from tests.samples import AUDIENCE, ON_BOTH_BACKENDS
