@@ -29,6 +29,7 @@ DEFERRED = {
     "playwright",  # the browser, for screenshots only
     "watchfiles",  # `runletter preview`'s file watcher
     "gunicorn",  # `runletter serve`'s production server
+    "requests",  # 100 ms to import, for `check --links` only (it asks the network)
     "alembic",  # migrations, loaded only when a store's schema is behind
     "cryptography",  # signature checks of SendGrid's and SNS's webhooks
 }

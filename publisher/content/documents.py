@@ -15,6 +15,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import frontmatter
+import yaml
+
 from publisher.errors import Finding, RunletterError, display_path, suggest
 from publisher.model import Source
 
@@ -25,12 +28,9 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 def _yaml() -> tuple[Any, type, type]:
     """PyYAML, its fastest safe loader, and a loader that leaves dates as text.
 
-    Imported on first use: a rebuild whose files are all cached parses no YAML at all.
     Dates stay text so `read_post` checks them with a line number (PyYAML's own date
     parsing crashes on 2026-02-30 instead of reporting it).
     """
-    import yaml  # why: 25 ms to import, and a rebuild from the cache parses no YAML
-
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
     loader = type("FrontMatterLoader", (base,), {})
     loader.yaml_implicit_resolvers = {
@@ -94,8 +94,6 @@ def read_document(path: Path, root: Path, cache: dict | None = None) -> Document
         raise RunletterError(Finding(shown, None, f"not UTF-8 text ({exc.reason}); "
                                      "save the file as UTF-8")) from None
     text = text.replace("\r\n", "\n")
-    import frontmatter  # why: loads PyYAML (25 ms); a rebuild from the cache parses no file
-
     yaml, _, loader = _yaml()
     handler = frontmatter.YAMLHandler()
     if not handler.detect(text):

@@ -9,11 +9,11 @@ psycopg's would fetch the whole result, so PostgreSQL is read a page at a time b
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from publisher.store.database import listing
 from publisher.store.records import now
 
 if TYPE_CHECKING:
@@ -21,19 +21,6 @@ if TYPE_CHECKING:
 
 BATCH = 500
 ENROLMENT_SLICE = 5000  # enrolments written per transaction
-
-
-@functools.lru_cache(maxsize=256)
-def _statement(sql: str, *lists: str):
-    """A `text()` for a statement, the binds named in `lists` (`:goals`, `:ids`) expanding to
-    a list's items. Each is typed: PostgreSQL is given an empty list as a typed empty set,
-    which an untyped one would make an integer set (and a text column cannot be IN it)."""
-    # SQLAlchemy is loaded on the store's first use, not on import (a CLI start stays quick).
-    from sqlalchemy import Integer, String, bindparam, text
-
-    types = {"goals": String(), "ids": Integer()}
-    return text(sql).bindparams(*(bindparam(name, expanding=True, type_=types[name])
-                                  for name in lists))
 
 
 def _joined(race: bool) -> tuple[str, str]:
@@ -69,11 +56,11 @@ class AgendaQueries:
         """The rows of a SELECT of readers (`s.id` first, a WHERE clause last, `:goals` a
         list), BATCH at a time."""
         if self.store.dialect == "sqlite":
-            cursor = self.conn.execute(_statement(sql, "goals"), params)
+            cursor = self.conn.execute(listing(sql, "goals"), params)
             while batch := cursor.fetchmany(BATCH):
                 yield batch
             return
-        paged = _statement(f"{sql} AND s.id > :after ORDER BY s.id LIMIT {BATCH}", "goals")
+        paged = listing(f"{sql} AND s.id > :after ORDER BY s.id LIMIT {BATCH}", "goals")
         last = 0
         while batch := self.conn.execute(paged, {**params, "after": last}).fetchall():
             yield batch
@@ -132,14 +119,14 @@ class AgendaQueries:
 
     def step_rows(self, sequence: str, ids: Iterable[int]) -> list[tuple]:
         """These readers' ledger rows in a sequence: (id, step, state, sent_at)."""
-        return self.conn.execute(_statement(
+        return self.conn.execute(listing(
             "SELECT subscriber_id, post, state, sent_at FROM deliveries WHERE "
             f"subscriber_id IN :ids AND {self._in_sequence('post')}", "ids"),
             {"ids": list(ids), **_steps(sequence)}).fetchall()
 
     def ready_rows(self, sequence: str, ids: Iterable[int]) -> list[tuple]:
         """These readers' "ready"s in a sequence: (id, step, at)."""
-        return self.conn.execute(_statement(
+        return self.conn.execute(listing(
             "SELECT subscriber_id, step, at FROM ready WHERE subscriber_id IN "
             f":ids AND {self._in_sequence('step')}", "ids"),
             {"ids": list(ids), **_steps(sequence)}).fetchall()

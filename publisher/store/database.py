@@ -16,14 +16,13 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import Integer, String, bindparam, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -71,23 +70,23 @@ def printable_url(url: Any) -> str:
         return "(not a URL)"
 
 
-_QMARK = re.compile(r"'(?:[^']|'')*'|\?")  # a string literal (kept) or a placeholder
-
-
 @functools.lru_cache(maxsize=1024)
 def _statement(sql: str):
-    """A `text()` for a statement; `?` placeholders (the DB-API qmark style the store's SQL
-    is written in) become SQLAlchemy's named ones, :p0, :p1…"""
-    count = iter(range(10_000))
-    return text(_QMARK.sub(lambda m: m[0] if m[0] != "?" else f":p{next(count)}", sql))
+    """The `text()` of a statement written with named binds (`:email`), made once."""
+    return text(sql)
 
 
-def _named(params: Sequence[Any] | Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if params is None:
-        return {}
-    if isinstance(params, Mapping):
-        return params
-    return {f"p{i}": value for i, value in enumerate(params)}
+# Each list a statement can take, typed: PostgreSQL is then given an empty list as a typed
+# empty set (an untyped one is an integer set, and a text column cannot be IN it).
+LIST_TYPES = {"goals": String, "emails": String, "ids": Integer}
+
+
+@functools.lru_cache(maxsize=256)
+def listing(sql: str, *lists: str):
+    """A statement whose named lists (`IN :goals`, `IN :ids`) each take a sequence, one bind
+    per item (SQLAlchemy's expanding binds), made once."""
+    return text(sql).bindparams(*(bindparam(name, expanding=True, type_=LIST_TYPES[name]())
+                                  for name in lists))
 
 
 class Connection:
@@ -111,19 +110,19 @@ class Connection:
             return bool(dbapi.in_transaction)
         return self._depth > 0 or dbapi.info.transaction_status != 0  # 0: idle
 
-    def execute(self, sql: Any, params: Sequence[Any] | Mapping[str, Any] | None = None):
+    def execute(self, sql: Any, params: Mapping[str, Any] | None = None):
         """Run one statement (SQL text with `:name` binds and a mapping, or a SQLAlchemy
         statement); the SQLAlchemy result."""
         statement = _statement(sql) if isinstance(sql, str) else sql
-        return self._conn.execute(statement, _named(params))
+        return self._conn.execute(statement, params or {})
 
-    def executemany(self, sql: Any, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
+    def executemany(self, sql: Any, rows: Iterable[Mapping[str, Any]]) -> int:
         """Run one statement (SQL text or a SQLAlchemy statement) for each parameter set
         (nothing for none), a slice at a time so a generator of any length is never held
         whole; rows changed."""
         statement = _statement(sql) if isinstance(sql, str) else sql
         total, given = 0, iter(rows)
-        while chunk := [_named(r) for r in itertools.islice(given, 5000)]:
+        while chunk := list(itertools.islice(given, 5000)):
             total += self._conn.execute(statement, chunk).rowcount
         return total
 

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import bindparam, insert, text
+from sqlalchemy import insert
 
 from publisher.emails import fold_email
 from publisher.model import EVERYONE
 from publisher.store.changes import LEFT
+from publisher.store.database import listing
 from publisher.store.records import COLUMNS, Subscriber, now, subscriber_from_row
 from publisher.store.tables import audit
 
@@ -184,8 +185,7 @@ class Lander:
 
     def _select(self, sql: str, emails: list[str]) -> list[tuple]:
         """Rows of `sql` whose email is one of `emails`."""
-        query = text(f"{sql} WHERE email IN :emails").bindparams(
-            bindparam("emails", expanding=True))
+        query = listing(f"{sql} WHERE email IN :emails", "emails")
         found: list[tuple] = []
         for start in range(0, len(emails), _IN_LIMIT):
             found += self._conn.execute(

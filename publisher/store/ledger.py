@@ -14,29 +14,22 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, text
-
 from publisher.delivery.providers.base import ACCEPTED, REJECTED, Receipt
 from publisher.delivery.retry import call_backoff
 from publisher.store import Store, now
+from publisher.store.database import listing
 
-
-def _listing(sql: str, *lists: str):
-    """A statement whose named lists (`IN :ids`) take a sequence, one bind per item."""
-    return text(sql).bindparams(*(bindparam(name, expanding=True) for name in lists))
-
-
-_PLAN = _listing(
+_PLAN = listing(
     "INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, updated_at) "
     "SELECT :post, id, email, goal, 'planned', 0, :stamp FROM subscribers "
     "WHERE status = 'active' AND goal IN :goals ON CONFLICT DO NOTHING", "goals")
 _FRESH_TRIES = ("UPDATE deliveries SET attempts = 0, next_attempt_at = NULL "
                 "WHERE post = :post AND state = 'failed'")
-_PREVIEW = _listing(
+_PREVIEW = listing(
     "SELECT s.goal, d.state, COUNT(*) FROM subscribers s LEFT JOIN deliveries d "
     "ON d.subscriber_id = s.id AND d.post = :post "
     "WHERE s.status = 'active' AND s.goal IN :goals GROUP BY s.goal, d.state", "goals")
-_NEXT_RETRY = _listing(
+_NEXT_RETRY = listing(
     "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM deliveries WHERE post = :post AND "
     "goal IN :goals AND state IN ('planned', 'failed') AND attempts < :max_attempts", "goals")
 
@@ -44,7 +37,7 @@ _NEXT_RETRY = _listing(
 # planner would walk every unsent row of the post through an index led by (post, …) (O(list)
 # per call: a 1M-reader publish slowed threefold); '+post' and '+state' leave it
 # (subscriber_id, post): one lookup per row of the call.
-_REJECT_LEFT = {dialect: _listing(
+_REJECT_LEFT = {dialect: listing(
     "UPDATE deliveries SET state = 'rejected', updated_at = :stamp, error = 'reader is ' "
     "|| (SELECT status FROM subscribers s WHERE s.id = subscriber_id) "
     f"WHERE {post} = :post AND {state} IN ('planned', 'failed') AND subscriber_id IN :ids "
@@ -59,14 +52,14 @@ _REJECT_LEFT = {dialect: _listing(
 # two publishes on one post share it out instead of queueing on each other. The unary '+'
 # keeps SQLite on the (subscriber_id, post) index, as in _REJECT_LEFT.
 _CLAIM = {
-    "sqlite": _listing(
+    "sqlite": listing(
         "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = :stamp "
         "WHERE +post = :post AND +state IN ('planned', 'failed') AND subscriber_id IN :ids "
         # Correlated on the primary key: `IN (SELECT id … WHERE status = 'active')` would
         # list every active reader of the store for each call.
         "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
         "AND s.status = 'active') RETURNING subscriber_id", "ids"),
-    "postgresql": _listing(
+    "postgresql": listing(
         "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = :stamp "
         "WHERE post = :post AND subscriber_id IN (SELECT subscriber_id FROM deliveries "
         "WHERE post = :post AND state IN ('planned', 'failed') AND subscriber_id IN :ids "

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import bindparam, insert, text
+from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from publisher.emails import check_email, normalize_email, show_value
@@ -25,6 +25,7 @@ from publisher.store.database import (
     Connection,
     connect,
     is_busy,
+    listing,
     no_space,
     parse_url,
     printable_url,
@@ -330,9 +331,8 @@ class Store(ReaderChanges, ReadySteps, Proposals):
         # planner walking the primary key from `id > :last` instead of sorting every
         # remaining match from the (status, goal) index on each batch.
         status = "+status" if self.dialect == "sqlite" else "status"
-        query = text(f"SELECT {COLUMNS} FROM subscribers WHERE {status} = 'active' "
-                     "AND goal IN :goals AND id > :last ORDER BY id LIMIT :limit"
-                     ).bindparams(bindparam("goals", expanding=True))
+        query = listing(f"SELECT {COLUMNS} FROM subscribers WHERE {status} = 'active' "
+                        "AND goal IN :goals AND id > :last ORDER BY id LIMIT :limit", "goals")
         last = 0
         while True:
             rows = self._conn.execute(query, {"goals": wanted, "last": last,
