@@ -21,7 +21,7 @@ from publisher.commands.due import find_step, outlook, reader_plan, scheduled, s
 from publisher.commands.report import ledger_report, step_report
 from publisher.errors import RunletterError
 from publisher.project import Project
-from publisher.store.ledger import STATES
+from publisher.store.tables import STATES
 
 if TYPE_CHECKING:
     from publisher.commands.publish import ChosenProvider, Planned, Publication
