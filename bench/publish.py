@@ -54,9 +54,20 @@ def fill_store(url: str, readers: int) -> None:
             conn.execute(f"DELETE FROM {table.name}")
         conn.executemany(
             "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
-            "consent_at, created_at, updated_at) VALUES (?, ?, ?, '', 'active', 'bench', ?, ?, ?)",
-            ((f"reader{i:06d}@example.com", NAMES[i % len(NAMES)], GOALS[i % len(GOALS)],
-              stamp, stamp, stamp) for i in range(readers)))
+            "consent_at, created_at, updated_at) VALUES (:email, :first_name, :goal, '', "
+            "'active', 'bench', :consent_at, :created_at, :updated_at)",
+            (
+                {
+                    "email": f"reader{i:06d}@example.com",
+                    "first_name": NAMES[i % len(NAMES)],
+                    "goal": GOALS[i % len(GOALS)],
+                    "consent_at": stamp,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+                for i in range(readers)
+            ),
+        )
 
 
 def start_server() -> tuple[subprocess.Popen, str]:

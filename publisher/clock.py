@@ -8,6 +8,7 @@ backoffs inside the run keep their meaning.
 from __future__ import annotations
 
 import time
+import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -72,3 +73,14 @@ def parse_instant(text: str) -> datetime:
     # Checked before converting: 0001-01-01T00:00+01:00 has no UTC instant to convert to.
     check_in_range(value, f"'{text}'")
     return value.astimezone(UTC)
+
+
+def known_timezone(name: str) -> bool:
+    """True when zoneinfo knows this zone name."""
+    if name != name.strip() or not name or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True

@@ -11,11 +11,58 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from publisher.clock import known_timezone
 from publisher.emails import validate_email
 from publisher.errors import Finding, RunletterError, suggest
 from publisher.settings import read_table, toml_line
-from publisher.store.database import ENV, parse_url
-from publisher.store.records import known_timezone
+
+# The store a project names: RUNLETTER_DATABASE_URL, else [store] url, else the SQLite file.
+ENV = "RUNLETTER_DATABASE_URL"
+SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg",
+           "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
+
+
+def parse_url(text: str, root: Path | None = None):
+    """A SQLAlchemy URL for a store URL; a one-line error for one that names no store.
+
+    A relative SQLite path is relative to the project root. A password written in the URL is
+    taken from the environment only (RUNLETTER_DATABASE_URL, PGPASSWORD or ~/.pgpass)."""
+    # why: SQLAlchemy takes 0.15 s to import, which a verb that never opens the store
+    # (build, check, render) should not pay for reading the config.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text.strip())
+    except ArgumentError:
+        raise RunletterError(f"store URL {printable_url(text)!r} is not a database URL; "
+                             "write sqlite:///subscribers/runletter.db or "
+                             "postgresql://user@host:5432/dbname") from None
+    driver = SCHEMES.get(url.drivername)
+    if driver is None:
+        raise RunletterError(f"store URL {printable_url(text)!r}: '{url.drivername}' is not a "
+                             "store runletter knows; use sqlite:/// or postgresql://")
+    url = url.set(drivername=driver)
+    if driver == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise RunletterError("a SQLite store needs a file: sqlite:///subscribers/runletter.db")
+        path = Path(url.database)
+        if not path.is_absolute() and root is not None:
+            url = url.set(database=str(root / path))
+    return url
+
+
+def printable_url(url: Any) -> str:
+    """A URL fit to print: the password, if any, hidden."""
+    # why: as in parse_url, SQLAlchemy only when a URL is read
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a URL)"
+
 
 CONFIG_NAME = "runletter.toml"
 

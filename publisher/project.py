@@ -12,7 +12,6 @@ from publisher.errors import Finding, RunletterError
 from publisher.model import Catalogue, Goals, Post, Resolved
 from publisher.render.cache import cache_path, load_cache, save_cache
 from publisher.schedule.rules import published_at
-from publisher.store import Store
 
 
 class Project:
@@ -101,8 +100,3 @@ def open_project(start: Path | None = None, cache: bool = False) -> Project:
         raise RunletterError(findings)
     assert goals is not None and catalogue is not None
     return Project(config=config, goals=goals, catalogue=catalogue, documents=documents)
-
-
-def open_store(project: Project) -> Store:
-    """The subscriber store named in runletter.toml (created, or migrated, on first use)."""
-    return Store.open(project.config.store_url())

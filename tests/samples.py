@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from publisher.config import ENV as DATABASE_URL  # noqa: F401 (shared under this name)
 from publisher.model import Goal, Goals
-from publisher.store.database import ENV as DATABASE_URL  # noqa: F401 (shared under this name)
 
 REPO = Path(__file__).resolve().parents[1]
 MOTOR_UNITS = "2026-09-15-motor-unit-activation"  # no audience: every goal gets an edition

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from publisher.project import Project, open_store
+from publisher.project import Project
+from publisher.store import Store
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Audience:
 
 def audience(project: Project) -> Audience:
     """Count the active readers of each segment."""
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         counts = store.count_by_goal("active")
     segments = tuple((slug, counts.pop(slug, 0)) for slug in project.goals.slugs)
     return Audience(segments=segments, unlisted=tuple(sorted(counts.items())))

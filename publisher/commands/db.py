@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from publisher.config import find_root, load_config
+from publisher.config import ENV, find_root, load_config, parse_url, printable_url
 from publisher.errors import Finding, RunletterError
 from publisher.store import Store
 from publisher.store.copying import copy_rows, row_counts
-from publisher.store.database import ENV, connect, parse_url, printable_url
+from publisher.store.database import connect
 from publisher.store.mailboxes import recorded_merges
 from publisher.store.upgrade import HEAD, version_of
 

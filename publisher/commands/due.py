@@ -27,7 +27,7 @@ from publisher.content.when import zone
 from publisher.delivery.address import Addresser
 from publisher.delivery.send import send_rendered
 from publisher.errors import Finding, RunletterError, suggest
-from publisher.project import Project, open_store
+from publisher.project import Project
 from publisher.schedule.agenda import Agenda
 from publisher.store.agenda import AgendaQueries
 from publisher.store.ledger import Ledger
@@ -133,7 +133,7 @@ def decide(project: Project, at: dt.datetime, resend_in_flight: bool = False) ->
     With `resend_in_flight`, every item with rows left in flight is sent too (those rows
     again), rendered like a due item even when nothing else of it is due."""
     plan = scheduled(project)
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         agenda = agenda_for(project, store, plan)
         decision = agenda.decide(at)
         leftover = {key: agenda.queries.count_unsent(key) for key in agenda.unsettled()}
@@ -171,7 +171,7 @@ def sending(run: DueRun, project: Project, provider: ChosenProvider, signer: Sig
     releasing the in-flight rows of the items the run resends)."""
     delivery = project.config.delivery
     addresser = Addresser(project.config, signer)
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         agenda = agenda_for(project, store, scheduled(project))
         agenda.apply(run.decision, held=run.held)
         ledger = Ledger(store)
@@ -199,7 +199,7 @@ def sending(run: DueRun, project: Project, provider: ChosenProvider, signer: Sig
 
 def record_only(run: DueRun, project: Project) -> None:
     """Write a run's decision when nothing is to be sent (skipped rows, enrolments)."""
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         agenda_for(project, store, scheduled(project)).apply(run.decision, held=run.held)
 
 
@@ -222,7 +222,7 @@ def outlook(project: Project, at: dt.datetime, days: int) -> Outlook:
     """What is due at `at` and on each day of the next `days`."""
     plan = scheduled(project)
     until = at + dt.timedelta(days=days)
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         agenda = agenda_for(project, store, plan)
         decision = agenda.decide(at)
         ahead = agenda.forecast(at, until)
@@ -249,7 +249,7 @@ def reader_plan(project: Project, email: str, at: dt.datetime,
                 days: int | None = None) -> ReaderPlan:
     """A reader's upcoming items (within `days`, when given)."""
     plan = scheduled(project)
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         reader = store.get(email)
         if reader is None:
             raise RunletterError(f"--reader {email}: no such subscriber; "
@@ -278,7 +278,7 @@ def sequence_report(project: Project, name: str) -> SequenceReport:
     """Counts per step of one sequence."""
     plan = scheduled(project, posts=False)
     sequence = find_sequence(plan, name)
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         waiting = agenda_for(project, store, plan).waiting(sequence)
         queries = AgendaQueries(store)
         counts = {key: queries.states(key) for key in (s.key for s in sequence.steps)}

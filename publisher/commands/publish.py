@@ -32,12 +32,12 @@ from publisher.delivery.providers.base import (
 from publisher.delivery.send import send_rendered
 from publisher.delivery.tokens import SECRET_ENV, Signer, load_secret
 from publisher.errors import Finding, RunletterError, suggest
-from publisher.project import Project, open_store
+from publisher.project import Project
 from publisher.render.archive import SiteBuilder
 from publisher.render.check import check_rendered
 from publisher.render.email import EmailRenderer
 from publisher.schedule.rules import published_at
-from publisher.store import validate_email
+from publisher.store import Store, validate_email
 from publisher.store.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def send_test_copy(publication: Publication, provider: ChosenProvider, signer: S
 def plan(publication: Publication, resend_in_flight: bool = False) -> Planned:
     """What the ledger would send now (nothing is written)."""
     project = publication.project
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         found = Ledger(store).preview(publication.post.slug, publication.goals,
                                       project.goals.slugs)
     return Planned(found, found.total + (found.in_flight if resend_in_flight else 0))
@@ -210,7 +210,7 @@ def sending(publication: Publication, provider: ChosenProvider, signer: Signer,
     project, slug = publication.project, publication.post.slug
     delivery = project.config.delivery
     addresser = Addresser(project.config, signer)
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         ledger = Ledger(store)
         with provider.cls(project.config, addresser, provider.settings) as sender:
             if resend_in_flight:
@@ -236,7 +236,7 @@ def settle_delivered(ledger: Any, post: str, sender: Any) -> None:
 def settle(publication: Publication, provider: ChosenProvider, outcome: Outcome) -> Sent:
     """After a send: the ledger per segment, the archive rebuilt, and why the run stopped."""
     project = publication.project
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         table = Ledger(store).report(publication.post.slug)
     segments = tuple((goal, table.get(goal, Counter())) for goal in publication.goals)
     return Sent(outcome, segments, rebuild_archive(project),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from publisher.project import Project, open_store
+from publisher.project import Project
+from publisher.store import Store
 from publisher.store.ledger import Ledger
 
 
@@ -20,14 +21,14 @@ class LedgerReport:
 def ledger_report(project: Project, post: str) -> LedgerReport:
     """The ledger of POST (a slug or a path)."""
     slug = project.post(post).slug
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         table = Ledger(store).report(slug)
     return LedgerReport(post=slug, segments=in_goals_order(table, project.goals.slugs))
 
 
 def step_report(project: Project, key: str) -> LedgerReport:
     """The ledger of one sequence step (its key, '<sequence>/<step>')."""
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         table = Ledger(store).report(key)
     return LedgerReport(post=key, segments=in_goals_order(table, project.goals.slugs))
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 from publisher.arrivals import ArrivalOptions, import_file
 from publisher.content.sequences import SIGNUP, load_sequences
 from publisher.errors import RunletterError, suggest
-from publisher.project import Project, open_store
+from publisher.project import Project
 from publisher.store import Store
 from publisher.store.changes import not_bounced
 from publisher.store.records import check_race_date, check_race_name, check_timezone
@@ -53,7 +53,7 @@ def _import_store(project: Project, dry_run: bool) -> Iterator[Store]:
     """The store to import into; a dry run with no store yet reads an empty throwaway one."""
     local = project.config.store_file()
     if not dry_run or local is None or local.exists():
-        with open_store(project) as store:
+        with Store.open(project.config.store_url()) as store:
             yield store
         return
     with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "dry.db") as store:
@@ -69,7 +69,7 @@ def add_reader(project: Project, email: str, goal: str, first_name: str, tags: s
                              + f"; goals are: {', '.join(project.goals.slugs)}")
     race = {"race_date": race_date, "race_name": race_name, "timezone": timezone}
     _check_flags(race)
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         return store.add(email, goal=goal, first_name=first_name,
                          tags=[t for t in tags.split(";") if t.strip()], consent_source="cli",
                          **race)
@@ -90,7 +90,7 @@ def _check_flags(values: dict[str, str | None]) -> None:
 
 def remove_reader(project: Project, email: str) -> None:
     """Delete a reader and their delivery history (the audit trail keeps the removal)."""
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         if not store.remove(email):
             raise RunletterError(f"no reader {email}; 'runletter subscribers list' shows them")
 
@@ -98,20 +98,20 @@ def remove_reader(project: Project, email: str) -> None:
 def list_readers(project: Project, goal: str | None,
                  status: str | None) -> Iterator[Subscriber]:
     """Readers by email, streamed from the store (only one goal and/or status when given)."""
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         yield from store.list(goal=goal, status=status)
 
 
 def export_readers(project: Project, out: TextIO, goal: str | None, status: str | None) -> int:
     """Write readers as CSV to `out`; how many rows were written."""
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         return store.export_csv(out, goal=goal, status=status)
 
 
 def bounced_reader(project: Project, email: str) -> tuple[Subscriber, str]:
     """A bounced reader and why they bounced (the audit's reason), for unbounce to show
     before it asks; a RunletterError for an unknown address or any other status."""
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         reader = store.get(email)
         if reader is None:
             raise RunletterError(f"no reader {email}; 'runletter subscribers list' shows them")
@@ -123,5 +123,5 @@ def bounced_reader(project: Project, email: str) -> tuple[Subscriber, str]:
 
 def unbounce_reader(project: Project, email: str) -> Subscriber:
     """Make a bounced reader active again, audited as the author's undo."""
-    with open_store(project) as store:
+    with Store.open(project.config.store_url()) as store:
         return store.unbounce(email, "unbounced by the author (cli): the bounce was a mistake")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from flask import Blueprint, current_app, redirect, request
 from flask.blueprints import BlueprintSetupState
 
+from publisher import clock
 from publisher.clock import DATE_RANGE
 from publisher.emails import CONTROL_RE
 from publisher.errors import RunletterError
@@ -43,7 +44,6 @@ from publisher.store.records import (
     RaceDateOutOfRange,
     check_race_date,
     check_race_name,
-    known_timezone,
 )
 
 log = logging.getLogger("runletter.serve")
@@ -140,7 +140,7 @@ def form_values() -> dict[str, str]:
     return {"email": request.values.get("email", "").strip()[:320],
             "first_name": request.values.get("first_name", "").strip()[:MAX_NAME + 20],
             "goal": goal if goal in app_state().goals.slugs else EVERYONE, **race,
-            "timezone": race["timezone"] if known_timezone(race["timezone"]) else ""}
+            "timezone": race["timezone"] if clock.known_timezone(race["timezone"]) else ""}
 
 
 def race_values(given: Mapping[str, str]) -> dict[str, str]:
@@ -365,7 +365,7 @@ def save_preferences(reader: Subscriber):
     if goal not in app_state().goals.slugs:
         errors.append("Please pick one of the goals in the list.")
     errors += race_errors(race)
-    if race["timezone"] and not known_timezone(race["timezone"]):
+    if race["timezone"] and not clock.known_timezone(race["timezone"]):
         errors.append(ZONE_ERROR)
     if errors:
         return preferences_page(reader, 400, errors,

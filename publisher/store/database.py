@@ -23,53 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from publisher.config import parse_url, printable_url
 from publisher.errors import Finding, RunletterError, is_disk_full
 
-ENV = "RUNLETTER_DATABASE_URL"
 # Seconds a write waits for another process's lock before the store says it is locked
 # (SQLite's busy_timeout, PostgreSQL's lock_timeout): the same patience on both.
 LOCK_TIMEOUT = 5.0
-SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg",
-           "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
-
-
-def parse_url(text: str, root: Path | None = None):
-    """A SQLAlchemy URL for a store URL; a one-line error for one that names no store.
-
-    A relative SQLite path is relative to the project root. A password written in the URL is
-    taken from the environment only (RUNLETTER_DATABASE_URL, PGPASSWORD or ~/.pgpass)."""
-    try:
-        url = make_url(text.strip())
-    except ArgumentError:
-        raise RunletterError(f"store URL {printable_url(text)!r} is not a database URL; "
-                             "write sqlite:///subscribers/runletter.db or "
-                             "postgresql://user@host:5432/dbname") from None
-    driver = SCHEMES.get(url.drivername)
-    if driver is None:
-        raise RunletterError(f"store URL {printable_url(text)!r}: '{url.drivername}' is not a "
-                             "store runletter knows; use sqlite:/// or postgresql://")
-    url = url.set(drivername=driver)
-    if driver == "sqlite":
-        if not url.database or url.database == ":memory:":
-            raise RunletterError("a SQLite store needs a file: sqlite:///subscribers/runletter.db")
-        path = Path(url.database)
-        if not path.is_absolute() and root is not None:
-            url = url.set(database=str(root / path))
-    return url
-
-
-def printable_url(url: Any) -> str:
-    """A URL fit to print: the password, if any, hidden."""
-    try:
-        return make_url(str(url)).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(not a URL)"
-
-
 @functools.lru_cache(maxsize=1024)
 def _statement(sql: str):
     """The `text()` of a statement written with named binds (`:email`), made once."""

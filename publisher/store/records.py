@@ -171,22 +171,11 @@ def check_timezone(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         return ""
-    if known_timezone(name):
+    if clock.known_timezone(name):
         return name
     raise RunletterError(f"timezone {show_value(name)} is not an IANA time zone"
                          + suggest(name, _zone_names()) + ", e.g. Europe/Madrid or "
                          "America/New_York")
-
-
-def known_timezone(name: str) -> bool:
-    """True when zoneinfo knows this zone name."""
-    if name != name.strip() or not name or name.startswith(("/", ".")) or ".." in name:
-        return False
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
 
 
 def _zone_names() -> list[str]:

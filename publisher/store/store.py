@@ -17,6 +17,7 @@ from typing import TextIO
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from publisher.config import parse_url, printable_url
 from publisher.emails import check_email, normalize_email, show_value
 from publisher.errors import Finding, RunletterError
 from publisher.model import EVERYONE
@@ -27,8 +28,6 @@ from publisher.store.database import (
     is_busy,
     listing,
     no_space,
-    parse_url,
-    printable_url,
     sqlite_disk_full,
 )
 from publisher.store.export import export_csv

@@ -543,8 +543,8 @@ def copies(server) -> Counter:
 def step_states(root, item: str) -> dict[str, str]:
     """The ledger state of each reader's row of `item`."""
     with project_store(root) as store:
-        return dict(store.conn.execute("SELECT email, state FROM deliveries WHERE post = ?",
-                                       (item,)).fetchall())
+        return dict(store.conn.execute("SELECT email, state FROM deliveries WHERE post = :post",
+                                       {"post": item}).fetchall())
 
 
 def test_a_step_left_in_flight_is_resent_once_by_resend_in_flight_and_not_by_a_plain_run(
@@ -593,8 +593,8 @@ def test_resend_in_flight_marks_sent_an_outbox_message_already_in_new_and_sends_
     due_ok("2027-01-03T06:00")
     with project_store(timed_root) as store, store.transaction() as conn:
         # The file was written, then the run was killed before the row was settled.
-        conn.execute("UPDATE deliveries SET state = 'in-flight' WHERE post = ?",
-                     ("race-plan/01-twelve-weeks",))
+        conn.execute("UPDATE deliveries SET state = 'in-flight' WHERE post = :post",
+                     {"post": "race-plan/01-twelve-weeks"})
     output = due_ok("2027-01-03T06:15", "--resend-in-flight")
     assert (received(timed_root), step_states(timed_root, "race-plan/01-twelve-weeks"),
             "sent 0 messages" in output) == (

@@ -119,8 +119,8 @@ def ledger_states(root: Path) -> Counter:
     """How many ledger rows of the post are in each state."""
     with project_store(root) as store:
         return Counter(dict(store.conn.execute(
-            "SELECT state, COUNT(*) FROM deliveries WHERE post = ? GROUP BY state",
-            (POST,)).fetchall()))
+            "SELECT state, COUNT(*) FROM deliveries WHERE post = :post GROUP BY state",
+            {"post": POST}).fetchall()))
 
 
 def bounced_readers(root: Path) -> set[str]:

@@ -242,9 +242,20 @@ def add_reader(store: Store, email_addr: str, goal: str, signup: str,
     # No verb sets a race or a zone yet (the signup form and the import will): written here
     # as they will store them.
     with store.transaction() as conn:
-        conn.execute("UPDATE subscribers SET consent_at = ?, created_at = ?, enrolled_at = ?, "
-                     "race_date = ?, race_name = ?, timezone = ? WHERE id = ?",
-                     (stamp, stamp, stamp, race_date, race_name, timezone, reader.id))
+        conn.execute(
+            "UPDATE subscribers SET consent_at = :consent_at, created_at = :created_at, "
+            "enrolled_at = :enrolled_at, "
+            "race_date = :race_date, race_name = :race_name, timezone = :timezone WHERE id = :id",
+            {
+                "consent_at": stamp,
+                "created_at": stamp,
+                "enrolled_at": stamp,
+                "race_date": race_date,
+                "race_name": race_name,
+                "timezone": timezone,
+                "id": reader.id,
+            },
+        )
     return reader.id
 
 
@@ -252,8 +263,10 @@ def move_race(store: Store, email_addr: str, race_date: str) -> None:
     """A reader's race moved to another date, written past the store's checks (so also a
     date a store from before dates were bounded may hold, e.g. year 1 or 9999)."""
     with store.transaction() as conn:
-        conn.execute("UPDATE subscribers SET race_date = ? WHERE email = ?",
-                     (race_date, email_addr))
+        conn.execute(
+            "UPDATE subscribers SET race_date = :race_date WHERE email = :email",
+            {"race_date": race_date, "email": email_addr},
+        )
 
 
 def say_ready(store: Store, email_addr: str, step: str, at: str) -> None:
@@ -261,25 +274,30 @@ def say_ready(store: Store, email_addr: str, step: str, at: str) -> None:
     their enrolment looked at again by the next run."""
     sid = store.get(email_addr).id
     with store.transaction() as conn:
-        conn.execute("INSERT INTO ready(subscriber_id, step, at) VALUES (?, ?, ?)",
-                     (sid, step, utc(at).isoformat(timespec="seconds")))
-        conn.execute("UPDATE enrolments SET next_at = 0 WHERE subscriber_id = ? "
-                     "AND sequence = ?", (sid, step.split("/")[0]))
+        conn.execute("INSERT INTO ready(subscriber_id, step, at) "
+                     "VALUES (:subscriber_id, :step, :at)",
+                     {"subscriber_id": sid, "step": step,
+                      "at": utc(at).isoformat(timespec="seconds")})
+        conn.execute("UPDATE enrolments SET next_at = 0 WHERE subscriber_id = :subscriber_id "
+                     "AND sequence = :sequence",
+                     {"subscriber_id": sid, "sequence": step.split("/")[0]})
 
 
 def states(store: Store, email_addr: str) -> dict[str, str]:
     """Each item's ledger state for one reader."""
     return dict(store.conn.execute(
         "SELECT d.post, d.state FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
-        "WHERE s.email = ? ORDER BY d.post", (email_addr,)).fetchall())
+        "WHERE s.email = :email ORDER BY d.post", {"email": email_addr}).fetchall())
 
 
 def mark_sent(store: Store, item: str, at: str) -> None:
     """An item's planned rows settled as sent at an instant (what a run's send records)."""
     stamp = utc(at).isoformat(timespec="seconds")
     with store.transaction() as conn:
-        conn.execute("UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ? "
-                     "WHERE post = ? AND state = 'planned'", (stamp, stamp, item))
+        conn.execute("UPDATE deliveries SET state = 'sent', sent_at = :sent_at, updated_at = "
+                     ":updated_at "
+                     "WHERE post = :post AND state = 'planned'",
+                     {"sent_at": stamp, "updated_at": stamp, "post": item})
 
 
 def scheduled_post(root: Path, slug: str, send_at: str,
@@ -348,9 +366,10 @@ def fill_readers(url: str, count: int, goals: list[str]) -> list[tuple[int, str]
         with store.transaction() as conn:
             conn.executemany(
                 "INSERT INTO subscribers(email, first_name, goal, tags, status, consent_source, "
-                "consent_at, created_at, updated_at) VALUES (?, '', ?, '', 'active', 'test', "
-                "?, ?, ?)", ((f"reader{n:05d}@example.com", goals[n % len(goals)], stamp, stamp,
-                              stamp) for n in range(count)))
+                "consent_at, created_at, updated_at) VALUES (:email, '', :goal, '', 'active', "
+                "'test', :at, :at, :at)",
+                ({"email": f"reader{n:05d}@example.com", "goal": goals[n % len(goals)],
+                  "at": stamp} for n in range(count)))
         return [(sid, addr) for sid, addr in
                 store.conn.execute("SELECT id, email FROM subscribers ORDER BY id")]
 
@@ -404,8 +423,8 @@ def version_5_store(path: Path, email_addr: str) -> None:
     for script in MIGRATIONS[:5]:
         conn.executescript(script)
     conn.execute("INSERT INTO subscribers(email, status, created_at, updated_at) VALUES "
-                 "(?, 'active', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
-                 (email_addr,))
+                 "(:email, 'active', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+                 {"email": email_addr})
     conn.commit()
     conn.close()
 

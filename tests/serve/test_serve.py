@@ -84,16 +84,27 @@ def add_sent_row(site: LiveServer, address: str, provider_id: str, post: str = S
     with site.store() as store:
         reader = store.get(address)
         with store.transaction() as conn:
-            conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                         "attempts, provider_id, updated_at) VALUES (?, ?, ?, ?, 'sent', 1, ?, ?)",
-                         (post, reader.id, reader.email, reader.goal, provider_id, now()))
+            conn.execute(
+                "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
+                "attempts, provider_id, updated_at) VALUES (:post, :subscriber_id, :email, "
+                ":goal, 'sent', 1, :provider_id, :updated_at)",
+                {
+                    "post": post,
+                    "subscriber_id": reader.id,
+                    "email": reader.email,
+                    "goal": reader.goal,
+                    "provider_id": provider_id,
+                    "updated_at": now(),
+                },
+            )
 
 
 def ledger_row(site: LiveServer, address: str, post: str = SENT) -> tuple[str, str | None]:
     with site.store() as store:
         reader = store.get(address)
-        return store.conn.execute("SELECT state, error FROM deliveries WHERE post = ? AND "
-                                  "subscriber_id = ?", (post, reader.id)).fetchone()
+        return store.conn.execute("SELECT state, error FROM deliveries WHERE post = :post AND "
+                                  "subscriber_id = :subscriber_id",
+                                  {"post": post, "subscriber_id": reader.id}).fetchone()
 
 
 # -- signup and double opt-in ---------------------------------------------------------------
@@ -626,8 +637,10 @@ def test_sendgrid_event_ids_are_kept_as_long_as_their_signature_is_accepted(site
     body = json.dumps([event]).encode()
     oldest = time.time() - SENDGRID_TOLERANCE  # the earliest a still-valid batch was handled
     with site.store() as store, store.transaction() as conn:
-        conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) VALUES (?, ?, ?)",
-                     ("sendgrid", event["sg_event_id"], oldest - SENDGRID_TOLERANCE + 5))
+        conn.execute("INSERT INTO serve_webhook_seen(provider, token, at) VALUES (:provider, "
+                     ":token, :at)",
+                     {"provider": "sendgrid", "token": event["sg_event_id"],
+                      "at": oldest - SENDGRID_TOLERANCE + 5})
     edge = str(int(time.time()) - SENDGRID_TOLERANCE + 5)
     response = post_json(site, "sendgrid", body, wh.sendgrid_headers(body, timestamp=edge))
     assert response.status_code == 200 and response.json()["changed"] == 0
@@ -795,8 +808,9 @@ def test_a_removed_readers_link_does_not_work_for_a_new_reader_given_the_same_id
         store.remove(last.email)
         if store.dialect == "postgresql":  # as SQLite does, reusing the highest id (a sequence
             # never gives one twice by itself, but a restored or copied store may)
-            store.conn.execute("SELECT setval(pg_get_serial_sequence('subscribers', 'id'), ?)",
-                               (last.id - 1,))
+            store.conn.execute("SELECT setval(pg_get_serial_sequence('subscribers', 'id'), "
+                               ":value0)",
+                               {"value0": last.id - 1})
         newcomer = store.add("new.reader@example.net", goal="5k", first_name="Nia")
     assert newcomer.id == last.id  # SQLite reuses the highest rowid after a delete
     response = requests.post(old_link, data="List-Unsubscribe=One-Click",

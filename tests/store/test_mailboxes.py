@@ -14,10 +14,10 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from publisher.config import ENV as DATABASE_URL
 from publisher.delivery.tokens import Signer
 from publisher.emails import canonical, mailbox_key, validate_email
 from publisher.store import Store
-from publisher.store.database import ENV as DATABASE_URL
 from publisher.store.upgrade import HEAD
 from tests.helpers.live_server import signer, start_site
 from tests.helpers.support import copy_sample, free_port, import_csv, run, write_csv

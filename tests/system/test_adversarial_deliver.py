@@ -143,8 +143,13 @@ def publish(world: dict, script: list[dict], max_batch: int, mixes: bool):
                             world["addresser"], max_attempts=MAX_ATTEMPTS, backoff_base=1.0,
                             backoff_max=4.0, sleep=clock.sleep, clock=clock,
                             retry_after_max=CEILING)
-        rows = {sid: (state, attempts) for sid, state, attempts in store.conn.execute(
-            "SELECT subscriber_id, state, attempts FROM deliveries WHERE post = ?", (POST,))}
+        rows = {
+            sid: (state, attempts)
+            for sid, state, attempts in store.conn.execute(
+                "SELECT subscriber_id, state, attempts FROM deliveries WHERE post = :post",
+                {"post": POST},
+            )
+        }
     path.unlink()
     return provider, outcome, rows
 

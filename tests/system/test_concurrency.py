@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from publisher.config import ENV as DATABASE_URL_ENV
 from publisher.delivery.address import Addresser
 from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.store import Store
-from publisher.store.database import ENV as DATABASE_URL_ENV
 from publisher.store.ledger import Ledger
 from tests.contract import running
 from tests.helpers.live_server import LiveServer, configure

@@ -142,6 +142,6 @@ def test_a_toy_provider_in_its_own_module_publishes_and_takes_a_bounce_by_webhoo
                                               "toy webhook: bounce: mailbox gone")
     with server.store() as store:
         state, error = store.conn.execute(
-            "SELECT state, error FROM deliveries WHERE post = ? AND email = ?",
-            (POST, READERS[1])).fetchone()
+            "SELECT state, error FROM deliveries WHERE post = :post AND email = :email",
+            {"post": POST, "email": READERS[1]}).fetchone()
     assert (state, error) == ("rejected", "bounce (toy): mailbox gone")

@@ -294,8 +294,8 @@ def test_a_rejected_address_bounces_that_reader_and_the_rest_are_delivered(
     assert ledger_states(news) == Counter({"sent": 58, "rejected": 1})
     with Store.open(news / "subscribers/runletter.db") as store:
         assert store.get(victim).status == "bounced"
-        error = store.conn.execute("SELECT error FROM deliveries WHERE email = ?",
-                                   (victim,)).fetchone()[0]
+        error = store.conn.execute("SELECT error FROM deliveries WHERE email = :email",
+                                   {"email": victim}).fetchone()[0]
     assert error == "MessageRejected: Illegal address"
     assert statuses(news)["bounced"] == bounced + 1
 
