@@ -29,6 +29,7 @@ from publisher.delivery.send import send_rendered
 from publisher.errors import Finding, RunletterError, suggest
 from publisher.project import Project
 from publisher.schedule.agenda import Agenda
+from publisher.store import Store
 from publisher.store.agenda import AgendaQueries
 from publisher.store.ledger import Ledger
 

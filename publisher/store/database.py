@@ -38,17 +38,19 @@ def _statement(sql: str):
     return text(sql)
 
 
-# Each list a statement can take, typed: PostgreSQL is then given an empty list as a typed
-# empty set (an untyped one is an integer set, and a text column cannot be IN it).
-LIST_TYPES = {"goals": String, "emails": String, "ids": Integer}
+# The lists a statement may be given empty, typed: PostgreSQL is then given a typed empty set
+# (an untyped one is an integer set, and a text column cannot be IN it). Emails stay untyped:
+# a cast to VARCHAR would compare them case by case, not as the citext column folds them.
+LIST_TYPES = {"goals": String, "ids": Integer}
 
 
 @functools.lru_cache(maxsize=256)
 def listing(sql: str, *lists: str):
     """A statement whose named lists (`IN :goals`, `IN :ids`) each take a sequence, one bind
     per item (SQLAlchemy's expanding binds), made once."""
-    return text(sql).bindparams(*(bindparam(name, expanding=True, type_=LIST_TYPES[name]())
-                                  for name in lists))
+    return text(sql).bindparams(*(
+        bindparam(name, expanding=True, type_=LIST_TYPES[name]() if name in LIST_TYPES else None)
+        for name in lists))
 
 
 class Connection:
