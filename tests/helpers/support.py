@@ -433,3 +433,13 @@ def import_csv(store: Store, path: Path, goals, *, display: str | None = None):
     """Import Runletter's own CSV into a store (what `subscribers import --from runletter`
     does); the ArrivalReport."""
     return import_file(store, path, goals, ArrivalOptions(source="runletter"), display=display)
+
+
+def forget_module(monkeypatch, name: str) -> None:
+    """Make the next import of `name` load it afresh, and put everything back afterwards:
+    the entry in sys.modules and the parent package's attribute (a fresh import rebinds it,
+    and a later `monkeypatch.setattr("a.b.NAME")` would otherwise patch the fresh copy while
+    the registry loads the original)."""
+    parent, _, leaf = name.rpartition(".")
+    monkeypatch.setattr(sys.modules[parent], leaf, sys.modules[name])
+    monkeypatch.delitem(sys.modules, name)

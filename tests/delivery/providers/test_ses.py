@@ -43,7 +43,7 @@ from publisher.render.email import EmailRenderer
 from publisher.store import Store
 from tests.helpers.moto_server import running_moto
 from tests.helpers.provider_scenarios import ledger_states
-from tests.helpers.support import Clock, free_port, import_sample
+from tests.helpers.support import Clock, forget_module, free_port, import_sample
 from tests.samples import HIP_DRIVE as POST
 from tests.samples import REPO, SECRET
 
@@ -628,7 +628,7 @@ def test_settings_and_secrets_stay_out_of_the_file(project):
 
 def test_without_boto3_the_registry_says_what_to_install(monkeypatch):
     monkeypatch.setitem(REGISTRY, "ses", "publisher.delivery.providers.ses.sending:SesProvider")
-    monkeypatch.delitem(sys.modules, "publisher.delivery.providers.ses.sending")
+    forget_module(monkeypatch, "publisher.delivery.providers.ses.sending")
     monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
     with pytest.raises(RunletterError, match=r"pip install 'runletter\[ses\]'"):
         provider_class("ses")

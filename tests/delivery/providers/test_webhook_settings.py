@@ -20,7 +20,7 @@ from publisher.serve.server import prepare
 from publisher.store import Store
 from tests.helpers import webhooks as wh
 from tests.helpers.live_server import LiveServer, configure, post_json
-from tests.helpers.support import copy_sample, free_port
+from tests.helpers.support import copy_sample, forget_module, free_port
 
 OLD_KEYS = {"postmark_webhook_user": ("postmark", "webhook_user"),
             "sendgrid_public_key": ("sendgrid", "webhook_public_key"),
@@ -102,7 +102,7 @@ def test_a_misspelled_webhook_variable_is_warned_about_with_the_right_name():
 
 def test_a_providers_webhook_needs_none_of_its_sending_packages(monkeypatch):
     monkeypatch.setitem(REGISTRY, "ses", "publisher.delivery.providers.ses.sending:SesProvider")
-    monkeypatch.delitem(sys.modules, "publisher.delivery.providers.ses.sending")
+    forget_module(monkeypatch, "publisher.delivery.providers.ses.sending")
     monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
     assert registered_class("ses").WebhookSettings is not None
     with pytest.raises(RunletterError, match=r"pip install 'runletter\[ses\]'"):
