@@ -17,8 +17,8 @@ from publisher.serve.context import EXTENSION, AppState
 from publisher.serve.mailer import Mailer
 from publisher.serve.pages import bp as pages
 from publisher.serve.plans import bp as plans
-from publisher.serve.webhooks import Receivers
 from publisher.serve.webhooks import bp as webhooks
+from publisher.serve.webhooks import init_app as webhooks_init
 from publisher.store import Store
 
 LAYOUTS = ("subscribe", "embed", "message", "confirm", "unsubscribe", "preferences", "email",
@@ -38,11 +38,11 @@ def create_app(config: Config, goals: Goals, secret: str) -> Flask:
     app = Flask("runletter.serve")
     app.extensions[EXTENSION] = AppState(
         config=config, goals=goals, signer=signer, env=env,
-        mailer=Mailer(config, signer, env), readers=db.Connections(config.store_url()),
-        csrf=URLSafeTimedSerializer(secret, salt="runletter.serve.csrf"),
-        receivers=Receivers(config))
+        mailer=Mailer(config, signer, env),
+        csrf=URLSafeTimedSerializer(secret, salt="runletter.serve.csrf"))
     security.init_app(app)
-    db.init_app(app)
+    db.init_app(app, config.store_url())
+    webhooks_init(app, config)
     ui.init_app(app)
     app.register_blueprint(pages)
     app.register_blueprint(plans)

@@ -14,26 +14,24 @@ if TYPE_CHECKING:
     from publisher.config import Config
     from publisher.delivery.tokens import Signer
     from publisher.model import Goals
-    from publisher.serve.db import Connections
     from publisher.serve.mailer import Mailer
-    from publisher.serve.webhooks import Receivers
 
 EXTENSION = "runletter"  # the key of app.extensions
 
 
 @dataclass(frozen=True)
 class AppState:
-    """One newsletter's settings, goals, signer, layouts, mailer, store connections and
-    webhook receivers; `app.extensions["runletter"]`."""
+    """One newsletter's settings, goals, signer, layouts, mailer and CSRF serializer;
+    `app.extensions["runletter"]`. The store's connections and the webhook receivers are
+    their own modules' extensions (`serve.db`, `serve.webhooks`), so this module needs
+    neither."""
 
     config: Config
     goals: Goals
     signer: Signer
     env: Environment
     mailer: Mailer
-    readers: Connections
     csrf: URLSafeTimedSerializer
-    receivers: Receivers
 
     def __getitem__(self, key: str) -> Any:
         """Attributes by name too, the way Flask extensions are usually looked up."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import threading
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
-from publisher.serve.context import app_state
 from publisher.store import Store
 
 # Link scanners fetch with these; Flask runs a GET view for HEAD, so views test for POST.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+EXTENSION = "runletter.readers"  # the key of app.extensions
 
 
 class Connections:
@@ -45,13 +45,13 @@ class Connections:
 def get_store() -> Store:
     """The current request's Store."""
     if "store" not in g:
-        g.store = app_state().readers.store()
+        g.store = current_app.extensions[EXTENSION].store()
     return g.store
 
 
 def guard_safe_methods() -> None:
     """Before every request, on every route present or added later: no writes on GET/HEAD."""
-    app_state().readers.read_only(request.method in SAFE_METHODS)
+    current_app.extensions[EXTENSION].read_only(request.method in SAFE_METHODS)
 
 
 def close_store(exc: BaseException | None = None) -> None:
@@ -61,7 +61,8 @@ def close_store(exc: BaseException | None = None) -> None:
         store.conn.rollback_quietly()
 
 
-def init_app(app: Flask) -> None:
-    """Install the read-only guard and the teardown."""
+def init_app(app: Flask, url: str) -> None:
+    """Give the app its store connections; install the read-only guard and the teardown."""
+    app.extensions[EXTENSION] = Connections(url)
     app.before_request(guard_safe_methods)
     app.teardown_appcontext(close_store)

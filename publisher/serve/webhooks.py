@@ -12,13 +12,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from publisher.config import Config
 from publisher.delivery.providers import webhook_classes
 from publisher.delivery.providers.base import Provider, read_settings
 from publisher.delivery.providers.webhook import Event, WebhookError, WebhookReport, WebhookRequest
-from publisher.serve.context import app_state
 from publisher.serve.db import get_store
 from publisher.store.ledger import Ledger
 
@@ -45,10 +44,23 @@ class Receivers:
                                  for cls, _ in self.providers.values()])
 
 
+EXTENSION = "runletter.receivers"  # the key of app.extensions
+
+
+def init_app(app, config) -> None:
+    """Give the app its webhook receivers, one per provider with webhook settings."""
+    app.extensions[EXTENSION] = Receivers(config)
+
+
+def receivers() -> Receivers:
+    """The webhook receivers of the app handling the current request."""
+    return current_app.extensions[EXTENSION]
+
+
 @bp.post("/webhooks/<name>")
 def receive(name: str):
     """One provider's webhook request: verified, read, applied."""
-    found = app_state().receivers.providers.get(name)
+    found = receivers().providers.get(name)
     if found is None:
         return jsonify(error=f"no webhook for '{name[:40]}'"), 404
     cls, loaded = found
@@ -79,7 +91,8 @@ def apply_report(name: str, report: WebhookReport):
 
 def seen_first(name: str, token: str) -> bool:
     """Remember a webhook id; False when it was seen before (a replay or a retry)."""
-    return get_store().mark_webhook_seen(name, token, app_state().receivers.keep, time.time())
+    return get_store().mark_webhook_seen(name, token, receivers().keep,
+                                        time.time())
 
 
 def apply_events(name: str, events: list[Event]) -> int:

@@ -371,7 +371,7 @@ def test_no_page_changes_anything_on_get_or_head(site, monkeypatch):
 @pytest.mark.usefixtures("backend")
 def test_a_route_added_later_cannot_write_on_get_or_head(sample_root):
     app, _, _ = prepare(None, None, None, start=sample_root)
-    readers = app.extensions["runletter"]["readers"]
+    readers = app.extensions["runletter.readers"]
 
     @app.route("/later/<address>", methods=["GET", "POST"])
     def later(address: str):  # a careless future page that changes a reader on any method
