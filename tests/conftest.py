@@ -18,7 +18,8 @@ from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.render.email import EmailRenderer
 from publisher.store import Store
-from tests.helpers.support import copy_sample
+from publisher.store.ledger import Ledger
+from tests.helpers.support import copy_sample, import_sample, project_store
 from tests.samples import (
     BACKENDS,
     DATABASE_URL,
@@ -161,3 +162,18 @@ def module_database(request) -> Iterator[str]:
         return
     with _fresh_database(request) as url:
         yield url
+
+
+@pytest.fixture
+def pipeline(sample_root):
+    """The sample imported and its Hip Drive post planned: (project, resolved post,
+    addresser, ledger, store), the store closed after."""
+    import_sample(sample_root)
+    project = open_project(sample_root)
+    resolved = project.resolve(project.post(HIP_DRIVE))
+    addresser = Addresser(project.config, Signer(SECRET))
+    store = project_store(sample_root)
+    ledger = Ledger(store)
+    ledger.plan(HIP_DRIVE, [g.slug for g in resolved.audience])
+    yield project, resolved, addresser, ledger, store
+    store.close()

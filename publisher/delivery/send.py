@@ -49,6 +49,7 @@ class Call:
 
     parts: tuple[tuple[Goal, tuple[Delivery, ...]], ...]
     batches: tuple[Batch, ...]
+    marked: bool = False  # its rows are in flight in the ledger (only those it still has)
 
     @property
     def rows(self) -> list[Delivery]:
@@ -108,6 +109,10 @@ class _Run:
     pause: Pause
     outcome: Outcome = field(default_factory=Outcome)
     compiled: dict[str, Compiled] = field(default_factory=dict)  # per goal, when first needed
+    # Goals whose last read came back short: nothing more is due in them until a retry is,
+    # so they are read again only once every goal is (a drained goal costs a query a call).
+    drained: set[str] = field(default_factory=set)
+    read_past: dict[str, int] = field(default_factory=dict)  # goal -> last planned id read
 
     @property
     def post(self) -> str:
@@ -122,12 +127,15 @@ class _Run:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send") as worker:
             out: tuple[Call, Future[list[Receipt]]] | None = None
             while True:
-                upcoming = self.next_call(frozenset(d.subscriber_id for d in out[0].rows)
-                                          if out else frozenset())
+                upcoming = self.next_call()
                 if out is not None:
                     done, out = out, None
-                    if self.collect(*done):
+                    upcoming, stop = self.collect(*done, upcoming)
+                    if stop:
                         break
+                    if upcoming is not None and upcoming.marked:
+                        out = self.submit(upcoming, worker)
+                        continue
                 if upcoming is None:
                     if out is None and not self.wait_for_retry():
                         break
@@ -138,22 +146,44 @@ class _Run:
                 self.outcome.failed[goal_slug] = states["failed"]
         return self.outcome
 
-    def next_call(self, skip: frozenset[int]) -> Call | None:
-        """The next call's rows and batches, read but not yet marked (None: none is due)."""
+    def next_call(self) -> Call | None:
+        """The next call's rows and batches, read but not yet marked (None: none is due).
+        Rows of readers read as gone are in the call, for the mark to settle, but in no
+        batch."""
+        parts = self.next_rows()
+        if not parts and self.drained:
+            # A retry may have come due in a goal read empty before, or a row another
+            # publish held may be planned again: one more pass, from the start.
+            self.drained.clear()
+            self.read_past.clear()
+            parts = self.next_rows()
+        if not parts:
+            return None
+        batches = tuple(_batch(self.compiled_for(goal), sending, self.addresser, self.post)
+                        for goal, rows in parts
+                        if (sending := [d for d in rows if d.status == "active"]))
+        return Call(tuple(parts), batches)
+
+    def next_rows(self) -> list[tuple[Goal, tuple[Delivery, ...]]]:
+        """Up to a call's worth of sendable rows, goal by goal, past the goals read empty."""
         parts: list[tuple[Goal, tuple[Delivery, ...]]] = []
         room = self.provider.max_batch
         for goal in self.goals:
+            if goal.slug in self.drained:
+                continue
             rows = self.ledger.peek(self.post, goal.slug, room, self.max_attempts,
-                                    self.clock(), skip)
+                                    self.clock(), self.read_past.get(goal.slug, 0))
+            if len(rows) < room:
+                self.drained.add(goal.slug)
+            fresh = [d.subscriber_id for d in rows if d.state == "planned"]
+            if fresh:
+                self.read_past[goal.slug] = max(fresh)
             if rows:
                 parts.append((goal, tuple(rows)))
                 room -= len(rows)
             if room == 0 or (parts and not self.provider.mixes_editions):
                 break
-        if not parts:
-            return None
-        return Call(tuple(parts), tuple(_batch(self.compiled_for(goal), rows, self.addresser,
-                                               self.post) for goal, rows in parts))
+        return parts
 
     def compiled_for(self, goal: Goal) -> Compiled:
         """A goal's edition made ready for addressing, once."""
@@ -166,14 +196,22 @@ class _Run:
                ) -> tuple[Call, Future[list[Receipt]]] | None:
         """Mark a call's rows in-flight (after any wait the provider asked for) and send it."""
         self.pause.sit_out()
-        call = _only(call, self.ledger.mark_in_flight(self.post, call.rows))
-        if not call.rows:
+        return self.submit(_only(call, self.ledger.mark_in_flight(self.post, call.rows)),
+                           worker)
+
+    def submit(self, call: Call, worker: ThreadPoolExecutor
+               ) -> tuple[Call, Future[list[Receipt]]] | None:
+        """Send a marked call on the worker (None when none of its rows was marked)."""
+        if not call.batches:
             return None
         return call, worker.submit(self.provider.send_many, list(call.batches))
 
-    def collect(self, call: Call, future: Future[list[Receipt]]) -> bool:
-        """Settle a call that was out; True when the provider asked to wait past the ceiling
-        (the run stops; the call read meanwhile is not marked)."""
+    def collect(self, call: Call, future: Future[list[Receipt]],
+                upcoming: Call | None) -> tuple[Call | None, bool]:
+        """Settle a call that was out and, in the same transaction, mark the upcoming one
+        when it may go at once (no wait asked); the upcoming call as marked (or unmarked),
+        and True when the provider asked to wait past the ceiling (the run stops; the call
+        read meanwhile is not marked)."""
         try:
             receipts = future.result()
         except ProviderConfigError as exc:
@@ -182,20 +220,30 @@ class _Run:
                 self.settle(call, list(exc.receipts))
             self.ledger.unclaim(self.post, call.rows)
             raise
-        self.settle(call, receipts)
-        if self.pause.asked > self.retry_after_max:
-            self.outcome.wait_asked, self.outcome.resume_at = self.pause.asked, self.pause.until
-            return True
-        return False
-
-    def settle(self, call: Call, receipts: list[Receipt]) -> None:
-        """Record a call's receipts in the ledger and the outcome, and heed its Retry-After."""
-        attempts = {d.subscriber_id: d.attempts for d in call.rows}
         at = self.clock()
-        self.ledger.record(self.post, receipts, attempts, self.backoff_base, self.backoff_max, at)
         self.pause.heed(receipts, at)
+        if self.pause.asked > self.retry_after_max:
+            self.settle(call, receipts, at)
+            self.outcome.wait_asked, self.outcome.resume_at = self.pause.asked, self.pause.until
+            return None, True
+        if upcoming is None or self.clock() < self.pause.until:
+            self.settle(call, receipts, at)
+            return upcoming, False
+        marked = self.settle(call, receipts, at, then_mark=upcoming)
+        return _only(upcoming, marked), False
+
+    def settle(self, call: Call, receipts: list[Receipt], at: float | None = None,
+               then_mark: Call | None = None) -> set[int]:
+        """Record a call's receipts in the ledger and the outcome; with `then_mark`, mark
+        that call's rows in the same transaction (the ids marked)."""
+        attempts = {d.subscriber_id: d.attempts for d in call.rows}
+        at = self.clock() if at is None else at
+        marked = self.ledger.record(self.post, receipts, attempts, self.backoff_base,
+                                    self.backoff_max, at,
+                                    then_mark=then_mark.rows if then_mark else ())
         self.outcome.batches += 1
-        goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows}
+        goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows
+                   if d.status == "active"}
         answered = {r.subscriber_id for r in receipts}
         for sid, goal_slug in goal_of.items():
             if sid not in answered:
@@ -207,6 +255,7 @@ class _Run:
                 self.outcome.rejected[goal_of[r.subscriber_id]] += 1
             if self.progress and r.status != FAILED:
                 self.progress(1)
+        return marked
 
     def wait_for_retry(self) -> bool:
         """Nothing is due now: sleep until the earliest retry; False when nothing is left."""
@@ -220,15 +269,15 @@ class _Run:
 
 
 def _only(call: Call, marked: set[int]) -> Call:
-    """The call without rows someone else settled between reading and marking them."""
-    if len(marked) == len(call.rows):
-        return call
+    """The call as marked: only the rows marked in flight (others were settled, or taken,
+    between reading and marking them)."""
     parts = tuple((g, tuple(d for d in rows if d.subscriber_id in marked))
                   for g, rows in call.parts)
     batches = tuple(Batch(b.edition, b.compiled,
                           tuple(r for r in b.recipients if r.subscriber_id in marked))
                     for b in call.batches)
-    return Call(tuple(p for p in parts if p[1]), tuple(b for b in batches if b.recipients))
+    return Call(tuple(p for p in parts if p[1]), tuple(b for b in batches if b.recipients),
+                marked=True)
 
 
 def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,

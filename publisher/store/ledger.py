@@ -9,6 +9,7 @@ when the author asks (at most once, by default).
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -33,39 +34,112 @@ _NEXT_RETRY = listing(
     "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM deliveries WHERE post = :post AND "
     "goal IN :goals AND state IN ('planned', 'failed') AND attempts < :max_attempts", "goals")
 
-# Settling, before a mark, the rows of readers who left since they were read. SQLite's
-# planner would walk every unsent row of the post through an index led by (post, …) (O(list)
-# per call: a 1M-reader publish slowed threefold); '+post' and '+state' leave it
-# (subscriber_id, post): one lookup per row of the call.
-_REJECT_LEFT = {dialect: listing(
-    "UPDATE deliveries SET state = 'rejected', updated_at = :stamp, error = 'reader is ' "
-    "|| (SELECT status FROM subscribers s WHERE s.id = subscriber_id) "
-    f"WHERE {post} = :post AND {state} IN ('planned', 'failed') AND subscriber_id IN :ids "
-    "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
-    "AND s.status != 'active')", "ids")
-    for dialect, post, state in (("sqlite", "+post", "+state"),
-                                 ("postgresql", "post", "state"))}
+# The next sendable rows of a goal, retries ('failed') first: each state its own range of
+# the deliveries_claim index (post, goal, state, subscriber_id), read in order and cut at the
+# limit. One walk with `state IN (…)` could not be read in that order, so it would filter
+# every row of the goal, sent ones too: O(list) per call, and a drained goal the worst.
+# A run reads fresh rows past the last one it read (`after`): on PostgreSQL the rows it has
+# claimed leave dead index entries at the front of the 'planned' range until vacuum, which
+# a read from the start would step over again each call.
+_PEEK_STATE = ("SELECT * FROM (SELECT subscriber_id, email, attempts, state FROM deliveries "
+               "WHERE post = :post AND goal = :goal AND state = '{state}' "
+               "AND attempts < :max_attempts "
+               "AND (next_attempt_at IS NULL OR next_attempt_at <= :at) {past}"
+               "ORDER BY subscriber_id LIMIT :limit) AS {state}")
+_PEEK = ("SELECT d.subscriber_id, d.email, d.attempts, d.state, s.first_name, s.status, "
+         "s.race_date, s.race_name, s.timezone FROM ("
+         + _PEEK_STATE.format(state="failed", past="") + " UNION ALL "
+         + _PEEK_STATE.format(state="planned", past="AND subscriber_id > :after ")
+         + ") AS d "
+         "JOIN subscribers s ON s.id = d.subscriber_id "
+         "ORDER BY d.state, d.subscriber_id LIMIT :limit")
 
-# Marking a call's rows in flight: only rows still sendable, of readers still active. On
-# SQLite the write transaction is the lock (BEGIN IMMEDIATE); on PostgreSQL each row is
-# locked as it is claimed and a row another process holds is skipped, not waited for, so
-# two publishes on one post share it out instead of queueing on each other. The unary '+'
-# keeps SQLite on the (subscriber_id, post) index, as in _REJECT_LEFT.
+# Marking a call's rows in flight, in one statement whatever the call's size: rows still
+# sendable whose reader is still active and was read so (`sending`) go in flight; rows whose
+# reader has left since the plan (read so or not) are settled as rejected. Ids come as one
+# JSON array, so the statement, and its plan, is the same for every call.
+#
+# On SQLite the write transaction is the lock (BEGIN IMMEDIATE). The unary '+' keeps its
+# planner on the (subscriber_id, post) index: one lookup per row of the call, where an
+# index led by (post, …) would walk every unsent row of the post (O(list) per call: a
+# 1M-reader publish once slowed threefold).
+#
+# On PostgreSQL each row is locked as it is claimed and a row another process holds is
+# skipped, not waited for, so two publishes on one post share it out instead of queueing
+# on each other; rows are found by the primary key (post, subscriber_id) from the array.
 _CLAIM = {
-    "sqlite": listing(
-        "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = :stamp "
-        "WHERE +post = :post AND +state IN ('planned', 'failed') AND subscriber_id IN :ids "
-        # Correlated on the primary key: `IN (SELECT id … WHERE status = 'active')` would
-        # list every active reader of the store for each call.
-        "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
-        "AND s.status = 'active') RETURNING subscriber_id", "ids"),
-    "postgresql": listing(
-        "UPDATE deliveries SET state = 'in-flight', attempts = attempts + 1, updated_at = :stamp "
-        "WHERE post = :post AND subscriber_id IN (SELECT subscriber_id FROM deliveries "
-        "WHERE post = :post AND state IN ('planned', 'failed') AND subscriber_id IN :ids "
-        "AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = subscriber_id "
-        "AND s.status = 'active') FOR UPDATE SKIP LOCKED) RETURNING subscriber_id", "ids"),
+    "sqlite": """
+UPDATE deliveries SET
+    state = CASE WHEN s.status = 'active' THEN 'in-flight' ELSE 'rejected' END,
+    attempts = attempts + (s.status = 'active'),
+    error = CASE WHEN s.status = 'active' THEN error ELSE 'reader is ' || s.status END,
+    updated_at = :stamp
+FROM subscribers s
+WHERE deliveries.subscriber_id IN (SELECT value FROM json_each(:ids))
+    AND +deliveries.post = :post AND +deliveries.state IN ('planned', 'failed')
+    AND s.id = deliveries.subscriber_id
+    AND (s.status != 'active'
+         OR deliveries.subscriber_id IN (SELECT value FROM json_each(:sending)))
+RETURNING deliveries.subscriber_id, deliveries.state
+""",
+    "postgresql": """
+WITH wanted AS (
+    SELECT d.subscriber_id, s.status,
+        d.subscriber_id = ANY(ARRAY(SELECT CAST(value AS integer)
+                                    FROM json_array_elements_text(CAST(:sending AS json))))
+            AS read_active
+    FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+    WHERE d.post = :post AND d.subscriber_id = ANY(ARRAY(
+            SELECT CAST(value AS integer) FROM json_array_elements_text(CAST(:ids AS json))))
+        AND d.state IN ('planned', 'failed')
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries d SET
+    state = CASE WHEN w.status = 'active' THEN 'in-flight' ELSE 'rejected' END,
+    attempts = d.attempts + CASE WHEN w.status = 'active' THEN 1 ELSE 0 END,
+    error = CASE WHEN w.status = 'active' THEN d.error ELSE 'reader is ' || w.status END,
+    updated_at = :stamp
+FROM wanted w
+WHERE d.post = :post AND d.subscriber_id = w.subscriber_id
+    AND (w.status != 'active' OR w.read_active)
+RETURNING d.subscriber_id, d.state
+""",
 }
+
+# Settling a call from its receipts, in one statement: each row's new state, provider id,
+# error and whether it was tried come as one JSON array of [id, state, provider_id, error,
+# untried]; the failed rows share one retry time. An answer that says the message was never
+# tried gives its attempt back. On SQLite the '+' leaves the planner one way: the array
+# outside, each row found through (subscriber_id, post), not the post's rows outside.
+_SETTLE_SET = """
+    state = v.state,
+    provider_id = CASE WHEN v.state = 'sent' THEN v.provider_id ELSE {d}provider_id END,
+    error = v.error,
+    next_attempt_at = CASE WHEN v.state = 'failed' THEN :next_attempt_at
+                      ELSE {d}next_attempt_at END,
+    attempts = {d}attempts - v.untried,
+    updated_at = :stamp,
+    sent_at = CASE WHEN v.state = 'sent' THEN :stamp ELSE {d}sent_at END
+"""
+_SETTLE = {
+    "sqlite": "UPDATE deliveries SET " + _SETTLE_SET.format(d="deliveries.") + """
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS state, value ->> 2 AS provider_id,
+             value ->> 3 AS error, value ->> 4 AS untried FROM json_each(:rows)) AS v
+WHERE +deliveries.post = :post AND deliveries.subscriber_id = v.id
+""",
+    "postgresql": "UPDATE deliveries d SET " + _SETTLE_SET.format(d="d.") + """
+FROM (SELECT CAST(r ->> 0 AS integer) AS id, r ->> 1 AS state, r ->> 2 AS provider_id,
+             r ->> 3 AS error, CAST(r ->> 4 AS integer) AS untried
+      FROM json_array_elements(CAST(:rows AS json)) AS e(r)) AS v
+WHERE d.post = :post AND d.subscriber_id = v.id
+""",
+}
+_ROW_STATE = {ACCEPTED: "sent", REJECTED: "rejected"}  # any other receipt: failed
+
+# A plan this large makes the tables' statistics stale for PostgreSQL's planner (a fresh
+# table looks empty to it until autovacuum's ANALYZE, and a 1M publish once ran its first
+# minute at 25 messages a second on such plans): ANALYZE them at once.
+ANALYZE_AFTER = 10_000
 
 # Every post in the ledger by index seeks on its primary key (post, subscriber_id), then that
 # reader's row of each: O(posts x log rows). Filtering on subscriber_id alone, which no index
@@ -97,6 +171,7 @@ class Delivery:
     race_date: str | None = None
     race_name: str = ""
     timezone: str = ""
+    status: str = "active"  # the reader's, when the row was read: not active means left
 
 
 @dataclass(frozen=True)
@@ -129,6 +204,8 @@ class Ledger:
             cursor = conn.execute(_PLAN, {"post": post, "stamp": now(), "goals": list(goals)})
             # A new run gives transiently failed rows a fresh set of tries.
             conn.execute(_FRESH_TRIES, {"post": post})
+        if cursor.rowcount >= ANALYZE_AFTER:
+            self.store.analyze(("deliveries", "subscribers"))
         return cursor.rowcount
 
     def retry_failed(self, post: str) -> None:
@@ -175,56 +252,40 @@ class Ledger:
                                 {"stamp": now(), "post": post}).rowcount
 
     def peek(self, post: str, goal: str, limit: int, max_attempts: int, at: float,
-             skip: frozenset[int] = frozenset()) -> list[Delivery]:
-        """Up to `limit` sendable rows of a goal, not yet marked (readers who left since the
-        plan are settled as rejected on the way)."""
-        with self.store.transaction() as conn:
-            rows = conn.execute(
-                "SELECT d.subscriber_id, d.email, d.attempts, s.first_name, s.status, "
-                "s.race_date, s.race_name, s.timezone "
-                "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
-                "WHERE d.post = :post AND d.goal = :goal AND d.state IN ('planned', 'failed') "
-                "AND d.attempts < :max_attempts "
-                "AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= :at) "
-                # By state first so the planner walks the deliveries_claim index, not every
-                # row of the post; retries ('failed') then come before fresh rows.
-                "ORDER BY d.state, d.subscriber_id LIMIT :limit",
-                {"post": post, "goal": goal, "max_attempts": max_attempts, "at": at,
-                 "limit": limit + len(skip)}).fetchall()
-            stamp = now()
-            found: list[Delivery] = []
-            for sid, addr, attempts, first_name, status, race_date, race_name, tz in rows:
-                if sid in skip or len(found) == limit:
-                    continue
-                if status != "active":  # left (or bounced) after the plan was made
-                    # Only while still unclaimed: on PostgreSQL another publish may have
-                    # marked the row in flight since it was read (this waits on its lock).
-                    conn.execute("UPDATE deliveries SET state = 'rejected', error = :error, "
-                                 "updated_at = :stamp WHERE post = :post "
-                                 "AND subscriber_id = :subscriber_id "
-                                 "AND state IN ('planned', 'failed')",
-                                 {"error": f"reader is {status}", "stamp": stamp, "post": post,
-                                  "subscriber_id": sid})
-                    continue
-                found.append(Delivery(post, sid, addr, goal, "in-flight", attempts + 1,
-                                      first_name, race_date, race_name, tz))
-        return found
+             after: int = 0) -> list[Delivery]:
+        """Up to `limit` sendable rows of a goal, not yet marked: retries first, then planned
+        rows of readers past `after` (an id). A row whose reader has left since the plan
+        comes with their status, for the mark to settle; `attempts` is what the row will
+        have once marked."""
+        rows = self.conn.execute(_PEEK, {"post": post, "goal": goal,
+                                         "max_attempts": max_attempts, "at": at,
+                                         "limit": limit, "after": after}).fetchall()
+        return [Delivery(post, sid, addr, goal, state, attempts + 1, first_name, race_date,
+                         race_name, tz, status)
+                for sid, addr, attempts, state, first_name, status, race_date, race_name, tz
+                in rows]
 
     def mark_in_flight(self, post: str, rows: Iterable[Delivery]) -> set[int]:
         """Mark rows in-flight (committed before they are sent); the ids actually marked.
 
         Rows are read while the previous call is out, so a reader may have left since: the
-        status is checked in the same transaction as the mark, and their row is settled
-        as rejected instead.
+        status is checked in the same statement as the mark, and their row is settled as
+        rejected instead (so is a row read as left, unless its reader is back).
         """
-        ids = [d.subscriber_id for d in rows]
-        if not ids:
+        rows = list(rows)
+        if not rows:
             return set()
-        given = {"stamp": now(), "post": post, "ids": ids}
         with self.store.transaction() as conn:
-            conn.execute(_REJECT_LEFT[self.store.dialect], given)
-            marked = conn.execute(_CLAIM[self.store.dialect], given).fetchall()
-        return {row[0] for row in marked}
+            return self._mark(conn, post, rows)
+
+    def _mark(self, conn, post: str, rows: Sequence[Delivery]) -> set[int]:
+        """The one claiming statement, in the caller's transaction."""
+        marked = conn.execute(_CLAIM[self.store.dialect], {
+            "stamp": now(), "post": post,
+            "ids": json.dumps([d.subscriber_id for d in rows]),
+            "sending": json.dumps([d.subscriber_id for d in rows if d.status == "active"]),
+        }).fetchall()
+        return {sid for sid, state in marked if state == "in-flight"}
 
     def claim(self, post: str, goal: str, limit: int, max_attempts: int,
               at: float) -> list[Delivery]:
@@ -234,40 +295,30 @@ class Ledger:
         return [d for d in rows if d.subscriber_id in marked]
 
     def record(self, post: str, receipts: Iterable[Receipt], attempts: dict[int, int],
-               base: float, cap: float, at: float) -> None:
+               base: float, cap: float, at: float,
+               then_mark: Sequence[Delivery] = ()) -> set[int]:
         """Settle a batch's rows from its receipts; a rejection about the reader's address
         marks them bounced (a complaint, stricter, stays); the failed rows share one retry
-        time."""
+        time. With `then_mark`, the next call's rows are marked in flight in the same
+        transaction (one commit per call); the ids marked."""
         stamp = now()
         receipts = list(receipts)
         wait = call_backoff(receipts, attempts, base, cap)
-        sent, rejected, failed = [], [], []
-        bounced = []  # only an answer about the reader's address (see providers.verdicts)
-        for r in receipts:
-            row = {"post": post, "subscriber_id": r.subscriber_id, "stamp": stamp}
-            if r.status == ACCEPTED:
-                sent.append({**row, "provider_id": r.provider_id})
-            elif r.status == REJECTED:
-                rejected.append({**row, "error": r.reason[:500]})
-                if r.bounce:
-                    bounced.append((r.subscriber_id, r.reason[:500]))
-            else:
-                failed.append({**row, "error": r.reason[:500], "next_attempt_at": at + wait,
-                               "untried": int(not r.tried)})
+        rows = [[r.subscriber_id, _ROW_STATE.get(r.status, "failed"),
+                 r.provider_id if r.status == ACCEPTED else None,
+                 None if r.status == ACCEPTED else r.reason[:500],
+                 int(r.status not in _ROW_STATE and not r.tried)] for r in receipts]
+        # Only an answer about the reader's address bounces them (see providers.verdicts).
+        bounced = [(r.subscriber_id, r.reason[:500]) for r in receipts
+                   if r.status == REJECTED and r.bounce]
         with self.store.transaction() as conn:
-            conn.executemany("UPDATE deliveries SET state = 'sent', provider_id = :provider_id, "
-                             "error = NULL, updated_at = :stamp, sent_at = :stamp "
-                             "WHERE post = :post AND subscriber_id = :subscriber_id", sent)
-            conn.executemany("UPDATE deliveries SET state = 'rejected', error = :error, "
-                             "updated_at = :stamp "
-                             "WHERE post = :post AND subscriber_id = :subscriber_id", rejected)
-            # An answer that says the message was never tried gives its attempt back.
-            conn.executemany("UPDATE deliveries SET state = 'failed', error = :error, "
-                             "next_attempt_at = :next_attempt_at, updated_at = :stamp, "
-                             "attempts = attempts - :untried "
-                             "WHERE post = :post AND subscriber_id = :subscriber_id", failed)
+            if rows:
+                conn.execute(_SETTLE[self.store.dialect], {
+                    "post": post, "rows": json.dumps(rows), "stamp": stamp,
+                    "next_attempt_at": at + wait})
             for sid, reason in bounced:
                 self.store.report(sid, "bounced", f"rejected by provider: {reason}")
+            return self._mark(conn, post, then_mark) if then_mark else set()
 
     def unclaim(self, post: str, rows: Iterable[Delivery]) -> None:
         """Put claimed rows back as they were, when a batch provably never left."""

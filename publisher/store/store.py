@@ -9,7 +9,7 @@ same transaction as the change itself.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -118,6 +118,16 @@ class Store(ReaderChanges, ReadySteps, Proposals):
             if self.path is not None and sqlite_disk_full(str(self.path), exc):
                 raise no_space(self.shown) from None
             raise
+
+    def analyze(self, tables: Sequence[str]) -> None:
+        """Bring PostgreSQL's planner statistics for these tables up to date (after a bulk
+        write, so the next statements are not planned for the tables as they were).
+
+        Nothing on SQLite: its planner uses no statistics unless ANALYZE has written
+        sqlite_stat1, which would change every plan the store's statements were written for.
+        """
+        if self.dialect == "postgresql":
+            self._conn.raw("ANALYZE " + ", ".join(t for t in tables if t.isidentifier()))
 
     def _busy(self) -> RunletterError:
         return RunletterError(Finding(self.shown, None, "the subscriber store is locked by "

@@ -8,7 +8,6 @@ import pytest
 from click.testing import CliRunner
 
 from publisher.cli import main
-from publisher.delivery.address import Addresser
 from publisher.delivery.providers import REGISTRY
 from publisher.delivery.providers.base import (
     ACCEPTED,
@@ -20,14 +19,13 @@ from publisher.delivery.providers.base import (
 from publisher.delivery.providers.outbox import OutboxProvider
 from publisher.delivery.retry import backoff
 from publisher.delivery.send import send_post
-from publisher.delivery.tokens import Signer
 from publisher.project import open_project
 from publisher.render.email import EmailRenderer
 from publisher.store.ledger import Ledger
 from tests.helpers.support import Crash, import_sample, outbox_messages, project_store
 from tests.helpers.support import run_raising as run
 from tests.samples import HIP_DRIVE as POST
-from tests.samples import ON_BOTH_BACKENDS, SECRET
+from tests.samples import ON_BOTH_BACKENDS
 
 pytestmark = ON_BOTH_BACKENDS  # SQLite and PostgreSQL, as the backend fixture sets
 
@@ -175,19 +173,6 @@ def test_resend_in_flight_sends_the_unsure_batch_again_when_asked(sample_root, m
     with project_store(sample_root) as store:
         assert Ledger(store).count(POST, "sent") == 59
         assert Ledger(store).count(POST, "in-flight") == 0
-
-
-@pytest.fixture
-def pipeline(sample_root):
-    import_sample(sample_root)
-    project = open_project(sample_root)
-    resolved = project.resolve(project.post(POST))
-    addresser = Addresser(project.config, Signer(SECRET))
-    store = project_store(sample_root)
-    ledger = Ledger(store)
-    ledger.plan(POST, [g.slug for g in resolved.audience])
-    yield project, resolved, addresser, ledger, store
-    store.close()
 
 
 def test_transient_failures_back_off_honour_retry_after_and_end_delivered_once(pipeline):
