@@ -42,9 +42,9 @@ def page_statements(store: Store, monkeypatch, **filters: str) -> list[tuple[str
         sent.append((sql, dict(params or {})))
         return execute(sql, params)
 
-    monkeypatch.setattr(store.conn, "execute", keep)
-    list(store.list(batch_size=2, **filters))
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # not undo(): that would take the fixtures' too
+        patch.setattr(store.conn, "execute", keep)
+        list(store.list(batch_size=2, **filters))
     return sent[:2]
 
 
