@@ -107,6 +107,7 @@ def back_to_version_6(conn) -> None:
     conn.execute("DROP TABLE merged_readers")
     conn.execute("DROP TABLE proposals")  # 0008
     conn.execute("ALTER TABLE subscribers DROP COLUMN enrolled_at")  # 0010
+    conn.execute("DROP INDEX IF EXISTS subscribers_email_c")  # 0011 (PostgreSQL only)
     conn.execute("UPDATE alembic_version SET version_num = '0006'")
 
 
