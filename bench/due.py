@@ -20,7 +20,8 @@ settled. Rendering is outside both (the due path renders in `decide`; the plain 
 `prepare` is not timed).
 
 The store is a SQLite file in each throwaway copy by default; `--store postgresql://...`
-uses that database for both sides, emptied before each (every table of COPY_ORDER).
+uses that database for both sides, emptied before each (every table of COPY_ORDER,
+truncated).
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ def fill_store(url: str, readers: int) -> None:
     goals = [g for audience in SEQUENCES.values() for g in audience]
     signup = "2026-12-01T08:00:00+00:00"
     with Store.open(url) as store, store.transaction() as conn:
-        for table in reversed(COPY_ORDER):
-            conn.execute(f"DELETE FROM {table.name}")
+        if store.dialect == "postgresql":
+            # A DELETE checks every reader's enrolments, unindexed by reader: minutes.
+            conn.execute(f"TRUNCATE {', '.join(t.name for t in COPY_ORDER)}")
+        else:
+            for table in reversed(COPY_ORDER):
+                conn.execute(f"DELETE FROM {table.name}")
         for start in range(0, readers, 10_000):  # in slices: memory stays at one slice
             conn.executemany(
                 "INSERT INTO subscribers(email, first_name, goal, status, consent_source, "
