@@ -9,9 +9,12 @@ psycopg's would fetch the whole result, so PostgreSQL is read a page at a time b
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import TextClause, text
 
 from publisher.store.database import listing
 from publisher.store.records import now
@@ -21,6 +24,29 @@ if TYPE_CHECKING:
 
 BATCH = 500
 ENROLMENT_SLICE = 5000  # enrolments written per transaction
+RECORD_SLICE = 500  # readers per statement of a decision's rows (well under bind limits)
+
+_ENROLMENT_FIELDS = ("sequence", "id", "basis", "next_at", "waiting")
+
+
+@functools.lru_cache(maxsize=8)
+def _enrolling(rows: int) -> TextClause:
+    """The upsert of `rows` enrolments in one statement (binds `sequence0`, `id0`, …)."""
+    values = ", ".join("(" + ", ".join(f":{name}{i}" for name in _ENROLMENT_FIELDS) + ")"
+                       for i in range(rows))
+    return text("INSERT INTO enrolments(sequence, subscriber_id, basis, next_at, waiting) "
+                f"VALUES {values} ON CONFLICT(sequence, subscriber_id) DO UPDATE SET "
+                "basis = excluded.basis, next_at = excluded.next_at, waiting = excluded.waiting")
+
+
+_SKIP = listing(
+    "INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, updated_at) "
+    "SELECT :item, id, email, goal, 'skipped', 0, :stamp FROM subscribers "
+    "WHERE id IN :ids ON CONFLICT DO NOTHING", "ids")
+_PLAN = listing(
+    "INSERT INTO deliveries(post, subscriber_id, email, goal, state, attempts, updated_at) "
+    "SELECT :item, id, email, goal, 'planned', 0, :stamp FROM subscribers "
+    "WHERE id IN :ids AND status = 'active' ON CONFLICT DO NOTHING", "ids")
 
 
 def _joined(race: bool) -> tuple[str, str]:
@@ -155,34 +181,27 @@ class AgendaQueries:
 
     def record(self, item: str, skip: Iterable[int], plan: Iterable[int]) -> None:
         """In one transaction, a row for an item marked skipped for the `skip` readers and
-        planned for the `plan` ones still active (a row already there stays as it is)."""
+        planned for the `plan` ones still active (a row already there stays as it is): one
+        statement per RECORD_SLICE readers, not one per reader."""
         stamp = now()
         with self.store.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                "attempts, updated_at) SELECT :item, id, email, goal, 'skipped', 0, :stamp "
-                "FROM subscribers WHERE id = :id ON CONFLICT DO NOTHING",
-                [{"item": item, "stamp": stamp, "id": sid} for sid in skip])
-            conn.executemany(
-                "INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
-                "attempts, updated_at) SELECT :item, id, email, goal, 'planned', 0, :stamp "
-                "FROM subscribers WHERE id = :id AND status = 'active' ON CONFLICT DO NOTHING",
-                [{"item": item, "stamp": stamp, "id": sid} for sid in plan])
+            for statement, ids in ((_SKIP, list(skip)), (_PLAN, list(plan))):
+                for start in range(0, len(ids), RECORD_SLICE):
+                    conn.execute(statement, {"item": item, "stamp": stamp,
+                                             "ids": ids[start:start + RECORD_SLICE]})
 
     def enrol(self, rows: Sequence[tuple[str, int, str, float | None, str | None]]) -> None:
         """Write enrolments, (sequence, reader, basis, next_at, waiting), ENROLMENT_SLICE
-        to a transaction."""
+        to a transaction and RECORD_SLICE to a statement (a reader given twice: the last)."""
+        rows = list({(row[0], row[1]): row for row in rows}.values())
         for start in range(0, len(rows), ENROLMENT_SLICE):
             with self.store.transaction() as conn:
-                conn.executemany(
-                    "INSERT INTO enrolments(sequence, subscriber_id, basis, next_at, waiting) "
-                    "VALUES (:sequence, :id, :basis, :next_at, :waiting) "
-                    "ON CONFLICT(sequence, subscriber_id) DO UPDATE SET "
-                    "basis = excluded.basis, next_at = excluded.next_at, "
-                    "waiting = excluded.waiting",
-                    [{"sequence": seq, "id": sid, "basis": basis, "next_at": next_at,
-                      "waiting": waiting}
-                     for seq, sid, basis, next_at, waiting in rows[start:start + ENROLMENT_SLICE]])
+                part = rows[start:start + ENROLMENT_SLICE]
+                for at in range(0, len(part), RECORD_SLICE):
+                    chunk = part[at:at + RECORD_SLICE]
+                    conn.execute(_enrolling(len(chunk)), {
+                        f"{name}{i}": value for i, row in enumerate(chunk)
+                        for name, value in zip(_ENROLMENT_FIELDS, row, strict=True)})
 
     # -- counts ----------------------------------------------------------------------------
 
@@ -216,4 +235,4 @@ class AgendaQueries:
             "s.status = 'active' GROUP BY waiting", {"sequence": sequence}).fetchall()))
 
 
-__all__ = ["BATCH", "AgendaQueries"]
+__all__ = ["BATCH", "RECORD_SLICE", "AgendaQueries"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from sqlalchemy import event
 
 from publisher.store import Store
 from publisher.store import agenda as queries_module
@@ -83,6 +84,47 @@ def test_planned_rows_only_for_active_readers_and_an_existing_row_stays(store):
     assert queries.count_unsent("a-post") == 1 and queries.has_unsettled("a-post")
     assert queries.count_in_flight("a-post") == 0
     assert not queries.has_unsettled("other-post")
+
+
+@pytest.fixture
+def inserts(store):
+    """Each INSERT the store runs, as (table, executemany)."""
+    seen: list[tuple[str, bool]] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO "):
+            seen.append((statement.split()[2].split("(")[0], executemany))
+
+    event.listen(store.conn.engine, "before_cursor_execute", note)
+    yield seen
+    event.remove(store.conn.engine, "before_cursor_execute", note)
+
+
+def test_a_decisions_rows_are_written_a_slice_of_readers_per_statement(store, inserts,
+                                                                       monkeypatch):
+    monkeypatch.setattr(queries_module, "RECORD_SLICE", 2)
+    planned, skipped = readers(store, 5), readers(store, 3, goal="10k")
+    inserts.clear()
+    AgendaQueries(store).record("a-post", skip=skipped, plan=planned)
+    assert inserts == [("deliveries", False)] * 5  # skipped in 2 + 1, planned in 2 + 2 + 1
+    assert AgendaQueries(store).states("a-post") == Counter(planned=5, skipped=3)
+
+
+def test_enrolments_are_written_a_slice_of_readers_per_statement(store, inserts, monkeypatch):
+    monkeypatch.setattr(queries_module, "RECORD_SLICE", 2)
+    added = readers(store, 5, race="2027-06-06")
+    inserts.clear()
+    AgendaQueries(store).enrol([("race", sid, "b", None if sid % 2 else 1.5, None)
+                                for sid in added])
+    assert inserts == [("enrolments", False)] * 3
+    assert ids(AgendaQueries(store).candidates("race", True, ["5k"], 1.0, "x")) == added
+
+
+def test_a_reader_enrolled_twice_in_one_write_keeps_the_last(store):
+    (sid,) = readers(store, 1, race="2027-06-06")
+    queries = AgendaQueries(store)
+    queries.enrol([("race", sid, "b", None, "race/01"), ("race", sid, "b", None, "race/02")])
+    assert queries.waiting("race") == Counter({"race/02": 1})
 
 
 def test_enrolments_are_written_over_and_counted_at_their_gate(store):
