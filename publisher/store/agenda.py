@@ -184,11 +184,13 @@ class AgendaQueries:
         planned for the `plan` ones still active (a row already there stays as it is): one
         statement per RECORD_SLICE readers, not one per reader."""
         stamp = now()
+        skip, plan = list(skip), list(plan)
         with self.store.transaction() as conn:
-            for statement, ids in ((_SKIP, list(skip)), (_PLAN, list(plan))):
+            for statement, ids in ((_SKIP, skip), (_PLAN, plan)):
                 for start in range(0, len(ids), RECORD_SLICE):
                     conn.execute(statement, {"item": item, "stamp": stamp,
                                              "ids": ids[start:start + RECORD_SLICE]})
+        self.store.analyze(("deliveries", "subscribers"), written=len(skip) + len(plan))
 
     def enrol(self, rows: Sequence[tuple[str, int, str, float | None, str | None]]) -> None:
         """Write enrolments, (sequence, reader, basis, next_at, waiting), ENROLMENT_SLICE

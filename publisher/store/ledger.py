@@ -136,11 +136,6 @@ WHERE d.post = :post AND d.subscriber_id = v.id
 }
 _ROW_STATE = {ACCEPTED: "sent", REJECTED: "rejected"}  # any other receipt: failed
 
-# A plan this large makes the tables' statistics stale for PostgreSQL's planner (a fresh
-# table looks empty to it until autovacuum's ANALYZE, and a 1M publish once ran its first
-# minute at 25 messages a second on such plans): ANALYZE them at once.
-ANALYZE_AFTER = 10_000
-
 # Every post in the ledger by index seeks on its primary key (post, subscriber_id), then that
 # reader's row of each: O(posts x log rows). Filtering on subscriber_id alone, which no index
 # leads with, would scan the whole ledger for every webhook event.
@@ -204,8 +199,7 @@ class Ledger:
             cursor = conn.execute(_PLAN, {"post": post, "stamp": now(), "goals": list(goals)})
             # A new run gives transiently failed rows a fresh set of tries.
             conn.execute(_FRESH_TRIES, {"post": post})
-        if cursor.rowcount >= ANALYZE_AFTER:
-            self.store.analyze(("deliveries", "subscribers"))
+        self.store.analyze(("deliveries", "subscribers"), written=cursor.rowcount)
         return cursor.rowcount
 
     def retry_failed(self, post: str) -> None:

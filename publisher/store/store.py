@@ -53,6 +53,11 @@ from publisher.store.upgrade import upgrade, version_of
 _BY_EMAIL = f"SELECT {COLUMNS} FROM subscribers WHERE email = :email"
 _BY_ID = f"SELECT {COLUMNS} FROM subscribers WHERE id = :id"
 
+# A write this large makes the tables' statistics stale for PostgreSQL's planner (a fresh
+# table looks empty to it until autovacuum's ANALYZE, and a 1M publish once ran its first
+# minute at 25 messages a second on such plans): the writer ANALYZEs them at once.
+ANALYZE_AFTER = 10_000
+
 
 class Store(ReaderChanges, ReadySteps, Proposals):
     """The subscriber database. Open with `Store.open(path)`; use as a context manager.
@@ -119,14 +124,15 @@ class Store(ReaderChanges, ReadySteps, Proposals):
                 raise no_space(self.shown) from None
             raise
 
-    def analyze(self, tables: Sequence[str]) -> None:
-        """Bring PostgreSQL's planner statistics for these tables up to date (after a bulk
-        write, so the next statements are not planned for the tables as they were).
+    def analyze(self, tables: Sequence[str], written: int | None = None) -> None:
+        """Bring PostgreSQL's planner statistics for these tables up to date after a bulk
+        write of `written` rows (at least ANALYZE_AFTER; None: whatever it was), so the next
+        statements are not planned for the tables as they were.
 
         Nothing on SQLite: its planner uses no statistics unless ANALYZE has written
         sqlite_stat1, which would change every plan the store's statements were written for.
         """
-        if self.dialect == "postgresql":
+        if self.dialect == "postgresql" and (written is None or written >= ANALYZE_AFTER):
             self._conn.raw("ANALYZE " + ", ".join(t for t in tables if t.isidentifier()))
 
     def _busy(self) -> RunletterError:
