@@ -7,7 +7,9 @@ import os
 import random
 import resource
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,3 +91,16 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} cores, {cpu}"
+
+
+def watch_peak(child: subprocess.Popen, peak: list[float]) -> None:
+    """Keep the largest VmHWM (MB) of a running process in peak[0]."""
+    while child.poll() is None:
+        try:
+            text = Path(f"/proc/{child.pid}/status").read_text()
+        except OSError:
+            return
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):
+                peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+        time.sleep(0.05)

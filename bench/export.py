@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from _sample import arguments, copy_sample, machine  # noqa: E402
+from _sample import arguments, copy_sample, machine, watch_peak  # noqa: E402
 
 from publisher.store import Store, now  # noqa: E402
 from publisher.store.tables import COPY_ORDER  # noqa: E402
@@ -77,7 +77,7 @@ def export(root: Path, store: str, out: Path) -> tuple[float, float, int]:
         # The child's own high-water mark: ru_maxrss from wait4 would include this process's
         # memory at the moment of the (v)fork.
         peak = [0.0]
-        watcher = threading.Thread(target=_watch_peak, args=(child, peak), daemon=True)
+        watcher = threading.Thread(target=watch_peak, args=(child, peak), daemon=True)
         watcher.start()
         errors = child.stderr.read().decode()
         status = child.wait()
@@ -88,19 +88,6 @@ def export(root: Path, store: str, out: Path) -> tuple[float, float, int]:
     with out.open("rb") as written:
         rows = sum(1 for _ in written) - 1  # the header; no cell holds a line break here
     return wall, peak[0], rows
-
-
-def _watch_peak(child: subprocess.Popen, peak: list[float]) -> None:
-    """Keep the largest VmHWM (MB) of a running process in peak[0]."""
-    while child.poll() is None:
-        try:
-            text = Path(f"/proc/{child.pid}/status").read_text()
-        except OSError:
-            return
-        for line in text.splitlines():
-            if line.startswith("VmHWM:"):
-                peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-        time.sleep(0.05)
 
 
 def run(readers: int, store: str | None) -> dict[str, float]:

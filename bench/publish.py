@@ -26,7 +26,7 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from _sample import arguments, copy_sample, machine  # noqa: E402
+from _sample import arguments, copy_sample, machine, watch_peak  # noqa: E402
 
 from publisher.delivery.address import Addresser  # noqa: E402
 from publisher.delivery.providers.base import Batch, provider_settings  # noqa: E402
@@ -88,7 +88,7 @@ def publish(root: Path, url: str, store: str) -> tuple[float, float, str]:
     # The child's own high-water mark: ru_maxrss from wait4 would include this process's
     # memory at the moment of the (v)fork.
     peak = [0.0]
-    watcher = threading.Thread(target=_watch_peak, args=(child, peak), daemon=True)
+    watcher = threading.Thread(target=watch_peak, args=(child, peak), daemon=True)
     watcher.start()
     output = child.stdout.read().decode()
     status = child.wait()
@@ -97,19 +97,6 @@ def publish(root: Path, url: str, store: str) -> tuple[float, float, str]:
     if status:
         raise SystemExit(f"publish failed:\n{output}")
     return wall, peak[0], output
-
-
-def _watch_peak(child: subprocess.Popen, peak: list[float]) -> None:
-    """Keep the largest VmHWM (MB) of a running process in peak[0]."""
-    while child.poll() is None:
-        try:
-            text = Path(f"/proc/{child.pid}/status").read_text()
-        except OSError:
-            return
-        for line in text.splitlines():
-            if line.startswith("VmHWM:"):
-                peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-        time.sleep(0.05)
 
 
 def floor(root: Path, url: str, requests_made: int) -> float:
