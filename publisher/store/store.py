@@ -55,8 +55,11 @@ _BY_ID = f"SELECT {COLUMNS} FROM subscribers WHERE id = :id"
 
 # A write this large makes the tables' statistics stale for PostgreSQL's planner (a fresh
 # table looks empty to it until autovacuum's ANALYZE, and a 1M publish once ran its first
-# minute at 25 messages a second on such plans): the writer ANALYZEs them at once.
-ANALYZE_AFTER = 10_000
+# minute at 25 messages a second on such plans): the writer ANALYZEs them at once, when it
+# wrote at least ANALYZE_AFTER rows and a tenth of what the planner last counted (the rule
+# autovacuum follows, without its wait; a busy hour plans each step's rows apart).
+ANALYZE_AFTER = 1_000
+ANALYZE_SHARE = 0.1
 
 
 class Store(ReaderChanges, ReadySteps, Proposals):
@@ -126,14 +129,22 @@ class Store(ReaderChanges, ReadySteps, Proposals):
 
     def analyze(self, tables: Sequence[str], written: int | None = None) -> None:
         """Bring PostgreSQL's planner statistics for these tables up to date after a bulk
-        write of `written` rows (at least ANALYZE_AFTER; None: whatever it was), so the next
-        statements are not planned for the tables as they were.
+        write of `written` rows to the first of them (see ANALYZE_AFTER; None: whatever it
+        was), so the next statements are not planned for the tables as they were.
 
         Nothing on SQLite: its planner uses no statistics unless ANALYZE has written
         sqlite_stat1, which would change every plan the store's statements were written for.
         """
-        if self.dialect == "postgresql" and (written is None or written >= ANALYZE_AFTER):
-            self._conn.raw("ANALYZE " + ", ".join(t for t in tables if t.isidentifier()))
+        if self.dialect != "postgresql":
+            return
+        names = [t for t in tables if t.isidentifier()]
+        if written is not None:
+            counted = self._conn.execute(
+                "SELECT COALESCE(MAX(reltuples), 0) FROM pg_class WHERE relname = :name",
+                {"name": names[0]}).scalar()
+            if written < max(ANALYZE_AFTER, ANALYZE_SHARE * counted):
+                return
+        self._conn.raw("ANALYZE " + ", ".join(names))
 
     def _busy(self) -> RunletterError:
         return RunletterError(Finding(self.shown, None, "the subscriber store is locked by "

@@ -25,3 +25,19 @@ def test_a_plan_of_at_least_the_threshold_analyzes_the_ledger(postgres_url, monk
     with Store.open(postgres_url) as store:
         assert Ledger(store).plan(POST, ["marathon"]) == readers
         assert analyzed(store) is expected
+
+
+def test_a_plan_small_beside_what_the_ledger_holds_leaves_the_statistics_to_autovacuum(
+        postgres_url, monkeypatch):
+    monkeypatch.setattr("publisher.store.store.ANALYZE_AFTER", 10)
+    fill_readers(postgres_url, 200, ["marathon", "ultra"])
+    with Store.open(postgres_url) as store:
+        store.conn.execute("INSERT INTO deliveries(post, subscriber_id, email, goal, state, "
+                           "attempts, updated_at) SELECT 'p' || n, s.id, s.email, s.goal, "
+                           "'sent', 1, 'now' FROM subscribers s, generate_series(1, 30) n")
+        store.analyze(("deliveries",))  # the planner counts 6,000 rows
+        store.conn.execute("SELECT pg_stat_reset()")
+        assert Ledger(store).plan(POST, ["ultra"]) == 100  # under a tenth of them
+        assert not analyzed(store)
+        assert Ledger(store).plan("a-larger-plan", ["marathon", "ultra"]) == 200
+        assert not analyzed(store)  # 200 < 600 still
