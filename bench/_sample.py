@@ -9,6 +9,7 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -104,3 +105,21 @@ def watch_peak(child: subprocess.Popen, peak: list[float]) -> None:
             if line.startswith("VmHWM:"):
                 peak[0] = max(peak[0], int(line.split()[1]) / 1024)
         time.sleep(0.05)
+
+
+def run_watched(args: list[str], cwd: Path, env: dict[str, str],
+                stdout=None) -> tuple[int, str, float, float]:
+    """Run one command: its exit status, what it printed (stderr, and stdout too unless
+    `stdout` is a file to write it to), wall seconds and the child's own peak RSS (MB)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(args, cwd=cwd, env=env, stdout=stdout or subprocess.PIPE,
+                             stderr=subprocess.PIPE if stdout else subprocess.STDOUT)
+    # The child's own high-water mark: ru_maxrss from wait4 would include this process's
+    # memory at the moment of the (v)fork.
+    peak = [0.0]
+    watcher = threading.Thread(target=watch_peak, args=(child, peak), daemon=True)
+    watcher.start()
+    printed = (child.stderr if stdout else child.stdout).read().decode()
+    status = child.wait()
+    watcher.join(timeout=5)
+    return status, printed, time.perf_counter() - start, peak[0]

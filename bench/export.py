@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from _sample import arguments, copy_sample, machine, watch_peak  # noqa: E402
+from _sample import arguments, copy_sample, machine, run_watched  # noqa: E402
 
 from publisher.store import Store, now  # noqa: E402
 from publisher.store.tables import COPY_ORDER  # noqa: E402
@@ -69,25 +67,14 @@ def fill_store(url: str, readers: int) -> None:
 def export(root: Path, store: str, out: Path) -> tuple[float, float, int]:
     """Wall seconds, peak RSS (MB) and rows written of one `runletter subscribers export`."""
     env = {**os.environ, "RUNLETTER_DATABASE_URL": store}
-    start = time.perf_counter()
     with out.open("wb") as sink:
-        child = subprocess.Popen([sys.executable, "-m", "publisher.cli", "subscribers",
-                                  "export"], cwd=root, env=env, stdout=sink,
-                                 stderr=subprocess.PIPE)
-        # The child's own high-water mark: ru_maxrss from wait4 would include this process's
-        # memory at the moment of the (v)fork.
-        peak = [0.0]
-        watcher = threading.Thread(target=watch_peak, args=(child, peak), daemon=True)
-        watcher.start()
-        errors = child.stderr.read().decode()
-        status = child.wait()
-    watcher.join(timeout=5)
-    wall = time.perf_counter() - start
+        status, errors, wall, peak = run_watched(
+            [sys.executable, "-m", "publisher.cli", "subscribers", "export"], root, env, sink)
     if status:
         raise SystemExit(f"export failed:\n{errors}")
     with out.open("rb") as written:
         rows = sum(1 for _ in written) - 1  # the header; no cell holds a line break here
-    return wall, peak[0], rows
+    return wall, peak, rows
 
 
 def run(readers: int, store: str | None) -> dict[str, float]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from _sample import arguments, copy_sample, machine, watch_peak  # noqa: E402
+from _sample import arguments, copy_sample, machine, run_watched  # noqa: E402
 
 from publisher.delivery.address import Addresser  # noqa: E402
 from publisher.delivery.providers.base import Batch, provider_settings  # noqa: E402
@@ -81,22 +80,12 @@ def publish(root: Path, url: str, store: str) -> tuple[float, float, str]:
     """Wall seconds and peak RSS (MB) of one `runletter publish` process."""
     env = {**os.environ, "RUNLETTER_POSTMARK_BASE_URL": url, "RUNLETTER_DATABASE_URL": store,
            "RUNLETTER_POSTMARK_SERVER_TOKEN": TOKEN, "RUNLETTER_SECRET": SECRET}
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "publisher.cli", "publish", POST, "--yes",
-                              "--provider", "postmark"], cwd=root, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    # The child's own high-water mark: ru_maxrss from wait4 would include this process's
-    # memory at the moment of the (v)fork.
-    peak = [0.0]
-    watcher = threading.Thread(target=watch_peak, args=(child, peak), daemon=True)
-    watcher.start()
-    output = child.stdout.read().decode()
-    status = child.wait()
-    watcher.join(timeout=5)
-    wall = time.perf_counter() - start
+    status, output, wall, peak = run_watched(
+        [sys.executable, "-m", "publisher.cli", "publish", POST, "--yes", "--provider",
+         "postmark"], root, env)
     if status:
         raise SystemExit(f"publish failed:\n{output}")
-    return wall, peak[0], output
+    return wall, peak, output
 
 
 def floor(root: Path, url: str, requests_made: int) -> float:
