@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from publisher.delivery.address import Addresser, Compiled
 from publisher.delivery.providers.base import (
@@ -271,6 +271,8 @@ class _Run:
 def _only(call: Call, marked: set[int]) -> Call:
     """The call as marked: only the rows marked in flight (others were settled, or taken,
     between reading and marking them)."""
+    if len(marked) == len(call.rows):  # the usual case: every row is the call's
+        return replace(call, marked=True)
     parts = tuple((g, tuple(d for d in rows if d.subscriber_id in marked))
                   for g, rows in call.parts)
     batches = tuple(Batch(b.edition, b.compiled,
