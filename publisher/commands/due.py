@@ -130,11 +130,13 @@ class DueRun:
 
 
 def decide(project: Project, at: dt.datetime, resend_in_flight: bool = False) -> DueRun:
-    """What is due at `at`, each item to send rendered once and checked; nothing written.
+    """What is due at `at`, each item to send rendered once and checked; nothing written
+    but the rows of calls a stopped run claimed and never sent, put back to be sent.
     With `resend_in_flight`, every item with rows left in flight is sent too (those rows
     again), rendered like a due item even when nothing else of it is due."""
     plan = scheduled(project)
     with Store.open(project.config.store_url()) as store:
+        Ledger(store).take_back_unsent()
         agenda = agenda_for(project, store, plan)
         decision = agenda.decide(at)
         leftover = {key: agenda.queries.count_unsent(key) for key in agenda.unsettled()}

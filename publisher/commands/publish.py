@@ -194,9 +194,11 @@ def send_test_copy(publication: Publication, provider: ChosenProvider, signer: S
 
 
 def plan(publication: Publication, resend_in_flight: bool = False) -> Planned:
-    """What the ledger would send now (nothing is written)."""
+    """What the ledger would send now (nothing is written but the rows of calls a stopped
+    run claimed and never sent, put back to be sent)."""
     project = publication.project
     with Store.open(project.config.store_url()) as store:
+        Ledger(store).take_back_unsent(publication.post.slug)
         found = Ledger(store).preview(publication.post.slug, publication.goals,
                                       project.goals.slugs)
     return Planned(found, found.total + (found.in_flight if resend_in_flight else 0))

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from publisher.delivery.address import Addresser, Compiled
 from publisher.delivery.providers.base import (
@@ -23,7 +23,7 @@ from publisher.delivery.providers.base import (
 from publisher.delivery.retry import RETRY_AFTER_MAX, Pause
 from publisher.model import Goal, Resolved
 from publisher.render.email import EmailRenderer, Rendered
-from publisher.store.ledger import Delivery, Ledger
+from publisher.store.ledger import Claim, Delivery, Ledger
 
 
 @dataclass
@@ -45,11 +45,11 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Call:
-    """The rows of one provider call, by goal, with their batches built."""
+    """The rows of one provider call, by goal, marked in flight, with their batches built."""
 
     parts: tuple[tuple[Goal, tuple[Delivery, ...]], ...]
     batches: tuple[Batch, ...]
-    marked: bool = False  # its rows are in flight in the ledger (only those it still has)
+    id: int | None = None  # in the ledger's calls
 
     @property
     def rows(self) -> list[Delivery]:
@@ -70,9 +70,13 @@ def send_rendered(rendered: Rendered, ledger: Ledger, provider: Provider, addres
     only slots and headers are filled. A call takes up to the provider's limit of rows, goal
     by goal; a provider that can mix editions in one call gets the next goal's rows to fill
     a goal's last, partial one. While one call is out (on a worker thread, waiting on the
-    network), the next is read from the ledger and addressed; it is marked in-flight only
-    once the previous call is settled and just before it goes, so a crash leaves at most one
-    call in doubt.
+    network), the next is read from the ledger, marked in flight in the transaction that
+    settles the call before, and addressed, so it goes the moment the one out comes back.
+    A crash can so leave two calls in doubt (the one on the wire and the one claimed to go
+    next, or the one just answered and the one on the wire) in flight. Only the call on
+    the wire is in doubt: a claimed call turns 'out' in the ledger (one small commit) just
+    before it is sent, and the next run puts back the rows of a call that never did. Every
+    stop the run sees (an error, Ctrl-C, a Retry-After) puts such a call back at once.
 
     A Retry-After holds back every call (all goals, all rows) until it has passed, and
     `notice` is told so; one longer than `retry_after_max` stops the run (Outcome.resume_at).
@@ -93,7 +97,9 @@ def send_post(resolved: Resolved, ledger: Ledger, provider: Provider, renderer: 
 
 @dataclass
 class _Run:
-    """One publish run: calls read from the ledger, sent one at a time, settled in turn."""
+    """One publish run: each call claimed, addressed and made ready while the one before it
+    is on the wire, so it goes the moment that one comes back; answers settled in the next
+    call's claiming transaction."""
 
     rendered: Rendered
     ledger: Ledger
@@ -113,6 +119,9 @@ class _Run:
     # so they are read again only once every goal is (a drained goal costs a query a call).
     drained: set[str] = field(default_factory=set)
     read_past: dict[str, int] = field(default_factory=dict)  # goal -> last planned id read
+    # Calls that came back and are not yet settled in the ledger: their rows are still in
+    # flight there, which is what a crash before the next commit should leave.
+    answered: list[tuple[Call, list[Receipt], float]] = field(default_factory=list)
 
     @property
     def post(self) -> str:
@@ -123,33 +132,51 @@ class _Run:
         return [r.goal for r in self.rendered.renditions]
 
     def run(self) -> Outcome:
-        """Read the next call while the last one is out; stop when nothing is left to try."""
+        """Claim the next call while the last one is out; stop when nothing is left to try."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send") as worker:
             out: tuple[Call, Future[list[Receipt]]] | None = None
-            while True:
-                upcoming = self.next_call()
-                if out is not None:
-                    done, out = out, None
-                    upcoming, stop = self.collect(*done, upcoming)
-                    if stop:
-                        break
-                    if upcoming is not None and upcoming.marked:
-                        out = self.submit(upcoming, worker)
+            ready: Call | None = None
+            self.ledger.take_back_unsent(self.post)
+            try:
+                while True:
+                    if out is None:
+                        self.pause.sit_out()  # nothing is claimed while the provider waits
+                        ready = ready or self.claim_next()
+                        if ready is None:
+                            self.settle_answered()
+                            if not self.wait_for_retry():
+                                break
+                            continue
+                        out, ready = self.submit(ready, worker), None
                         continue
-                if upcoming is None:
-                    if out is None and not self.wait_for_retry():
+                    if ready is None:
+                        ready = self.claim_next()
+                    call, future = out
+                    out = None
+                    self.collect(call, future)
+                    if self.pause.asked > self.retry_after_max:
+                        self.outcome.wait_asked = self.pause.asked
+                        self.outcome.resume_at = self.pause.until
                         break
-                    continue
-                out = self.launch(upcoming, worker)
+                    if ready is not None and self.clock() >= self.pause.until:
+                        out, ready = self.submit(ready, worker), None
+                    elif ready is not None:  # the provider asked to wait: it goes after
+                        self.put_back(ready)
+                        ready = None
+            except BaseException:
+                # Whatever stops the run, a call claimed but never sent goes back as it was,
+                # and the answers already in are kept; the call on the wire stays in flight.
+                self.put_back(ready)
+                raise
+            self.put_back(ready)
         for goal_slug, states in self.ledger.report(self.post).items():
             if states["failed"]:
                 self.outcome.failed[goal_slug] = states["failed"]
         return self.outcome
 
-    def next_call(self) -> Call | None:
-        """The next call's rows and batches, read but not yet marked (None: none is due).
-        Rows of readers read as gone are in the call, for the mark to settle, but in no
-        batch."""
+    def claim_next(self) -> Call | None:
+        """The next call: its rows read, marked in flight (in the transaction that settles
+        the answers in) and addressed; None when none is due now."""
         parts = self.next_rows()
         if not parts and self.drained:
             # A retry may have come due in a goal read empty before, or a row another
@@ -157,12 +184,15 @@ class _Run:
             self.drained.clear()
             self.read_past.clear()
             parts = self.next_rows()
-        if not parts:
+        rows = [d for _, goal_rows in parts for d in goal_rows]
+        claim = self.settle_answered(then_mark=rows)
+        if claim.call is None:
             return None
-        batches = tuple(_batch(self.compiled_for(goal), sending, self.addresser, self.post)
-                        for goal, rows in parts
-                        if (sending := [d for d in rows if d.status == "active"]))
-        return Call(tuple(parts), batches)
+        parts = [(goal, kept) for goal, goal_rows in parts
+                 if (kept := tuple(d for d in goal_rows if d.subscriber_id in claim.ids))]
+        batches = tuple(_batch(self.compiled_for(goal), list(goal_rows), self.addresser,
+                               self.post) for goal, goal_rows in parts)
+        return Call(tuple(parts), batches, claim.call)
 
     def next_rows(self) -> list[tuple[Goal, tuple[Delivery, ...]]]:
         """Up to a call's worth of sendable rows, goal by goal, past the goals read empty."""
@@ -192,58 +222,66 @@ class _Run:
                 self.rendered.editions[goal.slug])
         return self.compiled[goal.slug]
 
-    def launch(self, call: Call, worker: ThreadPoolExecutor
-               ) -> tuple[Call, Future[list[Receipt]]] | None:
-        """Mark a call's rows in-flight (after any wait the provider asked for) and send it."""
-        self.pause.sit_out()
-        return self.submit(_only(call, self.ledger.mark_in_flight(self.post, call.rows)),
-                           worker)
-
     def submit(self, call: Call, worker: ThreadPoolExecutor
                ) -> tuple[Call, Future[list[Receipt]]] | None:
-        """Send a marked call on the worker (None when none of its rows was marked)."""
-        if not call.batches:
+        """Turn a claimed call 'out' in the ledger and send it on the worker (None: another
+        run took it back meanwhile, and it is not ours to send)."""
+        if call.id is None or not self.ledger.call_goes_out(call.id):
+            self.reread()
             return None
         return call, worker.submit(self.provider.send_many, list(call.batches))
 
-    def collect(self, call: Call, future: Future[list[Receipt]],
-                upcoming: Call | None) -> tuple[Call | None, bool]:
-        """Settle a call that was out and, in the same transaction, mark the upcoming one
-        when it may go at once (no wait asked); the upcoming call as marked (or unmarked),
-        and True when the provider asked to wait past the ceiling (the run stops; the call
-        read meanwhile is not marked)."""
+    def collect(self, call: Call, future: Future[list[Receipt]]) -> None:
+        """Wait for a call's answer and keep it for the next settle; heed any Retry-After.
+        A config error settles what went out before it, puts the rest back and is raised."""
         try:
             receipts = future.result()
         except ProviderConfigError as exc:
             # What went out before a stop is settled; the rest never left: no trace of the try.
+            self.settle_answered()
             if getattr(exc, "receipts", ()):
-                self.settle(call, list(exc.receipts))
-            self.ledger.unclaim(self.post, call.rows)
+                self.settle(call, list(exc.receipts), self.clock(), done=False)
+            self.ledger.unclaim(self.post, call.id)
             raise
         at = self.clock()
         self.pause.heed(receipts, at)
-        if self.pause.asked > self.retry_after_max:
-            self.settle(call, receipts, at)
-            self.outcome.wait_asked, self.outcome.resume_at = self.pause.asked, self.pause.until
-            return None, True
-        if upcoming is None or self.clock() < self.pause.until:
-            self.settle(call, receipts, at)
-            return upcoming, False
-        marked = self.settle(call, receipts, at, then_mark=upcoming)
-        return _only(upcoming, marked), False
+        self.answered.append((call, receipts, at))
 
-    def settle(self, call: Call, receipts: list[Receipt], at: float | None = None,
-               then_mark: Call | None = None) -> set[int]:
-        """Record a call's receipts in the ledger and the outcome; with `then_mark`, mark
-        that call's rows in the same transaction (the ids marked)."""
+    def put_back(self, call: Call | None) -> None:
+        """Settle the answers in and return a claimed call that never went (if any) to the
+        state it was read in."""
+        self.settle_answered()
+        if call is not None:
+            self.ledger.unclaim(self.post, call.id)
+            self.reread()
+
+    def reread(self) -> None:
+        """Read every goal from the start again (rows put back are behind the reads)."""
+        self.drained.clear()
+        self.read_past.clear()
+
+    def settle_answered(self, then_mark: list[Delivery] | None = None) -> Claim:
+        """Record the answers in the ledger and the outcome; with `then_mark`, mark those
+        rows in flight for the next call in the same transaction."""
+        marked = Claim(None, frozenset())
+        if not self.answered:
+            return self.ledger.mark_in_flight(self.post, then_mark) if then_mark else marked
+        while self.answered:
+            call, receipts, at = self.answered.pop(0)
+            last = not self.answered
+            marked = self.settle(call, receipts, at, then_mark if last else None)
+        return marked
+
+    def settle(self, call: Call, receipts: list[Receipt], at: float,
+               then_mark: list[Delivery] | None = None, done: bool = True) -> Claim:
+        """Record a call's receipts in the ledger and the outcome (`done`: the call is over,
+        its row goes); with `then_mark`, claim those rows in the same transaction."""
         attempts = {d.subscriber_id: d.attempts for d in call.rows}
-        at = self.clock() if at is None else at
         marked = self.ledger.record(self.post, receipts, attempts, self.backoff_base,
-                                    self.backoff_max, at,
-                                    then_mark=then_mark.rows if then_mark else ())
+                                    self.backoff_max, at, then_mark=then_mark or (),
+                                    call=call.id if done else None)
         self.outcome.batches += 1
-        goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows
-                   if d.status == "active"}
+        goal_of = {d.subscriber_id: goal.slug for goal, rows in call.parts for d in rows}
         answered = {r.subscriber_id for r in receipts}
         for sid, goal_slug in goal_of.items():
             if sid not in answered:
@@ -268,20 +306,6 @@ class _Run:
         return True
 
 
-def _only(call: Call, marked: set[int]) -> Call:
-    """The call as marked: only the rows marked in flight (others were settled, or taken,
-    between reading and marking them)."""
-    if len(marked) == len(call.rows):  # the usual case: every row is the call's
-        return replace(call, marked=True)
-    parts = tuple((g, tuple(d for d in rows if d.subscriber_id in marked))
-                  for g, rows in call.parts)
-    batches = tuple(Batch(b.edition, b.compiled,
-                          tuple(r for r in b.recipients if r.subscriber_id in marked))
-                    for b in call.batches)
-    return Call(tuple(p for p in parts if p[1]), tuple(b for b in batches if b.recipients),
-                marked=True)
-
-
 def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
            post: str) -> Batch:
     """A Batch of one edition; a recipient the provider gives no receipt for may or may not
@@ -290,4 +314,3 @@ def _batch(compiled: Compiled, rows: list[Delivery], addresser: Addresser,
                                            reader=d, needs=compiled.needs)
                        for d in rows)
     return Batch(edition=compiled.edition, compiled=compiled, recipients=recipients)
-

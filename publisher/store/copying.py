@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from publisher.store.store import Store
 
 PAGE = 5000  # rows fetched from the source at a time
-SEQUENCED = ("subscribers", "audit")  # tables whose id PostgreSQL hands out from a sequence
+# Tables whose id PostgreSQL hands out from a sequence.
+SEQUENCED = ("subscribers", "audit", "calls")
 
 
 def row_counts(conn: Connection) -> dict[str, int]:

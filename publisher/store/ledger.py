@@ -30,6 +30,10 @@ _PREVIEW = listing(
     "SELECT s.goal, d.state, COUNT(*) FROM subscribers s LEFT JOIN deliveries d "
     "ON d.subscriber_id = s.id AND d.post = :post "
     "WHERE s.status = 'active' AND s.goal IN :goals GROUP BY s.goal, d.state", "goals")
+# A call's rows put back as they were read: planned, or failed when tried before.
+_PUT_BACK = ("UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'failed' "
+             "ELSE 'planned' END, attempts = attempts - 1, call_id = NULL "
+             "WHERE post = :post AND state = 'in-flight' AND call_id = :call")
 _NEXT_RETRY = listing(
     "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM deliveries WHERE post = :post AND "
     "goal IN :goals AND state IN ('planned', 'failed') AND attempts < :max_attempts", "goals")
@@ -73,6 +77,7 @@ UPDATE deliveries SET
     state = CASE WHEN s.status = 'active' THEN 'in-flight' ELSE 'rejected' END,
     attempts = attempts + (s.status = 'active'),
     error = CASE WHEN s.status = 'active' THEN error ELSE 'reader is ' || s.status END,
+    call_id = :call,
     updated_at = :stamp
 FROM subscribers s
 WHERE deliveries.subscriber_id IN (SELECT value FROM json_each(:ids))
@@ -98,6 +103,7 @@ UPDATE deliveries d SET
     state = CASE WHEN w.status = 'active' THEN 'in-flight' ELSE 'rejected' END,
     attempts = d.attempts + CASE WHEN w.status = 'active' THEN 1 ELSE 0 END,
     error = CASE WHEN w.status = 'active' THEN d.error ELSE 'reader is ' || w.status END,
+    call_id = :call,
     updated_at = :stamp
 FROM wanted w
 WHERE d.post = :post AND d.subscriber_id = w.subscriber_id
@@ -167,6 +173,15 @@ class Delivery:
     race_name: str = ""
     timezone: str = ""
     status: str = "active"  # the reader's, when the row was read: not active means left
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Rows marked in flight for one call (`call`: its id in `calls`), not yet sent: the
+    call goes only once `Ledger.call_goes_out` says so."""
+
+    call: int | None
+    ids: frozenset[int]
 
 
 @dataclass(frozen=True)
@@ -241,9 +256,24 @@ class Ledger:
     def release_in_flight(self, post: str) -> int:
         """Make in-flight rows planned again (only when the author asks to resend them)."""
         with self.store.transaction() as conn:
-            return conn.execute("UPDATE deliveries SET state = 'planned', updated_at = :stamp "
-                                "WHERE post = :post AND state = 'in-flight'",
+            conn.execute("DELETE FROM calls WHERE post = :post", {"post": post})
+            return conn.execute("UPDATE deliveries SET state = 'planned', call_id = NULL, "
+                                "updated_at = :stamp WHERE post = :post "
+                                "AND state = 'in-flight'",
                                 {"stamp": now(), "post": post}).rowcount
+
+    def take_back_unsent(self, post: str | None = None) -> int:
+        """Put back the rows of calls claimed that never went out (a run that died between
+        claiming a call and sending it), of one post or all; the rows put back. Run before
+        anything is decided from the ledger, so those rows count as to send, not in doubt."""
+        with self.store.transaction() as conn:
+            # The calls go first, each locked and gone before its rows move: a publish
+            # about to send one finds it gone (call_goes_out) and leaves it.
+            taken = conn.execute(
+                "DELETE FROM calls WHERE state = 'claimed' AND (post = :post OR :all) "
+                "RETURNING post, id", {"post": post or "", "all": post is None}).fetchall()
+            return sum(conn.execute(_PUT_BACK, {"post": item, "call": call}).rowcount
+                       for item, call in taken)
 
     def peek(self, post: str, goal: str, limit: int, max_attempts: int, at: float,
              after: int = 0) -> list[Delivery]:
@@ -259,8 +289,8 @@ class Ledger:
                 for sid, addr, attempts, state, first_name, status, race_date, race_name, tz
                 in rows]
 
-    def mark_in_flight(self, post: str, rows: Iterable[Delivery]) -> set[int]:
-        """Mark rows in-flight (committed before they are sent); the ids actually marked.
+    def mark_in_flight(self, post: str, rows: Iterable[Delivery]) -> Claim:
+        """Mark rows in-flight for one call, committed; the call goes once `call_goes_out`.
 
         Rows are read while the previous call is out, so a reader may have left since: the
         status is checked in the same statement as the mark, and their row is settled as
@@ -268,33 +298,51 @@ class Ledger:
         """
         rows = list(rows)
         if not rows:
-            return set()
+            return Claim(None, frozenset())
         with self.store.transaction() as conn:
             return self._mark(conn, post, rows)
 
-    def _mark(self, conn, post: str, rows: Sequence[Delivery]) -> set[int]:
-        """The one claiming statement, in the caller's transaction."""
+    def _mark(self, conn, post: str, rows: Sequence[Delivery]) -> Claim:
+        """The claiming statements, in the caller's transaction: a new call, and its rows."""
+        stamp = now()
+        call = conn.execute("INSERT INTO calls(post, state, at) VALUES (:post, 'claimed', "
+                            ":stamp) RETURNING id", {"post": post, "stamp": stamp}
+                            ).fetchone()[0]
         marked = conn.execute(_CLAIM[self.store.dialect], {
-            "stamp": now(), "post": post,
+            "stamp": stamp, "post": post, "call": call,
             "ids": json.dumps([d.subscriber_id for d in rows]),
             "sending": json.dumps([d.subscriber_id for d in rows if d.status == "active"]),
         }).fetchall()
-        return {sid for sid, state in marked if state == "in-flight"}
+        ids = frozenset(sid for sid, state in marked if state == "in-flight")
+        if not ids:
+            conn.execute("DELETE FROM calls WHERE id = :call", {"call": call})
+            return Claim(None, ids)
+        return Claim(call, ids)
+
+    def call_goes_out(self, call: int) -> bool:
+        """Commit that a claimed call is being sent, just before it is (one row); False when
+        it was taken back meanwhile (`take_back_unsent` in another run): do not send it."""
+        with self.store.transaction() as conn:
+            return conn.execute("UPDATE calls SET state = 'out' WHERE id = :call "
+                                "AND state = 'claimed'", {"call": call}).rowcount == 1
 
     def claim(self, post: str, goal: str, limit: int, max_attempts: int,
               at: float) -> list[Delivery]:
-        """Mark up to `limit` sendable rows in-flight and return them (committed first)."""
+        """Mark up to `limit` sendable rows in-flight, gone out, and return them."""
         rows = self.peek(post, goal, limit, max_attempts, at)
-        marked = self.mark_in_flight(post, rows)
-        return [d for d in rows if d.subscriber_id in marked]
+        claim = self.mark_in_flight(post, rows)
+        if claim.call is None or not self.call_goes_out(claim.call):
+            return []
+        return [d for d in rows if d.subscriber_id in claim.ids]
 
     def record(self, post: str, receipts: Iterable[Receipt], attempts: dict[int, int],
-               base: float, cap: float, at: float,
-               then_mark: Sequence[Delivery] = ()) -> set[int]:
+               base: float, cap: float, at: float, then_mark: Sequence[Delivery] = (),
+               call: int | None = None) -> Claim:
         """Settle a batch's rows from its receipts; a rejection about the reader's address
         marks them bounced (a complaint, stricter, stays); the failed rows share one retry
-        time. With `then_mark`, the next call's rows are marked in flight in the same
-        transaction (one commit per call); the ids marked."""
+        time. `call`: the settled call's id, whose row goes (its rows without a receipt stay
+        in flight, in doubt). With `then_mark`, the next call's rows are marked in flight in
+        the same transaction (one commit per call)."""
         stamp = now()
         receipts = list(receipts)
         wait = call_backoff(receipts, attempts, base, cap)
@@ -312,16 +360,20 @@ class Ledger:
                     "next_attempt_at": at + wait})
             for sid, reason in bounced:
                 self.store.report(sid, "bounced", f"rejected by provider: {reason}")
-            return self._mark(conn, post, then_mark) if then_mark else set()
+            if call is not None:
+                conn.execute("DELETE FROM calls WHERE id = :call", {"call": call})
+            return self._mark(conn, post, then_mark) if then_mark else Claim(None, frozenset())
 
-    def unclaim(self, post: str, rows: Iterable[Delivery]) -> None:
-        """Put claimed rows back as they were, when a batch provably never left."""
+    def unclaim(self, post: str, call: int | None) -> None:
+        """Put a call's rows still in flight back as they were, when they provably never
+        left (its rows already settled stay settled)."""
+        if call is None:
+            return
         with self.store.transaction() as conn:
-            conn.executemany(
-                "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'failed' "
-                "ELSE 'planned' END, attempts = attempts - 1 WHERE post = :post AND "
-                "subscriber_id = :subscriber_id AND state = 'in-flight'",
-                [{"post": post, "subscriber_id": d.subscriber_id} for d in rows])
+            # Gone already: another run took it back (and its rows may be that run's now).
+            if conn.execute("DELETE FROM calls WHERE id = :call RETURNING id",
+                            {"call": call}).fetchone() is not None:
+                conn.execute(_PUT_BACK, {"post": post, "call": call})
 
     def next_retry(self, post: str, goals: Sequence[str], max_attempts: int) -> float | None:
         """When the earliest unsent row of these goals may be tried, or None when none is."""

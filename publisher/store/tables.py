@@ -74,10 +74,26 @@ deliveries = Table(
     Column("next_attempt_at", Double),
     Column("updated_at", Text, nullable=False),
     Column("sent_at", Text),
+    Column("call_id", Integer),  # the call that holds it in flight (see `calls`)
     PrimaryKeyConstraint("post", "subscriber_id"),
     Index("deliveries_post_state_goal", "post", "state", "goal"),
     Index("deliveries_claim", "post", "goal", "state", "subscriber_id"),
     Index("deliveries_reader", "subscriber_id", "post"),
+)
+
+# Calls claimed in the ledger and not yet settled. A call's rows go in flight while the call
+# before it is on the wire ('claimed'); one small write turns it 'out' just before it is
+# sent. Rows of a call still 'claimed' after a crash provably never left: the next run puts
+# them back. A settled call's row is deleted; rows it left in flight stay in doubt.
+CALL_STATES = ("claimed", "out")
+calls = Table(
+    "calls", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("post", Text, nullable=False),
+    Column("state", Text, CheckConstraint(_among("state", CALL_STATES)), nullable=False),
+    Column("at", Text, nullable=False),
+    Index("calls_post_state", "post", "state"),
+    sqlite_autoincrement=True,  # an id is never handed out twice, so never mistaken
 )
 
 audit = Table(
@@ -153,5 +169,5 @@ merged_readers = Table(
 )
 
 # In the order `db copy` fills them (readers before what refers to them).
-COPY_ORDER = (subscribers, audit, deliveries, ready, enrolments, serve_signups,
+COPY_ORDER = (subscribers, audit, calls, deliveries, ready, enrolments, serve_signups,
               serve_webhook_seen, proposals, merged_readers)

@@ -130,7 +130,7 @@ MIGRATIONS: list[str] = [
 ]
 LATEST = len(MIGRATIONS)  # the schema version Alembic's baseline revision ("0006") is
 BASELINE = "0006"  # the revision a store the old migrations brought to version 6 is at
-HEAD = "0011"  # Alembic's newest revision; a revision id is the schema version, zero-padded
+HEAD = "0012"  # Alembic's newest revision; a revision id is the schema version, zero-padded
 _LOCK = 0x52756E6C  # PostgreSQL advisory lock taken while migrating ("Runl")
 
 

@@ -18,12 +18,15 @@ TABLES = [table.name for table in COPY_ORDER]
 
 def fill_every_table(store: Store) -> list[int]:
     """Rows in every table a copy copies: readers (one removed, so the ids have a gap), their
-    audit trail, a ledger, an enrolment, a ready, serve's marks, a signup's proposal; the
-    readers' ids."""
+    audit trail, a ledger with a call claimed, an enrolment, a ready, serve's marks, a
+    signup's proposal; the readers' ids."""
     ids = [store.add(f"reader{n}@example.com", first_name=f"Reader {n}").id for n in range(4)]
     store.remove("reader1@example.com")
     store.set_status("reader3@example.com", "unsubscribed", "asked by email")
-    Ledger(store).plan("2026-01-01-everything", ["general"])
+    ledger = Ledger(store)
+    ledger.plan("2026-01-01-everything", ["general"])
+    ledger.mark_in_flight("2026-01-01-everything",  # a call claimed: one in `calls`
+                          ledger.peek("2026-01-01-everything", "general", 1, 5, 0.0))
     with store.transaction() as conn:
         conn.execute("INSERT INTO enrolments(sequence, subscriber_id, basis, next_at, waiting) "
                      "VALUES ('comeback', :id, '2027-01-01', 1.5, :waiting)",

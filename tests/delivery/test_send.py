@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -286,6 +287,62 @@ def test_a_provider_config_error_stops_the_publish_and_marks_nothing(pipeline):
         send_post(resolved, ledger, provider, EmailRenderer(project.config), addresser)
     assert ledger.count(POST, "planned") == 59
     assert store.conn.execute("SELECT MAX(attempts) FROM deliveries").fetchone()[0] == 0
+
+
+def in_flight_and_calls(store) -> tuple[int, list[str]]:
+    """(rows in flight, the states of the calls that hold them)."""
+    calls = sorted(state for (state,) in store.conn.execute("SELECT state FROM calls"))
+    return Ledger(store).count(POST, "in-flight"), calls
+
+
+def test_the_next_call_is_claimed_while_the_one_before_is_on_the_wire(pipeline):
+    project, resolved, addresser, ledger, store = pipeline
+
+    class WatchesTheLedger(OutboxProvider):
+        """Holds its first call until the next call's rows are in flight (10 s at most)."""
+
+        max_batch = 4
+        in_flight_seen: list[int] = []
+
+        def send(self, batch):
+            if not self.in_flight_seen:
+                with project_store(project.root) as own:  # the worker's own connection
+                    deadline = time.monotonic() + 10
+                    while in_flight_and_calls(own)[0] < 8 and (
+                            time.monotonic() < deadline):
+                        time.sleep(0.01)
+                    self.in_flight_seen.append(in_flight_and_calls(own))
+            return super().send(batch)
+
+    with WatchesTheLedger(project.config, addresser, {"path": ""}) as provider:
+        outcome = send_post(resolved, ledger, provider, EmailRenderer(project.config),
+                            addresser)
+    # Its own 4 and the next call's 4; its call out, the next only claimed.
+    assert WatchesTheLedger.in_flight_seen == [(8, ["claimed", "out"])]
+    assert sum(outcome.sent.values()) == 59 and ledger.count(POST, "in-flight") == 0
+
+
+def test_an_interrupted_publish_puts_the_call_claimed_to_go_next_back(pipeline):
+    project, resolved, addresser, ledger, store = pipeline
+
+    class InterruptedOnTheSecondCall(OutboxProvider):
+        max_batch = 4
+        calls = 0
+
+        def send(self, batch):
+            type(self).calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt  # Ctrl-C while the call is out
+            return super().send(batch)
+
+    with InterruptedOnTheSecondCall(project.config, addresser, {"path": ""}) as provider, \
+            pytest.raises(KeyboardInterrupt):
+        send_post(resolved, ledger, provider, EmailRenderer(project.config), addresser)
+    # The call that was out may have gone: in flight. The one claimed behind it never did.
+    assert ledger.report(POST) and (ledger.count(POST, "sent"), ledger.count(
+        POST, "in-flight"), ledger.count(POST, "planned")) == (4, 4, 51)
+    assert store.conn.execute("SELECT MAX(attempts) FROM deliveries WHERE state = 'planned'"
+                              ).fetchone()[0] == 0
 
 
 def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after():

@@ -195,7 +195,7 @@ def test_upgrading_a_store_at_version_10_gives_postgresql_the_email_index(store_
         store.conn.execute(f"DROP INDEX IF EXISTS {INDEX}")
         store.conn.execute("UPDATE alembic_version SET version_num = '0010'")
     with Store.open(store_url) as store:
-        assert store.schema_version == int(HEAD) == 11
+        assert store.schema_version == int(HEAD) == 12
         assert [s.email for s in store.list()] == ["kept@example.com"]
         indexes = store.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index'" if store.dialect == "sqlite"

@@ -50,7 +50,7 @@ def test_open_creates_the_database_at_the_latest_schema_version(tmp_path):
     path = tmp_path / "nested" / "dir" / "runletter.db"
     with Store.open(path) as store:
         assert path.exists()
-        assert store.schema_version == int(HEAD) == 11
+        assert store.schema_version == int(HEAD) == 12
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000

@@ -259,11 +259,11 @@ def test_a_row_another_publish_just_claimed_stays_in_flight_when_its_reader_leav
         rows = Ledger(one).peek(HIP_DRIVE, "marathon", 10, 5, time.time())
         theirs = Ledger(other).peek(HIP_DRIVE, "marathon", 10, 5, time.time())
         with one.transaction():  # the claim is made, not yet committed ...
-            assert Ledger(one).mark_in_flight(HIP_DRIVE, rows) == {sid}
+            assert Ledger(one).mark_in_flight(HIP_DRIVE, rows).ids == {sid}
             reader_side.unsubscribe(sid, "one-click unsubscribe (RFC 8058)")  # ... they leave
             # The other publish read the row as planned, its reader then active; its mark
             # finds the row locked and skips it: it neither waits nor settles it as rejected.
-            assert Ledger(other).mark_in_flight(HIP_DRIVE, theirs) == set()
+            assert Ledger(other).mark_in_flight(HIP_DRIVE, theirs).ids == set()
         state = one.conn.execute("SELECT state FROM deliveries WHERE subscriber_id = :sid",
                                  {"sid": sid}).scalar()
     assert state == "in-flight"  # its call is on its way: not 'rejected' behind its back
