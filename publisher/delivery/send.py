@@ -72,10 +72,9 @@ def send_rendered(rendered: Rendered, ledger: Ledger, provider: Provider, addres
     a goal's last, partial one. While one call is out (on a worker thread, waiting on the
     network), the next is read from the ledger, marked in flight in the transaction that
     settles the call before, and addressed, so it goes the moment the one out comes back.
-    A crash can so leave two calls in doubt (the one on the wire and the one claimed to go
-    next, or the one just answered and the one on the wire) in flight. Only the call on
-    the wire is in doubt: a claimed call turns 'out' in the ledger (one small commit) just
-    before it is sent, and the next run puts back the rows of a call that never did. Every
+    So two calls can have rows in flight at once, but only the one on the wire is in
+    doubt: a claimed call turns 'out' in the ledger (one small commit) just before it is
+    sent, the next run puts back the rows of a call a crash left only claimed, and every
     stop the run sees (an error, Ctrl-C, a Retry-After) puts such a call back at once.
 
     A Retry-After holds back every call (all goals, all rows) until it has passed, and
