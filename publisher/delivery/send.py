@@ -118,9 +118,9 @@ class _Run:
     # so they are read again only once every goal is (a drained goal costs a query a call).
     drained: set[str] = field(default_factory=set)
     read_past: dict[str, int] = field(default_factory=dict)  # goal -> last planned id read
-    # Calls that came back and are not yet settled in the ledger: their rows are still in
-    # flight there, which is what a crash before the next commit should leave.
-    answered: list[tuple[Call, list[Receipt], float]] = field(default_factory=list)
+    # The call that came back and is not yet settled in the ledger (at most one: the next
+    # claim settles it): its rows are still in flight there, as a crash should leave them.
+    answered: tuple[Call, list[Receipt], float] | None = None
 
     @property
     def post(self) -> str:
@@ -244,7 +244,7 @@ class _Run:
             raise
         at = self.clock()
         self.pause.heed(receipts, at)
-        self.answered.append((call, receipts, at))
+        self.answered = (call, receipts, at)
 
     def put_back(self, call: Call | None) -> None:
         """Settle the answers in and return a claimed call that never went (if any) to the
@@ -262,14 +262,11 @@ class _Run:
     def settle_answered(self, then_mark: list[Delivery] | None = None) -> Claim:
         """Record the answers in the ledger and the outcome; with `then_mark`, mark those
         rows in flight for the next call in the same transaction."""
-        marked = Claim(None, frozenset())
-        if not self.answered:
-            return self.ledger.mark_in_flight(self.post, then_mark) if then_mark else marked
-        while self.answered:
-            call, receipts, at = self.answered.pop(0)
-            last = not self.answered
-            marked = self.settle(call, receipts, at, then_mark if last else None)
-        return marked
+        if self.answered is None:
+            return (self.ledger.mark_in_flight(self.post, then_mark) if then_mark
+                    else Claim(None, frozenset()))
+        (call, receipts, at), self.answered = self.answered, None
+        return self.settle(call, receipts, at, then_mark)
 
     def settle(self, call: Call, receipts: list[Receipt], at: float,
                then_mark: list[Delivery] | None = None, done: bool = True) -> Claim:
