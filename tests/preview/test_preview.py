@@ -251,6 +251,15 @@ def test_command_outside_a_newsletter_is_a_clear_error(tmp_path: Path,
     assert "runletter.toml: not found" in str(result.exception)
 
 
+def wait_for_output(child: subprocess.Popen, seconds: float = 15) -> None:
+    """Wait until the child prints on stdout; if it does not, stop it and say what it said."""
+    ready, _, _ = select.select([child.stdout], [], [], seconds)
+    if not ready:
+        child.kill()
+        _, err = child.communicate(timeout=5)
+        raise AssertionError(f"the preview printed nothing within {seconds} s; stderr: {err!r}")
+
+
 def test_command_serves_until_interrupted(sample_root: Path) -> None:
     """The real command in a child process: it prints its URL, answers, and stops on Ctrl+C."""
     child = subprocess.Popen(
@@ -259,8 +268,7 @@ def test_command_serves_until_interrupted(sample_root: Path) -> None:
         cwd=sample_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     try:
-        ready, _, _ = select.select([child.stdout], [], [], 15)
-        assert ready, "the preview printed nothing within 15 s"
+        wait_for_output(child)
         line = child.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
         assert url, line
@@ -288,8 +296,7 @@ def test_command_prints_the_projects_problems_as_check_does_then_a_summary_line(
         cwd=sample_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     try:
-        ready, _, _ = select.select([child.stdout], [], [], 15)
-        assert ready, "the preview printed nothing within 15 s"
+        wait_for_output(child)
         child.stdout.readline()
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=15)
