@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from publisher.delivery.address import Addresser, Compiled
 from publisher.delivery.providers.base import (
@@ -45,11 +46,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Call:
-    """The rows of one provider call, by goal, marked in flight, with their batches built."""
+    """The rows of one provider call, by goal, marked in flight, with their batches built
+    and made ready to go by the provider."""
 
     parts: tuple[tuple[Goal, tuple[Delivery, ...]], ...]
     batches: tuple[Batch, ...]
     id: int | None = None  # in the ledger's calls
+    prepared: Any = None  # what Provider.prepare made of the batches
 
     @property
     def rows(self) -> list[Delivery]:
@@ -71,11 +74,12 @@ def send_rendered(rendered: Rendered, ledger: Ledger, provider: Provider, addres
     by goal; a provider that can mix editions in one call gets the next goal's rows to fill
     a goal's last, partial one. While one call is out (on a worker thread, waiting on the
     network), the next is read from the ledger, marked in flight in the transaction that
-    settles the call before, and addressed, so it goes the moment the one out comes back.
-    So two calls can have rows in flight at once, but only the one on the wire is in
-    doubt: a claimed call turns 'out' in the ledger (one small commit) just before it is
-    sent, the next run puts back the rows of a call a crash left only claimed, and every
-    stop the run sees (an error, Ctrl-C, a Retry-After) puts such a call back at once.
+    settles the call before, addressed and built (`Provider.prepare`), so it goes the
+    moment the one out comes back. So two calls can have rows in flight at once, but only
+    the one on the wire is in doubt: a claimed call turns 'out' in the ledger (one small
+    commit) just before it is sent, the next run puts back the rows of a call a crash left
+    only claimed, and every stop the run sees (an error, Ctrl-C, a Retry-After) puts such a
+    call back at once.
 
     A Retry-After holds back every call (all goals, all rows) until it has passed, and
     `notice` is told so; one longer than `retry_after_max` stops the run (Outcome.resume_at).
@@ -191,7 +195,8 @@ class _Run:
                  if (kept := tuple(d for d in goal_rows if d.subscriber_id in claim.ids))]
         batches = tuple(_batch(self.compiled_for(goal), list(goal_rows), self.addresser,
                                self.post) for goal, goal_rows in parts)
-        return Call(tuple(parts), batches, claim.call)
+        # Built here, while the call before is on the wire, not after it comes back.
+        return Call(tuple(parts), batches, claim.call, self.provider.prepare(batches))
 
     def next_rows(self) -> list[tuple[Goal, tuple[Delivery, ...]]]:
         """Up to a call's worth of sendable rows, goal by goal, past the goals read empty."""
@@ -228,7 +233,7 @@ class _Run:
         if call.id is None or not self.ledger.call_goes_out(call.id):
             self.reread()
             return None
-        return call, worker.submit(self.provider.send_many, list(call.batches))
+        return call, worker.submit(self.provider.send_prepared, call.prepared)
 
     def collect(self, call: Call, future: Future[list[Receipt]]) -> None:
         """Wait for a call's answer and keep it for the next settle; heed any Retry-After.

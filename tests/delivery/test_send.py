@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -321,6 +322,37 @@ def test_the_next_call_is_claimed_while_the_one_before_is_on_the_wire(pipeline):
     assert WatchesTheLedger.in_flight_seen == [(8, ["claimed", "out"])]
     assert sum(outcome.sent.values()) == 59 and ledger.count(POST, "in-flight") == 0
 
+
+def test_the_next_call_is_made_ready_by_the_provider_while_the_one_before_is_on_the_wire(
+        pipeline):
+    project, resolved, addresser, ledger, store = pipeline
+
+    class WatchesItsPreparing(OutboxProvider):
+        """Holds its first call until the next one is prepared (10 s at most)."""
+
+        max_batch = 4
+        prepared: list[str] = []  # the thread each call was prepared on
+        seen_on_the_wire: list[int] = []  # calls prepared while the first was out
+
+        def prepare(self, batches):
+            self.prepared.append(threading.current_thread().name)
+            return super().prepare(batches)
+
+        def send_prepared(self, prepared):
+            if not self.seen_on_the_wire:
+                deadline = time.monotonic() + 10
+                while len(self.prepared) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.seen_on_the_wire.append(len(self.prepared))
+            return super().send_prepared(prepared)
+
+    with WatchesItsPreparing(project.config, addresser, {"path": ""}) as provider:
+        outcome = send_post(resolved, ledger, provider, EmailRenderer(project.config),
+                            addresser)
+    assert WatchesItsPreparing.seen_on_the_wire == [2]
+    assert set(WatchesItsPreparing.prepared) == {threading.main_thread().name}
+    assert len(WatchesItsPreparing.prepared) == outcome.batches  # each call once
+    assert sum(outcome.sent.values()) == 59
 
 def test_an_interrupted_publish_puts_the_call_claimed_to_go_next_back(pipeline):
     project, resolved, addresser, ledger, store = pipeline

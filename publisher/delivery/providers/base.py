@@ -152,6 +152,15 @@ class Provider:
             receipts += self.send(batch)
         return receipts
 
+    def prepare(self, batches: Sequence[Batch]) -> Any:
+        """What one call of these batches sends, built ahead of sending it (the publish does
+        this while the call before is on the wire); by default the batches themselves."""
+        return list(batches)
+
+    def send_prepared(self, prepared: Any) -> list[Receipt]:
+        """Send what `prepare` built, as send_many would the batches."""
+        return self.send_many(prepared)
+
     def stick(self, exc: ProviderConfigError) -> None:
         """Keep a config error met part-way through a batch, for the next send() to raise."""
         self._fatal = exc

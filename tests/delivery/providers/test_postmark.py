@@ -53,8 +53,8 @@ class CrashingPostmark(PostmarkProvider):
 
     max_batch = 7
 
-    def send_many(self, batches):
-        super().send_many(batches)
+    def send_prepared(self, prepared):
+        super().send_prepared(prepared)
         raise Crash()
 
 

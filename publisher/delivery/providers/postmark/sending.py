@@ -114,6 +114,16 @@ class WebhookSettings:
     webhook_password: str = secret()
 
 
+@dataclass(frozen=True)
+class PreparedBatches:
+    """Batches made ready to go: every reader's message built, grouped into calls."""
+
+    everyone: Batch  # every recipient, to settle a stop part-way
+    calls: tuple[list[tuple[int, list[bytes]]], ...]  # (subscriber id, message chunks)
+    unbuilt: tuple[Receipt, ...]  # REJECTED: readers whose message could not be built
+    error: ProviderConfigError | None = None  # an edition Postmark cannot carry
+
+
 class PostmarkProvider(HttpProvider):
     """Delivers batches through Postmark's `/email/batch` on one pooled session.
 
@@ -197,20 +207,33 @@ class PostmarkProvider(HttpProvider):
         A reader gets no receipt only when Postmark's answer is unreadable after it took
         the call (their row stays in flight and is reported, never silently re-sent).
         """
-        self.check_fatal()
-        try:
-            items = [(self._message_json(b.edition), b) for b in batches]
-        except RunletterError as exc:  # a line break in the sender or subject
-            raise self.edition_error(exc) from None
+        return self.send_prepared(self.prepare(batches))
+
+    def prepare(self, batches: Sequence[Batch]) -> PreparedBatches:
+        """Every reader's message built and grouped into calls, nothing sent; an edition
+        that cannot be sent is kept to be raised when the batches are sent."""
         everyone = Batch(batches[0].edition, batches[0].compiled,
                          tuple(r for b in batches for r in b.recipients))
         receipts: list[Receipt] = []
+        try:
+            items = [(self._message_json(b.edition), b) for b in batches]
+        except RunletterError as exc:  # a line break in the sender or subject
+            return PreparedBatches(everyone, (), (), self.edition_error(exc))
+        calls = tuple(self._calls(items, receipts))
+        return PreparedBatches(everyone, calls, tuple(receipts))
+
+    def send_prepared(self, prepared: PreparedBatches) -> list[Receipt]:
+        """POST the calls `prepare` built; one receipt per recipient (as send_many)."""
+        self.check_fatal()
+        if prepared.error is not None:
+            raise prepared.error
+        receipts = list(prepared.unbuilt)
         settled: set[int] = set()
         try:
-            for call in self._calls(items, receipts):
+            for call in prepared.calls:
                 self._post_call(call, receipts, settled)
         except (Transient, InDoubt, ProviderConfigError) as exc:
-            return self.settle(everyone, receipts, exc, settled)
+            return self.settle(prepared.everyone, receipts, exc, settled)
         return receipts
 
     def _post_call(self, call: list[tuple[int, list[bytes]]], receipts: list[Receipt],
