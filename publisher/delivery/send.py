@@ -50,9 +50,8 @@ class Call:
     and made ready to go by the provider."""
 
     parts: tuple[tuple[Goal, tuple[Delivery, ...]], ...]
-    batches: tuple[Batch, ...]
-    id: int | None = None  # in the ledger's calls
-    prepared: Any = None  # what Provider.prepare made of the batches
+    id: int | None  # in the ledger's calls
+    prepared: Any  # what Provider.prepare made of the call's batches
 
     @property
     def rows(self) -> list[Delivery]:
@@ -196,7 +195,7 @@ class _Run:
         batches = tuple(_batch(self.compiled_for(goal), list(goal_rows), self.addresser,
                                self.post) for goal, goal_rows in parts)
         # Built here, while the call before is on the wire, not after it comes back.
-        return Call(tuple(parts), batches, claim.call, self.provider.prepare(batches))
+        return Call(tuple(parts), claim.call, self.provider.prepare(batches))
 
     def next_rows(self) -> list[tuple[Goal, tuple[Delivery, ...]]]:
         """Up to a call's worth of sendable rows, goal by goal, past the goals read empty."""
