@@ -192,10 +192,16 @@ class _Run:
             return None
         parts = [(goal, kept) for goal, goal_rows in parts
                  if (kept := tuple(d for d in goal_rows if d.subscriber_id in claim.ids))]
-        batches = tuple(_batch(self.compiled_for(goal), list(goal_rows), self.addresser,
-                               self.post) for goal, goal_rows in parts)
-        # Built here, while the call before is on the wire, not after it comes back.
-        return Call(tuple(parts), claim.call, self.provider.prepare(batches))
+        try:
+            batches = tuple(_batch(self.compiled_for(goal), list(goal_rows), self.addresser,
+                                   self.post) for goal, goal_rows in parts)
+            # Built here, while the call before is on the wire, not after it comes back.
+            return Call(tuple(parts), claim.call, self.provider.prepare(batches))
+        except BaseException:
+            # Claimed but never built: it goes back now, not at the next run's take-back.
+            self.ledger.unclaim(self.post, claim.call)
+            self.reread()
+            raise
 
     def next_rows(self) -> list[tuple[Goal, tuple[Delivery, ...]]]:
         """Up to a call's worth of sendable rows, goal by goal, past the goals read empty."""

@@ -354,6 +354,26 @@ def test_the_next_call_is_made_ready_by_the_provider_while_the_one_before_is_on_
     assert len(WatchesItsPreparing.prepared) == outcome.batches  # each call once
     assert sum(outcome.sent.values()) == 59
 
+def test_a_call_that_cannot_be_prepared_goes_back_at_once(pipeline):
+    project, resolved, addresser, ledger, store = pipeline
+
+    class FailsToPrepareTheSecondCall(OutboxProvider):
+        max_batch = 4
+        prepared = 0
+
+        def prepare(self, batches):
+            type(self).prepared += 1
+            if self.prepared == 2:
+                raise RuntimeError("cannot build")
+            return super().prepare(batches)
+
+    with FailsToPrepareTheSecondCall(project.config, addresser, {"path": ""}) as provider, \
+            pytest.raises(RuntimeError):
+        send_post(resolved, ledger, provider, EmailRenderer(project.config), addresser)
+    # The first call was out (in flight); the second was claimed, never built, put back.
+    assert in_flight_and_calls(store) == (4, ["out"])
+    assert ledger.count(POST, "planned") == 55
+
 def test_an_interrupted_publish_puts_the_call_claimed_to_go_next_back(pipeline):
     project, resolved, addresser, ledger, store = pipeline
 
